@@ -1,0 +1,111 @@
+"""The shapes every provider shares: the request, its limits, and the two protocols.
+
+A *wire protocol* (``providers.openai``, ``providers.anthropic``…) is pure: it builds an HTTP
+request and parses response bytes into ``providers.events``. A *provider* is what the engine
+calls: ``stream()`` yields those events for one model run. ``providers.http`` makes a provider
+out of any wire protocol; ``providers.demo`` is a provider with no wire at all.
+"""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator, Mapping, Sequence
+from dataclasses import dataclass, field
+from typing import Any, Protocol
+
+from .events import ProviderEvent
+
+
+@dataclass(frozen=True, slots=True)
+class Message:
+    role: str
+    content: str
+
+
+@dataclass(frozen=True, slots=True)
+class ChatRequest:
+    """One model run: the model's name *within its provider*, the history, and parameters."""
+
+    model: str
+    messages: Sequence[Message]
+    params: Mapping[str, Any] = field(default_factory=dict)
+
+
+@dataclass(frozen=True, slots=True)
+class Timeouts:
+    """Seconds; ``None`` means no limit.
+
+    ``first_token`` counts from the request being sent to the first answer or reasoning text;
+    ``idle`` is the longest gap between two upstream events after that; ``total`` bounds the
+    whole run. ``connect`` bounds opening the TCP/TLS connection.
+    """
+
+    connect: float | None = 10.0
+    first_token: float | None = 120.0
+    idle: float | None = 60.0
+    total: float | None = 900.0
+
+
+@dataclass(frozen=True, slots=True)
+class ProviderConfig:
+    """One ``[providers.NAME]`` table of the config file, validated."""
+
+    name: str
+    type: str
+    base_url: str | None = None
+    api_key: str | None = None
+    models: tuple[str, ...] = ()
+    max_concurrency: int = 16
+    timeouts: Timeouts = field(default_factory=Timeouts)
+    fallbacks: Mapping[str, tuple[str, ...]] = field(default_factory=dict)
+    retries: int = 2
+    options: Mapping[str, Any] = field(default_factory=dict)
+
+
+@dataclass(frozen=True, slots=True)
+class HttpRequest:
+    """What a wire protocol asks the HTTP shell to send. ``headers`` may hold secrets."""
+
+    method: str
+    url: str
+    headers: Mapping[str, str]
+    json: Any = None
+
+
+class StreamParser(Protocol):
+    """Sans-IO: response bytes in, events out.
+
+    ``feed`` may be handed any split of the body (one byte at a time included) and must give
+    the same events as for the whole body. ``close`` is called at end of body; it returns any
+    last events or raises ``ProtocolError`` if the body stopped mid-message. Errors the
+    upstream sends inside the stream are raised as ``ProviderError`` from ``feed``.
+    """
+
+    def feed(self, data: bytes) -> list[ProviderEvent]: ...
+
+    def close(self) -> list[ProviderEvent]: ...
+
+
+class WireProtocol(Protocol):
+    """A module or object that speaks one upstream protocol, with no I/O of its own."""
+
+    def build_request(self, config: ProviderConfig, request: ChatRequest) -> HttpRequest: ...
+
+    def parser(self) -> StreamParser: ...
+
+
+class Provider(Protocol):
+    """What the engine drives. One instance per ``[providers.NAME]``; shared by all streams.
+
+    ``stream`` is an async generator: the engine iterates it inside the slot's cancel scope,
+    so cancelling that scope (stop, timeout, disconnect) closes the upstream connection at
+    once. It raises only ``ProviderError`` (or ``trio.Cancelled``).
+    """
+
+    config: ProviderConfig
+    simulated: bool
+
+    def stream(self, request: ChatRequest) -> AsyncIterator[ProviderEvent]: ...
+
+    async def list_models(self) -> list[str]: ...
+
+    async def aclose(self) -> None: ...

@@ -1,0 +1,159 @@
+"""The one place that does HTTP for every wire protocol, and maps httpx errors to ours.
+
+A wire protocol (pure) builds the request and parses the body; ``HttpProvider`` sends it
+with one shared ``httpx.AsyncClient`` per provider (connection reuse, HTTP/2 where the
+upstream offers it) and streams the body through the parser. Cancelling the caller's scope
+while ``stream`` is suspended closes the response, and with it the upstream connection, at
+once: httpx does not return a half-read connection to the pool.
+"""
+
+from __future__ import annotations
+
+import email.utils
+import json
+import time
+from collections.abc import AsyncIterator
+from typing import Any
+
+import httpx
+
+from .base import ChatRequest, ProviderConfig, WireProtocol
+from .errors import (
+    BadRequestError,
+    ProtocolError,
+    ProviderError,
+    TimeoutError_,
+    TransportError,
+    error_for_status,
+)
+from .events import ProviderEvent
+
+MAX_ERROR_BODY = 64 * 1024
+
+
+class HttpProvider:
+    simulated = False
+
+    def __init__(
+        self,
+        config: ProviderConfig,
+        wire: WireProtocol,
+        client: httpx.AsyncClient | None = None,
+    ) -> None:
+        self.config = config
+        self.wire = wire
+        self._client = client or make_client(config)
+
+    async def stream(self, request: ChatRequest) -> AsyncIterator[ProviderEvent]:
+        spec = self.wire.build_request(self.config, request)
+        parser = self.wire.parser()
+        try:
+            async with self._client.stream(
+                spec.method, spec.url, headers=dict(spec.headers), json=spec.json
+            ) as response:
+                if response.status_code >= 400:
+                    raise await self._status_error(response)
+                async for chunk in response.aiter_bytes():
+                    for event in parser.feed(chunk):
+                        yield event
+                for event in parser.close():
+                    yield event
+        except ProviderError as exc:
+            exc.message = self.redact(exc.message)
+            raise
+        except httpx.HTTPError as exc:
+            raise self.map_error(exc) from exc
+
+    async def list_models(self) -> list[str]:
+        return list(self.config.models)
+
+    async def aclose(self) -> None:
+        await self._client.aclose()
+
+    def map_error(self, exc: httpx.HTTPError) -> ProviderError:
+        """httpx's errors, as the engine's types; the one place this mapping lives."""
+        where = self.config.name
+        if isinstance(exc, httpx.ConnectTimeout):
+            return TimeoutError_(f"connecting to {where} timed out")
+        if isinstance(exc, httpx.TimeoutException):
+            return TimeoutError_(f"{where} did not answer in time")
+        if isinstance(exc, httpx.ConnectError):
+            return TransportError(f"could not connect to {where}")
+        if isinstance(exc, httpx.RemoteProtocolError):
+            return TransportError(f"{where} closed the connection mid-stream")
+        if isinstance(exc, httpx.DecodingError):
+            return ProtocolError(f"{where} sent a body that could not be decoded")
+        if isinstance(exc, httpx.TransportError):
+            return TransportError(f"the connection to {where} failed")
+        if isinstance(exc, httpx.InvalidURL | httpx.UnsupportedProtocol):
+            return BadRequestError(f"the base_url of {where} is not a valid URL")
+        return TransportError(f"request to {where} failed")
+
+    async def _status_error(self, response: httpx.Response) -> ProviderError:
+        body = b""
+        async for chunk in response.aiter_bytes():
+            body += chunk
+            if len(body) > MAX_ERROR_BODY:
+                break
+        detail = _error_detail(body)
+        message = f"{self.config.name} answered {response.status_code}"
+        if detail:
+            message += f": {detail}"
+        retry_after = parse_retry_after(response.headers.get("retry-after"))
+        return error_for_status(response.status_code, self.redact(message), retry_after)
+
+    def redact(self, text: str) -> str:
+        key = self.config.api_key
+        if key and key in text:
+            text = text.replace(key, "[redacted]")
+        return text
+
+
+def make_client(config: ProviderConfig) -> httpx.AsyncClient:
+    """A client for one provider. Only ``connect`` is an httpx timeout: first-token, idle and
+    total are the engine's (httpx's default 5 s read timeout would cut slow thinkers)."""
+    timeout = httpx.Timeout(None, connect=config.timeouts.connect)
+    limits = httpx.Limits(
+        max_connections=None, max_keepalive_connections=max(1, config.max_concurrency)
+    )
+    try:
+        import h2  # noqa: F401
+
+        http2 = True
+    except ImportError:  # pragma: no cover - h2 is a declared dependency
+        http2 = False
+    return httpx.AsyncClient(timeout=timeout, limits=limits, http2=http2, follow_redirects=False)
+
+
+def parse_retry_after(value: str | None) -> float | None:
+    """``Retry-After`` as seconds: either delta-seconds or an HTTP-date (RFC 9110 §10.2.3)."""
+    if not value:
+        return None
+    value = value.strip()
+    try:
+        return max(0.0, float(value))
+    except ValueError:
+        pass
+    try:
+        when = email.utils.parsedate_to_datetime(value)
+    except (TypeError, ValueError):
+        return None
+    return max(0.0, when.timestamp() - time.time())
+
+
+def _error_detail(body: bytes) -> str:
+    """The human part of an upstream error body, short; never the whole body."""
+    text = body.decode("utf-8", "replace").strip()
+    try:
+        data: Any = json.loads(text)
+    except ValueError:
+        return text[:200]
+    if isinstance(data, list) and data:
+        data = data[0]
+    if isinstance(data, dict):
+        err = data.get("error", data)
+        if isinstance(err, dict):
+            return str(err.get("message") or err.get("type") or "")[:300]
+        if isinstance(err, str):
+            return err[:300]
+    return ""
