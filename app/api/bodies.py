@@ -1,0 +1,175 @@
+"""Request bodies, checked: JSON in, typed values out, or an ``ApiError`` naming the field.
+
+Pure functions of the parsed JSON, so every rule is testable without a server.
+"""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass, field
+from typing import Any
+
+from providers import Message
+
+from .errors import ApiError, invalid
+
+ROLES = frozenset({"system", "user", "assistant"})
+# Roles some upstreams accept; they pass through only to providers of these types.
+PASS_THROUGH_ROLES = {"developer": frozenset({"openai"}), "tool": frozenset({"openai"})}
+MODES = frozenset({"parallel"})
+
+
+@dataclass(frozen=True, slots=True)
+class Target:
+    model: str
+    label: str | None = None
+    messages: tuple[Message, ...] | None = None
+    params: dict[str, Any] = field(default_factory=dict)
+    fallbacks: tuple[str, ...] = ()
+
+
+@dataclass(frozen=True, slots=True)
+class StreamBody:
+    targets: tuple[Target, ...]
+    messages: tuple[Message, ...]
+    params: dict[str, Any]
+    mode: str = "parallel"
+
+
+def parse_json(raw: bytes) -> Any:
+    try:
+        return json.loads(raw)
+    except (ValueError, UnicodeDecodeError) as exc:
+        raise invalid(f"the body is not valid JSON ({exc})") from exc
+
+
+def parse_stream_body(data: Any, max_slots: int) -> StreamBody:
+    if not isinstance(data, dict):
+        raise invalid("the body must be a JSON object")
+    mode = data.get("mode", "parallel")
+    if mode not in MODES:
+        raise invalid(f"unknown mode {mode!r}; supported: parallel", "mode")
+    models = data.get("models")
+    if not isinstance(models, list) or not models:
+        raise invalid("'models' must be a non-empty list of model refs or targets", "models")
+    if len(models) > max_slots:
+        raise ApiError(400, "too_many_slots",
+                       f"{len(models)} targets asked for; at most {max_slots} per stream",
+                       "models")
+    targets = tuple(_target(item, f"models[{i}]") for i, item in enumerate(models))
+    messages = parse_messages(data.get("messages", []), "messages")
+    params = parse_params(data.get("params", {}), "params")
+    for i, target in enumerate(targets):
+        if not (target.messages or messages):
+            raise invalid("there are no messages to send: give 'messages', or 'messages' "
+                          "in every target", f"models[{i}].messages")
+    return StreamBody(targets, messages, params, mode)
+
+
+def _target(item: Any, where: str) -> Target:
+    if isinstance(item, str):
+        return Target(_ref(item, where))
+    if not isinstance(item, dict):
+        raise invalid(f"{where} must be a model ref or an object with 'model'", where)
+    unknown = set(item) - {"model", "label", "messages", "params", "fallbacks"}
+    if unknown:
+        raise invalid(f"{where} has unknown field {sorted(unknown)[0]!r}", where)
+    label = item.get("label")
+    if label is not None and (not isinstance(label, str) or len(label) > 200):
+        raise invalid(f"{where}.label must be a string of at most 200 characters",
+                      f"{where}.label")
+    messages = None
+    if "messages" in item:
+        messages = parse_messages(item["messages"], f"{where}.messages")
+    fallbacks = item.get("fallbacks", [])
+    if not isinstance(fallbacks, list) or not all(isinstance(f, str) for f in fallbacks):
+        raise invalid(f"{where}.fallbacks must be a list of model refs", f"{where}.fallbacks")
+    return Target(
+        model=_ref(item.get("model"), f"{where}.model"), label=label, messages=messages,
+        params=parse_params(item.get("params", {}), f"{where}.params"),
+        fallbacks=tuple(_ref(f, f"{where}.fallbacks") for f in fallbacks),
+    )
+
+
+def _ref(value: Any, where: str) -> str:
+    if not isinstance(value, str) or not value.strip() or len(value) > 500:
+        raise invalid(f"{where} must be a model ref such as 'demo/fast'", where)
+    return value.strip()
+
+
+def parse_messages(value: Any, where: str) -> tuple[Message, ...]:
+    if not isinstance(value, list):
+        raise invalid(f"{where} must be a list of messages", where)
+    out = []
+    for i, m in enumerate(value):
+        at = f"{where}[{i}]"
+        if not isinstance(m, dict):
+            raise invalid(f"{at} must be an object with 'role' and 'content'", at)
+        role = m.get("role")
+        if not isinstance(role, str) or (role not in ROLES and role not in PASS_THROUGH_ROLES):
+            raise invalid(f"{at}.role must be one of system, user, assistant", f"{at}.role")
+        out.append(Message(role, _content(m.get("content"), f"{at}.content")))
+    return tuple(out)
+
+
+def _content(value: Any, where: str) -> str:
+    """A string, or OpenAI-style text parts (joined); anything else is refused."""
+    if isinstance(value, str):
+        return value
+    if isinstance(value, list):
+        texts = []
+        for part in value:
+            if not (isinstance(part, dict) and part.get("type") == "text"
+                    and isinstance(part.get("text"), str)):
+                raise invalid(f"{where} may hold only text parts", where)
+            texts.append(part["text"])
+        return "".join(texts)
+    raise invalid(f"{where} must be a string", where)
+
+
+_NUMBER_RANGES = {"temperature": (0.0, 2.0), "top_p": (0.0, 1.0),
+                  "presence_penalty": (-2.0, 2.0), "frequency_penalty": (-2.0, 2.0)}
+
+
+def parse_params(value: Any, where: str) -> dict[str, Any]:
+    """Known parameters are checked; others pass through to the provider untouched."""
+    if not isinstance(value, dict):
+        raise invalid(f"{where} must be an object", where)
+    for key, (low, high) in _NUMBER_RANGES.items():
+        if key in value:
+            v = value[key]
+            if isinstance(v, bool) or not isinstance(v, int | float) or not low <= v <= high:
+                raise invalid(f"{where}.{key} must be a number from {low:g} to {high:g}",
+                              f"{where}.{key}")
+    for key in ("max_tokens", "seed"):
+        if key in value:
+            v = value[key]
+            if isinstance(v, bool) or not isinstance(v, int) or (key == "max_tokens" and v < 1):
+                raise invalid(f"{where}.{key} must be a positive integer", f"{where}.{key}")
+    if "stop" in value:
+        v = value["stop"]
+        if not (isinstance(v, str) or (isinstance(v, list) and all(isinstance(s, str) for s in v))):
+            raise invalid(f"{where}.stop must be a string or a list of strings", f"{where}.stop")
+    for key in ("stream", "stream_options", "model", "messages", "n"):
+        if key in value:
+            raise invalid(f"{where}.{key} is set by Chorus and may not be given", f"{where}.{key}")
+    return dict(value)
+
+
+def parse_stop_body(data: Any, n_slots: int) -> list[int] | None:
+    if data is None or data == {}:
+        return None
+    if not isinstance(data, dict) or set(data) - {"slots"}:
+        raise invalid("the body must be {} or {\"slots\": [numbers]}")
+    slots = data.get("slots")
+    if slots is None:
+        return None
+    if not isinstance(slots, list) or not all(
+        isinstance(s, int) and not isinstance(s, bool) for s in slots
+    ):
+        raise invalid("'slots' must be a list of slot numbers", "slots")
+    for s in slots:
+        if not 0 <= s < n_slots:
+            raise invalid(f"slot {s} does not exist (this stream has slots 0..{n_slots - 1})",
+                          "slots")
+    return sorted(set(slots))

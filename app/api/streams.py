@@ -1,0 +1,112 @@
+"""The stream API: create, follow, stop and look at streams. Thin: the engine does the work."""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator
+
+from quart import Blueprint, Response, jsonify, request
+
+from app.catalog import UnknownModel
+from app.engine import SlotPlan, Stream, TooManyStreams
+
+from .bodies import PASS_THROUGH_ROLES, StreamBody, parse_stop_body, parse_stream_body
+from .context import chorus, json_body, owner
+from .errors import ApiError, invalid, not_found
+
+bp = Blueprint("streams", __name__)
+
+STOP_WAIT = 2.0  # seconds the stop call waits for its slots to end
+
+
+@bp.post("/v1/streams")
+async def create_stream() -> Response:
+    who = owner()
+    ch = chorus()
+    body = parse_stream_body(await json_body(), ch.config.server.max_slots)
+    plans = plan_slots(body)
+    wants_sse = "text/event-stream" in request.headers.get("Accept", "")
+    try:
+        stream = await ch.hub.open(who, plans, reader=wants_sse)
+    except TooManyStreams as exc:
+        raise ApiError(429, "rate_limited", str(exc), headers={"Retry-After": "5"}) from exc
+    if wants_sse:
+        return sse_response(stream.follow(0, attached=True), stream)
+    response = jsonify({
+        "id": stream.id,
+        "events_url": f"/v1/streams/{stream.id}/events",
+        "stop_url": f"/v1/streams/{stream.id}/stop",
+        "slots": [{"slot": s.slot, "model": s.model, "label": s.plan.label}
+                  for s in stream.slots],
+    })
+    response.status_code = 201
+    response.headers["Location"] = f"/v1/streams/{stream.id}"
+    return response
+
+
+def plan_slots(body: StreamBody) -> list[SlotPlan]:
+    catalog = chorus().catalog
+    seen: dict[str, int] = {}
+    plans = []
+    for i, target in enumerate(body.targets):
+        messages = target.messages if target.messages is not None else body.messages
+        try:
+            routes = catalog.route(target.model, messages, {**body.params, **target.params},
+                                   target.fallbacks)
+        except UnknownModel as exc:
+            raise ApiError(400, "unknown_model", str(exc), f"models[{i}]") from exc
+        for route in routes:
+            for m in messages:
+                allowed = PASS_THROUGH_ROLES.get(m.role)
+                if allowed is not None and route.provider.config.type not in allowed:
+                    raise invalid(f"role {m.role!r} is not supported by {route.ref}",
+                                  f"models[{i}]")
+        seen[target.model] = seen.get(target.model, 0) + 1
+        label = target.label or (target.model if seen[target.model] == 1
+                                 else f"{target.model} #{seen[target.model]}")
+        plans.append(SlotPlan(i, label, routes))
+    return plans
+
+
+def _stream_or_404(stream_id: str) -> Stream:
+    stream = chorus().hub.get(stream_id, owner())
+    if stream is None:
+        raise not_found(f"no stream {stream_id!r} (it may have expired)")
+    return stream
+
+
+@bp.get("/v1/streams/<stream_id>/events")
+async def stream_events(stream_id: str) -> Response:
+    stream = _stream_or_404(stream_id)
+    raw = request.headers.get("Last-Event-ID") or request.args.get("last_event_id") or "0"
+    try:
+        after = int(raw)
+        if after < 0:
+            raise ValueError(raw)
+    except ValueError as exc:
+        raise invalid("Last-Event-ID must be a non-negative integer", "Last-Event-ID") from exc
+    return sse_response(stream.follow(after), stream)
+
+
+@bp.post("/v1/streams/<stream_id>/stop")
+async def stop_stream(stream_id: str) -> Response:
+    stream = _stream_or_404(stream_id)
+    slots = parse_stop_body(await json_body(empty={}), len(stream.slots))
+    stream.stop(slots, "user")
+    await stream.wait_ended(slots, STOP_WAIT)
+    return jsonify({"id": stream.id, "slots": [s.summary() for s in stream.slots]})
+
+
+@bp.get("/v1/streams/<stream_id>")
+async def snapshot(stream_id: str) -> Response:
+    return jsonify(_stream_or_404(stream_id).snapshot())
+
+
+def sse_response(body: AsyncIterator[bytes], stream: Stream) -> Response:
+    response = Response(body, status=200, headers={
+        "Content-Type": "text/event-stream; charset=utf-8",
+        "Cache-Control": "no-cache",
+        "X-Accel-Buffering": "no",  # tell nginx-like proxies not to buffer the stream
+        "X-Chorus-Stream-Id": stream.id,
+    })
+    response.timeout = None  # Quart's default 60 s would cut long answers
+    return response

@@ -1,0 +1,127 @@
+"""The ``chorus`` command line: ``serve`` runs the server, ``models`` lists models.
+
+``chorus serve`` refuses a non-loopback address unless API keys are configured, because a
+keyless Chorus would let anyone on the network spend the upstream keys.
+"""
+
+from __future__ import annotations
+
+import argparse
+import ipaddress
+import logging
+import signal
+import sys
+from collections.abc import Callable, Sequence
+from functools import partial
+
+import trio
+
+from app.config import Config, ConfigError, load_config
+
+COMMANDS: dict[str, Callable[[argparse.Namespace], int]] = {}
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(prog="chorus", description=__doc__.splitlines()[0])
+    sub = parser.add_subparsers(dest="command", required=True)
+    p = sub.add_parser("serve", help="run the server and the browser UI")
+    p.add_argument("--config", help="TOML config file (default: $CHORUS_CONFIG, else none)")
+    p.add_argument("--host", help="address to listen on (default 127.0.0.1)")
+    p.add_argument("--port", type=int, help="port to listen on (default 8000)")
+    p = sub.add_parser("models", help="list the configured models")
+    p.add_argument("--config", help="TOML config file")
+    for extend in EXTENSIONS:
+        extend(sub)
+    args = parser.parse_args(argv)
+    try:
+        return COMMANDS[args.command](args)
+    except ConfigError as exc:
+        print(f"chorus: config error: {exc}", file=sys.stderr)
+        return 2
+    except KeyboardInterrupt:
+        return 130
+
+
+# Other modules (e.g. a terminal client) add sub-commands here: f(subparsers) -> None.
+EXTENSIONS: list[Callable[[argparse._SubParsersAction[argparse.ArgumentParser]], None]] = []
+
+
+def is_loopback(host: str) -> bool:
+    if host == "localhost":
+        return True
+    try:
+        return ipaddress.ip_address(host.strip("[]")).is_loopback
+    except ValueError:
+        return False
+
+
+def serve(args: argparse.Namespace) -> int:
+    config = load_config(args.config)
+    host = args.host or config.server.host
+    port = config.server.port if args.port is None else args.port
+    if not config.api_keys and not is_loopback(host):
+        print(f"chorus: refusing to listen on {host} with no API keys configured: anyone who "
+              f"can reach it could use your providers. Set {config.server.api_keys_env} "
+              f"(comma-separated bearer keys) or listen on 127.0.0.1.", file=sys.stderr)
+        return 2
+    logging.basicConfig(
+        level=config.server.log_level.upper(),
+        format="%(asctime)s level=%(levelname)s logger=%(name)s %(message)s",
+    )
+    trio.run(run_server, config, host, port)
+    return 0
+
+
+async def run_server(
+    config: Config, host: str, port: int,
+    *, task_status: trio.TaskStatus[list[str]] = trio.TASK_STATUS_IGNORED,
+) -> None:
+    """Serve until SIGINT/SIGTERM; then stop every stream (reason ``shutdown``) and exit."""
+    from hypercorn.config import Config as HypercornConfig
+    from hypercorn.trio import serve as hypercorn_serve
+
+    from app import create_app
+
+    app = create_app(config)
+    hc = HypercornConfig()
+    hc.bind = [f"[{host}]:{port}" if ":" in host else f"{host}:{port}"]
+    hc.accesslog = None
+    hc.errorlog = None  # our own line below says where we listen
+    hc.graceful_timeout = 5.0
+    hc.keep_alive_timeout = 75.0
+
+    async def shutdown_trigger() -> None:
+        with trio.open_signal_receiver(signal.SIGINT, signal.SIGTERM) as signals:
+            async for _ in signals:
+                break
+        logging.getLogger("chorus").info("shutting down: stopping every stream")
+        await app.extensions["chorus"].hub.shutdown()
+
+    async with trio.open_nursery() as nursery:
+        binds = await nursery.start(
+            partial(hypercorn_serve, app, hc, shutdown_trigger=shutdown_trigger)  # type: ignore[arg-type]
+        )
+        names = ", ".join(sorted(config.providers))
+        print(f"Chorus is listening on {binds[0]}  (providers: {names})", flush=True)
+        task_status.started(binds)
+
+
+def models(args: argparse.Namespace) -> int:
+    from app.catalog import Catalog
+
+    config = load_config(args.config)
+
+    async def listing() -> list[dict[str, object]]:
+        catalog = Catalog(config)
+        try:
+            return await catalog.list_models()
+        finally:
+            await catalog.aclose()
+
+    for model in trio.run(listing):
+        note = "  (simulated)" if model.get("simulated") else ""
+        print(f"{model['id']}{note}")
+    return 0
+
+
+COMMANDS.update({"serve": serve, "models": models})

@@ -1,0 +1,229 @@
+"""Configuration: a TOML file plus environment variables, validated into frozen dataclasses.
+
+With no file and no keys in the environment, Chorus serves the ``demo`` provider. Each
+well-known key present (``OPENAI_API_KEY``, ``ANTHROPIC_API_KEY``, ``GEMINI_API_KEY``,
+``OPENROUTER_API_KEY``) adds its provider, unless the file already names one of that name.
+Errors say which file, which line and what is wrong (``ConfigError``).
+"""
+
+from __future__ import annotations
+
+import os
+import re
+import tomllib
+from collections.abc import Mapping
+from dataclasses import dataclass, field, fields
+from pathlib import Path
+from typing import Any
+
+from providers import ProviderConfig, Timeouts, known_types
+
+
+class ConfigError(Exception):
+    def __init__(self, message: str, path: Path | None = None, line: int | None = None) -> None:
+        where = ""
+        if path is not None:
+            where = f"{path}:{line}: " if line else f"{path}: "
+        super().__init__(where + message)
+        self.path = path
+        self.line = line
+
+
+@dataclass(frozen=True, slots=True)
+class ServerConfig:
+    host: str = "127.0.0.1"
+    port: int = 8000
+    api_keys_env: str = "CHORUS_API_KEYS"
+    max_slots: int = 9
+    max_streams: int = 1000
+    max_body: int = 8 * 1024 * 1024
+    ping: float = 15.0
+    attach_timeout: float = 30.0
+    resume_grace: float = 5.0
+    retention: float = 600.0
+    log_level: str = "info"
+
+
+@dataclass(frozen=True, slots=True)
+class Config:
+    server: ServerConfig = field(default_factory=ServerConfig)
+    providers: Mapping[str, ProviderConfig] = field(default_factory=dict)
+    api_keys: tuple[str, ...] = ()
+    source: Path | None = None
+
+
+# Provider name -> (type, key variable, base_url) for keys found in the environment.
+WELL_KNOWN = {
+    "openai": ("openai", "OPENAI_API_KEY", None),
+    "anthropic": ("anthropic", "ANTHROPIC_API_KEY", None),
+    "gemini": ("gemini", "GEMINI_API_KEY", None),
+    "openrouter": ("openai", "OPENROUTER_API_KEY", "https://openrouter.ai/api/v1"),
+}
+
+_NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]*$")
+
+
+def load_config(path: str | Path | None = None, env: Mapping[str, str] | None = None) -> Config:
+    """Read the config file (``path``, else ``$CHORUS_CONFIG``, else none) and the env."""
+    env = os.environ if env is None else env
+    if path is None and env.get("CHORUS_CONFIG"):
+        path = env["CHORUS_CONFIG"]
+    raw: dict[str, Any] = {}
+    text = ""
+    source = None
+    if path is not None:
+        source = Path(path)
+        try:
+            text = source.read_text(encoding="utf-8")
+        except OSError as exc:
+            raise ConfigError(f"cannot read the config file ({exc.strerror})", source) from exc
+        try:
+            raw = tomllib.loads(text)
+        except tomllib.TOMLDecodeError as exc:
+            line = _line_of_decode_error(str(exc))
+            raise ConfigError(f"not valid TOML: {exc}", source, line) from exc
+    return build_config(raw, env, source, text)
+
+
+def build_config(
+    raw: Mapping[str, Any], env: Mapping[str, str], source: Path | None = None, text: str = ""
+) -> Config:
+    def fail(message: str, key: str | None = None) -> ConfigError:
+        return ConfigError(message, source, _line_of(text, key) if key else None)
+
+    unknown = set(raw) - {"server", "providers"}
+    if unknown:
+        name = sorted(unknown)[0]
+        raise fail(f"unknown section [{name}] (expected [server] and [providers.NAME])", name)
+    server = _server(_table(raw.get("server", {}), "server", fail), fail)
+    providers: dict[str, ProviderConfig] = {}
+    for name, table in _table(raw.get("providers", {}), "providers", fail).items():
+        providers[name] = _provider(name, _table(table, f"providers.{name}", fail), env, fail)
+    for name, (type_, key_var, base_url) in WELL_KNOWN.items():
+        if name not in providers and env.get(key_var):
+            providers[name] = ProviderConfig(name=name, type=type_, base_url=base_url,
+                                             api_key=env[key_var])
+    if not providers or env.get("CHORUS_DEMO", "").lower() in ("1", "true", "yes"):
+        providers.setdefault("demo", ProviderConfig(name="demo", type="demo"))
+    keys = tuple(k.strip() for k in env.get(server.api_keys_env, "").split(",") if k.strip())
+    return Config(server=server, providers=providers, api_keys=keys, source=source)
+
+
+def _server(table: Mapping[str, Any], fail: Any) -> ServerConfig:
+    known = {f.name: f for f in fields(ServerConfig)}
+    values: dict[str, Any] = {}
+    for key, value in table.items():
+        if key not in known:
+            raise fail(f"unknown setting server.{key}", key)
+        default = getattr(ServerConfig(), key)
+        values[key] = _check(value, type(default), f"server.{key}", fail)
+    cfg = ServerConfig(**values)
+    if not 1 <= cfg.max_slots <= 64:
+        raise fail("server.max_slots must be between 1 and 64", "max_slots")
+    if not 0 <= cfg.port <= 65535:
+        raise fail("server.port must be between 0 and 65535", "port")
+    for key in ("ping", "attach_timeout", "resume_grace", "retention"):
+        if getattr(cfg, key) < 0:
+            raise fail(f"server.{key} must not be negative", key)
+    if cfg.ping == 0:
+        raise fail("server.ping must be positive", "ping")
+    return cfg
+
+
+_PROVIDER_KEYS = {"type", "base_url", "api_key_env", "api_key", "models", "max_concurrency",
+                  "timeouts", "fallbacks", "retries", "options"}
+
+
+def _provider(name: str, table: Mapping[str, Any], env: Mapping[str, str], fail: Any) -> ProviderConfig:
+    where = f"providers.{name}"
+    if not _NAME.match(name) or "/" in name:
+        raise fail(f"provider name {name!r} may hold only letters, digits, '_', '-' and '.'", name)
+    for key in table:
+        if key not in _PROVIDER_KEYS:
+            raise fail(f"unknown setting {where}.{key}", key)
+    type_ = table.get("type")
+    if not isinstance(type_, str):
+        raise fail(f"{where}.type is required (one of {', '.join(known_types())})", name)
+    if type_ not in known_types():
+        raise fail(f"{where}.type {type_!r} is not a known provider type "
+                   f"(one of {', '.join(known_types())})", "type")
+    api_key = None
+    if "api_key_env" in table:
+        var = _check(table["api_key_env"], str, f"{where}.api_key_env", fail)
+        api_key = env.get(var) or None
+        if api_key is None:
+            raise fail(f"{where}.api_key_env names {var}, which is not set", "api_key_env")
+    elif "api_key" in table:
+        api_key = _check(table["api_key"], str, f"{where}.api_key", fail)
+    models = table.get("models", [])
+    if not isinstance(models, list) or not all(isinstance(m, str) and m for m in models):
+        raise fail(f"{where}.models must be a list of model names", "models")
+    t = _table(table.get("timeouts", {}), f"{where}.timeouts", fail)
+    timeouts = Timeouts()
+    for key, value in t.items():
+        if key not in ("connect", "first_token", "idle", "total"):
+            raise fail(f"unknown timeout {where}.timeouts.{key}", "timeouts")
+        if isinstance(value, bool) or not isinstance(value, int | float) or value <= 0:
+            raise fail(f"{where}.timeouts.{key} must be a positive number of seconds",
+                       "timeouts")
+    timeouts = Timeouts(**{**{f.name: getattr(timeouts, f.name) for f in fields(Timeouts)},
+                           **{k: float(v) for k, v in t.items()}})
+    fallbacks: dict[str, tuple[str, ...]] = {}
+    for model, refs in _table(table.get("fallbacks", {}), f"{where}.fallbacks", fail).items():
+        if not isinstance(refs, list) or not all(isinstance(r, str) and "/" in r for r in refs):
+            raise fail(f"{where}.fallbacks.{model} must be a list of 'provider/model' refs",
+                       "fallbacks")
+        fallbacks[model] = tuple(refs)
+    max_concurrency = _check(table.get("max_concurrency", 16), int, f"{where}.max_concurrency",
+                             fail)
+    if max_concurrency < 1:
+        raise fail(f"{where}.max_concurrency must be at least 1", "max_concurrency")
+    retries = _check(table.get("retries", 2), int, f"{where}.retries", fail)
+    if not 0 <= retries <= 10:
+        raise fail(f"{where}.retries must be between 0 and 10", "retries")
+    base_url = table.get("base_url")
+    if base_url is not None:
+        base_url = _check(base_url, str, f"{where}.base_url", fail)
+        if not base_url.startswith(("http://", "https://")):
+            raise fail(f"{where}.base_url must start with http:// or https://", "base_url")
+    return ProviderConfig(
+        name=name, type=type_, base_url=base_url, api_key=api_key, models=tuple(models),
+        max_concurrency=max_concurrency, timeouts=timeouts, fallbacks=fallbacks,
+        retries=retries, options=_table(table.get("options", {}), f"{where}.options", fail),
+    )
+
+
+def _table(value: Any, where: str, fail: Any) -> dict[str, Any]:
+    if not isinstance(value, dict):
+        raise fail(f"[{where}] must be a table", where.rsplit(".", 1)[-1])
+    return value
+
+
+def _check(value: Any, kind: type, where: str, fail: Any) -> Any:
+    if kind is float and isinstance(value, int) and not isinstance(value, bool):
+        return float(value)
+    if not isinstance(value, kind) or (kind is int and isinstance(value, bool)):
+        raise fail(f"{where} must be {_kind_name(kind)}, not {type(value).__name__}",
+                   where.rsplit(".", 1)[-1])
+    return value
+
+
+def _kind_name(kind: type) -> str:
+    return {int: "an integer", float: "a number", str: "a string", bool: "true or false"}.get(
+        kind, kind.__name__)
+
+
+def _line_of(text: str, key: str | None) -> int | None:
+    """Best effort: the first line that defines ``key`` (TOML keeps no positions)."""
+    if not text or not key:
+        return None
+    pattern = re.compile(rf"^\s*(\[[^\]]*\b{re.escape(key)}\b[^\]]*\]|\"?{re.escape(key)}\"?\s*=)")
+    for number, line in enumerate(text.splitlines(), 1):
+        if pattern.search(line):
+            return number
+    return None
+
+
+def _line_of_decode_error(message: str) -> int | None:
+    match = re.search(r"line (\d+)", message)
+    return int(match.group(1)) if match else None

@@ -1,0 +1,208 @@
+"""The slot task: run one slot's model (with retries and fallbacks) inside its cancel scope.
+
+Rules this module enforces:
+- The whole run sits inside ``state.scope``; cancelling it (stop, disconnect, shutdown) closes
+  the upstream connection at once, because the provider's generator is closed in place.
+- A slot's exception never leaves this task: a ``ProviderError`` (or a bug) becomes the
+  slot's ``model.error``; siblings never see it.
+- ``trio.Cancelled`` from outside the slot's own scope always propagates.
+- Exactly one terminal item (done, error or stopped) is sent per slot, last.
+- Retries and fallbacks happen only before the first text or reasoning was sent, so text is
+  never duplicated.
+"""
+
+from __future__ import annotations
+
+import logging
+import math
+import random
+from contextlib import aclosing
+from typing import Any
+
+import trio
+
+from providers import Finish, ProviderError, ReasoningDelta, TextDelta, Usage
+from providers.errors import TimeoutError_
+
+from .slots import RUNNING, Route, SlotState
+
+log = logging.getLogger("chorus.slot")
+
+Item = tuple[SlotState, str, Any]  # (slot, event type, payload): what slots send the merge task
+
+RETRY_AFTER_CAP = 30.0
+
+
+class _Meter:
+    """Timing and token counts of one slot, for the terminal event's ``usage``/``timing``."""
+
+    __slots__ = ("chars", "finish", "first", "input", "output", "start", "tool_calls")
+
+    def __init__(self) -> None:
+        self.start: float | None = None
+        self.first: float | None = None
+        self.input: int | None = None
+        self.output: int | None = None
+        self.chars = 0
+        self.finish = "stop"
+        self.tool_calls: list[dict[str, Any]] = []
+
+    def usage(self) -> dict[str, Any]:
+        estimated = self.output is None
+        output = self.output if self.output is not None else math.ceil(self.chars / 4)
+        return {"input_tokens": self.input, "output_tokens": output, "estimated": estimated}
+
+    def timing(self, now: float) -> dict[str, Any]:
+        ttft = None if self.first is None or self.start is None else self.first - self.start
+        duration = 0.0 if self.start is None else now - self.start
+        usage = self.usage()
+        tps = None
+        if self.first is not None and now > self.first and usage["output_tokens"]:
+            tps = round(usage["output_tokens"] / (now - self.first), 2)
+        return {
+            "ttft_ms": None if ttft is None else round(ttft * 1000, 1),
+            "duration_ms": round(duration * 1000, 1),
+            "tokens_per_s": tps,
+        }
+
+
+def backoff(attempt: int, retry_after: float | None) -> float | None:
+    """Seconds to wait before retry number ``attempt`` (from 1); ``None``: don't retry.
+
+    ``Retry-After`` wins when the upstream sent it, up to 30 s; a longer wait is not worth
+    holding the slot for, so the slot moves on to its fallback instead.
+    """
+    if retry_after is not None:
+        return retry_after if retry_after <= RETRY_AFTER_CAP else None
+    return 0.25 * 2 ** (attempt - 1) * random.uniform(0.8, 1.2)
+
+
+async def run_slot(state: SlotState, send: trio.MemorySendChannel[Item]) -> None:
+    """The slot's task. Returns after sending its one terminal item."""
+    meter = _Meter()
+    async with send:
+        outcome: Item | None = None
+        with state.scope:
+            try:
+                await _run_routes(state, send, meter)
+                outcome = (state, "model.done", _done(state, meter))
+            except ProviderError as exc:
+                outcome = (state, "model.error", _failed(state, meter, exc.to_dict()))
+            except Exception:
+                log.exception("slot=%d model=%s internal error", state.slot, state.model)
+                error = {"type": "internal", "message": "Chorus failed on this slot",
+                         "retryable": False}
+                outcome = (state, "model.error", _failed(state, meter, error))
+        if outcome is None:  # the slot's own scope was cancelled: a stop
+            now = trio.current_time()
+            outcome = (state, "model.stopped", {
+                "slot": state.slot, "reason": state.stop_reason or "user",
+                "usage": meter.usage(), "timing": meter.timing(now),
+            })
+        await send.send(outcome)
+
+
+def _done(state: SlotState, meter: _Meter) -> dict[str, Any]:
+    data = {
+        "slot": state.slot, "finish_reason": meter.finish, "usage": meter.usage(),
+        "timing": meter.timing(trio.current_time()),
+    }
+    if meter.tool_calls:
+        data["tool_calls"] = meter.tool_calls
+    return data
+
+
+def _failed(state: SlotState, meter: _Meter, error: dict[str, Any]) -> dict[str, Any]:
+    return {"slot": state.slot, "error": error, "usage": meter.usage(),
+            "timing": meter.timing(trio.current_time())}
+
+
+async def _run_routes(state: SlotState, send: trio.MemorySendChannel[Item], meter: _Meter) -> None:
+    retries_sent = 0
+    last: ProviderError | None = None
+    for index, route in enumerate(state.plan.routes):
+        if index:
+            assert last is not None
+            retries_sent += 1
+            state.model = route.ref
+            await send.send((state, "model.retry", {
+                "slot": state.slot, "attempt": retries_sent, "reason": last.type,
+                "model": route.ref,
+            }))
+        attempt = 0
+        while True:
+            try:
+                await _attempt(state, route, send, meter)
+                return
+            except ProviderError as exc:
+                if meter.first is not None:
+                    raise  # text was sent: never retry, never duplicate
+                last = exc
+                attempt += 1
+                delay = None
+                if exc.retryable and attempt <= route.retries:
+                    delay = backoff(attempt, getattr(exc, "retry_after", None))
+                if delay is None:
+                    break
+                retries_sent += 1
+                await send.send((state, "model.retry", {
+                    "slot": state.slot, "attempt": retries_sent, "reason": exc.type,
+                    "model": route.ref,
+                }))
+                await trio.sleep(delay)
+    assert last is not None
+    raise last
+
+
+async def _attempt(
+    state: SlotState, route: Route, send: trio.MemorySendChannel[Item], meter: _Meter
+) -> None:
+    async with route.limiter:
+        state.state = RUNNING
+        sent_at = trio.current_time()
+        if meter.start is None:
+            meter.start = sent_at
+            await send.send((state, "model.start", {"slot": state.slot, "model": route.ref}))
+        t = route.timeouts
+        total_deadline = sent_at + t.total if t.total is not None else math.inf
+        idle = t.idle if t.idle is not None else math.inf
+        phase = "first_token"
+        with trio.CancelScope() as timer:
+            first = sent_at + t.first_token if t.first_token is not None else math.inf
+            timer.deadline = min(first, total_deadline)
+            async with aclosing(route.provider.stream(route.request)) as events:
+                async for event in events:
+                    if isinstance(event, TextDelta | ReasoningDelta):
+                        if not event.text:
+                            continue
+                        if meter.first is None:
+                            meter.first = trio.current_time()
+                            phase = "idle"
+                        meter.chars += len(event.text)
+                        kind = "delta" if isinstance(event, TextDelta) else "reasoning"
+                        await send.send((state, kind, event.text))
+                    elif isinstance(event, Usage):
+                        if event.input_tokens is not None:
+                            meter.input = event.input_tokens
+                        if event.output_tokens is not None:
+                            meter.output = event.output_tokens
+                    elif isinstance(event, Finish):
+                        meter.finish = event.reason
+                        meter.tool_calls = [
+                            {"index": c.index, "id": c.id, "name": c.name,
+                             "arguments": c.arguments}
+                            for c in event.tool_calls
+                        ]
+                    if phase == "idle":
+                        timer.deadline = min(trio.current_time() + idle, total_deadline)
+        if timer.cancelled_caught:
+            now = trio.current_time()
+            which = "total" if now >= total_deadline else phase
+            raise TimeoutError_(_TIMEOUT_MESSAGES[which].format(model=route.ref))
+
+
+_TIMEOUT_MESSAGES = {
+    "first_token": "{model} sent no token within the first-token timeout",
+    "idle": "{model} went silent for longer than the idle timeout",
+    "total": "{model} ran past the total timeout",
+}

@@ -1,0 +1,82 @@
+"""What one slot is: its plan (``SlotPlan``) and what has happened to it (``SlotState``).
+
+A slot's plan is resolved by the API layer from a request target: which provider, which
+model name inside it, the history and parameters, and the fallbacks to try in order.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+import trio
+
+from providers import ChatRequest, Provider, Timeouts
+
+# Slot states, as the snapshot and the stop API report them.
+QUEUED = "queued"
+RUNNING = "running"
+DONE = "done"
+ERROR = "error"
+STOPPED = "stopped"
+TERMINAL = frozenset({DONE, ERROR, STOPPED})
+
+
+@dataclass(frozen=True, slots=True)
+class Route:
+    """One model a slot may run: the public ref and how to reach it."""
+
+    ref: str  # "provider/model", as clients name it
+    provider: Provider
+    request: ChatRequest  # ``request.model`` is the name inside the provider
+    limiter: trio.CapacityLimiter
+    timeouts: Timeouts
+    retries: int = 2
+
+
+@dataclass(frozen=True, slots=True)
+class SlotPlan:
+    slot: int
+    label: str
+    routes: tuple[Route, ...]  # the model first, then its fallbacks
+
+    @property
+    def model(self) -> str:
+        return self.routes[0].ref
+
+
+@dataclass(slots=True)
+class SlotState:
+    """Mutable record of one slot. The slot task writes ``state``/timing; the merge task
+    writes the text and the terminal outcome, so a snapshot shows what the log holds."""
+
+    plan: SlotPlan
+    scope: trio.CancelScope = field(default_factory=trio.CancelScope)
+    state: str = QUEUED
+    model: str = ""
+    stop_reason: str | None = None
+    text: list[str] = field(default_factory=list)
+    reasoning: list[str] = field(default_factory=list)
+    usage: dict[str, object] = field(default_factory=dict)
+    timing: dict[str, object] = field(default_factory=dict)
+    error: dict[str, object] | None = None
+    finish_reason: str | None = None
+    ended: trio.Event = field(default_factory=trio.Event)
+
+    def __post_init__(self) -> None:
+        self.model = self.plan.model
+
+    @property
+    def slot(self) -> int:
+        return self.plan.slot
+
+    def stop(self, reason: str) -> bool:
+        """Ask the slot to stop; ``False`` if it has already ended (stop is idempotent)."""
+        if self.state in TERMINAL or self.ended.is_set():
+            return False
+        if self.stop_reason is None:
+            self.stop_reason = reason
+        self.scope.cancel()
+        return True
+
+    def summary(self) -> dict[str, object]:
+        return {"slot": self.slot, "model": self.model, "state": self.state}
