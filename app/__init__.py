@@ -10,6 +10,7 @@ from __future__ import annotations
 import logging
 from typing import Any
 
+import trio
 from quart import Response, jsonify
 from quart_trio import QuartTrio
 from werkzeug.exceptions import HTTPException, RequestEntityTooLarge
@@ -24,6 +25,8 @@ from app.engine import Hub, StreamSettings
 log = logging.getLogger("chorus")
 
 __all__ = ["create_app"]
+
+SHUTDOWN_WAIT = 5.0  # seconds streams get to end after a shutdown stop
 
 
 def create_app(config: Config | None = None, catalog: Catalog | None = None) -> QuartTrio:
@@ -45,7 +48,8 @@ def create_app(config: Config | None = None, catalog: Catalog | None = None) -> 
 
     @app.after_serving
     async def stop() -> None:
-        await hub.shutdown()
+        with trio.move_on_after(SHUTDOWN_WAIT):
+            await hub.shutdown()
         hub.close()
         await state.catalog.aclose()
 

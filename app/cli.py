@@ -80,7 +80,7 @@ async def run_server(
     from hypercorn.config import Config as HypercornConfig
     from hypercorn.trio import serve as hypercorn_serve
 
-    from app import create_app
+    from app import SHUTDOWN_WAIT, create_app
 
     app = create_app(config)
     hc = HypercornConfig()
@@ -95,7 +95,8 @@ async def run_server(
             async for _ in signals:
                 break
         logging.getLogger("chorus").info("shutting down: stopping every stream")
-        await app.extensions["chorus"].hub.shutdown()
+        with trio.move_on_after(SHUTDOWN_WAIT):
+            await app.extensions["chorus"].hub.shutdown()
 
     async with trio.open_nursery() as nursery:
         binds = await nursery.start(

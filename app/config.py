@@ -134,7 +134,9 @@ _PROVIDER_KEYS = {"type", "base_url", "api_key_env", "api_key", "models", "max_c
                   "timeouts", "fallbacks", "retries", "options"}
 
 
-def _provider(name: str, table: Mapping[str, Any], env: Mapping[str, str], fail: Any) -> ProviderConfig:
+def _provider(
+    name: str, table: Mapping[str, Any], env: Mapping[str, str], fail: Any
+) -> ProviderConfig:
     where = f"providers.{name}"
     if not _NAME.match(name) or "/" in name:
         raise fail(f"provider name {name!r} may hold only letters, digits, '_', '-' and '.'", name)

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from collections.abc import AsyncIterator
 
+import trio
 from quart import Blueprint, Response, jsonify, request
 
 from app.catalog import UnknownModel
@@ -92,7 +93,8 @@ async def stop_stream(stream_id: str) -> Response:
     stream = _stream_or_404(stream_id)
     slots = parse_stop_body(await json_body(empty={}), len(stream.slots))
     stream.stop(slots, "user")
-    await stream.wait_ended(slots, STOP_WAIT)
+    with trio.move_on_after(STOP_WAIT):
+        await stream.wait_ended(slots)
     return jsonify({"id": stream.id, "slots": [s.summary() for s in stream.slots]})
 
 

@@ -82,11 +82,14 @@ class Hub:
     def streams(self) -> list[Stream]:
         return list(self._streams.values())
 
-    async def shutdown(self, timeout: float = 5.0) -> None:
-        """Stop every live slot with reason ``shutdown`` and wait (bounded) for their ends."""
+    async def shutdown(self) -> None:
+        """Stop every live slot with reason ``shutdown`` and wait for the streams to end.
+
+        Slots end within moments of a stop (their scopes are cancelled); callers that must
+        exit within a bound wrap this in ``trio.move_on_after``.
+        """
         live = [s for s in self._streams.values() if not s.done.is_set()]
         for stream in live:
             stream.stop(None, "shutdown")
-        with trio.move_on_after(timeout):
-            for stream in live:
-                await stream.done.wait()
+        for stream in live:
+            await stream.done.wait()

@@ -92,11 +92,11 @@ class Stream:
         for state in chosen:
             state.stop(reason)
 
-    async def wait_ended(self, slots: Iterable[int] | None, timeout: float) -> None:
+    async def wait_ended(self, slots: Iterable[int] | None = None) -> None:
+        """Until the given slots (all when ``None``) have their terminal event logged."""
         chosen = self.slots if slots is None else [self.slots[i] for i in slots]
-        with trio.move_on_after(timeout):
-            for state in chosen:
-                await state.ended.wait()
+        for state in chosen:
+            await state.ended.wait()
 
     # -- readers --------------------------------------------------------------------------
 

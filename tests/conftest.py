@@ -1,0 +1,86 @@
+"""Fixtures: a scriptable upstream and a real Chorus server, both on loopback."""
+
+from __future__ import annotations
+
+import tomllib
+from collections.abc import AsyncIterator, Awaitable, Callable
+from dataclasses import dataclass
+from functools import partial
+
+import httpx
+import pytest
+import trio
+from hypercorn.config import Config as HypercornConfig
+from hypercorn.trio import serve
+from quart_trio import QuartTrio
+
+from app import create_app
+from app.config import build_config
+from app.engine import Hub
+
+from .support.upstream import FakeUpstream
+
+
+@dataclass
+class Server:
+    url: str
+    app: QuartTrio
+
+    @property
+    def hub(self) -> Hub:
+        hub: Hub = self.app.extensions["chorus"].hub
+        return hub
+
+    def client(self, **headers: str) -> httpx.AsyncClient:
+        return httpx.AsyncClient(base_url=self.url, headers=headers,
+                                 timeout=httpx.Timeout(10, read=30))
+
+
+StartServer = Callable[..., Awaitable[Server]]
+
+
+@pytest.fixture
+async def upstream(nursery: trio.Nursery) -> FakeUpstream:
+    up = FakeUpstream()
+    await nursery.start(up.serve)
+    return up
+
+
+@pytest.fixture
+def start_server(nursery: trio.Nursery) -> StartServer:
+    """``await start_server(toml_text, env={...})`` runs Chorus on 127.0.0.1:<free port>."""
+
+    async def start(toml: str = "", env: dict[str, str] | None = None) -> Server:
+        config = build_config(tomllib.loads(toml), env or {})
+        app = create_app(config)
+        hc = HypercornConfig()
+        hc.bind = ["127.0.0.1:0"]
+        hc.accesslog = None
+        hc.errorlog = None
+        binds = await nursery.start(partial(serve, app, hc))
+        return Server(binds[0], app)
+
+    return start
+
+
+@pytest.fixture
+async def server(start_server: StartServer) -> Server:
+    """Chorus with the demo provider only, and no grace after a reader leaves."""
+    return await start_server("[server]\nresume_grace = 0.0\n")
+
+
+async def read_events(response: httpx.Response) -> AsyncIterator[tuple[int, str, dict]]:
+    """Parse Chorus's own SSE: ``(id, event, data)`` per event (pings skipped)."""
+    import json
+
+    event_id, event_type, data = 0, "", ""
+    async for line in response.aiter_lines():
+        if line.startswith("id: "):
+            event_id = int(line[4:])
+        elif line.startswith("event: "):
+            event_type = line[7:]
+        elif line.startswith("data: "):
+            data = line[6:]
+        elif line == "" and event_type:
+            yield event_id, event_type, json.loads(data)
+            event_type = ""

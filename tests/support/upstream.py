@@ -1,0 +1,195 @@
+"""A scriptable upstream on loopback, speaking real HTTP/1.1 (h11) over real sockets.
+
+Each request is answered by a ``Script``: a status, headers, and a body made of byte
+chunks and pauses, then an ending (finish the body, drop the connection, or hang). The
+server records every request and the moment the client closed its connection, so tests
+can prove that a stop really closed the upstream.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from typing import Any
+
+import h11
+import trio
+
+
+@dataclass
+class Script:
+    status: int = 200
+    body: list[bytes | float] = field(default_factory=list)  # bytes to send, or seconds to wait
+    headers: list[tuple[str, str]] = field(
+        default_factory=lambda: [("content-type", "text/event-stream")]
+    )
+    end: str = "finish"  # "finish" | "drop" (close mid-body) | "hang" (never finish)
+
+
+@dataclass
+class Seen:
+    """One request as the upstream saw it."""
+
+    method: str
+    path: str
+    headers: dict[str, str]
+    json: Any
+    received_at: float
+    closed_at: float | None = None
+    closed: trio.Event = field(default_factory=trio.Event)
+    bytes_sent: int = 0
+
+
+Responder = Callable[[Seen], Script]
+
+
+def sse(*payloads: Any, done: bool = True) -> list[bytes | float]:
+    """SSE ``data:`` events, JSON-encoded (``str`` payloads go as they are)."""
+    out: list[bytes | float] = []
+    for p in payloads:
+        text = p if isinstance(p, str) else json.dumps(p)
+        out.append(f"data: {text}\n\n".encode())
+    if done:
+        out.append(b"data: [DONE]\n\n")
+    return out
+
+
+def openai_chunk(content: str | None = None, *, finish: str | None = None,
+                 reasoning: str | None = None, usage: dict[str, int] | None = None) -> dict[str, Any]:
+    delta: dict[str, Any] = {}
+    if content is not None:
+        delta["content"] = content
+    if reasoning is not None:
+        delta["reasoning_content"] = reasoning
+    chunk: dict[str, Any] = {
+        "id": "chatcmpl-test", "object": "chat.completion.chunk", "created": 1,
+        "model": "test", "choices": [{"index": 0, "delta": delta, "finish_reason": finish}],
+    }
+    if usage is not None:
+        chunk["choices"] = []
+        chunk["usage"] = usage
+    return chunk
+
+
+def openai_script(words: list[str], *, gap: float = 0.0, ttft: float = 0.0,
+                  end: str = "finish", usage: bool = True) -> Script:
+    """A Chat Completions stream of ``words``, one per chunk, ``gap`` seconds apart."""
+    body: list[bytes | float] = [ttft] if ttft else []
+    for i, word in enumerate(words):
+        if i and gap:
+            body.append(gap)
+        body += sse(openai_chunk(word), done=False)
+    body += sse(openai_chunk(finish="stop"), done=False)
+    if usage:
+        body += sse(openai_chunk(usage={"prompt_tokens": 7, "completion_tokens": len(words),
+                                        "total_tokens": 7 + len(words)}), done=False)
+    body.append(b"data: [DONE]\n\n")
+    return Script(body=body, end=end)
+
+
+class FakeUpstream:
+    """Serve with ``url = await nursery.start(upstream.serve)``; set ``respond``."""
+
+    def __init__(self, respond: Responder | None = None) -> None:
+        self.respond: Responder = respond or (lambda seen: openai_script(["Hello", " world"]))
+        self.seen: list[Seen] = []
+        self.url = ""
+        self._arrived = trio.Event()
+
+    async def serve(self, *, task_status: trio.TaskStatus[str] = trio.TASK_STATUS_IGNORED) -> None:
+        listeners = await trio.open_tcp_listeners(0, host="127.0.0.1")
+        port = listeners[0].socket.getsockname()[1]
+        self.url = f"http://127.0.0.1:{port}"
+        task_status.started(self.url)
+        await trio.serve_listeners(self._connection, listeners)
+
+    async def wait_for_request(self, n: int = 1) -> Seen:
+        """Until at least ``n`` requests have arrived; returns the ``n``-th."""
+        while len(self.seen) < n:
+            await self._arrived.wait()
+            self._arrived = trio.Event()
+        return self.seen[n - 1]
+
+    async def _connection(self, stream: trio.SocketStream) -> None:
+        conn = h11.Connection(h11.SERVER)
+        try:
+            while True:
+                seen = await self._read_request(conn, stream)
+                if seen is None:
+                    return
+                keep = await self._answer(conn, stream, seen)
+                if not keep or conn.our_state is not h11.DONE:
+                    return
+                conn.start_next_cycle()
+        except (trio.BrokenResourceError, trio.ClosedResourceError, h11.RemoteProtocolError):
+            return
+        finally:
+            with trio.move_on_after(1) as cs:
+                cs.shield = True
+                await stream.aclose()
+
+    async def _read_request(self, conn: h11.Connection, stream: trio.SocketStream) -> Seen | None:
+        request: h11.Request | None = None
+        body = b""
+        while True:
+            event = conn.next_event()
+            if event is h11.NEED_DATA:
+                data = await stream.receive_some(65536)
+                if not data:
+                    return None
+                conn.receive_data(data)
+            elif isinstance(event, h11.Request):
+                request = event
+            elif isinstance(event, h11.Data):
+                body += event.data
+            elif isinstance(event, h11.EndOfMessage):
+                break
+            elif isinstance(event, h11.ConnectionClosed):
+                return None
+        assert request is not None
+        headers = {k.decode().lower(): v.decode() for k, v in request.headers}
+        try:
+            payload = json.loads(body) if body else None
+        except ValueError:
+            payload = None
+        seen = Seen(request.method.decode(), request.target.decode(), headers, payload,
+                    trio.current_time())
+        self.seen.append(seen)
+        self._arrived.set()
+        return seen
+
+    async def _answer(self, conn: h11.Connection, stream: trio.SocketStream, seen: Seen) -> bool:
+        script = self.respond(seen)
+        async with trio.open_nursery() as nursery:
+            nursery.start_soon(self._watch_close, stream, seen, nursery.cancel_scope)
+            headers = [*script.headers]
+            await stream.send_all(conn.send(h11.Response(status_code=script.status,
+                                                         headers=headers)))
+            for part in script.body:
+                if isinstance(part, float | int):
+                    await trio.sleep(part)
+                    continue
+                await stream.send_all(conn.send(h11.Data(data=part)))
+                seen.bytes_sent += len(part)
+            if script.end == "hang":
+                await trio.sleep_forever()
+            if script.end == "drop":
+                nursery.cancel_scope.cancel()
+                return False
+            await stream.send_all(conn.send(h11.EndOfMessage()))
+            nursery.cancel_scope.cancel()
+        return True
+
+    async def _watch_close(
+        self, stream: trio.SocketStream, seen: Seen, scope: trio.CancelScope
+    ) -> None:
+        """While answering, notice the client closing: the read returns EOF (or fails)."""
+        try:
+            data = await stream.receive_some(65536)
+        except (trio.BrokenResourceError, trio.ClosedResourceError):
+            data = b""
+        if not data:
+            seen.closed_at = trio.current_time()
+            seen.closed.set()
+            scope.cancel()
