@@ -135,8 +135,8 @@ class DemoProvider:
         gap = spec.chunk / spec.rate if spec.rate else 0.0
         thought = _words(_THOUGHT)
         for i in range(0, spec.reasoning, spec.chunk):
-            piece = [thought[j % len(thought)] for j in range(i, min(i + spec.chunk, spec.reasoning))]
-            yield ReasoningDelta("".join(piece))
+            end = min(i + spec.chunk, spec.reasoning)
+            yield ReasoningDelta("".join(thought[j % len(thought)] for j in range(i, end)))
             await trio.sleep(gap)
         words = _words(spec.text or _ANSWER)
         sent = 0
