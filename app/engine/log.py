@@ -21,7 +21,8 @@ from .wire import encode_data, encode_event
 class LogEntry:
     id: int
     type: str
-    wire: bytes  # the whole SSE event, ``id:`` to blank line
+    data: dict[str, Any]  # for in-process readers (the OpenAI front door); never mutated
+    wire: bytes  # the whole SSE event, ``id:`` to blank line, encoded once
 
 
 class EventLog(Protocol):
@@ -71,8 +72,8 @@ class MemoryEventLog:
         entries = self._entries
         for event_type, data in events:
             event_id = len(entries) + 1
-            entries.append(LogEntry(event_id, event_type, encode_event(event_id, event_type,
-                                                                      encode_data(data))))
+            wire = encode_event(event_id, event_type, encode_data(data))
+            entries.append(LogEntry(event_id, event_type, data, wire))
         self._wake()
         return len(entries)
 

@@ -10,11 +10,12 @@ from __future__ import annotations
 import logging
 import time
 from collections.abc import AsyncIterator, Iterable, Sequence
+from contextlib import aclosing
 from dataclasses import dataclass
 
 import trio
 
-from .log import EventLog
+from .log import EventLog, LogEntry
 from .merge import merge
 from .runner import Item, run_slot
 from .slots import DONE, ERROR, STOPPED, SlotPlan, SlotState
@@ -134,32 +135,42 @@ class Stream:
             self.stop(None, "disconnect")
             return
 
-    async def follow(self, after: int = 0, *, attached: bool = False) -> AsyncIterator[bytes]:
-        """The SSE body for one reader: the log after ``after``, then live, until the end.
+    async def entries(
+        self, after: int = 0, *, attached: bool = False
+    ) -> AsyncIterator[list[LogEntry]]:
+        """One reader's view of the log: batches of entries after ``after``, then live ones,
+        until ``stream.done``. An empty batch means ``settings.ping`` seconds passed with
+        nothing new (time for a keep-alive).
 
-        Everything already logged goes out in one write, so a reader that lags catches up
-        in few writes and needs no buffer of its own. A ``: ping`` goes out after
-        ``settings.ping`` seconds of silence. Leaving (the client disconnects, and the
-        response is cancelled or closed) detaches the reader in ``finally``.
-        ``attached=True`` takes over a reader the stream was created with.
+        Everything already logged comes in one batch, so a reader that lags catches up in
+        few writes and needs no buffer of its own. The reader counts as attached while
+        this generator runs; leaving (the client disconnects and the response is
+        cancelled or closed) detaches it in ``finally``. ``attached=True`` takes over a
+        reader the stream was created with.
         """
         if not attached:
             self.attach()
         try:
             while True:
-                entries = await self.log.since(after)
-                if entries:
-                    after = entries[-1].id
-                    yield b"".join([e.wire for e in entries])
+                batch = await self.log.since(after)
+                if batch:
+                    after = batch[-1].id
+                    yield batch
                     continue
                 if self.log.closed:
                     return
                 with trio.move_on_after(self.settings.ping) as timer:
                     await self.log.wait(after)
                 if timer.cancelled_caught:
-                    yield PING
+                    yield []
         finally:
             self.detach()
+
+    async def follow(self, after: int = 0, *, attached: bool = False) -> AsyncIterator[bytes]:
+        """The SSE body for one reader: each batch of entries as one write, or a ping."""
+        async with aclosing(self.entries(after, attached=attached)) as batches:
+            async for batch in batches:
+                yield b"".join([e.wire for e in batch]) if batch else PING
 
     # -- views ----------------------------------------------------------------------------
 
