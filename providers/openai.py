@@ -1,22 +1,39 @@
 """The OpenAI Chat Completions streaming protocol, pure: build the request, parse the bytes.
 
 Spoken by OpenAI and by most servers that copy it (OpenRouter, vLLM, llama.cpp, Ollama
-``/v1``, LM Studio, Groq, Together, DeepSeek). Their differences are handled here:
-reasoning as ``reasoning_content`` or ``reasoning`` or inline ``<think>`` tags, usage on a
-``choices: []`` chunk or on the finish chunk or in ``x_groq``, errors as ``event: error``
-or as a chunk with an ``error`` object.
+``/v1``, LM Studio, Groq, Together, DeepSeek, Azure). Their differences are handled here:
+reasoning as ``reasoning_content`` or ``reasoning`` or inline ``<think>`` tags; usage on a
+``choices: []`` chunk, on the finish chunk or in ``x_groq``; errors as ``event: error`` or
+as a chunk with an ``error`` object; tool calls in fragments merged by ``index``.
 https://platform.openai.com/docs/api-reference/chat-streaming
+
+When is the answer complete? ``data: [DONE]`` says so, and so does a ``finish_reason``: a
+server that sends one and then closes without ``[DONE]`` has finished the answer (only the
+usage chunk may be missing). A body that ends with neither is cut off: ``ProtocolError``.
 """
 
 from __future__ import annotations
 
-import json
 from typing import Any
 
 from .base import ChatRequest, HttpRequest, ProviderConfig
-from .errors import ProtocolError, ProviderError, error_for_status
-from .events import Finish, ProviderEvent, ReasoningDelta, TextDelta, ToolCall, Usage
-from .sse import SSEDecoder, SSEEvent
+from .errors import ProtocolError, ProviderError, UpstreamError
+from .events import Finish, ProviderEvent, ReasoningDelta
+from .sse import SSEEvent
+from .streaming import (
+    TRUNCATED,
+    SSEStreamParser,
+    ToolCallBuffer,
+    UsageTracker,
+    count,
+    error_from,
+    load_object,
+    names_in,
+    obj,
+    objs,
+    short,
+    string,
+)
 from .think import ThinkSplitter
 
 DEFAULT_BASE_URL = "https://api.openai.com/v1"
@@ -28,45 +45,53 @@ def build_request(config: ProviderConfig, request: ChatRequest) -> HttpRequest:
         "messages": [{"role": m.role, "content": m.content} for m in request.messages],
         **request.params,
         "stream": True,
-        "stream_options": {"include_usage": True},
     }
-    headers = {"Accept": "text/event-stream"}
-    if config.api_key:
-        headers["Authorization"] = f"Bearer {config.api_key}"
-    base = (config.base_url or DEFAULT_BASE_URL).rstrip("/")
-    return HttpRequest("POST", f"{base}/chat/completions", headers, body)
+    # Usage arrives only when asked for; a server that rejects the option can opt out.
+    if config.options.get("include_usage", True):
+        body["stream_options"] = {"include_usage": True}
+    return HttpRequest("POST", f"{_base(config)}/chat/completions", _headers(config), body)
+
+
+def models_request(config: ProviderConfig) -> HttpRequest:
+    return HttpRequest("GET", f"{_base(config)}/models", _headers(config))
+
+
+def parse_models(body: bytes) -> list[str]:
+    """``GET /models``: ``{"data": [{"id": …}, …]}``."""
+    return names_in(body, "data", "id")
 
 
 def parser() -> OpenAIStreamParser:
     return OpenAIStreamParser()
 
 
-class OpenAIStreamParser:
+def _base(config: ProviderConfig) -> str:
+    return (config.base_url or DEFAULT_BASE_URL).rstrip("/")
+
+
+def _headers(config: ProviderConfig) -> dict[str, str]:
+    headers = {"Accept": "text/event-stream"}
+    if config.api_key:
+        headers["Authorization"] = f"Bearer {config.api_key}"
+    return headers
+
+
+class OpenAIStreamParser(SSEStreamParser):
     """Turns a Chat Completions SSE body into provider events (choice 0 only)."""
 
     def __init__(self) -> None:
-        self._sse = SSEDecoder()
+        super().__init__()
         self._think = ThinkSplitter()
-        self._tools: dict[int, list[Any]] = {}  # index -> [id, name, [argument pieces]]
+        self._tools = ToolCallBuffer()
+        self._usage = UsageTracker()
         self._finish: str | None = None
         self._done = False
-        self._seen_any = False
 
-    def feed(self, data: bytes) -> list[ProviderEvent]:
-        out: list[ProviderEvent] = []
-        for event in self._sse.feed(data):
-            self._event(event, out)
-        return out
-
-    def close(self) -> list[ProviderEvent]:
-        out: list[ProviderEvent] = []
-        for event in self._sse.flush():
-            self._event(event, out)
-        out.extend(self._think.flush())
+    def _end(self, out: list[ProviderEvent]) -> None:
         if self._finish is None and not self._done:
-            raise ProtocolError("the upstream closed the stream before the answer was complete")
-        out.append(Finish(self._finish or "stop", self._tool_calls()))
-        return out
+            raise ProtocolError(TRUNCATED)
+        out.extend(self._think.flush())
+        out.append(Finish(self._finish or "stop", self._tools.calls()))
 
     def _event(self, event: SSEEvent, out: list[ProviderEvent]) -> None:
         if self._done:
@@ -74,68 +99,62 @@ class OpenAIStreamParser:
         if event.data == "[DONE]":
             self._done = True
             return
-        try:
-            chunk = json.loads(event.data)
-        except ValueError as exc:
-            raise ProtocolError("the upstream sent a chunk that is not valid JSON") from exc
-        if not isinstance(chunk, dict):
-            raise ProtocolError("the upstream sent a chunk that is not a JSON object")
-        if event.event == "error" or chunk.get("error"):
-            raise _stream_error(chunk.get("error", chunk))
-        self._chunk(chunk, out)
+        if event.event == "error":  # Groq: a named event, then the body ends without [DONE]
+            raise _named_error(event.data)
+        chunk = load_object(event.data)
+        usage = obj(chunk.get("usage")) or obj(obj(chunk.get("x_groq")).get("usage"))
+        tokens = count(usage.get("prompt_tokens")), count(usage.get("completion_tokens"))
+        if chunk.get("error"):  # OpenAI, OpenRouter: an error chunk, then [DONE]
+            out.extend(self._usage.report(*tokens))  # OpenRouter's has what it billed
+            raise error_from(chunk["error"])
+        for choice in objs(chunk.get("choices")):
+            if choice.get("index", 0) == 0:
+                self._choice(choice, out)
+        out.extend(self._usage.report(*tokens))
 
-    def _chunk(self, chunk: dict[str, Any], out: list[ProviderEvent]) -> None:
-        choices = chunk.get("choices") or []
-        for choice in choices:
-            if not isinstance(choice, dict) or choice.get("index", 0) != 0:
-                continue
-            delta = choice.get("delta") or {}
-            reasoning = delta.get("reasoning_content") or delta.get("reasoning")
-            if isinstance(reasoning, str) and reasoning:
-                out.append(ReasoningDelta(reasoning))
-            content = delta.get("content")
-            if isinstance(content, str) and content:
-                out.extend(self._think.feed(content))
-            for call in delta.get("tool_calls") or ():
-                self._tool_fragment(call)
-            if choice.get("finish_reason"):
-                self._finish = str(choice["finish_reason"])
-        usage = chunk.get("usage") or (chunk.get("x_groq") or {}).get("usage")
-        if isinstance(usage, dict):
-            out.append(
-                Usage(_int(usage.get("prompt_tokens")), _int(usage.get("completion_tokens")))
-            )
+    def _choice(self, choice: dict[str, Any], out: list[ProviderEvent]) -> None:
+        delta = obj(choice.get("delta"))
+        # DeepSeek and llama.cpp say reasoning_content; vLLM (since 0.10), Ollama, Groq and
+        # OpenRouter say reasoning. https://docs.vllm.ai/en/latest/features/reasoning_outputs/
+        reasoning = string(delta.get("reasoning_content")) or string(delta.get("reasoning"))
+        if reasoning:
+            out.append(ReasoningDelta(reasoning))
+        # A refusal is the model's answer too, sent in its own field.
+        for key in ("content", "refusal"):
+            text = string(delta.get(key))
+            if text:
+                out.extend(self._think.feed(text))
+        for call in objs(delta.get("tool_calls")):
+            self._tool_fragment(call)
+        reason = string(choice.get("finish_reason"))  # Ollama before 0.1.39 sent ""
+        if reason:
+            self._finish = reason
 
     def _tool_fragment(self, call: dict[str, Any]) -> None:
-        index = int(call.get("index", 0))
-        slot = self._tools.setdefault(index, [None, "", []])
-        if call.get("id"):
-            slot[0] = call["id"]
-        function = call.get("function") or {}
-        if function.get("name"):
-            slot[1] = function["name"]
-        if function.get("arguments"):
-            slot[2].append(function["arguments"])
-
-    def _tool_calls(self) -> tuple[ToolCall, ...]:
-        return tuple(
-            ToolCall(index, id_, name, "".join(args))
-            for index, (id_, name, args) in sorted(self._tools.items())
+        function = obj(call.get("function"))
+        call_id = string(call.get("id"))
+        index = count(call.get("index"))
+        if index is None:
+            # Some servers (Gemini's OpenAI endpoint) leave out the index: a new id starts
+            # a new call, a fragment with no id continues the last one.
+            known = self._tools.index_of(call_id) if call_id else None
+            if known is not None:
+                index = known
+            elif call_id or not self._tools:
+                index = self._tools.next_index()
+            else:
+                index = self._tools.next_index() - 1
+        self._tools.add(
+            index,
+            call_id=call_id,
+            name=string(function.get("name")),
+            arguments=string(function.get("arguments")),
         )
 
 
-def _int(value: Any) -> int | None:
-    return value if isinstance(value, int) and not isinstance(value, bool) else None
-
-
-def _stream_error(error: Any) -> ProviderError:
-    """An error the upstream reported inside a 200 stream (Groq, OpenRouter, OpenAI)."""
-    if not isinstance(error, dict):
-        return error_for_status(502, "the upstream reported an error mid-stream")
-    message = str(error.get("message") or "the upstream reported an error mid-stream")[:500]
-    status = error.get("status_code") or error.get("code")
-    if isinstance(status, int) and 400 <= status < 600:
-        return error_for_status(status, message)
-    if error.get("type") in ("rate_limit_error", "rate_limit_exceeded"):
-        return error_for_status(429, message)
-    return error_for_status(502, message)
+def _named_error(data: str) -> ProviderError:
+    try:
+        body = load_object(data)
+    except ProtocolError:
+        return UpstreamError(short(data) or "the upstream reported an error mid-stream")
+    return error_from(body.get("error") or body)

@@ -2,107 +2,132 @@
 
 Follows the WHATWG rules for parsing an event stream
 (https://html.spec.whatwg.org/multipage/server-sent-events.html#parsing-an-event-stream):
-CR, LF and CRLF all end a line; a leading BOM is skipped; ``:`` lines are comments; several
-``data:`` lines join with ``\\n``; an empty line dispatches; ``id`` persists across events.
+the stream is UTF-8 with one optional leading BOM; CR, LF and CRLF all end a line; ``:``
+lines are comments; several ``data:`` lines join with ``\\n``; an empty line dispatches;
+``id`` persists across events; at end of stream an event with no blank line after it is
+dropped (``pending`` says whether that happened).
 """
 
 from __future__ import annotations
 
 import codecs
+import re
 from dataclasses import dataclass
+
+from .errors import ProtocolError
+
+# No real event comes near this; it bounds memory against an upstream that never ends a
+# line or never sends the blank line (Gemini image parts are base64, a few MiB at most).
+MAX_EVENT_CHARS = 32 * 1024 * 1024
+
+_LINE_END = re.compile(r"\r\n|\r|\n")
 
 
 @dataclass(frozen=True, slots=True)
 class SSEEvent:
+    """One dispatched event; ``id`` is the last event ID in effect when it was dispatched.
+
+    ``stray`` marks a line the spec says to ignore (an unknown field name), handed out only
+    by a decoder built with ``keep_stray=True``: its ``data`` is the whole line.
+    """
+
     event: str
     data: str
     id: str | None = None
-    retry: int | None = None
+    stray: bool = False
 
 
 class SSEDecoder:
     """Feed it any split of a stream; it returns the events completed so far.
 
-    Bytes are decoded with an incremental UTF-8 decoder, so a character split across two
-    network reads is joined before decoding. A CR at the very end of one ``feed`` is held
-    back, because the LF that makes it a CRLF may open the next read.
+    Bytes go through an incremental UTF-8 decoder, so a character split across two reads is
+    joined before decoding; invalid bytes become U+FFFD, as the spec's "UTF-8 decode" does.
+    A CR that ends one read ends its line at once (no waiting for the next read); we only
+    remember it, so that an LF opening the next read is taken as the second half of a CRLF
+    and not as an empty line, which would dispatch an event early.
     """
 
-    def __init__(self) -> None:
-        self._decoder = codecs.getincrementaldecoder("utf-8")(errors="replace")
-        self._buffer = ""
+    def __init__(self, *, keep_stray: bool = False) -> None:
+        self._utf8 = codecs.getincrementaldecoder("utf-8")(errors="replace")
+        self._keep_stray = keep_stray
+        self._line = ""  # the unfinished last line; never holds a line ending
+        self._after_cr = False
         self._started = False
         self._data: list[str] = []
+        self._size = 0
         self._event = ""
-        self._last_id: str | None = None
-        self._retry: int | None = None
+        self.last_id: str | None = None
+        self.retry: int | None = None  # reconnection time in ms, when the stream set one
         self.comments = 0
         self.pending = False
 
     def feed(self, data: bytes) -> list[SSEEvent]:
-        text = self._decoder.decode(data)
-        return self._take(text, final=False)
+        return self._text(self._utf8.decode(data))
 
     def flush(self) -> list[SSEEvent]:
-        """End of stream. By the spec, an event with no terminating blank line is dropped;
-        ``pending`` tells the caller whether that happened."""
-        events = self._take(self._decoder.decode(b"", final=True), final=True)
-        self.pending = bool(self._data) or bool(self._buffer)
+        """End of stream: returns what the last bytes completed, then drops the unfinished
+        event, as the spec says; ``pending`` is true if it had any data.
+
+        A last line with no line ending is still read as a field (it may be a stray line, or
+        set the last event ID), but without the blank line after it nothing dispatches.
+        """
+        events = self._text(self._utf8.decode(b"", final=True))
+        if self._line:
+            self._take(self._line, events)
+        self.pending = bool(self._data)
         self._data = []
-        self._buffer = ""
+        self._size = 0
+        self._line = ""
         return events
 
-    def _take(self, text: str, *, final: bool) -> list[SSEEvent]:
-        if not self._started and text:
+    def _text(self, text: str) -> list[SSEEvent]:
+        if not text:
+            return []
+        if not self._started:
             self._started = True
-            if text.startswith("\ufeff"):
-                text = text[1:]
-        buf = self._buffer + text
+            text = text.removeprefix("\ufeff")  # only the very first character may be a BOM
+        if self._after_cr and text.startswith("\n"):
+            text = text[1:]
+        self._after_cr = text.endswith("\r")
         events: list[SSEEvent] = []
         start = 0
-        n = len(buf)
-        while start < n:
-            cr = buf.find("\r", start)
-            lf = buf.find("\n", start)
-            if cr == -1 and lf == -1:
-                break
-            if cr == -1 or (lf != -1 and lf < cr):
-                end, nxt = lf, lf + 1
-            else:
-                if cr + 1 == n and not final:
-                    break  # maybe the first half of a CRLF
-                end = cr
-                nxt = cr + 2 if cr + 1 < n and buf[cr + 1] == "\n" else cr + 1
-            self._line(buf[start:end], events)
-            start = nxt
-        self._buffer = buf[start:]
-        if final and self._buffer:
-            self._line(self._buffer, events)
-            self._buffer = ""
+        for end in _LINE_END.finditer(text):
+            self._take(self._line + text[start : end.start()], events)
+            self._line = ""
+            start = end.end()
+        self._line += text[start:]
+        if len(self._line) + self._size > MAX_EVENT_CHARS:
+            raise ProtocolError("the upstream sent an event too large to buffer")
         return events
 
-    def _line(self, line: str, events: list[SSEEvent]) -> None:
+    def _take(self, line: str, events: list[SSEEvent]) -> None:
         if not line:
-            if self._data:
-                events.append(
-                    SSEEvent(self._event or "message", "\n".join(self._data), self._last_id,
-                             self._retry)
-                )
-            self._data = []
-            self._event = ""
+            self._dispatch(events)
             return
-        if line[0] == ":":
+        if line.startswith(":"):
             self.comments += 1
             return
-        name, sep, value = line.partition(":")
-        if sep and value.startswith(" "):
+        name, colon, value = line.partition(":")
+        if colon and value.startswith(" "):
             value = value[1:]
         if name == "data":
             self._data.append(value)
+            self._size += len(value) + 1
         elif name == "event":
             self._event = value
         elif name == "id":
             if "\0" not in value:
-                self._last_id = value
-        elif name == "retry" and value.isascii() and value.isdigit():
-            self._retry = int(value)
+                self.last_id = value
+        elif name == "retry":
+            if value.isascii() and value.isdigit():
+                self.retry = int(value)
+        elif self._keep_stray:
+            events.append(SSEEvent("", line, self.last_id, stray=True))
+
+    def _dispatch(self, events: list[SSEEvent]) -> None:
+        # An empty data buffer dispatches nothing but still resets the event type (rule 3).
+        if self._data:
+            events.append(SSEEvent(self._event or "message", "\n".join(self._data), self.last_id))
+        self._data = []
+        self._size = 0
+        self._event = ""

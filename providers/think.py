@@ -1,9 +1,14 @@
 """Splits inline ``<think>…</think>`` reasoning out of answer text, across chunk borders.
 
-Some servers (DeepSeek-R1 on Together, Groq, vLLM without a reasoning parser) put the
-model's thinking into ``content`` between tags. A tag may arrive split over two chunks
-(``<thi`` + ``nk>``), so a possible tag prefix at the end of a chunk is held back until the
-next one decides it.
+Some servers (DeepSeek-R1 on Together, Groq, vLLM without a reasoning parser, Ollama before
+its ``think`` option) put the model's thinking into the answer between tags. The rules:
+
+* Only a ``<think>`` that opens the answer (after optional whitespace) starts reasoning.
+  Once answer text has begun, tags are plain text: an answer may well talk about them.
+* The first ``</think>`` ends the reasoning for good; everything after it is answer.
+* Whitespace right after either tag is dropped (models put ``\\n`` or ``\\n\\n`` there).
+* A tag may arrive split over chunks (``<thi`` + ``nk>``), so text that could still become a
+  tag is held back until the next chunk decides it; ``flush`` releases whatever is held.
 """
 
 from __future__ import annotations
@@ -13,43 +18,58 @@ from .events import ReasoningDelta, TextDelta
 OPEN = "<think>"
 CLOSE = "</think>"
 
+Piece = TextDelta | ReasoningDelta
+
 
 class ThinkSplitter:
     def __init__(self) -> None:
-        self._inside = False
+        self._state = "start"  # "start" (no answer text yet) → "think" → "answer"
         self._held = ""
+        self._trim = False  # drop the whitespace that follows a tag
 
-    def feed(self, text: str) -> list[TextDelta | ReasoningDelta]:
-        out: list[TextDelta | ReasoningDelta] = []
+    def feed(self, text: str) -> list[Piece]:
+        out: list[Piece] = []
         buf = self._held + text
         self._held = ""
-        while buf:
-            tag = CLOSE if self._inside else OPEN
-            at = buf.find(tag)
-            if at >= 0:
-                self._emit(buf[:at], out)
-                buf = buf[at + len(tag) :]
-                self._inside = not self._inside
-                continue
-            keep = _partial_suffix(buf, tag)
-            self._emit(buf[: len(buf) - keep], out)
-            self._held = buf[len(buf) - keep :]
-            break
+        if self._state == "start":
+            head = buf.lstrip()
+            if head.startswith(OPEN):
+                self._state, self._trim, buf = "think", True, head[len(OPEN) :]
+            elif OPEN.startswith(head):  # only whitespace, or a prefix of the tag, so far
+                self._held = buf
+                return out
+            else:
+                self._state = "answer"
+        if self._state == "think":
+            buf = self._trimmed(buf)
+            at = buf.find(CLOSE)
+            if at < 0:
+                keep = _partial_suffix(buf, CLOSE)
+                self._held = buf[len(buf) - keep :]
+                _add(out, ReasoningDelta, buf[: len(buf) - keep])
+                return out
+            _add(out, ReasoningDelta, buf[:at])
+            self._state, self._trim, buf = "answer", True, buf[at + len(CLOSE) :]
+        _add(out, TextDelta, self._trimmed(buf))
         return out
 
-    def flush(self) -> list[TextDelta | ReasoningDelta]:
-        out: list[TextDelta | ReasoningDelta] = []
-        self._emit(self._held, out)
+    def flush(self) -> list[Piece]:
+        """End of text: a held tag prefix (or leading whitespace) was content after all."""
+        out: list[Piece] = []
+        _add(out, ReasoningDelta if self._state == "think" else TextDelta, self._held)
         self._held = ""
         return out
 
-    def _emit(self, text: str, out: list[TextDelta | ReasoningDelta]) -> None:
-        if not text:
-            return
-        if self._inside:
-            out.append(ReasoningDelta(text))
-        else:
-            out.append(TextDelta(text))
+    def _trimmed(self, text: str) -> str:
+        if self._trim:
+            text = text.lstrip()
+            self._trim = not text
+        return text
+
+
+def _add(out: list[Piece], kind: type[TextDelta] | type[ReasoningDelta], text: str) -> None:
+    if text:
+        out.append(kind(text))
 
 
 def _partial_suffix(text: str, tag: str) -> int:
