@@ -2,8 +2,10 @@
 
 from __future__ import annotations
 
+import json
 import tomllib
 from collections.abc import AsyncIterator, Awaitable, Callable
+from contextlib import aclosing
 from dataclasses import dataclass
 from functools import partial
 
@@ -17,6 +19,7 @@ from quart_trio import QuartTrio
 from app import create_app
 from app.config import build_config
 from app.engine import Hub
+from providers.sse import SSEDecoder
 
 from .support.upstream import FakeUpstream
 
@@ -70,17 +73,13 @@ async def server(start_server: StartServer) -> Server:
 
 
 async def read_events(response: httpx.Response) -> AsyncIterator[tuple[int, str, dict]]:
-    """Parse Chorus's own SSE: ``(id, event, data)`` per event (pings skipped)."""
-    import json
+    """Parse Chorus's own SSE: ``(id, event, data)`` per event (pings are comments: skipped).
 
-    event_id, event_type, data = 0, "", ""
-    async for line in response.aiter_lines():
-        if line.startswith("id: "):
-            event_id = int(line[4:])
-        elif line.startswith("event: "):
-            event_type = line[7:]
-        elif line.startswith("data: "):
-            data = line[6:]
-        elif line == "" and event_type:
-            yield event_id, event_type, json.loads(data)
-            event_type = ""
+    Reads ``aiter_raw`` (one level of async generator, closed here) through Chorus's own
+    spec-following decoder.
+    """
+    decoder = SSEDecoder()
+    async with aclosing(response.aiter_raw()) as chunks:
+        async for chunk in chunks:
+            for event in decoder.feed(chunk):
+                yield int(event.id or 0), event.event, json.loads(event.data)

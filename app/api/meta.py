@@ -2,10 +2,9 @@
 
 from __future__ import annotations
 
-import json
-from importlib import resources
-
 from quart import Blueprint, Response, current_app, jsonify
+
+from app.openapi import document
 
 from .context import chorus, owner
 
@@ -25,8 +24,7 @@ async def healthz() -> Response:
 
 @bp.get("/openapi.json")
 async def openapi() -> Response:
-    text = resources.files("app").joinpath("openapi.json").read_text(encoding="utf-8")
-    return jsonify(json.loads(text))
+    return jsonify(document())
 
 
 @bp.get("/")

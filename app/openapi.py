@@ -1,0 +1,159 @@
+"""The OpenAPI 3.1 description of the HTTP API, served at ``/openapi.json``.
+
+Built from small schema pieces so each shape is written once; the tests check that every
+route the app serves is described here and that responses match.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+JSON = "application/json"
+SSE = "text/event-stream"
+
+
+def _obj(props: dict[str, Any], required: list[str] | None = None, **extra: Any) -> dict[str, Any]:
+    out: dict[str, Any] = {"type": "object", "properties": props, **extra}
+    if required:
+        out["required"] = required
+    return out
+
+
+def _ref(name: str) -> dict[str, str]:
+    return {"$ref": f"#/components/schemas/{name}"}
+
+
+def _json(schema: dict[str, Any], description: str) -> dict[str, Any]:
+    return {"description": description, "content": {JSON: {"schema": schema}}}
+
+
+def _errors(*codes: int) -> dict[str, Any]:
+    text = {400: "Invalid request", 401: "Missing or wrong API key", 404: "No such stream",
+            413: "Body too large", 415: "Body is not JSON", 429: "Too many streams"}
+    return {str(c): _json(_ref("Error"), text[c]) for c in codes}
+
+
+_STREAM_ID = {"name": "id", "in": "path", "required": True, "schema": {"type": "string"}}
+
+SCHEMAS: dict[str, Any] = {
+    "Error": _obj({"error": _obj({
+        "type": {"type": "string"}, "message": {"type": "string"},
+        "param": {"type": "string"}}, ["type", "message"])}, ["error"]),
+    "Message": _obj({
+        "role": {"type": "string", "enum": ["system", "user", "assistant", "developer", "tool"]},
+        "content": {"oneOf": [{"type": "string"}, {"type": "array", "items": _obj(
+            {"type": {"const": "text"}, "text": {"type": "string"}}, ["type", "text"])}]},
+    }, ["role", "content"]),
+    "Params": _obj({
+        "temperature": {"type": "number", "minimum": 0, "maximum": 2},
+        "top_p": {"type": "number", "minimum": 0, "maximum": 1},
+        "max_tokens": {"type": "integer", "minimum": 1},
+        "seed": {"type": "integer"},
+        "stop": {"oneOf": [{"type": "string"}, {"type": "array", "items": {"type": "string"}}]},
+    }, additionalProperties=True),
+    "Target": {"oneOf": [
+        {"type": "string", "description": "a model ref, provider/model", "minLength": 1},
+        _obj({"model": {"type": "string", "minLength": 1}, "label": {"type": "string"},
+              "messages": {"type": "array", "items": _ref("Message")},
+              "params": _ref("Params"),
+              "fallbacks": {"type": "array", "items": {"type": "string"}}},
+             ["model"], additionalProperties=False),
+    ]},
+    "StreamRequest": _obj({
+        "models": {"type": "array", "items": _ref("Target"), "minItems": 1},
+        "messages": {"type": "array", "items": _ref("Message")},
+        "params": _ref("Params"),
+        "mode": {"type": "string", "enum": ["parallel"]},
+    }, ["models"]),
+    "SlotRef": _obj({"slot": {"type": "integer"}, "model": {"type": "string"},
+                     "label": {"type": "string"}}, ["slot", "model", "label"]),
+    "SlotState": _obj({"slot": {"type": "integer"}, "model": {"type": "string"},
+                       "state": {"type": "string", "enum": [
+                           "queued", "running", "done", "error", "stopped"]}},
+                      ["slot", "model", "state"]),
+    "StreamCreated": _obj({"id": {"type": "string"}, "events_url": {"type": "string"},
+                           "stop_url": {"type": "string"},
+                           "slots": {"type": "array", "items": _ref("SlotRef")}},
+                          ["id", "events_url", "stop_url", "slots"]),
+    "StopRequest": _obj({"slots": {"type": "array", "items": {"type": "integer"}}},
+                        additionalProperties=False),
+    "StopResult": _obj({"id": {"type": "string"},
+                        "slots": {"type": "array", "items": _ref("SlotState")}},
+                       ["id", "slots"]),
+    "Snapshot": _obj({"id": {"type": "string"}, "created": {"type": "integer"},
+                      "state": {"type": "string", "enum": ["running", "done"]},
+                      "last_event_id": {"type": "integer"},
+                      "slots": {"type": "array", "items": _obj({
+                          "slot": {"type": "integer"}, "model": {"type": "string"},
+                          "label": {"type": "string"}, "state": {"type": "string"},
+                          "text": {"type": "string"}, "reasoning": {"type": "string"},
+                          "usage": {"type": ["object", "null"]},
+                          "timing": {"type": ["object", "null"]}},
+                          ["slot", "model", "state", "text"])}},
+                     ["id", "state", "slots"]),
+    "ModelList": _obj({"object": {"const": "list"}, "data": {"type": "array", "items": _obj({
+        "id": {"type": "string"}, "object": {"const": "model"}, "created": {"type": "integer"},
+        "owned_by": {"type": "string"}, "provider": {"type": "string"},
+        "simulated": {"type": "boolean"}}, ["id", "object", "provider"])}},
+        ["object", "data"]),
+}
+
+_EVENTS = ("Server-Sent Events: stream.start, model.start, delta, reasoning, model.retry, "
+           "model.done, model.error, model.stopped, stream.done; each with an integer id.")
+
+PATHS: dict[str, Any] = {
+    "/v1/streams": {"post": {
+        "summary": "Start a stream of one or more model slots",
+        "description": "With `Accept: text/event-stream` the events stream in this response; "
+                       "otherwise 201 and generation starts.",
+        "requestBody": {"required": True,
+                        "content": {JSON: {"schema": _ref("StreamRequest")}}},
+        "responses": {"201": _json(_ref("StreamCreated"), "Stream created"),
+                      "200": {"description": _EVENTS, "content": {SSE: {
+                          "schema": {"type": "string"}}}},
+                      **_errors(400, 401, 413, 415, 429)},
+    }},
+    "/v1/streams/{id}/events": {"get": {
+        "summary": "Follow a stream: replay after Last-Event-ID, then live",
+        "parameters": [_STREAM_ID,
+                       {"name": "Last-Event-ID", "in": "header", "required": False,
+                        "schema": {"type": "integer", "minimum": 0}},
+                       {"name": "last_event_id", "in": "query", "required": False,
+                        "schema": {"type": "integer", "minimum": 0}}],
+        "responses": {"200": {"description": _EVENTS, "content": {SSE: {
+            "schema": {"type": "string"}}}}, **_errors(400, 401, 404)},
+    }},
+    "/v1/streams/{id}/stop": {"post": {
+        "summary": "Stop every slot ({}) or some ({\"slots\": [1]}); idempotent",
+        "parameters": [_STREAM_ID],
+        "requestBody": {"required": False, "content": {JSON: {"schema": _ref("StopRequest")}}},
+        "responses": {"200": _json(_ref("StopResult"), "The slots' states"),
+                      **_errors(400, 401, 404, 415)},
+    }},
+    "/v1/streams/{id}": {"get": {
+        "summary": "A stream's state, text so far, usage and timings",
+        "parameters": [_STREAM_ID],
+        "responses": {"200": _json(_ref("Snapshot"), "Snapshot"), **_errors(401, 404)},
+    }},
+    "/v1/models": {"get": {
+        "summary": "Configured models (OpenAI list shape plus provider)",
+        "responses": {"200": _json(_ref("ModelList"), "Models"), **_errors(401)},
+    }},
+    "/healthz": {"get": {
+        "summary": "Liveness",
+        "responses": {"200": _json(_obj({"status": {"const": "ok"},
+                                         "streams": {"type": "integer"}}), "Alive")},
+    }},
+}
+
+
+def document() -> dict[str, Any]:
+    return {
+        "openapi": "3.1.0",
+        "info": {"title": "Chorus", "version": "0.1.0",
+                 "description": "Stream the answers of several LLMs side by side over SSE."},
+        "components": {"schemas": SCHEMAS, "securitySchemes": {
+            "bearer": {"type": "http", "scheme": "bearer"}}},
+        "security": [{"bearer": []}, {}],
+        "paths": PATHS,
+    }

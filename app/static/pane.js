@@ -1,0 +1,279 @@
+/**
+ * One pane per slot: its model, state, turns (prompt, reasoning, answer, figures), and
+ * its own buttons. A view only reads the conversation data; app.js changes the data and
+ * calls sync(), at most once per animation frame per turn.
+ */
+
+import { MarkdownStream } from "./markdown.js";
+
+export const ACTIVE = new Set(["waiting", "streaming", "retrying"]);
+
+const STATE_TEXT = {
+  ready: "ready",
+  waiting: "waiting",
+  streaming: "streaming",
+  retrying: "retrying",
+  done: "done",
+  stopped: "stopped",
+  error: "error",
+};
+
+function el(tag, className, text) {
+  const node = document.createElement(tag);
+  if (className) node.className = className;
+  if (text !== undefined) node.textContent = text;
+  return node;
+}
+
+function button(className, text, label) {
+  const b = el("button", "btn " + className, text);
+  b.type = "button";
+  if (label) b.setAttribute("aria-label", label);
+  return b;
+}
+
+export function formatMs(ms) {
+  if (ms === null || ms === undefined || !Number.isFinite(ms)) return "–";
+  if (ms < 1000) return Math.round(ms) + " ms";
+  if (ms < 60000) return (ms / 1000).toFixed(ms < 10000 ? 2 : 1) + " s";
+  const m = Math.floor(ms / 60000);
+  return m + " min " + Math.round((ms % 60000) / 1000) + " s";
+}
+
+function formatCount(n) {
+  return n === null || n === undefined ? "–" : String(n);
+}
+
+/** The figures of a turn: the server's once the slot has ended, live ones before. */
+export function turnFigures(turn, now = Date.now()) {
+  const t = turn.timing ?? {};
+  const live = ACTIVE.has(turn.state);
+  const ttft = t.ttft_ms ?? (turn.first && turn.started ? turn.first - turn.started : null);
+  const duration = t.duration_ms ?? (turn.started ? (live ? now : turn.ended ?? now) - turn.started : null);
+  const u = turn.usage;
+  return {
+    ttft,
+    duration,
+    rate: t.tokens_per_s ?? null,
+    input: u?.input_tokens ?? null,
+    output: u?.output_tokens ?? null,
+    estimated: !!u?.estimated,
+  };
+}
+
+class TurnView {
+  constructor(turn, callbacks) {
+    this.turn = turn;
+    this.callbacks = callbacks;
+    this.root = el("article", "turn");
+    const user = el("div", "user-msg");
+    user.textContent = turn.user;
+    const reply = el("div", "reply");
+    this.reasoning = null; // built when the first reasoning text arrives
+    this.answer = el("div", "answer md");
+    this.typing = el("div", "typing");
+    this.typing.setAttribute("aria-label", "Waiting for the first token");
+    this.typing.append(el("span"), el("span"), el("span"));
+    this.note = el("div", "turn-note");
+    this.errorBox = el("div", "error-box");
+    this.errorBox.setAttribute("role", "alert");
+    this.footer = el("footer", "turn-foot");
+    this.stats = el("div", "stats");
+    this.copy = button("copy", "Copy", "Copy answer");
+    this.copy.addEventListener("click", () => callbacks.copy(this.turn.answer, this.copy));
+    this.footer.append(this.stats, this.copy);
+    reply.append(this.answer, this.typing, this.note, this.errorBox, this.footer);
+    this.reply = reply;
+    this.root.append(user, reply);
+    this.md = new MarkdownStream(this.answer);
+    this.reasoningMd = null;
+    this.shownAnswer = 0;
+    this.shownReasoning = 0;
+    this.closed = false;
+    this.sync();
+  }
+
+  ensureReasoning() {
+    if (this.reasoning) return;
+    const details = el("details", "reasoning");
+    const summary = el("summary");
+    this.reasoningLabel = el("span", "reasoning-label", "Reasoning");
+    this.reasoningSize = el("span", "reasoning-size");
+    summary.append(this.reasoningLabel, this.reasoningSize);
+    const body = el("div", "reasoning-body md");
+    details.append(summary, body);
+    this.reply.prepend(details);
+    this.reasoning = details;
+    this.reasoningMd = new MarkdownStream(body);
+  }
+
+  /** Brings the DOM up to the turn's data; appends only text not yet shown. */
+  sync() {
+    const turn = this.turn;
+    const active = ACTIVE.has(turn.state);
+    if (turn.reasoning.length > this.shownReasoning) {
+      this.ensureReasoning();
+      this.reasoningMd.push(turn.reasoning.slice(this.shownReasoning));
+      this.shownReasoning = turn.reasoning.length;
+    }
+    if (turn.answer.length > this.shownAnswer) {
+      this.md.push(turn.answer.slice(this.shownAnswer));
+      this.shownAnswer = turn.answer.length;
+    }
+    if (this.reasoning) {
+      const thinking = active && !turn.answer;
+      this.reasoningLabel.textContent = thinking ? "Thinking…" : "Reasoning";
+      this.reasoningSize.textContent = " · " + countWords(turn.reasoning) + " words";
+      this.reasoning.classList.toggle("live", thinking);
+    }
+    if (!active && !this.closed) {
+      this.md.end();
+      this.reasoningMd?.end();
+      this.closed = true;
+    }
+    this.root.dataset.state = turn.state;
+    this.typing.hidden = !(active && !turn.answer && !turn.reasoning);
+    this.note.textContent = noteFor(turn);
+    this.note.hidden = !this.note.textContent;
+    this.errorBox.replaceChildren();
+    this.errorBox.hidden = turn.state !== "error" || !turn.error;
+    if (!this.errorBox.hidden) {
+      const type = el("strong", "error-type", turn.error.type || "error");
+      const status = turn.error.status ? " " + turn.error.status : "";
+      this.errorBox.append(type, document.createTextNode(status + " — " + (turn.error.message || "")));
+    }
+    this.copy.hidden = !turn.answer;
+    this.syncStats();
+  }
+
+  syncStats() {
+    const f = turnFigures(this.turn);
+    const approx = f.estimated ? "≈" : "";
+    const parts = [
+      ["state", STATE_TEXT[this.turn.state] ?? this.turn.state],
+      ["ttft", "TTFT " + formatMs(f.ttft)],
+      ["duration", formatMs(f.duration)],
+      ["rate", f.rate === null ? "– tok/s" : f.rate.toFixed(f.rate < 10 ? 1 : 0) + " tok/s"],
+      ["tokens", "in " + approx + formatCount(f.input) + " · out " + approx + formatCount(f.output)],
+    ];
+    if (!this.statNodes) {
+      this.statNodes = {};
+      for (const [key] of parts) {
+        this.statNodes[key] = el("span", "stat stat-" + key);
+        this.stats.append(this.statNodes[key]);
+      }
+      this.statNodes.ttft.title = "Time to first token";
+    }
+    for (const [key, text] of parts) {
+      if (this.statNodes[key].textContent !== text) this.statNodes[key].textContent = text;
+    }
+    this.statNodes.state.dataset.state = this.turn.state;
+  }
+}
+
+function countWords(text) {
+  let n = 0;
+  for (const _ of text.matchAll(/\S+/g)) n++;
+  return n;
+}
+
+function noteFor(turn) {
+  if (turn.state === "retrying" && turn.retry) {
+    const model = turn.retry.model ? " with " + turn.retry.model : "";
+    return "Retrying" + model + " (attempt " + turn.retry.attempt + "): " + (turn.retry.reason || "");
+  }
+  if (turn.stopping && ACTIVE.has(turn.state)) return "Stopping…";
+  if (turn.state === "stopped") {
+    const why = { user: "", disconnect: " (client left)", shutdown: " (server shut down)" };
+    return "Stopped" + (why[turn.stopReason] ?? "") + ".";
+  }
+  if (turn.state === "done" && turn.finish === "length") return "Cut off: the token limit was reached.";
+  return "";
+}
+
+export class PaneView {
+  /** callbacks: stop(index), regenerate(index), copy(text, button). */
+  constructor(index, pane, info, callbacks) {
+    this.index = index;
+    this.pane = pane;
+    this.callbacks = callbacks;
+    this.turns = [];
+    this.root = el("section", "pane");
+    this.root.dataset.slot = String(index);
+    this.root.style.setProperty("--slot-hue", String((index * 137 + 210) % 360));
+    const head = el("header", "pane-head");
+    const title = el("div", "pane-title");
+    const slot = el("span", "slot-no", String(index + 1));
+    const name = el("span", "model-name", pane.label || pane.model);
+    name.title = pane.model;
+    title.append(slot, name);
+    if (info?.simulated) title.append(el("span", "tag sim", "simulated"));
+    if (info === null) title.append(el("span", "tag missing", "not available"));
+    this.stateBadge = el("span", "state-badge");
+    const actions = el("div", "pane-actions");
+    this.stopBtn = button("stop", "Stop", "Stop this model");
+    this.stopBtn.addEventListener("click", () => callbacks.stop(this.index));
+    this.regenBtn = button("regen", "Regenerate", "Regenerate this answer");
+    this.regenBtn.addEventListener("click", () => callbacks.regenerate(this.index));
+    actions.append(this.stopBtn, this.regenBtn);
+    head.append(title, this.stateBadge, actions);
+    this.body = el("div", "pane-body");
+    this.body.tabIndex = 0;
+    this.body.setAttribute("aria-label", "Answers from " + pane.model);
+    this.empty = el("p", "pane-empty", "Answers from this model appear here.");
+    this.body.append(this.empty);
+    this.stick = true;
+    this.body.addEventListener("scroll", () => {
+      const b = this.body;
+      this.stick = b.scrollHeight - b.scrollTop - b.clientHeight < 48;
+    });
+    this.root.append(head, this.body);
+    for (const turn of pane.turns) this.addTurn(turn);
+    this.syncHead();
+  }
+
+  addTurn(turn) {
+    const view = new TurnView(turn, this.callbacks);
+    this.turns.push(view);
+    this.body.append(view.root);
+    this.empty.hidden = true;
+    this.stick = true;
+    this.syncHead();
+    this.scroll();
+    return view;
+  }
+
+  replaceLastTurn(turn) {
+    const old = this.turns.pop();
+    old?.root.remove();
+    return this.addTurn(turn);
+  }
+
+  syncTurn(index) {
+    this.turns[index]?.sync();
+    this.syncHead();
+    this.scroll();
+  }
+
+  tick() {
+    for (const view of this.turns) if (ACTIVE.has(view.turn.state)) view.syncStats();
+  }
+
+  syncHead() {
+    const last = this.pane.turns[this.pane.turns.length - 1];
+    const state = last ? last.state : "ready";
+    const active = ACTIVE.has(state);
+    this.root.dataset.state = state;
+    this.root.setAttribute("aria-busy", String(active));
+    this.stateBadge.textContent = last?.stopping && active ? "stopping" : STATE_TEXT[state] ?? state;
+    this.stateBadge.dataset.state = state;
+    this.stopBtn.hidden = !active;
+    this.stopBtn.disabled = !!last?.stopping;
+    this.regenBtn.hidden = active || !last;
+  }
+
+  scroll() {
+    if (this.stick) this.body.scrollTop = this.body.scrollHeight;
+  }
+}
+

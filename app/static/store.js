@@ -1,0 +1,99 @@
+/**
+ * What the page keeps in localStorage: settings (picked models, system prompt, params),
+ * saved conversations, and which conversation is open. Conversations are written as a
+ * whole but at most once a second while streaming (and at once when the page is hidden),
+ * so saving never costs per chunk.
+ */
+
+const PREFIX = "chorus:";
+const MAX_CONVERSATIONS = 50;
+
+function read(key, fallback) {
+  try {
+    const raw = localStorage.getItem(PREFIX + key);
+    return raw === null ? fallback : JSON.parse(raw);
+  } catch {
+    return fallback;
+  }
+}
+
+/** Writes, dropping the oldest conversations when storage is full. */
+function write(key, value) {
+  const raw = JSON.stringify(value);
+  for (let attempt = 0; attempt < 5; attempt++) {
+    try {
+      localStorage.setItem(PREFIX + key, raw);
+      return true;
+    } catch {
+      const index = listConversations();
+      const oldest = index.pop();
+      if (!oldest) return false;
+      localStorage.removeItem(PREFIX + "conv:" + oldest.id);
+      localStorage.setItem(PREFIX + "convs", JSON.stringify(index));
+    }
+  }
+  return false;
+}
+
+export function loadSettings() {
+  const s = read("settings", {});
+  return {
+    models: Array.isArray(s.models) ? s.models.filter((m) => typeof m === "string") : null,
+    system: typeof s.system === "string" ? s.system : "",
+    temperature: typeof s.temperature === "number" ? s.temperature : null,
+    maxTokens: typeof s.maxTokens === "number" ? s.maxTokens : null,
+  };
+}
+
+export function saveSettings(settings) {
+  write("settings", settings);
+}
+
+export function listConversations() {
+  const list = read("convs", []);
+  return Array.isArray(list) ? list : [];
+}
+
+export function loadConversation(id) {
+  const conv = read("conv:" + id, null);
+  return conv && Array.isArray(conv.panes) ? conv : null;
+}
+
+export function currentConversationId() {
+  return read("current", null);
+}
+
+export function setCurrentConversation(id) {
+  write("current", id);
+}
+
+function summary(conv) {
+  return {
+    id: conv.id,
+    title: conv.title,
+    updated: conv.updated,
+    models: conv.panes.map((p) => p.model),
+  };
+}
+
+export function saveConversation(conv) {
+  if (!conv.panes.some((p) => p.turns.length)) return;
+  conv.updated = Date.now();
+  write("conv:" + conv.id, conv);
+  const index = listConversations().filter((c) => c.id !== conv.id);
+  index.unshift(summary(conv));
+  for (const dropped of index.splice(MAX_CONVERSATIONS)) {
+    localStorage.removeItem(PREFIX + "conv:" + dropped.id);
+  }
+  write("convs", index);
+}
+
+export function deleteConversation(id) {
+  localStorage.removeItem(PREFIX + "conv:" + id);
+  write("convs", listConversations().filter((c) => c.id !== id));
+}
+
+export function newId() {
+  const bytes = crypto.getRandomValues(new Uint8Array(9));
+  return Array.from(bytes, (b) => b.toString(16).padStart(2, "0")).join("");
+}
