@@ -27,7 +27,8 @@ async def test_post_with_accept_event_stream_streams_every_slot(server: Server) 
         events = await stream_all(client, {"models": ["demo/ttft=0.05,rate=200,tokens=20",
                                                       "demo/thinker"], **ASK})
     types = [t for _, t, _ in events]
-    assert types[0] == "stream.start" and types[-1] == "stream.done"
+    assert types[0] == "stream.start"
+    assert types[-1] == "stream.done"
     assert [i for i, _, _ in events] == list(range(1, len(events) + 1))
     done = [d for _, t, d in events if t == "model.done"]
     assert sorted(d["slot"] for d in done) == [0, 1]
@@ -48,7 +49,8 @@ async def test_201_then_events_replays_from_the_start(server: Server) -> None:
         assert len(created["id"]) >= 22  # 128 random bits, URL-safe
         async with client.stream("GET", created["events_url"]) as events:
             got = [e async for e in read_events(events)]
-    assert got[0][1] == "stream.start" and got[-1][1] == "stream.done"
+    assert got[0][1] == "stream.start"
+    assert got[-1][1] == "stream.done"
     assert got[0][2]["stream_id"] == created["id"]
 
 
@@ -130,7 +132,8 @@ async def test_models_health_and_openapi(server: Server) -> None:
         models = (await client.get("/v1/models")).json()
         assert models["object"] == "list"
         demo = {m["id"]: m for m in models["data"]}["demo/fast"]
-        assert demo["provider"] == "demo" and demo["simulated"] is True
+        assert demo["provider"] == "demo"
+        assert demo["simulated"] is True
         assert (await client.get("/healthz")).json()["status"] == "ok"
         spec = (await client.get("/openapi.json")).json()
         assert spec["openapi"].startswith("3.")

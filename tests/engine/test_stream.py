@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import itertools
 from collections import Counter
 
 import pytest
@@ -39,7 +40,8 @@ def assert_grammar(events: list[Event], n_slots: int) -> None:
         assert len(starts) <= 1
         texts = [e for e in mine if e.type in ("delta", "reasoning")]
         if texts:
-            assert starts and starts[0].id < texts[0].id
+            assert starts
+            assert starts[0].id < texts[0].id
         outcomes[terminal[0].type.split(".")[1]] += 1
         assert set(terminal[0].data) >= {"slot", "usage", "timing"}
     assert events[-1].data["counts"] == {
@@ -55,7 +57,8 @@ async def test_every_slot_ends_once_and_the_stream_ends_last(autojump_clock) -> 
     assert_grammar(events, 4)
     kinds = {slot: by_slot(events, slot)[-1].type for slot in range(4)}
     assert kinds == {0: "model.done", 1: "model.error", 2: "model.stopped", 3: "model.done"}
-    assert text_of(events, 3, "reasoning") and text_of(events, 3)
+    assert text_of(events, 3, "reasoning")
+    assert text_of(events, 3)
 
 
 async def test_slots_run_at_once_so_the_total_is_the_slowest(autojump_clock) -> None:
@@ -72,7 +75,7 @@ async def test_slots_run_at_once_so_the_total_is_the_slowest(autojump_clock) -> 
 async def test_slots_interleave_on_the_wire(autojump_clock) -> None:
     events = await run(plans("ttft=0.1,rate=10,tokens=8", "ttft=0.15,rate=10,tokens=8"))
     order = [e.data["slot"] for e in events if e.type == "delta"]
-    switches = sum(a != b for a, b in zip(order, order[1:], strict=False))
+    switches = sum(a != b for a, b in itertools.pairwise(order))
     assert switches >= 10  # 0,1,0,1… not 0,0,…,1,1,…
 
 
@@ -158,11 +161,9 @@ async def test_every_reader_sees_the_same_events_under_the_same_ids(autojump_clo
             await trio.sleep(0.7)
             results.append(await collect(stream))
 
-        nursery.start_soon(late_reader)
-        first = await collect(stream, attached=True)
-        await stream.done.wait()
-        while len(results) < 1:
-            await trio.sleep(0.01)
+        async with trio.open_nursery() as readers:
+            readers.start_soon(late_reader)
+            first = await collect(stream, attached=True)
         hub.close()
     assert [(e.id, e.type, e.data) for e in first] == [(e.id, e.type, e.data) for e in results[0]]
 

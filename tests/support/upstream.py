@@ -55,8 +55,10 @@ def sse(*payloads: Any, done: bool = True) -> list[bytes | float]:
     return out
 
 
-def openai_chunk(content: str | None = None, *, finish: str | None = None,
-                 reasoning: str | None = None, usage: dict[str, int] | None = None) -> dict[str, Any]:
+def openai_chunk(
+    content: str | None = None, *, finish: str | None = None, reasoning: str | None = None,
+    usage: dict[str, int] | None = None,
+) -> dict[str, Any]:
     delta: dict[str, Any] = {}
     if content is not None:
         delta["content"] = content
