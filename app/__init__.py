@@ -15,7 +15,7 @@ from quart import Response, jsonify
 from quart_trio import QuartTrio
 from werkzeug.exceptions import HTTPException, RequestEntityTooLarge
 
-from app.api import meta, streams
+from app.api import meta, openai_compat, streams
 from app.api.context import Chorus
 from app.api.errors import ApiError
 from app.catalog import Catalog
@@ -55,6 +55,7 @@ def create_app(config: Config | None = None, catalog: Catalog | None = None) -> 
 
     app.register_blueprint(streams.bp)
     app.register_blueprint(meta.bp)
+    app.register_blueprint(openai_compat.bp)
     _error_handlers(app)
     return app
 
