@@ -7,7 +7,6 @@ import tomllib
 from collections.abc import AsyncIterator, Awaitable, Callable
 from contextlib import aclosing
 from dataclasses import dataclass
-from functools import partial
 
 import httpx
 import pytest
@@ -50,8 +49,13 @@ async def upstream(nursery: trio.Nursery) -> FakeUpstream:
 
 
 @pytest.fixture
-def start_server(nursery: trio.Nursery) -> StartServer:
-    """``await start_server(toml_text, env={...})`` runs Chorus on 127.0.0.1:<free port>."""
+async def start_server(nursery: trio.Nursery) -> AsyncIterator[StartServer]:
+    """``await start_server(toml_text, env={...})`` runs Chorus on 127.0.0.1:<free port>.
+
+    At the end of the test each server shuts down the way a real one does (the lifespan's
+    shutdown runs), so no stream, task or upstream connection outlives its test.
+    """
+    running: list[tuple[trio.Event, trio.Event]] = []
 
     async def start(toml: str = "", env: dict[str, str] | None = None) -> Server:
         config = build_config(tomllib.loads(toml), env or {})
@@ -60,10 +64,25 @@ def start_server(nursery: trio.Nursery) -> StartServer:
         hc.bind = ["127.0.0.1:0"]
         hc.accesslog = None
         hc.errorlog = None
-        binds = await nursery.start(partial(serve, app, hc))
+        hc.graceful_timeout = 1.0
+        stop, stopped = trio.Event(), trio.Event()
+
+        async def run(*, task_status: trio.TaskStatus[list[str]]) -> None:
+            try:
+                await serve(app, hc, shutdown_trigger=stop.wait,  # type: ignore[arg-type]
+                            task_status=task_status)
+            finally:
+                stopped.set()
+
+        binds = await nursery.start(run)
+        running.append((stop, stopped))
         return Server(binds[0], app)
 
-    return start
+    yield start
+    with trio.fail_after(10):
+        for stop, stopped in running:
+            stop.set()
+            await stopped.wait()
 
 
 @pytest.fixture
