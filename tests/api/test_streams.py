@@ -25,7 +25,8 @@ async def stream_all(client: httpx.AsyncClient, body: dict, **headers: str) -> l
 async def test_post_with_accept_event_stream_streams_every_slot(server: Server) -> None:
     async with server.client() as client:
         events = await stream_all(client, {"models": ["demo/ttft=0.05,rate=200,tokens=20",
-                                                      "demo/thinker"], **ASK})
+                                                      "demo/ttft=0,rate=200,tokens=20,reasoning=5"],
+                                           **ASK})
     types = [t for _, t, _ in events]
     assert types[0] == "stream.start"
     assert types[-1] == "stream.done"
@@ -38,14 +39,15 @@ async def test_post_with_accept_event_stream_streams_every_slot(server: Server) 
 
 async def test_201_then_events_replays_from_the_start(server: Server) -> None:
     async with server.client() as client:
-        r = await client.post("/v1/streams", json={"models": ["demo/fast", "demo/fast"], **ASK})
+        r = await client.post("/v1/streams", json={"models": ["demo/instant", "demo/instant"],
+                                                       **ASK})
         assert r.status_code == 201
         created = r.json()
         assert created["events_url"] == f"/v1/streams/{created['id']}/events"
         assert created["stop_url"] == f"/v1/streams/{created['id']}/stop"
         assert created["slots"] == [
-            {"slot": 0, "model": "demo/fast", "label": "demo/fast"},
-            {"slot": 1, "model": "demo/fast", "label": "demo/fast #2"}]
+            {"slot": 0, "model": "demo/instant", "label": "demo/instant"},
+            {"slot": 1, "model": "demo/instant", "label": "demo/instant #2"}]
         assert len(created["id"]) >= 22  # 128 random bits, URL-safe
         async with client.stream("GET", created["events_url"]) as events:
             got = [e async for e in read_events(events)]

@@ -56,13 +56,13 @@ async def test_the_upstream_gets_the_request_chorus_was_asked_for(
 async def test_stop_closes_the_upstream_connection_at_once(
     upstream: FakeUpstream, chorus: Server,
 ) -> None:
-    upstream.respond = lambda seen: openai_script(["tok "] * 1000, gap=0.01)
+    upstream.respond = lambda seen: openai_script(["tok "] * 300, gap=0.005)
     async with chorus.client() as client:
         created = (await client.post("/v1/streams", json={"models": ["up/a", "up/b"],
                                                           **ASK})).json()
         async with client.stream("GET", created["events_url"]) as r, \
                 aclosing(read_events(r)) as events:
-            async for _, kind, data in events:
+            async for _, kind, _data in events:
                 if kind == "delta":
                     break
             await upstream.wait_for_request(2)
@@ -154,7 +154,7 @@ async def test_connection_refused_is_a_connection_error(start_server: StartServe
         f"retries = 0\n", env={"CHORUS_DEMO": "1"})
     async with server.client() as client, client.stream(
         "POST", "/v1/streams", headers={"Accept": "text/event-stream"},
-        json={"models": ["gone/m", "demo/fast"], **ASK}) as r:
+        json={"models": ["gone/m", "demo/instant"], **ASK}) as r:
         events = [e async for e in read_events(r)]
     error = next(d for _, t, d in events if t == "model.error")
     assert error["error"]["type"] == "connection"
@@ -177,7 +177,7 @@ async def test_http_errors_reach_no_client_with_the_upstream_key(
 
 
 async def test_httpx_default_read_timeout_does_not_cut_slow_thinkers(
-    upstream: FakeUpstream, start_server: StartServer, autojump_clock=None,
+    upstream: FakeUpstream, start_server: StartServer,
 ) -> None:
     """A 6 s silence before the first token: longer than httpx's 5 s default read timeout."""
     upstream.respond = lambda seen: openai_script(["late"], ttft=6.0)
