@@ -323,10 +323,15 @@ function applySnapshot(c, run, snapshot) {
     const turn = turnOf(c, run, s.slot);
     if (!turn || !ACTIVE.has(turn.state) || ACTIVE.has(s.state) || s.state === "queued") continue;
     if (typeof s.text === "string" && s.text.startsWith(turn.answer)) turn.answer = s.text;
+    if (typeof s.reasoning === "string" && s.reasoning.startsWith(turn.reasoning)) {
+      turn.reasoning = s.reasoning;
+    }
     turn.state = s.state;
     turn.usage = s.usage ?? turn.usage;
     turn.timing = s.timing ?? turn.timing;
     turn.error = s.error ?? null;
+    turn.finish = s.finish_reason ?? null;
+    turn.stopReason = s.stop_reason ?? null;
     turn.ended = Date.now();
     touch(c, run.panes[s.slot], run.turns[s.slot]);
   }
@@ -598,9 +603,11 @@ async function loadModels() {
     } else {
       renderPanes(); // now that we know which models are simulated or missing
     }
+    document.body.dataset.models = "ready";
   } catch (err) {
     toast("Could not load the model list: " + err.message);
     picker.setModels([], null);
+    document.body.dataset.models = "failed";
   }
 }
 

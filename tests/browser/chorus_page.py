@@ -1,0 +1,138 @@
+"""The Chorus page as the browser tests drive it (Playwright's sync API, browser thread)."""
+
+from __future__ import annotations
+
+import json
+from typing import Any
+from urllib.parse import urlsplit
+
+from playwright.sync_api import Browser, Response
+
+DESKTOP = {"width": 1280, "height": 800}
+PHONE = {"width": 390, "height": 844}
+
+RENDER = """async (text) => {
+  const m = await import('/static/markdown.js');
+  const box = document.createElement('div');
+  box.append(m.renderMarkdown(text));
+  return box.innerHTML;
+}"""
+
+
+class ChorusPage:
+    """One browser context on a Chorus server. ``models`` seeds the saved model choice."""
+
+    def __init__(self, browser: Browser, base_url: str, *, models: list[str] | None = None,
+                 viewport: dict[str, int] = DESKTOP, color_scheme: str = "light") -> None:
+        self.base_url = base_url
+        self.context = browser.new_context(base_url=base_url, viewport=viewport,
+                                           color_scheme=color_scheme)  # type: ignore[arg-type]
+        self.context.set_default_timeout(15_000)
+        if models is not None:
+            seed = json.dumps(json.dumps({"models": models}))
+            self.context.add_init_script(
+                script=f"if (!localStorage.getItem('chorus:settings'))"
+                       f" localStorage.setItem('chorus:settings', {seed});")
+        self.page = self.context.new_page()
+        self.errors: list[str] = []
+        self.requests: list[str] = []
+        self.page.on("pageerror", lambda exc: self.errors.append(str(exc)))
+        self.page.on("request", lambda request: self.requests.append(request.url))
+
+    def __enter__(self) -> ChorusPage:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.context.close()
+
+    def open(self) -> None:
+        self.page.goto("/")
+        self.wait_ready()
+
+    def reload(self) -> None:
+        self.page.reload()
+        self.wait_ready()
+
+    def wait_ready(self) -> None:
+        """Waits until the page has its model list (body[data-models] is set then)."""
+        self.page.wait_for_selector("body[data-models]", state="attached")
+
+    # Picking models
+
+    def chips(self) -> list[str]:
+        return self.page.locator(".chip .chip-ref").all_inner_texts()
+
+    def clear_models(self) -> None:
+        while self.page.locator(".chip-remove").count():
+            self.page.locator(".chip-remove").last.click()
+
+    def pick(self, query: str) -> None:
+        search = self.page.locator("#model-search")
+        search.fill(query)
+        search.press("Enter")
+
+    # Sending and stopping
+
+    def send(self, text: str) -> str:
+        """Types a message, presses Enter; returns the id of the stream it created."""
+        with self.page.expect_response(self._is_create) as info:
+            self.page.fill("#prompt", text)
+            self.page.press("#prompt", "Enter")
+        response = info.value
+        assert response.status == 201, response.text()
+        return str(response.json()["id"])
+
+    @staticmethod
+    def _is_create(response: Response) -> bool:
+        return response.request.method == "POST" and urlsplit(response.url).path == "/v1/streams"
+
+    def pane(self, slot: int) -> Any:
+        return self.page.locator(f'.pane[data-slot="{slot}"]')
+
+    def stop_pane(self, slot: int) -> None:
+        self.pane(slot).locator("button.stop").click()
+
+    # Waiting and reading
+
+    def wait_states(self, *states: str | None, timeout: float = 15_000) -> None:
+        """Waits until pane i is in states[i] (None: any state), all at the same moment."""
+        self.page.wait_for_function(
+            """(states) => states.every((s, i) => s === null ||
+                 document.querySelector(`.pane[data-slot="${i}"]`)?.dataset.state === s)""",
+            arg=list(states), timeout=timeout)
+
+    def state(self, slot: int) -> str:
+        return str(self.pane(slot).get_attribute("data-state"))
+
+    def answer_html(self, slot: int) -> str:
+        return str(self.pane(slot).locator(".turn").last.locator(".answer").inner_html())
+
+    def answer_length(self, slot: int) -> int:
+        return int(self.page.evaluate(
+            "(i) => document.querySelector(`.pane[data-slot='${i}'] .turn:last-child .answer`)"
+            "?.textContent.length ?? 0", slot))
+
+    def rendered(self, text: str) -> str:
+        """What the page's renderer makes of a whole text at once."""
+        return str(self.page.evaluate(RENDER, text))
+
+    def snapshot(self, stream_id: str) -> dict[str, Any]:
+        response = self.page.request.get(f"/v1/streams/{stream_id}")
+        assert response.ok, response.text()
+        result: dict[str, Any] = response.json()
+        return result
+
+    def stored_conversation(self) -> dict[str, Any]:
+        flushed = self.page.evaluate(
+            "() => { dispatchEvent(new PageTransitionEvent('pagehide'));"
+            " const id = JSON.parse(localStorage.getItem('chorus:current'));"
+            " return localStorage.getItem('chorus:conv:' + id); }")
+        result: dict[str, Any] = json.loads(flushed)
+        return result
+
+    def foreign_requests(self) -> list[str]:
+        """Requests that left the Chorus server's origin."""
+        origin = urlsplit(self.base_url).netloc
+        return [u for u in self.requests
+                if urlsplit(u).scheme in ("http", "https", "ws", "wss")
+                and urlsplit(u).netloc != origin]

@@ -1,0 +1,132 @@
+"""Headless Chromium for the browser tests, and a Chorus server set up for them.
+
+Playwright's async API needs asyncio, so the sync API runs in one thread of its own that
+owns the browser for the whole session; a test hands it a function and awaits the result
+with ``trio.to_thread.run_sync`` while the server keeps running in the trio loop.
+"""
+
+from __future__ import annotations
+
+import concurrent.futures
+import os
+import queue
+import threading
+from collections.abc import Awaitable, Callable, Iterator
+from typing import Any
+
+import pytest
+import trio
+
+from providers.demo import _words
+
+from ..conftest import Server, StartServer
+
+CHROMIUM = os.environ.get("CHORUS_CHROMIUM", "/usr/bin/chromium")
+ARGS = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",
+        "--disable-background-networking", "--disable-component-update", "--disable-sync"]
+
+# Demo models for the tests. `hostile` answers with markup that must stay inert.
+HOSTILE = """Hostile answer.
+
+<img src=x onerror="window.__pwned = 'img'">
+
+<script>window.__pwned = 'script'</script>
+
+[click me](javascript:window.__pwned='link') and [data](data:text/html,hi) and [rel](/v1/models)
+
+![tracker](https://tracker.invalid/pixel.png?leak=secret)
+
+<a href="javascript:window.__pwned='a'">raw link</a> <svg onload="window.__pwned='svg'"></svg>
+
+<iframe src="javascript:window.__pwned='iframe'"></iframe> **still bold** [fine](https://example.com/)
+"""
+
+CONFIG = f"""
+[server]
+resume_grace = 10.0
+
+[providers.demo]
+type = "demo"
+
+[providers.demo.options.presets]
+steady = {{ ttft = 0.1, rate = 40.0, tokens = 90 }}
+long = {{ ttft = 0.1, rate = 30.0, tokens = 600 }}
+broken = {{ ttft = 0.1, rate = 40.0, tokens = 200, fail_after = 12 }}
+limited = {{ error = 429 }}
+thinker = {{ ttft = 0.1, rate = 60.0, tokens = 60, reasoning = 30 }}
+[providers.demo.options.presets.hostile]
+ttft = 0.0
+rate = 0.0
+tokens = {len(_words(HOSTILE))}
+text = '''{HOSTILE}'''
+"""
+
+Job = Callable[[Any], Any]
+
+
+class BrowserThread:
+    """A thread that owns Playwright and one Chromium, and runs jobs handed to it."""
+
+    def __init__(self) -> None:
+        self._jobs: queue.Queue[tuple[Job, concurrent.futures.Future[Any]] | None] = queue.Queue()
+        self._ready: concurrent.futures.Future[None] = concurrent.futures.Future()
+        self._thread = threading.Thread(target=self._main, name="playwright", daemon=True)
+        self._thread.start()
+        self._ready.result(timeout=60)
+
+    def _main(self) -> None:
+        from playwright.sync_api import sync_playwright
+
+        try:
+            with sync_playwright() as p:
+                browser = p.chromium.launch(executable_path=CHROMIUM, headless=True, args=ARGS)
+                self._ready.set_result(None)
+                while (job := self._jobs.get()) is not None:
+                    fn, future = job
+                    if not future.set_running_or_notify_cancel():
+                        continue
+                    try:
+                        future.set_result(fn(browser))
+                    except BaseException as exc:  # handed to the test, re-raised there
+                        future.set_exception(exc)
+                browser.close()
+        except BaseException as exc:
+            if not self._ready.done():
+                self._ready.set_exception(exc)
+
+    def submit(self, fn: Job) -> concurrent.futures.Future[Any]:
+        future: concurrent.futures.Future[Any] = concurrent.futures.Future()
+        self._jobs.put((fn, future))
+        return future
+
+    def close(self) -> None:
+        self._jobs.put(None)
+        self._thread.join(timeout=20)
+
+
+@pytest.fixture(scope="session")
+def browser_thread() -> Iterator[BrowserThread]:
+    if not os.path.exists(CHROMIUM):
+        pytest.skip(f"no Chromium at {CHROMIUM}")
+    bt = BrowserThread()
+    yield bt
+    bt.close()
+
+
+RunInBrowser = Callable[[Job], Awaitable[Any]]
+
+
+@pytest.fixture
+def in_browser(browser_thread: BrowserThread) -> RunInBrowser:
+    """``await in_browser(fn)`` runs ``fn(browser)`` in the browser thread."""
+
+    async def run(fn: Job) -> Any:
+        future = browser_thread.submit(fn)
+        return await trio.to_thread.run_sync(future.result)
+
+    return run
+
+
+@pytest.fixture
+async def chorus(start_server: StartServer) -> Server:
+    return await start_server(CONFIG)
