@@ -88,17 +88,21 @@ def load_config(path: str | Path | None = None, env: Mapping[str, str] | None = 
 def build_config(
     raw: Mapping[str, Any], env: Mapping[str, str], source: Path | None = None, text: str = ""
 ) -> Config:
-    def fail(message: str, key: str | None = None) -> ConfigError:
-        return ConfigError(message, source, _line_of(text, key) if key else None)
+    def fail(message: str, key: str | None = None, section: str | None = None) -> ConfigError:
+        return ConfigError(message, source, _line_of(text, key, section) if key else None)
+
+    def in_section(section: str) -> Any:
+        return lambda message, key=None: fail(message, key, section)
 
     unknown = set(raw) - {"server", "providers"}
     if unknown:
         name = sorted(unknown)[0]
         raise fail(f"unknown section [{name}] (expected [server] and [providers.NAME])", name)
-    server = _server(_table(raw.get("server", {}), "server", fail), fail)
+    server = _server(_table(raw.get("server", {}), "server", fail), in_section("server"))
     providers: dict[str, ProviderConfig] = {}
     for name, table in _table(raw.get("providers", {}), "providers", fail).items():
-        providers[name] = _provider(name, _table(table, f"providers.{name}", fail), env, fail)
+        where = in_section(f"providers.{name}")
+        providers[name] = _provider(name, _table(table, f"providers.{name}", fail), env, where)
     for name, (type_, key_var, base_url) in WELL_KNOWN.items():
         if name not in providers and env.get(key_var):
             providers[name] = ProviderConfig(name=name, type=type_, base_url=base_url,
@@ -215,15 +219,29 @@ def _kind_name(kind: type) -> str:
         kind, kind.__name__)
 
 
-def _line_of(text: str, key: str | None) -> int | None:
-    """Best effort: the first line that defines ``key`` (TOML keeps no positions)."""
+def _line_of(text: str, key: str | None, section: str | None = None) -> int | None:
+    """Best effort (TOML keeps no positions): the line that sets ``key`` inside
+    ``[section]``, else the section's header, else the first line that mentions ``key``."""
     if not text or not key:
         return None
-    pattern = re.compile(rf"^\s*(\[[^\]]*\b{re.escape(key)}\b[^\]]*\]|\"?{re.escape(key)}\"?\s*=)")
-    for number, line in enumerate(text.splitlines(), 1):
-        if pattern.search(line):
-            return number
-    return None
+    lines = text.splitlines()
+    start, end = 0, len(lines)
+    if section:
+        header = re.compile(rf"^\s*\[\s*{re.escape(section)}\s*\]")
+        for number, line in enumerate(lines):
+            if header.match(line):
+                start = number
+                end = next((n for n in range(number + 1, len(lines))
+                            if lines[n].lstrip().startswith("[")), len(lines))
+                break
+    setting = re.compile(rf"^\s*\"?{re.escape(key)}\"?\s*=")
+    for number in range(start, end):
+        if setting.match(lines[number]):
+            return number + 1
+    if section and start < end and start < len(lines):
+        return start + 1
+    mention = re.compile(rf"\b{re.escape(key)}\b")
+    return next((n + 1 for n, line in enumerate(lines) if mention.search(line)), None)
 
 
 def _line_of_decode_error(message: str) -> int | None:
