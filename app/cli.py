@@ -126,3 +126,5 @@ def models(args: argparse.Namespace) -> int:
 
 
 COMMANDS.update({"serve": serve, "models": models})
+
+import app.terminal.commands  # noqa: E402, F401  (adds ``ask``, and ``--server`` to ``models``)

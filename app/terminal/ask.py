@@ -1,0 +1,154 @@
+"""Running ``chorus ask``: read a source's events into the board, draw it, print the end.
+
+On a terminal the board is drawn live on the alternate screen (so the answers are left in
+the scrollback once, complete); elsewhere, or with ``--json``, nothing is redrawn. The first
+Ctrl-C stops every slot (the upstreams close), then waits up to ``STOP_WAIT`` for their
+last events; a second one leaves at once. Either way what arrived is printed.
+"""
+
+from __future__ import annotations
+
+import json
+import shutil
+import signal
+import threading
+from dataclasses import dataclass
+from typing import TextIO
+
+import trio
+
+from .board import Board
+from .render import render_final, render_live
+from .sources import RequestRefused, Source, SourceError
+
+STOP_WAIT = 3.0  # seconds to wait for the stopped slots' last events after Ctrl-C
+FRAME = 1 / 30  # the screen is redrawn at most this often…
+TICK = 0.25  # …and at least this often while models run, so the clocks move
+
+
+@dataclass(frozen=True, slots=True)
+class View:
+    live: bool = False  # redraw the board on the terminal while it fills
+    json: bool = False  # print each event as one JSON line
+    color: bool = False
+    reasoning: bool = False  # print the models' reasoning with the answers
+
+
+@dataclass(slots=True)
+class Outcome:
+    board: Board
+    interrupted: bool = False
+    failure: SourceError | None = None
+
+    def exit_code(self) -> int:
+        if self.interrupted:
+            return 130
+        if isinstance(self.failure, RequestRefused):
+            return 2
+        if self.failure is not None:
+            return 1
+        return self.board.exit_code(interrupted=False)
+
+
+class Screen:
+    """The terminal's alternate screen, cursor hidden, for the live board."""
+
+    def __init__(self, out: TextIO) -> None:
+        self.out = out
+
+    def __enter__(self) -> Screen:
+        self.out.write("\x1b[?1049h\x1b[?25l")
+        self.out.flush()
+        return self
+
+    def draw(self, lines: list[str]) -> None:
+        self.out.write("\x1b[H" + "\x1b[K\r\n".join(lines) + "\x1b[K\x1b[J")
+        self.out.flush()
+
+    def __exit__(self, *exc: object) -> None:
+        self.out.write("\x1b[?25h\x1b[?1049l")
+        self.out.flush()
+
+
+class _Redraw:
+    def __init__(self) -> None:
+        self._changed = trio.Event()
+
+    def notify(self) -> None:
+        self._changed.set()
+
+    async def wait(self) -> None:
+        """Until the board changed, or ``TICK`` passed."""
+        with trio.move_on_after(TICK):
+            await self._changed.wait()
+        self._changed = trio.Event()
+
+
+async def run(source: Source, view: View, out: TextIO, err: TextIO) -> int:
+    """Read ``source`` to its end (or Ctrl-C), showing it per ``view``; the exit code."""
+    outcome = Outcome(Board())
+    redraw = _Redraw()
+    screen = Screen(out) if view.live and not view.json else None
+    if screen is not None:
+        screen.__enter__()
+    try:
+        with trio.CancelScope() as reading:
+            async with trio.open_nursery() as nursery:
+                if threading.current_thread() is threading.main_thread():
+                    nursery.start_soon(_interrupts, source, reading, outcome)
+                if screen is not None:
+                    nursery.start_soon(_draw, outcome.board, screen, redraw, view)
+                try:
+                    async for event_id, kind, data in source.events():
+                        outcome.board.apply(kind, data, trio.current_time())
+                        if view.json:
+                            out.write(json.dumps({"id": event_id, "event": kind, "data": data},
+                                                 ensure_ascii=False) + "\n")
+                            out.flush()
+                        redraw.notify()
+                except SourceError as exc:
+                    outcome.failure = exc
+                nursery.cancel_scope.cancel()
+    finally:
+        if screen is not None:
+            screen.__exit__()
+    _report(outcome, view, out, err)
+    return outcome.exit_code()
+
+
+async def _interrupts(source: Source, reading: trio.CancelScope, outcome: Outcome) -> None:
+    with trio.open_signal_receiver(signal.SIGINT) as signals:
+        async with trio.open_nursery() as nursery:
+            async for _ in signals:
+                if outcome.interrupted:
+                    reading.cancel()
+                    return
+                outcome.interrupted = True
+                reading.deadline = trio.current_time() + STOP_WAIT
+                nursery.start_soon(source.stop)
+
+
+async def _draw(board: Board, screen: Screen, redraw: _Redraw, view: View) -> None:
+    while True:
+        size = shutil.get_terminal_size()
+        screen.draw(render_live(board, size.columns, size.lines, trio.current_time(),
+                                color=view.color))
+        await redraw.wait()
+        await trio.sleep(FRAME)  # a frame-rate cap: a burst of events is drawn once
+
+
+def _report(outcome: Outcome, view: View, out: TextIO, err: TextIO) -> None:
+    board = outcome.board
+    if not view.json and board.columns:
+        width = shutil.get_terminal_size().columns
+        lines = render_final(board, width, trio.current_time(), color=view.color,
+                             reasoning=view.reasoning)
+        out.write("\n".join(lines) + "\n")
+        out.flush()
+    if outcome.failure is not None:
+        err.write(f"chorus: {outcome.failure}\n")
+    elif outcome.interrupted:
+        err.write("chorus: stopped (Ctrl-C)\n")
+    elif not board.ended:
+        err.write("chorus: the stream broke off before its end\n")
+    err.flush()

@@ -1,0 +1,156 @@
+"""Where ``chorus ask`` gets its events: a running server, or the engine in this process.
+
+Both give the same ``(id, type, data)`` events as the SSE contract, and both ``stop()``
+every slot (reason ``user``) so that the upstreams close and the last events still arrive.
+
+    SourceError            the request cannot go on (exit 1)
+    └── RequestRefused     the server or the catalog refused it as given (exit 2)
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import AsyncIterator, Sequence
+from contextlib import asynccontextmanager
+from typing import TYPE_CHECKING, Any, Protocol
+
+import httpx
+import trio
+
+from app.config import Config
+from providers import Message
+from providers.sse import SSEDecoder
+
+if TYPE_CHECKING:
+    from app.engine import Stream
+
+Event = tuple[int, str, dict[str, Any]]
+
+STOP_TIMEOUT = 3.0  # seconds a stop request may take
+
+
+class SourceError(Exception):
+    """The events cannot be had: the server is unreachable or the stream broke off."""
+
+
+class RequestRefused(SourceError):
+    """The request was refused as given (unknown model, bad parameter, wrong key)."""
+
+
+class Source(Protocol):
+    def events(self) -> AsyncIterator[Event]: ...
+
+    async def stop(self) -> None: ...
+
+
+def stream_body(models: Sequence[str], messages: Sequence[Message],
+                params: dict[str, Any]) -> dict[str, Any]:
+    """The ``POST /v1/streams`` body for these models."""
+    return {"models": list(models),
+            "messages": [{"role": m.role, "content": m.content} for m in messages],
+            "params": params}
+
+
+def server_client(url: str, key: str | None) -> httpx.AsyncClient:
+    headers = {"Authorization": f"Bearer {key}"} if key else {}
+    # No read timeout: a model may think for minutes, and the server pings meanwhile.
+    return httpx.AsyncClient(base_url=url.rstrip("/"), headers=headers,
+                             timeout=httpx.Timeout(10, read=None))
+
+
+def refusal(response: httpx.Response) -> SourceError:
+    """The error a non-2xx answer stands for, with the server's message."""
+    try:
+        message = response.json()["error"]["message"]
+    except (ValueError, KeyError, TypeError):
+        message = response.text[:200] or response.reason_phrase
+    kind = RequestRefused if 400 <= response.status_code < 500 else SourceError
+    return kind(f"the server answered {response.status_code}: {message}")
+
+
+async def server_models(client: httpx.AsyncClient) -> list[dict[str, Any]]:
+    """The server's ``GET /v1/models`` list."""
+    try:
+        response = await client.get("/v1/models")
+    except httpx.HTTPError as exc:
+        raise SourceError(f"cannot reach {client.base_url}: {exc}") from exc
+    if response.status_code != 200:
+        raise refusal(response)
+    data: list[dict[str, Any]] = response.json()["data"]
+    return data
+
+
+class ServerSource:
+    """A stream on a running Chorus, read as SSE; ``stop`` calls its stop URL."""
+
+    def __init__(self, client: httpx.AsyncClient, body: dict[str, Any]) -> None:
+        self.client = client
+        self.body = body
+        self.stream_id: str | None = None
+
+    async def events(self) -> AsyncIterator[Event]:
+        try:
+            async with self.client.stream("POST", "/v1/streams", json=self.body,
+                                          headers={"Accept": "text/event-stream"}) as response:
+                if response.status_code != 200:
+                    await response.aread()
+                    raise refusal(response)
+                self.stream_id = response.headers.get("X-Chorus-Stream-Id")
+                decoder = SSEDecoder()
+                async for chunk in response.aiter_bytes():
+                    for event in decoder.feed(chunk):
+                        yield int(event.id or 0), event.event, json.loads(event.data)
+        except httpx.HTTPError as exc:
+            raise SourceError(f"cannot read from {self.client.base_url}: {exc}") from exc
+
+    async def stop(self) -> None:
+        if self.stream_id is None:
+            return
+        try:
+            with trio.move_on_after(STOP_TIMEOUT):
+                await self.client.post(f"/v1/streams/{self.stream_id}/stop", json={})
+        except httpx.HTTPError:
+            pass  # the stream is read to its end or cut off either way
+
+
+class LocalSource:
+    """A stream run by a hub in this process, with the local config's providers."""
+
+    def __init__(self, stream: Stream) -> None:
+        self.stream = stream
+
+    async def events(self) -> AsyncIterator[Event]:
+        async for batch in self.stream.entries(0, attached=True):
+            for entry in batch:
+                yield entry.id, entry.type, entry.data
+
+    async def stop(self) -> None:
+        self.stream.stop(None, "user")
+
+
+@asynccontextmanager
+async def local_source(config: Config, models: Sequence[str], messages: Sequence[Message],
+                       params: dict[str, Any]) -> AsyncIterator[LocalSource]:
+    """Run a hub for one stream; the hub and the providers close on the way out."""
+    from app.catalog import Catalog, UnknownModel
+    from app.engine import Hub, SlotPlan, StreamSettings
+
+    catalog = Catalog(config)
+    try:
+        plans = []
+        for i, ref in enumerate(models):
+            try:
+                routes = catalog.route(ref, messages, params)
+            except UnknownModel as exc:
+                raise RequestRefused(str(exc)) from exc
+            label = ref if ref not in models[:i] else f"{ref} #{models[: i + 1].count(ref)}"
+            plans.append(SlotPlan(i, label, routes))
+        hub = Hub(StreamSettings(ping=3600.0), max_streams=1)
+        async with trio.open_nursery() as nursery:
+            await nursery.start(hub.run)
+            stream = await hub.open("local", plans, reader=True)
+            yield LocalSource(stream)
+            hub.close()
+    finally:
+        with trio.CancelScope(shield=True):
+            await catalog.aclose()
