@@ -8,7 +8,7 @@ out of any wire protocol; ``providers.demo`` is a provider with no wire at all.
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator, Mapping, Sequence
+from collections.abc import AsyncGenerator, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any, Protocol
 
@@ -104,7 +104,7 @@ class Provider(Protocol):
     config: ProviderConfig
     simulated: bool
 
-    def stream(self, request: ChatRequest) -> AsyncIterator[ProviderEvent]: ...
+    def stream(self, request: ChatRequest) -> AsyncGenerator[ProviderEvent, None]: ...
 
     async def list_models(self) -> list[str]: ...
 

@@ -10,7 +10,7 @@ under ``trio.testing.MockClock`` its timing is exact.
 from __future__ import annotations
 
 import dataclasses
-from collections.abc import AsyncIterator, Mapping
+from collections.abc import AsyncGenerator, Mapping
 from dataclasses import dataclass
 from typing import Any
 
@@ -122,7 +122,7 @@ class DemoProvider:
     async def aclose(self) -> None:
         return None
 
-    async def stream(self, request: ChatRequest) -> AsyncIterator[ProviderEvent]:
+    async def stream(self, request: ChatRequest) -> AsyncGenerator[ProviderEvent, None]:
         spec = parse_spec(request.model, self.presets)
         prompt_tokens = sum(len(m.content.split()) + 4 for m in request.messages)
         if spec.hang:

@@ -12,7 +12,7 @@ from __future__ import annotations
 import email.utils
 import json
 import time
-from collections.abc import AsyncIterator
+from collections.abc import AsyncGenerator
 from typing import Any
 
 import httpx
@@ -44,7 +44,7 @@ class HttpProvider:
         self.wire = wire
         self._client = client or make_client(config)
 
-    async def stream(self, request: ChatRequest) -> AsyncIterator[ProviderEvent]:
+    async def stream(self, request: ChatRequest) -> AsyncGenerator[ProviderEvent, None]:
         spec = self.wire.build_request(self.config, request)
         parser = self.wire.parser()
         try:

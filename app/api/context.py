@@ -34,11 +34,11 @@ def owner() -> str:
 async def json_body(*, empty: object = None) -> object:
     """The request's JSON body; ``empty`` when there is none. 415 for a non-JSON type."""
     ctype = request.headers.get("Content-Type", "")
-    raw = await request.get_data(cache=False)
+    raw = await request.get_data(cache=False, as_text=False)
     if not raw.strip():
         return empty
     mime = ctype.split(";", 1)[0].strip().lower()
     if mime and mime != "application/json" and not mime.endswith("+json"):
         raise ApiError(415, "unsupported_media_type",
                        f"the body must be JSON (Content-Type: application/json), not {mime}")
-    return parse_json(raw)
+    return parse_json(raw if isinstance(raw, bytes) else raw.encode())

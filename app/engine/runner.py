@@ -74,7 +74,7 @@ def backoff(attempt: int, retry_after: float | None) -> float | None:
     """
     if retry_after is not None:
         return retry_after if retry_after <= RETRY_AFTER_CAP else None
-    return 0.25 * 2 ** (attempt - 1) * random.uniform(0.8, 1.2)
+    return 0.25 * 2.0 ** (attempt - 1) * random.uniform(0.8, 1.2)
 
 
 async def run_slot(state: SlotState, send: trio.MemorySendChannel[Item]) -> None:

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import logging
 import time
-from collections.abc import AsyncIterator, Iterable, Sequence
+from collections.abc import AsyncGenerator, AsyncIterator, Iterable, Sequence
 from contextlib import aclosing
 from dataclasses import dataclass
 
@@ -137,7 +137,7 @@ class Stream:
 
     async def entries(
         self, after: int = 0, *, attached: bool = False
-    ) -> AsyncIterator[list[LogEntry]]:
+    ) -> AsyncGenerator[list[LogEntry], None]:
         """One reader's view of the log: batches of entries after ``after``, then live ones,
         until ``stream.done``. An empty batch means ``settings.ping`` seconds passed with
         nothing new (time for a keep-alive).
