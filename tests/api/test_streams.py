@@ -247,3 +247,17 @@ async def test_too_many_streams_is_429_with_retry_after(start_server: StartServe
         r = await client.post("/v1/streams", json={"models": ["demo/hang"], **ASK})
         assert (r.status_code, r.json()["error"]["type"]) == (429, "rate_limited")
         assert int(r.headers["retry-after"]) > 0
+
+
+async def test_idle_streams_get_ping_comments(start_server: StartServer) -> None:
+    server = await start_server("[server]\nping = 0.05\nresume_grace = 0.0\n")
+    async with server.client() as client, client.stream(
+        "POST", "/v1/streams", headers=SSE, json={"models": ["demo/hang"], **ASK},
+    ) as r:
+        seen = b""
+        async with aclosing(r.aiter_raw()) as chunks:
+            async for chunk in chunks:
+                seen += chunk
+                if seen.count(b": ping\n\n") >= 2:
+                    break
+    assert seen.startswith(b"id: 1\nevent: stream.start\n")
