@@ -7,6 +7,7 @@ model's name inside it.
 
 from __future__ import annotations
 
+import logging
 from collections.abc import Mapping, Sequence
 from typing import Any
 
@@ -16,6 +17,8 @@ from app.config import Config
 from app.engine import Route
 from providers import ChatRequest, Message, Provider, ProviderError, create
 from providers.demo import DemoProvider, parse_spec
+
+log = logging.getLogger("chorus.catalog")
 
 
 class UnknownModel(Exception):
@@ -70,10 +73,25 @@ class Catalog:
         return tuple(routes)
 
     async def list_models(self) -> list[dict[str, Any]]:
-        """OpenAI's list shape, plus ``provider`` and ``simulated``."""
+        """OpenAI's list shape, plus ``provider`` and ``simulated``.
+
+        Providers are asked at once; one that cannot list its models (down, no key) is
+        left out and logged, so it never hides the others.
+        """
+        found: dict[str, list[str]] = {}
+
+        async def one(name: str, provider: Provider) -> None:
+            try:
+                found[name] = await provider.list_models()
+            except ProviderError as exc:
+                log.warning("provider=%s cannot list models: %s", name, exc.message)
+
+        async with trio.open_nursery() as nursery:
+            for name, provider in self.providers.items():
+                nursery.start_soon(one, name, provider)
         out = []
         for name, provider in self.providers.items():
-            for model in await provider.list_models():
+            for model in found.get(name, ()):
                 out.append({
                     "id": f"{name}/{model}", "object": "model", "created": 0,
                     "owned_by": provider.config.type, "provider": name,

@@ -9,6 +9,7 @@ from __future__ import annotations
 import argparse
 import ipaddress
 import logging
+import os
 import signal
 import sys
 from collections.abc import Callable, Sequence
@@ -16,6 +17,7 @@ from functools import partial
 
 import trio
 
+from app.autodetect import with_local_ollama
 from app.config import Config, ConfigError, load_config
 
 COMMANDS: dict[str, Callable[[argparse.Namespace], int]] = {}
@@ -56,7 +58,7 @@ def is_loopback(host: str) -> bool:
 
 
 def serve(args: argparse.Namespace) -> int:
-    config = load_config(args.config)
+    config = with_local_ollama(load_config(args.config), dict(os.environ))
     host = args.host or config.server.host
     port = config.server.port if args.port is None else args.port
     if not config.api_keys and not is_loopback(host):

@@ -50,6 +50,7 @@ class Config:
     providers: Mapping[str, ProviderConfig] = field(default_factory=dict)
     api_keys: tuple[str, ...] = ()
     source: Path | None = None
+    demo_implicit: bool = False  # demo is there only because nothing else was configured
 
 
 # Provider name -> (type, key variable, base_url) for keys found in the environment.
@@ -107,10 +108,16 @@ def build_config(
         if name not in providers and env.get(key_var):
             providers[name] = ProviderConfig(name=name, type=type_, base_url=base_url,
                                              api_key=env[key_var])
-    if not providers or env.get("CHORUS_DEMO", "").lower() in ("1", "true", "yes"):
+    implicit = not providers and not _asked_for_demo(env)
+    if not providers or _asked_for_demo(env):
         providers.setdefault("demo", ProviderConfig(name="demo", type="demo"))
     keys = tuple(k.strip() for k in env.get(server.api_keys_env, "").split(",") if k.strip())
-    return Config(server=server, providers=providers, api_keys=keys, source=source)
+    return Config(server=server, providers=providers, api_keys=keys, source=source,
+                  demo_implicit=implicit)
+
+
+def _asked_for_demo(env: Mapping[str, str]) -> bool:
+    return env.get("CHORUS_DEMO", "").lower() in ("1", "true", "yes")
 
 
 def _server(table: Mapping[str, Any], fail: Any) -> ServerConfig:

@@ -92,6 +92,10 @@ class WireProtocol(Protocol):
 
     def parser(self) -> StreamParser: ...
 
+    def models_request(self, config: ProviderConfig) -> HttpRequest: ...
+
+    def parse_models(self, body: bytes) -> list[str]: ...
+
 
 class Provider(Protocol):
     """What the engine drives. One instance per ``[providers.NAME]``; shared by all streams.

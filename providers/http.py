@@ -11,11 +11,13 @@ from __future__ import annotations
 
 import email.utils
 import json
+import math
 import time
 from collections.abc import AsyncGenerator
 from typing import Any
 
 import httpx
+import trio
 
 from .base import ChatRequest, ProviderConfig, WireProtocol
 from .errors import (
@@ -29,6 +31,8 @@ from .errors import (
 from .events import ProviderEvent
 
 MAX_ERROR_BODY = 64 * 1024
+MODELS_TTL = 300.0  # seconds a discovered model list is reused (``options.models_ttl``)
+MODELS_TIMEOUT = 10.0
 
 
 class HttpProvider:
@@ -43,6 +47,9 @@ class HttpProvider:
         self.config = config
         self.wire = wire
         self._client = client or make_client(config)
+        self._models: list[str] | None = None
+        self._models_at = -math.inf
+        self._models_lock = trio.Lock()
 
     async def stream(self, request: ChatRequest) -> AsyncGenerator[ProviderEvent, None]:
         spec = self.wire.build_request(self.config, request)
@@ -65,7 +72,35 @@ class HttpProvider:
             raise self.map_error(exc) from exc
 
     async def list_models(self) -> list[str]:
-        return list(self.config.models)
+        """The configured models, else the upstream's own list, cached ``models_ttl`` s.
+
+        One discovery runs at a time; callers that arrive meanwhile get its result.
+        """
+        if self.config.models:
+            return list(self.config.models)
+        ttl = float(self.config.options.get("models_ttl", MODELS_TTL))
+        async with self._models_lock:
+            if self._models is None or trio.current_time() - self._models_at > ttl:
+                self._models = await self._discover()
+                self._models_at = trio.current_time()
+            return list(self._models)
+
+    async def _discover(self) -> list[str]:
+        spec = self.wire.models_request(self.config)
+        try:
+            with trio.fail_after(MODELS_TIMEOUT):
+                response = await self._client.request(spec.method, spec.url,
+                                                      headers=dict(spec.headers))
+        except trio.TooSlowError as exc:
+            raise TimeoutError_(f"{self.config.name} did not list its models in time") from exc
+        except httpx.HTTPError as exc:
+            raise self.map_error(exc) from exc
+        if response.status_code >= 400:
+            detail = _error_detail(response.content[:MAX_ERROR_BODY])
+            message = f"{self.config.name} answered {response.status_code} listing models"
+            raise error_for_status(response.status_code,
+                                   self.redact(f"{message}: {detail}" if detail else message))
+        return self.wire.parse_models(response.content)
 
     async def aclose(self) -> None:
         await self._client.aclose()
