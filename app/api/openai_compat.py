@@ -11,7 +11,7 @@ from __future__ import annotations
 
 from collections.abc import AsyncGenerator, AsyncIterator, Callable
 from dataclasses import dataclass, field
-from typing import Any, cast
+from typing import Any
 
 from quart import Blueprint, Response, jsonify
 
@@ -242,8 +242,7 @@ async def chat_completions() -> Response:
         raise ApiError(429, "rate_limited", str(exc), headers={"Retry-After": "5"}) from exc
     completion = Completion(f"chatcmpl-{stream.id}", chat.model, int(stream.created), chat.n,
                             chat.include_usage)
-    # ``entries`` is an async generator; closing it in ``_end`` is how the reader leaves.
-    batches = cast(Entries, stream.entries(0, attached=True))
+    batches = stream.entries(0, attached=True)  # closed in ``_end``: the reader leaves
     try:
         # Streaming or not, wait for the first chunk: until then an error can still be
         # the response's status, as OpenAI's own API does it.
@@ -279,7 +278,10 @@ async def _body(stream: Stream, batches: Entries,
     """The SSE body: each batch of events as one write; an error ends it without [DONE].
 
     Nothing here opens a nursery or a cancel scope: a client that leaves cancels this
-    generator (or closes it at ``yield``), and ``finally`` stops every slot at once.
+    generator (or closes it at ``yield``), and ``finally`` stops every slot at once. (If it
+    leaves in the instant before Quart first reads the body, this generator never runs;
+    then ``entries`` is finalised when dropped, the reader leaves, and the stream's
+    ``resume_grace`` stops the slots.)
     """
     try:
         while True:

@@ -125,7 +125,12 @@ async def _interrupts(source: Source, reading: trio.CancelScope, outcome: Outcom
                     return
                 outcome.interrupted = True
                 reading.deadline = trio.current_time() + STOP_WAIT
-                nursery.start_soon(source.stop)
+                nursery.start_soon(_stop, source, reading)
+
+
+async def _stop(source: Source, reading: trio.CancelScope) -> None:
+    if not await source.stop():
+        reading.cancel()  # no stream yet: leaving closes the request, which is the stop
 
 
 async def _draw(board: Board, screen: Screen, redraw: _Redraw, view: View) -> None:

@@ -40,7 +40,9 @@ class RequestRefused(SourceError):
 class Source(Protocol):
     def events(self) -> AsyncIterator[Event]: ...
 
-    async def stop(self) -> None: ...
+    async def stop(self) -> bool:
+        """Stop every slot; ``False`` if there is nothing to stop yet (no stream)."""
+        ...
 
 
 def stream_body(models: Sequence[str], messages: Sequence[Message],
@@ -103,14 +105,15 @@ class ServerSource:
         except httpx.HTTPError as exc:
             raise SourceError(f"cannot read from {self.client.base_url}: {exc}") from exc
 
-    async def stop(self) -> None:
+    async def stop(self) -> bool:
         if self.stream_id is None:
-            return
+            return False
         try:
             with trio.move_on_after(STOP_TIMEOUT):
                 await self.client.post(f"/v1/streams/{self.stream_id}/stop", json={})
         except httpx.HTTPError:
             pass  # the stream is read to its end or cut off either way
+        return True
 
 
 class LocalSource:
@@ -124,8 +127,9 @@ class LocalSource:
             for entry in batch:
                 yield entry.id, entry.type, entry.data
 
-    async def stop(self) -> None:
+    async def stop(self) -> bool:
         self.stream.stop(None, "user")
+        return True
 
 
 @asynccontextmanager

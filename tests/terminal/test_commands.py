@@ -1,0 +1,142 @@
+"""``chorus ask`` and ``chorus models`` as scripts use them: output, ``--json``, exit codes.
+
+``main()`` runs in a worker thread (its own ``trio.run``), so the servers of the test keep
+running in the test's loop; the real process in a real terminal is ``test_ask_terminal``.
+"""
+
+from __future__ import annotations
+
+import io
+import json
+from collections.abc import Awaitable, Callable
+from pathlib import Path
+
+import pytest
+import trio
+
+from app.cli import main
+from app.config import WELL_KNOWN
+
+from ..conftest import StartServer
+
+DEMO = '[providers.demo]\ntype = "demo"\nretries = 0\n'
+QUICK = "demo/ttft=0,rate=0,tokens=3"
+
+Result = tuple[int, str, str]  # exit code, stdout, stderr
+Chorus = Callable[..., Awaitable[Result]]
+
+
+@pytest.fixture
+def chorus(capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch) -> Chorus:
+    """``await chorus("ask", …, stdin="…")``: run the command line, as a script would."""
+    for name in ("CHORUS_CONFIG", "CHORUS_API_KEY", *(w[1] for w in WELL_KNOWN.values())):
+        monkeypatch.delenv(name, raising=False)
+    monkeypatch.setenv("COLUMNS", "80")
+
+    async def run(*argv: str, stdin: str = "", **env: str) -> Result:
+        monkeypatch.setattr("sys.stdin", io.StringIO(stdin))
+        for key, value in env.items():
+            monkeypatch.setenv(key, value)
+
+        def command() -> int:
+            try:
+                return main(list(argv))
+            except SystemExit as exc:  # argparse's usage errors
+                return int(exc.code or 0)
+
+        with trio.fail_after(10):
+            code = await trio.to_thread.run_sync(command)
+        out, err = capsys.readouterr()
+        return code, out, err
+
+    return run
+
+
+@pytest.fixture
+def config(tmp_path: Path) -> str:
+    path = tmp_path / "chorus.toml"
+    path.write_text(DEMO)
+    return str(path)
+
+
+async def test_json_prints_every_event_on_its_own_line(chorus: Chorus, config: str) -> None:
+    code, out, _ = await chorus("ask", "--config", config, "--json", "-m", QUICK,
+                                "-m", "demo/error-429", "hello")
+    assert code == 1  # one model failed
+    events = [json.loads(line) for line in out.splitlines()]
+    assert [e["id"] for e in events] == list(range(1, len(events) + 1))
+    assert events[0]["event"] == "stream.start"
+    assert events[-1] == {"id": len(events), "event": "stream.done", "data": events[-1]["data"]}
+    assert events[-1]["data"]["counts"] == {"done": 1, "error": 1, "stopped": 0}
+    text = "".join(e["data"]["text"] for e in events if e["event"] == "delta")
+    assert text == "This is a "
+
+
+async def test_a_prompt_from_stdin_and_plain_output_off_a_terminal(
+    chorus: Chorus, config: str,
+) -> None:
+    code, out, err = await chorus("ask", "--config", config, "-m", QUICK, "-m", QUICK,
+                                  stdin="what is up?")
+    assert code == 0, err
+    assert "\x1b" not in out
+    assert out.splitlines()[0].split(" │ ") == [QUICK.ljust(38), f"{QUICK} #2"]
+    assert out.count("This is a") == 2
+    assert out.splitlines()[-1].startswith("done 2 · error 0 · stopped 0")
+
+
+@pytest.mark.parametrize(("args", "message"), [
+    (["-m", "nowhere/x", "hi"], "no provider named 'nowhere'"),
+    (["-m", QUICK], "the prompt is empty"),
+    (["-m", QUICK, "-p", "temperature", "hi"], "--param takes KEY=VALUE"),
+    (["hi"], "the following arguments are required: -m/--model"),
+])
+async def test_usage_errors_exit_2(
+    chorus: Chorus, config: str, args: list[str], message: str,
+) -> None:
+    code, _, err = await chorus("ask", "--config", config, *args)
+    assert code == 2
+    assert message in err
+
+
+async def test_a_config_error_exits_2(chorus: Chorus, tmp_path: Path) -> None:
+    bad = tmp_path / "bad.toml"
+    bad.write_text("[providers.x]\ntype = 'nope'\n")
+    code, _, err = await chorus("ask", "--config", str(bad), "-m", QUICK, "hi")
+    assert code == 2
+    assert "config error" in err
+
+
+async def test_against_a_server(chorus: Chorus, start_server: StartServer) -> None:
+    server = await start_server(DEMO, env={"CHORUS_API_KEYS": "sesame"})
+    code, out, err = await chorus("ask", "--server", server.url, "--json", "-m", QUICK, "hi",
+                                  CHORUS_API_KEY="sesame")
+    assert code == 0, err
+    assert json.loads(out.splitlines()[-1])["event"] == "stream.done"
+
+    code, _, err = await chorus("ask", "--server", server.url, "-m", "nowhere/x", "hi")
+    assert code == 2
+    assert "400: no provider named 'nowhere'" in err
+
+    code, out, _ = await chorus("models", "--server", server.url)
+    assert code == 0
+    assert "demo/fast  (simulated)" in out.splitlines()
+
+    code, _, err = await chorus("models", "--server", server.url, CHORUS_API_KEY="guess")
+    assert code == 2
+    assert "401" in err
+
+
+async def test_an_unreachable_server_exits_1(chorus: Chorus) -> None:
+    listener = trio.socket.socket()
+    await listener.bind(("127.0.0.1", 0))
+    port = listener.getsockname()[1]
+    listener.close()  # a port that nothing listens on
+    code, _, err = await chorus("ask", "--server", f"http://127.0.0.1:{port}", "-m", QUICK, "hi")
+    assert code == 1
+    assert "cannot read from" in err
+
+
+async def test_local_models_still_list(chorus: Chorus, config: str) -> None:
+    code, out, _ = await chorus("models", "--config", config)
+    assert code == 0
+    assert "demo/thinker  (simulated)" in out.splitlines()
