@@ -196,17 +196,21 @@ class GeminiSSEParser(SSEStreamParser):
         self._responses.finish(out, ended=False)
 
     def _stray_line(self, line: str) -> None:
+        if not self._stray and not line.lstrip().startswith(("{", "[")):
+            return  # not the start of a JSON text: ignored, as the spec says
         self._stray.append(line)
         self._stray_size += len(line)
         if self._stray_size > MAX_STRAY_CHARS:
             self._stray, self._stray_size = [], 0
             return
         if not line.rstrip().endswith(("}", "]")):
-            return  # a pretty-printed object can only end on a closing line
+            return  # a JSON text can only end on a closing line
         try:
             stray = json.loads("\n".join(self._stray))
         except (ValueError, RecursionError):
-            return  # not (yet) a whole JSON text
+            if line[:1].isspace():
+                return  # an indented, inner object closed: the text goes on
+            stray = None  # the text closed at the margin and is not JSON: drop it
         self._stray, self._stray_size = [], 0
         for item in stray if isinstance(stray, list) else [stray]:
             if isinstance(item, dict) and "error" in item:

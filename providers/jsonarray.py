@@ -25,6 +25,10 @@ class JSONArrayDecoder:
     Works on bytes: every byte the scan looks at is ASCII, and no byte of a multibyte UTF-8
     character is, so a character split across reads needs no care. Elements must be objects.
     A body that is one bare object (an error answer) is taken as a one-element array.
+
+    Bytes that break that shape, or an element over ``MAX_ELEMENT_BYTES``, are a
+    ``ProtocolError``: the elements completed before it in the same read are returned
+    first, and the error is raised by the next call.
     """
 
     def __init__(self) -> None:
@@ -34,11 +38,29 @@ class JSONArrayDecoder:
         self._depth = 0  # nesting depth inside the current element; 0 between elements
         self._in_string = False
         self._state = "start"  # "start" → "items" (after "[") → "end" (after "]")
+        self._error: ProtocolError | None = None
 
     def feed(self, data: bytes) -> list[bytes]:
+        if self._error is not None:
+            raise self._error
+        elements: list[bytes] = []
+        try:
+            self._scan_on(data, elements)
+        except ProtocolError as exc:
+            self._error = exc
+            if not elements:
+                raise
+        return elements
+
+    def flush(self) -> bool:
+        """End of body: whether the array was whole (closed by ``]``)."""
+        if self._error is not None:
+            raise self._error
+        return self._state == "end"
+
+    def _scan_on(self, data: bytes, elements: list[bytes]) -> None:
         buf = self._buf
         buf += data
-        elements: list[bytes] = []
         i, n = self._scan, len(buf)
         while i < n:
             if self._in_string:
@@ -62,13 +84,8 @@ class JSONArrayDecoder:
         del buf[:keep]
         self._start -= keep
         self._scan = i - keep
-        if len(buf) > MAX_ELEMENT_BYTES:
-            raise ProtocolError("the upstream sent an element too large to buffer")
-        return elements
-
-    def flush(self) -> bool:
-        """End of body: whether the array was whole (closed by ``]``)."""
-        return self._state == "end"
+        if self._depth:
+            _check_size(len(buf))
 
     def _inside(self, buf: bytearray, i: int, elements: list[bytes]) -> int:
         byte = buf[i]
@@ -79,6 +96,7 @@ class JSONArrayDecoder:
         elif byte in _CLOSE:
             self._depth -= 1
             if not self._depth:
+                _check_size(i + 1 - self._start)  # the same test as for a partial element
                 elements.append(bytes(buf[self._start : i + 1]))
                 if self._state == "start":
                     self._state = "end"  # a bare object: the whole body
@@ -100,3 +118,8 @@ class JSONArrayDecoder:
         else:
             raise ProtocolError("the upstream sent a body that is not a JSON array of objects")
         return i + 1
+
+
+def _check_size(size: int) -> None:
+    if size > MAX_ELEMENT_BYTES:
+        raise ProtocolError("the upstream sent an element too large to buffer")

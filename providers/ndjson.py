@@ -23,26 +23,42 @@ class NDJSONDecoder:
 
     def __init__(self) -> None:
         self._partial = bytearray()
+        self._error: ProtocolError | None = None
 
     def feed(self, data: bytes) -> list[str]:
+        """A line over ``MAX_LINE_BYTES`` is a ``ProtocolError``; the lines completed before
+        it in the same read are returned first, and the error is raised by the next call."""
+        if self._error is not None:
+            raise self._error
         *complete, rest = data.split(b"\n")
         lines: list[str] = []
-        for raw in complete:
-            self._partial += raw
-            self._emit(bytes(self._partial), lines)
-            self._partial.clear()
-        self._partial += rest
-        if len(self._partial) > MAX_LINE_BYTES:
-            raise ProtocolError("the upstream sent a line too long to buffer")
+        try:
+            for raw in complete:
+                self._partial += raw
+                self._check()
+                self._emit(bytes(self._partial), lines)
+                self._partial.clear()
+            self._partial += rest
+            self._check()
+        except ProtocolError as exc:
+            self._error = exc
+            if not lines:
+                raise
         return lines
 
     def flush(self) -> list[str]:
         """End of stream: a last line without its ``\\n`` is returned as it is; whether it
         holds a whole JSON text is for the caller to find out."""
+        if self._error is not None:
+            raise self._error
         lines: list[str] = []
         self._emit(bytes(self._partial), lines)
         self._partial.clear()
         return lines
+
+    def _check(self) -> None:
+        if len(self._partial) > MAX_LINE_BYTES:
+            raise ProtocolError("the upstream sent a line too long to buffer")
 
     @staticmethod
     def _emit(raw: bytes, lines: list[str]) -> None:

@@ -45,6 +45,9 @@ class SSEDecoder:
     A CR that ends one read ends its line at once (no waiting for the next read); we only
     remember it, so that an LF opening the next read is taken as the second half of a CRLF
     and not as an empty line, which would dispatch an event early.
+
+    An event over ``MAX_EVENT_CHARS`` is a ``ProtocolError``. The events completed before it
+    in the same read are returned first; the error is raised by the next call.
     """
 
     def __init__(self, *, keep_stray: bool = False) -> None:
@@ -60,6 +63,7 @@ class SSEDecoder:
         self.retry: int | None = None  # reconnection time in ms, when the stream set one
         self.comments = 0
         self.pending = False
+        self._error: ProtocolError | None = None
 
     def feed(self, data: bytes) -> list[SSEEvent]:
         return self._text(self._utf8.decode(data))
@@ -81,6 +85,8 @@ class SSEDecoder:
         return events
 
     def _text(self, text: str) -> list[SSEEvent]:
+        if self._error is not None:
+            raise self._error
         if not text:
             return []
         if not self._started:
@@ -91,14 +97,25 @@ class SSEDecoder:
         self._after_cr = text.endswith("\r")
         events: list[SSEEvent] = []
         start = 0
-        for end in _LINE_END.finditer(text):
-            self._take(self._line + text[start : end.start()], events)
-            self._line = ""
-            start = end.end()
-        self._line += text[start:]
-        if len(self._line) + self._size > MAX_EVENT_CHARS:
-            raise ProtocolError("the upstream sent an event too large to buffer")
+        try:
+            for end in _LINE_END.finditer(text):
+                line, self._line = self._line + text[start : end.start()], ""
+                self._check(line)
+                self._take(line, events)
+                start = end.end()
+            self._line += text[start:]
+            self._check(self._line)
+        except ProtocolError as exc:
+            self._error = exc
+            if not events:
+                raise
         return events
+
+    def _check(self, line: str) -> None:
+        # The same test for a whole line and for the start of one, so any split of the
+        # stream fails at the same line.
+        if len(line) + self._size > MAX_EVENT_CHARS:
+            raise ProtocolError("the upstream sent an event too large to buffer")
 
     def _take(self, line: str, events: list[SSEEvent]) -> None:
         if not line:
