@@ -169,7 +169,19 @@ class BlockParser {
   }
 
   feed(rawLine) {
-    const line = expandTabs(rawLine.endsWith("\r") ? rawLine.slice(0, -1) : rawLine);
+    const plain = rawLine.endsWith("\r") ? rawLine.slice(0, -1) : rawLine;
+    const line = expandTabs(plain); // tabs count as 4-column stops for structure only
+    const u = this.cur;
+    if (u?.type === "code") {
+      u.raw.push(plain);
+      if (closesFence(u.fence, line)) {
+        this.emit();
+        return;
+      }
+      u.lines.push(stripIndent(plain, u.fence.indent)); // code keeps its tabs
+      this.sink.grow?.(u, u.lines[u.lines.length - 1]);
+      return;
+    }
     if (this.cur) {
       const r = this.continueUnit(this.cur, line);
       if (r === TAKEN) return;
@@ -256,12 +268,6 @@ class BlockParser {
   continueUnit(u, line) {
     const blank = RE_BLANK.test(line);
     switch (u.type) {
-      case "code":
-        u.raw.push(line);
-        if (closesFence(u.fence, line)) return CLOSED;
-        u.lines.push(stripIndent(line, u.fence.indent));
-        this.sink.grow?.(u, u.lines[u.lines.length - 1]);
-        return TAKEN;
       case "para":
         return this.continuePara(u, line, blank);
       case "quote":
@@ -352,7 +358,8 @@ class DomSink {
       return;
     }
     this.list = null;
-    if (!u.view) this.put(renderUnit(u, this.depth));
+    if (u.view) u.view.tail.data = ""; // shown in place while open; drop the partial-line preview
+    else this.put(renderUnit(u, this.depth));
   }
 }
 
@@ -463,7 +470,9 @@ function renderBlocks(parent, lines, depth) {
 /** Renders a whole Markdown text; returns a DocumentFragment. */
 export function renderMarkdown(text) {
   const frag = document.createDocumentFragment();
-  renderBlocks(frag, String(text).split("\n"), 0);
+  const lines = String(text).split("\n");
+  if (lines[lines.length - 1] === "") lines.pop(); // a final newline ends a line, adds none
+  renderBlocks(frag, lines, 0);
   return frag;
 }
 
@@ -503,8 +512,6 @@ export class MarkdownStream {
     this.clearPreview();
     if (this.partial) this.parser.feed(this.partial);
     this.partial = "";
-    const u = this.parser.cur;
-    if (u?.view) u.view.tail.data = "";
     this.parser.finish();
     this.ended = true;
   }
@@ -516,15 +523,15 @@ export class MarkdownStream {
 
   drawPreview() {
     const u = this.parser.cur;
-    const partial = this.partial;
+    const partial = this.partial.endsWith("\r") ? this.partial.slice(0, -1) : this.partial;
+    const held = RE_PURE_MARKUP.test(partial); // may yet be a closing fence, a marker…
     if (u?.view) {
-      const fenceSoFar = /^ {0,3}(`+|~+)[ \t]*$/.exec(partial);
-      const hide = fenceSoFar && fenceSoFar[1][0] === u.fence.ch;
-      u.view.tail.data = hide || !partial ? "" : (u.view.lines ? "\n" : "") + partial;
+      const shown = stripIndent(partial, u.fence.indent);
+      u.view.tail.data = held ? "" : (u.view.lines ? "\n" : "") + shown;
       return;
     }
     const lines = u ? u.raw.slice() : [];
-    if (partial && !RE_PURE_MARKUP.test(partial)) lines.push(partial);
+    if (!held) lines.push(partial);
     if (!lines.length) return;
     const sink = new DomSink(this.root, 0, this.sink.list);
     sink.added = this.preview;
@@ -760,6 +767,14 @@ export function renderInline(parent, text) {
     }
     if (c === "`") {
       const r = runs[runAt.get(i)];
+      if (!r) {
+        // The rest of a run whose first backtick was escaped: literal.
+        while (text[i] === "`") {
+          buf += "`";
+          i++;
+        }
+        continue;
+      }
       if (r.next >= 0) {
         const close = runs[r.next];
         let body = text.slice(i + r.len, close.at).replace(/\n/g, " ");

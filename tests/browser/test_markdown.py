@@ -1,0 +1,326 @@
+"""The page's Markdown renderer (app/static/markdown.js), run in Chromium without a server.
+
+Files are served from app/static through Playwright's request routing on a made-up origin.
+The properties proved: a streamed answer renders exactly as the whole text does, at every
+chunking and at every moment; hostile input builds only allowed nodes and attributes; the
+work done per chunk does not grow with the length of the answer.
+"""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Any
+
+import pytest
+from playwright.sync_api import Browser, Route
+
+from .conftest import BrowserThread
+
+pytestmark = pytest.mark.browser
+
+STATIC = Path(__file__).resolve().parents[2] / "app" / "static"
+ORIGIN = "http://renderer.test"
+TYPES = {".js": "text/javascript", ".css": "text/css", ".html": "text/html"}
+
+
+def _serve(route: Route) -> None:
+    path = route.request.url.removeprefix(ORIGIN)
+    if path == "/":
+        route.fulfill(body="<!doctype html><title>renderer</title><body></body>",
+                      content_type="text/html")
+        return
+    file = STATIC / path.removeprefix("/static/")
+    if path.startswith("/static/") and file.is_file() and STATIC in file.resolve().parents:
+        route.fulfill(body=file.read_bytes(), content_type=TYPES.get(file.suffix, "text/plain"))
+    else:
+        route.fulfill(status=404, body="")
+
+
+def run_js(browser_thread: BrowserThread, body: str, arg: Any = None) -> Any:
+    """Runs ``async (md, arg) => { body }`` in a fresh page, ``md`` being markdown.js."""
+
+    def job(browser: Browser) -> Any:
+        page = browser.new_page()
+        try:
+            page.route(f"{ORIGIN}/**", _serve)
+            page.goto(ORIGIN + "/")
+            return page.evaluate(
+                f"async (arg) => {{ const md = await import('/static/markdown.js');"
+                f" return await (async (md, arg) => {{ {body} }})(md, arg); }}", arg)
+        finally:
+            page.close()
+
+    return browser_thread.submit(job).result(timeout=60)
+
+
+SAMPLES = [
+    "# Title\n\nHello **bold** and *em*, `code`, ~~gone~~ and ~5 min.\nNext line  \nbreak.\n",
+    "- a\n- b\n  - nested *x*\n  - nested y\n- c\n\n1. one\n2. two\n\n   still two\n3. three\n",
+    "Intro:\n\n```python\ndef f(x):\n    return x * 2\n```\n\nAfter the code.",
+    "Unclosed fence\n\n```js\nconst a = 1;\n",
+    "> quoted\n> > deeper\nlazy line\n\nout",
+    "| a | b \\| c |\n|:--|--:|\n| 1 | `x|y` |\n| **2** | [l](https://e.com) |\n\nafter",
+    "Setext\n===\n\nAnother\n---\n\n***\n\n___",
+    "A [link](https://example.com/a_(b)) and <https://auto.link/x> and www.bare.org/p.\n",
+    "Entities &amp; &lt;tag&gt; &#x41; &nbsp;x \\*not em\\* and \\\\ slash",
+    "1) paren list\n2) more\n\n10. ten\n11. eleven\n",
+    "- [ ] task\n- item with\n  continuation\n\n  second para\n- last",
+    "Text\n\n    indented stays text\n\n* * *\n\n+ plus\n+ list",
+    "Mixed **bold *inner* bold** and _under_score_ and snake_case_name and __strong__.",
+    "Numbers 3 * 4 * 5 and a*b*c and **unclosed and *also",
+    "```\nfence inside\n~~~\nstill code\n```\n~~~md\n# not heading\n~~~",
+    "Para then list\n- item one\n- item two\nlazy\n\n# H\nafter heading",
+    "| not | a table\nbecause no delimiter\n\n|x|\n|-|\n",
+    "Line ending with backslash\\\nnext, and trailing spaces   \nthen",
+    "![alt *text*](https://img.example/x.png \"title\") and ![](https://i.example/y.png)",
+    "Deep " + "> " * 30 + "quote",
+]
+
+
+def test_a_streamed_answer_renders_exactly_like_the_whole_text(
+    browser_thread: BrowserThread,
+) -> None:
+    failures = run_js(browser_thread, r"""
+      const full = (t) => { const d = document.createElement('div');
+                            d.append(md.renderMarkdown(t)); return d.innerHTML; };
+      // While streaming, a partial last line made only of markup characters is held back.
+      const visible = (t) => { const nl = t.lastIndexOf('\n'); const tail = t.slice(nl + 1).replace(/\r$/, '');
+                               return /^[ \t]*[-=*_`~#>|+:]*[ \t]*$/.test(tail) ? t.slice(0, nl + 1) : t; };
+      const out = [];
+      for (const text of arg) {
+        const want = full(text);
+        for (const sizes of [[1], [2], [3], [5, 1, 8], [13], [64], [1e9]]) {
+          const box = document.createElement('div');
+          const stream = new md.MarkdownStream(box);
+          let i = 0, k = 0, ok = true;
+          while (ok && i < text.length) {
+            const n = sizes[k++ % sizes.length];
+            stream.push(text.slice(i, i + n));
+            i += n;
+            const now = full(visible(text.slice(0, i)));
+            ok = box.innerHTML === now;
+            if (!ok) out.push({text, sizes, at: i, want: now, got: box.innerHTML});
+          }
+          stream.end();
+          if (ok && box.innerHTML !== want) out.push({text, sizes, at: 'end', want, got: box.innerHTML});
+        }
+      }
+      return out.slice(0, 3);
+    """, SAMPLES)
+    assert failures == [], json.dumps(failures, indent=1)
+
+
+
+FUZZ_TOKENS = [
+    "word", " ", " ", "\n", "\n", "\n\n", "*", "**", "_", "~~", "`", "```", "```py", "~~~",
+    "# ", "## ", "- ", "* ", "+ ", "1. ", "2) ", "> ", "|", "| a | b |", "|---|---|", "---",
+    "===", "  ", "    ", "[", "]", "(", ")", "](https://x.io)", "<", ">", "&amp;", "\\", "!",
+    "https://e.com/x", "www.a.org", ":", "-", "#", "\t", "é", "😀", "  - ", "   ", "\n  ",
+    "\n   ", "\n- ", "\n> ", "\n1. ", "\n```\n", "\r\n", "&#x41;", "<https://a.b>", "_a_",
+    "__b__", "***c***",
+]
+
+
+def test_random_documents_stream_like_they_render(browser_thread: BrowserThread) -> None:
+    """Seeded random Markdown-ish text, pushed in random chunks: same invariant as above."""
+    failures = run_js(browser_thread, r"""
+      let seed = 20240601;
+      const rnd = () => { seed = (seed * 1103515245 + 12345) & 0x7fffffff; return seed / 0x7fffffff; };
+      const full = (t) => { const d = document.createElement('div');
+                            d.append(md.renderMarkdown(t)); return d.innerHTML; };
+      const visible = (t) => { const nl = t.lastIndexOf('\n'); const tail = t.slice(nl + 1).replace(/\r$/, '');
+                               return /^[ \t]*[-=*_`~#>|+:]*[ \t]*$/.test(tail) ? t.slice(0, nl + 1) : t; };
+      const out = [];
+      for (let n = 0; n < 1500 && out.length < 3; n++) {
+        let text = '';
+        for (let i = 5 + Math.floor(rnd() * 40); i > 0; i--) text += arg[Math.floor(rnd() * arg.length)];
+        const box = document.createElement('div');
+        const stream = new md.MarkdownStream(box);
+        let i = 0, ok = true;
+        while (ok && i < text.length) {
+          const k = 1 + Math.floor(rnd() * 6);
+          stream.push(text.slice(i, i + k));
+          i += k;
+          const want = full(visible(text.slice(0, i)));
+          ok = box.innerHTML === want;
+          if (!ok) out.push({text, at: i, want, got: box.innerHTML});
+        }
+        stream.end();
+        if (ok && box.innerHTML !== full(text)) out.push({text, at: 'end', want: full(text), got: box.innerHTML});
+      }
+      return out;
+    """, FUZZ_TOKENS)
+    assert failures == [], json.dumps(failures, indent=1, ensure_ascii=False)
+
+HOSTILE = [
+    "<img src=x onerror=alert(1)>",
+    "<script>window.__pwned=1</script>",
+    "<svg/onload=window.__pwned=1>",
+    '<iframe srcdoc="<script>parent.__pwned=1</script>"></iframe>',
+    "<style>body{display:none}</style><math><mi xlink:href=javascript:alert(1)>x</mi></math>",
+    '<a href="javascript:window.__pwned=1">raw</a>',
+    "[a](javascript:window.__pwned=1) [b](JaVaScRiPt:alert(1)) [c]( javascript:alert(1) )",
+    "[d](&#106;avascript:alert(1)) [e](java\\script:alert(1)) [f](vbscript:msgbox(1))",
+    "[g](data:text/html;base64,PHNjcmlwdD5hbGVydCgxKTwvc2NyaXB0Pg==) [h](file:///etc/passwd)",
+    "[i](//evil.example/x) [j](/relative) [k](#frag) [l](?q=1)",
+    "<javascript:alert(1)> <data:text/html,x> <mailto:a@b.c> <https://ok.example>",
+    "![x](javascript:alert(1)) ![y](https://tracker.example/p.gif?secret=1)",
+    '[t](https://ok.example "<img src=x onerror=alert(1)>")',
+    '[u](https://ok.example" onmouseover="alert(1))',
+    "| <img src=x onerror=alert(1)> | <script>x</script> |\n|---|---|\n| [a](javascript:x) | b |",
+    "# <script>alert(1)</script>\n\n> <img src=x onerror=alert(1)>\n\n- <b onclick=x>b</b>",
+    "```html\n<script>window.__pwned=1</script>\n```",
+    "`<img src=x onerror=alert(1)>` and **<u>x</u>** and &lt;img src=x onerror=alert(1)&gt;",
+    "[\u0000javascript:alert(1)](\u0000javascript:alert(1)) [x](java\u0009script:alert(1))",
+    "www.javascript:alert(1) https://ok.example/<script> http://x.example/\"onmouseover=alert(1)",
+]
+
+
+def test_hostile_input_builds_only_allowed_nodes_and_attributes(
+    browser_thread: BrowserThread,
+) -> None:
+    result = run_js(browser_thread, r"""
+      const TAGS = new Set(['P','H1','H2','H3','H4','H5','H6','HR','UL','OL','LI','BLOCKQUOTE',
+        'PRE','CODE','DIV','SPAN','BUTTON','TABLE','THEAD','TBODY','TR','TH','TD','A','EM',
+        'STRONG','DEL','BR']);
+      const ATTRS = new Set(['class','href','target','rel','referrerpolicy','title','start','type']);
+      const bad = [];
+      const hrefs = [];
+      for (const text of arg) {
+        for (const streamed of [false, true]) {
+          const box = document.createElement('div');
+          document.body.append(box);  // attached: anything that could run, would
+          if (streamed) { const s = new md.MarkdownStream(box); for (const c of text) s.push(c); s.end(); }
+          else box.append(md.renderMarkdown(text));
+          for (const node of box.querySelectorAll('*')) {
+            if (!TAGS.has(node.tagName)) bad.push(text + ' -> <' + node.tagName + '>');
+            for (const a of node.attributes) {
+              if (!ATTRS.has(a.name)) bad.push(text + ' -> @' + a.name);
+            }
+            if (node.hasAttribute('href')) hrefs.push(node.getAttribute('href'));
+          }
+        }
+      }
+      await new Promise((r) => setTimeout(r, 200));  // let any onerror/onload fire
+      return {bad, hrefs, pwned: window.__pwned ?? null};
+    """, HOSTILE)
+    assert result["bad"] == []
+    assert result["pwned"] is None
+    assert result["hrefs"], "safe links should still be links"
+    for href in result["hrefs"]:
+        assert href.startswith(("https://", "http://", "mailto:")), href
+        assert "javascript" not in href.lower() or href.startswith("https://"), href
+
+
+def test_safe_href_keeps_only_absolute_http_and_mailto(browser_thread: BrowserThread) -> None:
+    cases = {
+        "https://example.com/a?b=c#d": "https://example.com/a?b=c#d",
+        "http://example.com": "http://example.com/",
+        "mailto:someone@example.com": "mailto:someone@example.com",
+        "  https://example.com/x  ": "https://example.com/x",
+        "javascript:alert(1)": None,
+        "JAVASCRIPT:alert(1)": None,
+        "\u0001javascript:alert(1)": None,
+        "java\tscript:alert(1)": None,
+        "data:text/html,hi": None,
+        "vbscript:x": None,
+        "file:///etc/passwd": None,
+        "ftp://example.com": None,
+        "//example.com": None,
+        "/relative": None,
+        "#fragment": None,
+        "": None,
+    }
+    got = run_js(browser_thread, "return arg.map((u) => md.safeHref(u));", list(cases))
+    assert dict(zip(cases, got, strict=True)) == cases
+
+
+EXPECTED = {
+    "~5 min and ~10 min": "<p>~5 min and ~10 min</p>",
+    "a ~~b~~ c": "<p>a <del>b</del> c</p>",
+    "**a *b* c**": "<p><strong>a <em>b</em> c</strong></p>",
+    "snake_case_name": "<p>snake_case_name</p>",
+    "3. x\n4. y": '<ol start="3"><li>x</li><li>y</li></ol>',
+    "foo\n---": "<h2>foo</h2>",
+    "***": "<hr>",
+    "&lt;b&gt; &#65;": "<p>&lt;b&gt; A</p>",
+    "`` a`b ``": "<p><code>a`b</code></p>",
+    "[a](https://x.example/(y))": '<p><a href="https://x.example/(y)" target="_blank" '
+        'rel="noopener noreferrer nofollow ugc" referrerpolicy="no-referrer">a</a></p>',
+    "see https://example.com.": '<p>see <a href="https://example.com/" target="_blank" '
+        'rel="noopener noreferrer nofollow ugc" referrerpolicy="no-referrer">'
+        "https://example.com</a>.</p>",
+    "<b>not bold</b>": "<p>&lt;b&gt;not bold&lt;/b&gt;</p>",
+    "- a\n\n  b\n- c": "<ul><li><p>a</p><p>b</p></li><li>c</li></ul>",
+    "| a |\n|:-:|\n| x \\| y |": '<div class="md-table"><table><thead><tr>'
+        '<th class="al-center">a</th></tr></thead><tbody><tr><td class="al-center">x | y</td>'
+        "</tr></tbody></table></div>",
+}
+
+
+def test_rendering_of_common_constructs(browser_thread: BrowserThread) -> None:
+    got = run_js(browser_thread, """
+      return arg.map((t) => { const d = document.createElement('div');
+                              d.append(md.renderMarkdown(t)); return d.innerHTML; });
+    """, list(EXPECTED))
+    assert dict(zip(EXPECTED, got, strict=True)) == EXPECTED
+
+
+def test_work_per_chunk_does_not_grow_with_the_answer(browser_thread: BrowserThread) -> None:
+    """Counts the DOM nodes made and the mutations done for each chunk of a long answer.
+
+    The answer repeats one section (paragraph, list, table, quote, code) 80 times, pushed
+    word by word: the worst chunk of the last section costs what the worst chunk of the
+    first one did. Blocks, once finished, are never replaced.
+    """
+    result = run_js(browser_thread, r"""
+      let made = 0;
+      const create = Document.prototype.createElement, text = Document.prototype.createTextNode;
+      Document.prototype.createElement = function (...a) { made++; return create.apply(this, a); };
+      Document.prototype.createTextNode = function (...a) { made++; return text.apply(this, a); };
+      const section = [
+        'A paragraph of some length, with **bold**, *em*, `code` and a [link](https://e.example).',
+        'It carries on for a second line so the open block is not trivial.\n',
+        '- first item\n- second item with `code`\n- third item\n',
+        '| h1 | h2 |\n|---|---|\n| a | b |\n| c | d |\n',
+        '> a quote\n> of two lines\n',
+        '```py\nfor i in range(3):\n    print(i)\n```\n', ''].join('\n');
+      const words = (section + '\n').repeat(80).match(/\S+\s*|\s+/g);
+      const perSection = words.length / 80;
+      const box = document.createElement('div');
+      document.body.append(box);
+      const stream = new md.MarkdownStream(box);
+      const observer = new MutationObserver(() => {});
+      observer.observe(box, {childList: true, subtree: true, characterData: true});
+      const cost = [];
+      let firstBlock = null;
+      for (const w of words) {
+        made = 0;
+        stream.push(w);
+        const records = observer.takeRecords();
+        let touched = 0;
+        for (const r of records) touched += r.addedNodes.length + r.removedNodes.length + (r.type === 'characterData');
+        cost.push(made + touched);
+        firstBlock ??= box.firstElementChild && box.children.length > 1 ? box.firstElementChild : null;
+      }
+      stream.end();
+      // A code block thousands of lines long, streamed line by line, is appended in place.
+      const box2 = document.createElement('div');
+      const code = new md.MarkdownStream(box2);
+      code.push('```\n');
+      const codeCost = [];
+      for (let i = 0; i < 3000; i++) { made = 0; code.push('line ' + i + '\n'); codeCost.push(made); }
+      code.end();
+      const max = (a) => a.reduce((x, y) => Math.max(x, y), 0);
+      return {
+        first: max(cost.slice(0, perSection)), last: max(cost.slice(-perSection)),
+        firstKept: box.firstElementChild === firstBlock, codeMax: max(codeCost.slice(1)),
+        codeLines: box2.querySelector('code').textContent.split('\n').length,
+      };
+    """)
+    assert result["last"] <= result["first"], result
+    assert result["first"] < 200, result
+    assert result["firstKept"], result
+    assert result["codeMax"] == 0, result
+    assert result["codeLines"] == 3000
