@@ -42,6 +42,14 @@ class ServerConfig:
     resume_grace: float = 5.0
     retention: float = 600.0
     log_level: str = "info"
+    # Hardening limits (docs/operations.md). 0 turns off the ones marked "0 = off".
+    max_streams_per_key: int = 100  # concurrent streams of one API key (or the anonymous owner)
+    max_messages: int = 1000  # messages in one request's history (shared or a target's own)
+    max_message_chars: int = 1_000_000  # characters in one message's content
+    max_tokens: int = 0  # ceiling on the output tokens a slot asks for; larger asks are clamped
+    rate_limit: float = 20.0  # requests per second per key, refilled continuously; 0 = off
+    rate_burst: int = 100  # requests a key may make at once before rate_limit applies
+    stall_timeout: float = 30.0  # a client that takes nothing for this long is cut off; 0 = off
 
 
 @dataclass(frozen=True, slots=True)
@@ -133,9 +141,14 @@ def _server(table: Mapping[str, Any], fail: Any) -> ServerConfig:
         raise fail("server.max_slots must be between 1 and 64", "max_slots")
     if not 0 <= cfg.port <= 65535:
         raise fail("server.port must be between 0 and 65535", "port")
-    for key in ("ping", "attach_timeout", "resume_grace", "retention"):
+    for key in ("ping", "attach_timeout", "resume_grace", "retention", "max_tokens",
+                "rate_limit", "stall_timeout"):
         if getattr(cfg, key) < 0:
             raise fail(f"server.{key} must not be negative", key)
+    for key in ("max_streams", "max_streams_per_key", "max_body", "max_messages",
+                "max_message_chars", "rate_burst"):
+        if getattr(cfg, key) < 1:
+            raise fail(f"server.{key} must be at least 1", key)
     if cfg.ping == 0:
         raise fail("server.ping must be positive", "ping")
     return cfg
