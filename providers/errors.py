@@ -55,7 +55,7 @@ class RateLimitError(ProviderError):
         self.retry_after = retry_after
 
 
-class TimeoutError_(ProviderError):  # noqa: N801 - avoids shadowing the builtin
+class TimeoutError_(ProviderError):
     type = "timeout"
 
 

@@ -63,6 +63,10 @@ class HttpProvider:
                 async for chunk in response.aiter_bytes():
                     for event in parser.feed(chunk):
                         yield event
+                    # An error the upstream sent mid-read is raised after the events before
+                    # it; an empty feed raises it now rather than on the next read.
+                    for event in parser.feed(b""):
+                        yield event
                 for event in parser.close():
                     yield event
         except ProviderError as exc:
