@@ -1,7 +1,8 @@
 """The hub: every live stream of this process, in one long-lived nursery.
 
-It creates streams (ids with 128 random bits), finds them for their owner only, stops them
-all on shutdown, and forgets each one ``retention`` seconds after its ``stream.done``.
+It creates streams (ids with 128 random bits), finds them for their owner only, caps how
+many run at once (in total and per owner), stops them all on shutdown (and refuses new ones
+from then on), and forgets each one ``retention`` seconds after its ``stream.done``.
 The stop signal and the log sit behind ``Stream``/``EventLog`` so a Redis backend can later
 carry them between instances.
 """
@@ -15,11 +16,19 @@ import trio
 
 from .log import EventLog, MemoryEventLog
 from .slots import SlotPlan
-from .stream import Stream, StreamSettings
+from .stream import Stream, StreamObserver, StreamSettings
 
 
 class TooManyStreams(Exception):
-    """The hub already runs ``max_streams`` streams."""
+    """The hub already runs ``max_streams`` streams, or the owner its ``max_per_owner``."""
+
+
+class ShuttingDown(TooManyStreams):
+    """The hub is shutting down: it takes no new stream.
+
+    A subclass of ``TooManyStreams`` so that callers that only know that one still answer
+    with a "try again later" rather than fail.
+    """
 
 
 class Hub:
@@ -28,13 +37,20 @@ class Hub:
         settings: StreamSettings | None = None,
         max_streams: int = 1000,
         log_factory: Callable[[], EventLog] = MemoryEventLog,
+        *,
+        max_per_owner: int | None = None,
+        observer: StreamObserver | None = None,
     ) -> None:
         self.settings = settings or StreamSettings()
         self.max_streams = max_streams
+        self.max_per_owner = max_per_owner
+        self.observer = observer
         self._log_factory = log_factory
         self._streams: dict[str, Stream] = {}
         self._nursery: trio.Nursery | None = None
+        self._by_owner: dict[str, int] = {}
         self.active = 0
+        self.closing = False
 
     async def run(self, *, task_status: trio.TaskStatus[None] = trio.TASK_STATUS_IGNORED) -> None:
         """Host every stream until cancelled; ``shutdown()`` first for a clean end."""
@@ -49,28 +65,51 @@ class Hub:
             self._nursery.cancel_scope.cancel()
 
     async def open(self, owner: str, plans: Sequence[SlotPlan], *, reader: bool = False) -> Stream:
-        """Create a stream and start it. ``reader=True``: the caller reads it from the start."""
+        """Create a stream and start it. ``reader=True``: the caller reads it from the start.
+
+        The counts are taken before the first ``await``, so concurrent calls cannot
+        together overshoot a limit.
+        """
         if self._nursery is None:
             raise RuntimeError("the hub is not running")
+        if self.closing:
+            raise ShuttingDown("the server is shutting down")
         if self.active >= self.max_streams:
             raise TooManyStreams(f"{self.active} streams are running; the limit is "
                                  f"{self.max_streams}")
+        mine = self._by_owner.get(owner, 0)
+        if self.max_per_owner is not None and mine >= self.max_per_owner:
+            raise TooManyStreams(f"this key already runs {mine} streams; the limit is "
+                                 f"{self.max_per_owner} per key")
         stream = Stream(secrets.token_urlsafe(16), owner, plans, self._log_factory(),
-                        self.settings)
+                        self.settings, self.observer)
         if reader:
             stream.attach()  # handed over to the caller's ``follow(attached=True)``
         self._streams[stream.id] = stream
+        self.active += 1
+        self._by_owner[owner] = mine + 1
         await self._nursery.start(self._life, stream)
         return stream
 
     async def _life(self, stream: Stream, *, task_status: trio.TaskStatus[None]) -> None:
-        self.active += 1
         try:
             await stream.run(task_status=task_status)
         finally:
-            self.active -= 1
+            self._release(stream.owner)  # ``open`` took the counts; this task always runs
         await trio.sleep(self.settings.retention)
         self._streams.pop(stream.id, None)
+
+    def _release(self, owner: str) -> None:
+        self.active -= 1
+        left = self._by_owner[owner] - 1
+        if left:
+            self._by_owner[owner] = left
+        else:
+            del self._by_owner[owner]
+
+    def running(self, owner: str) -> int:
+        """How many of ``owner``'s streams are running."""
+        return self._by_owner.get(owner, 0)
 
     def get(self, stream_id: str, owner: str) -> Stream | None:
         """The stream, if it exists and belongs to ``owner``; otherwise ``None`` (a 404)."""
@@ -83,13 +122,16 @@ class Hub:
         return list(self._streams.values())
 
     async def shutdown(self) -> None:
-        """Stop every live slot with reason ``shutdown`` and wait for the streams to end.
+        """Refuse new streams, stop every live slot with reason ``shutdown`` and wait for the
+        streams to end.
 
         Slots end within moments of a stop (their scopes are cancelled); callers that must
-        exit within a bound wrap this in ``trio.move_on_after``.
+        exit within a bound wrap this in ``trio.move_on_after``. Safe to call again.
         """
+        self.closing = True
         live = [s for s in self._streams.values() if not s.done.is_set()]
         for stream in live:
             stream.stop(None, "shutdown")
         for stream in live:
             await stream.done.wait()
+
