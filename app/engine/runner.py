@@ -16,6 +16,7 @@ from __future__ import annotations
 import logging
 import math
 import random
+from collections.abc import Callable
 from contextlib import aclosing
 from typing import Any
 
@@ -29,6 +30,8 @@ from .slots import RUNNING, Route, SlotState
 log = logging.getLogger("chorus.slot")
 
 Item = tuple[SlotState, str, Any]  # (slot, event type, payload): what slots send the merge task
+# Told of ``model.retry`` and of the terminal item, just before each is sent (metrics, logs).
+SlotHook = Callable[[SlotState, str, dict[str, Any]], None]
 
 RETRY_AFTER_CAP = 30.0
 
@@ -77,14 +80,16 @@ def backoff(attempt: int, retry_after: float | None) -> float | None:
     return 0.25 * 2.0 ** (attempt - 1) * random.uniform(0.8, 1.2)
 
 
-async def run_slot(state: SlotState, send: trio.MemorySendChannel[Item]) -> None:
+async def run_slot(
+    state: SlotState, send: trio.MemorySendChannel[Item], hook: SlotHook | None = None
+) -> None:
     """The slot's task. Returns after sending its one terminal item."""
     meter = _Meter()
     async with send:
         outcome: Item | None = None
         with state.scope:
             try:
-                await _run_routes(state, send, meter)
+                await _run_routes(state, send, meter, hook)
                 outcome = (state, "model.done", _done(state, meter))
             except ProviderError as exc:
                 outcome = (state, "model.error", _failed(state, meter, exc.to_dict()))
@@ -99,6 +104,8 @@ async def run_slot(state: SlotState, send: trio.MemorySendChannel[Item]) -> None
                 "slot": state.slot, "reason": state.stop_reason or "user",
                 "usage": meter.usage(), "timing": meter.timing(now),
             })
+        if hook is not None:
+            hook(*outcome)
         await send.send(outcome)
 
 
@@ -117,7 +124,9 @@ def _failed(state: SlotState, meter: _Meter, error: dict[str, Any]) -> dict[str,
             "timing": meter.timing(trio.current_time())}
 
 
-async def _run_routes(state: SlotState, send: trio.MemorySendChannel[Item], meter: _Meter) -> None:
+async def _run_routes(
+    state: SlotState, send: trio.MemorySendChannel[Item], meter: _Meter, hook: SlotHook | None
+) -> None:
     retries_sent = 0
     last: ProviderError | None = None
     for index, route in enumerate(state.plan.routes):
@@ -125,10 +134,10 @@ async def _run_routes(state: SlotState, send: trio.MemorySendChannel[Item], mete
             assert last is not None
             retries_sent += 1
             state.model = route.ref
-            await send.send((state, "model.retry", {
+            await _send_retry(send, hook, state, {
                 "slot": state.slot, "attempt": retries_sent, "reason": last.type,
                 "model": route.ref,
-            }))
+            })
         attempt = 0
         while True:
             try:
@@ -145,13 +154,22 @@ async def _run_routes(state: SlotState, send: trio.MemorySendChannel[Item], mete
                 if delay is None:
                     break
                 retries_sent += 1
-                await send.send((state, "model.retry", {
+                await _send_retry(send, hook, state, {
                     "slot": state.slot, "attempt": retries_sent, "reason": exc.type,
                     "model": route.ref,
-                }))
+                })
                 await trio.sleep(delay)
     assert last is not None
     raise last
+
+
+async def _send_retry(
+    send: trio.MemorySendChannel[Item], hook: SlotHook | None, state: SlotState,
+    payload: dict[str, Any],
+) -> None:
+    if hook is not None:
+        hook(state, "model.retry", payload)
+    await send.send((state, "model.retry", payload))
 
 
 async def _attempt(

@@ -2,7 +2,8 @@
 
 A stream runs in the hub's long-lived nursery, never inside a response body generator
 (an async generator may not yield inside a nursery it opened). Responses only read the
-log through ``follow``.
+log through ``follow``. A ``StreamObserver`` (metrics, logs) hears of the stream's start
+and end and of each slot's retries and outcome, never of a single delta.
 """
 
 from __future__ import annotations
@@ -12,6 +13,7 @@ import time
 from collections.abc import AsyncGenerator, AsyncIterator, Iterable, Sequence
 from contextlib import aclosing
 from dataclasses import dataclass
+from typing import Any, Protocol
 
 import trio
 
@@ -31,6 +33,38 @@ class StreamSettings:
     resume_grace: float = 5.0  # then outlives its last reader by this much
     retention: float = 600.0  # the log is kept this long after ``stream.done``
     channel_size: int = 256  # slot items in flight before producers wait
+    stall_timeout: float = 0.0  # a reader stuck this long in one write is cut off; 0 = never
+    max_write: int = 64 * 1024  # bytes of events handed to one reader's write, at most
+
+
+class StreamObserver(Protocol):
+    """Hears what happens to streams, for metrics and logs.
+
+    Called synchronously from the engine's tasks at stream and slot boundaries only (never
+    per delta), so it must be quick and must not raise: an exception is logged and
+    ignored, and never reaches a slot.
+    """
+
+    def stream_started(self, stream: Stream) -> None: ...
+
+    def slot_event(
+        self, stream: Stream, state: SlotState, kind: str, payload: dict[str, Any]
+    ) -> None:
+        """``model.retry``, or the slot's one terminal event, just before it is logged."""
+
+    def stream_ended(self, stream: Stream, counts: dict[str, int]) -> None: ...
+
+    def reader_cut(self, stream: Stream, stalled_for: float) -> None: ...
+
+
+class _Reader:
+    """One reader's progress, for the stall watch: when it began waiting for its write."""
+
+    __slots__ = ("blocked_since", "cut")
+
+    def __init__(self) -> None:
+        self.blocked_since: float | None = None
+        self.cut = False
 
 
 class Stream:
@@ -41,6 +75,7 @@ class Stream:
         plans: Sequence[SlotPlan],
         event_log: EventLog,
         settings: StreamSettings,
+        observer: StreamObserver | None = None,
     ) -> None:
         self.id = stream_id
         self.owner = owner
@@ -51,9 +86,12 @@ class Stream:
         self.started_at = trio.current_time()
         self.ended_at: float | None = None
         self.done = trio.Event()
+        self.observer = observer
+        self.stop_asked: dict[int, float] = {}  # slot -> when its stop was first asked
         self._readers = 0
         self._had_reader = False
         self._readers_changed = trio.Event()
+        self._watched: set[_Reader] = set()
 
     # -- lifetime -------------------------------------------------------------------------
 
@@ -64,12 +102,16 @@ class Stream:
             "slots": [{"slot": s.slot, "model": s.model, "label": s.plan.label}
                       for s in self.slots],
         })])
+        self._notify("stream_started", self)
+        hook = self._slot_event if self.observer is not None else None
         send, receive = trio.open_memory_channel[Item](self.settings.channel_size)
         async with trio.open_nursery() as nursery:
             nursery.start_soon(self._watch_readers)
+            if self.settings.stall_timeout > 0:
+                nursery.start_soon(self._watch_stalls)
             async with send:
                 for state in self.slots:
-                    nursery.start_soon(run_slot, state, send.clone())
+                    nursery.start_soon(run_slot, state, send.clone(), hook)
             task_status.started()
             await merge(receive, self.log)
             now = trio.current_time()
@@ -83,15 +125,27 @@ class Stream:
             })])
             self.log.close()
             self.done.set()
-            nursery.cancel_scope.cancel()  # the reader watch is no longer needed
-        log.info("stream=%s done slots=%d done=%d error=%d stopped=%d", self.id,
-                 len(self.slots), counts["done"], counts["error"], counts["stopped"])
+            nursery.cancel_scope.cancel()  # the reader and stall watches are no longer needed
+        self._notify("stream_ended", self, counts)
+
+    def _slot_event(self, state: SlotState, kind: str, payload: dict[str, Any]) -> None:
+        self._notify("slot_event", self, state, kind, payload)
+
+    def _notify(self, method: str, *args: Any) -> None:
+        if self.observer is None:
+            return
+        try:
+            getattr(self.observer, method)(*args)
+        except Exception:
+            log.exception("stream observer failed in %s", method)
 
     def stop(self, slots: Iterable[int] | None = None, reason: str = "user") -> None:
         """Cancel the given slots' scopes (all when ``None``). Ended slots are left alone."""
         chosen = self.slots if slots is None else [self.slots[i] for i in slots]
+        now = trio.current_time()
         for state in chosen:
-            state.stop(reason)
+            if state.stop(reason):
+                self.stop_asked.setdefault(state.slot, now)
 
     async def wait_ended(self, slots: Iterable[int] | None = None) -> None:
         """Until the given slots (all when ``None``) have their terminal event logged."""
@@ -131,9 +185,42 @@ class Stream:
             with trio.move_on_after(s.resume_grace if self._had_reader else s.attach_timeout):
                 await changed.wait()
                 continue
-            log.info("stream=%s no reader left: stopping", self.id)
+            log.info("stream.unattended", extra={"fields": {"stream": self.id}})
             self.stop(None, "disconnect")
             return
+
+    async def _watch_stalls(self) -> None:
+        """Cut off every reader that has waited ``stall_timeout`` for one write to finish.
+
+        A client that keeps its connection open but stops reading leaves its response stuck
+        in the server's socket write (Hypercorn shields it and has no write timeout), so its
+        generator cannot notice anything. This task can: a cut reader no longer counts as
+        attached (the slots stop after ``resume_grace`` if it was the last) and its
+        generator ends as soon as the write returns. Closing the socket itself is the
+        kernel's job (``TCP_USER_TIMEOUT``, set by ``chorus serve``).
+
+        It wakes at the earliest moment a reader could have stalled, and otherwise once per
+        ``stall_timeout``: a deadline, not a poll of the readers' traffic.
+        """
+        limit = self.settings.stall_timeout
+        while True:
+            now = trio.current_time()
+            wake = now + limit
+            for reader in list(self._watched):
+                since = reader.blocked_since
+                if since is None:
+                    continue
+                if now - since >= limit:
+                    self._cut(reader, now - since)
+                else:
+                    wake = min(wake, since + limit)
+            await trio.sleep_until(wake)
+
+    def _cut(self, reader: _Reader, stalled_for: float) -> None:
+        reader.cut = True
+        self._watched.discard(reader)
+        self.detach()
+        self._notify("reader_cut", self, stalled_for)
 
     async def entries(
         self, after: int = 0, *, attached: bool = False
@@ -142,29 +229,42 @@ class Stream:
         until ``stream.done``. An empty batch means ``settings.ping`` seconds passed with
         nothing new (time for a keep-alive).
 
-        Everything already logged comes in one batch, so a reader that lags catches up in
-        few writes and needs no buffer of its own. The reader counts as attached while
-        this generator runs; leaving (the client disconnects and the response is
-        cancelled or closed) detaches it in ``finally``. ``attached=True`` takes over a
-        reader the stream was created with.
+        Everything already logged comes in few batches (each at most ``max_write`` bytes
+        on the wire, or one entry), so a reader that lags catches up in few writes and
+        needs no buffer of its own, and one write never holds more than that. The reader
+        counts as attached while this generator runs; leaving (the client disconnects and
+        the response is cancelled or closed) detaches it in ``finally``. ``attached=True``
+        takes over a reader the stream was created with. A reader that the stall watch cut
+        off ends at its next step.
         """
+        reader = _Reader()
         if not attached:
             self.attach()
+        self._watched.add(reader)
         try:
-            while True:
+            while not reader.cut:
                 batch = await self.log.since(after)
                 if batch:
-                    after = batch[-1].id
-                    yield batch
+                    for part in _parts(batch, self.settings.max_write):
+                        after = part[-1].id
+                        reader.blocked_since = trio.current_time()
+                        yield part
+                        reader.blocked_since = None
+                        if reader.cut:
+                            return
                     continue
                 if self.log.closed:
                     return
                 with trio.move_on_after(self.settings.ping) as timer:
                     await self.log.wait(after)
                 if timer.cancelled_caught:
+                    reader.blocked_since = trio.current_time()
                     yield []
+                    reader.blocked_since = None
         finally:
-            self.detach()
+            self._watched.discard(reader)
+            if not reader.cut:
+                self.detach()
 
     async def follow(self, after: int = 0, *, attached: bool = False) -> AsyncIterator[bytes]:
         """The SSE body for one reader: each batch of entries as one write, or a ping."""
@@ -189,3 +289,18 @@ class Stream:
             "state": "done" if self.done.is_set() else "running",
             "last_event_id": self.log.last_id, "slots": slots,
         }
+
+
+def _parts(batch: list[LogEntry], limit: int) -> Iterable[list[LogEntry]]:
+    """``batch`` cut into runs of at most ``limit`` wire bytes (an entry over it alone)."""
+    if len(batch) == 1:
+        yield batch
+        return
+    start, size = 0, 0
+    for i, entry in enumerate(batch):
+        n = len(entry.wire)
+        if size and size + n > limit:
+            yield batch[start:i]
+            start, size = i, 0
+        size += n
+    yield batch[start:]
