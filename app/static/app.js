@@ -1,19 +1,28 @@
 /**
- * The Chorus page: picks models, sends each slot its own history, follows the stream's
- * events into the panes, stops (all, or one slot) through the stop API, keeps
- * conversations in localStorage and reattaches to a live stream after a reload.
+ * The Chorus page: wires the model picker, the panes, the composer and the drawers to the
+ * conversation (conversation.js) and to the streams that fill it (runs.js).
  *
- * Data flows one way: an event changes the conversation (plain data, saved as JSON); the
- * turn is marked dirty; once per animation frame each dirty turn's view appends what it
- * has not shown yet.
+ * Data flows one way: an event changes the conversation (plain data, saved as JSON at
+ * most once a second); the turn is marked dirty; once per animation frame each dirty
+ * turn's view appends what it has not shown yet.
  */
 
 import * as api from "./api.js";
-import { ACTIVE, PaneView } from "./pane.js";
+import {
+  ACTIVE,
+  hasTurns,
+  historyOf,
+  isBusy,
+  newConversation,
+  newTurn,
+  settleOrphans,
+} from "./conversation.js";
+import { Drawers } from "./drawers.js";
+import { PaneView } from "./pane.js";
 import { Picker } from "./picker.js";
+import { Runs } from "./runs.js";
 import * as store from "./store.js";
 
-const ENDINGS = { "model.done": "done", "model.error": "error", "model.stopped": "stopped" };
 const $ = (id) => document.getElementById(id);
 const ui = {
   panes: $("panes"),
@@ -22,75 +31,28 @@ const ui = {
   send: $("send"),
   stopAll: $("stop-all"),
   newChat: $("new-chat"),
-  historyBtn: $("history-btn"),
-  history: $("history"),
-  historyList: $("history-list"),
-  settingsBtn: $("settings-btn"),
-  settings: $("settings"),
-  system: $("set-system"),
-  temperature: $("set-temperature"),
-  maxTokens: $("set-max-tokens"),
   toast: $("toast"),
 };
 
 const settings = store.loadSettings();
-const live = new Map(); // conversation id -> conversation, while it has streams to follow
-const followers = new Map(); // stream id -> {close}
 const dirty = new Set(); // "pane:turn" keys of the open conversation awaiting a frame
 const unsaved = new Set();
 let conv = null;
 let views = [];
 let picker = null;
+let drawers = null;
 let frame = 0;
 let saveTimer = 0;
 let tickTimer = 0;
 let toastTimer = 0;
 
-function newConversation(models) {
-  const now = Date.now();
-  return {
-    id: store.newId(),
-    title: "",
-    created: now,
-    updated: now,
-    system: "",
-    panes: models.map((model) => ({ model, turns: [] })),
-    runs: [],
-  };
-}
-
-function newTurn(user) {
-  return {
-    user,
-    answer: "",
-    reasoning: "",
-    state: "waiting",
-    error: null,
-    usage: null,
-    timing: null,
-    finish: null,
-    retry: null,
-    stopReason: null,
-    stopping: false,
-    started: Date.now(),
-    first: null,
-    ended: null,
-  };
-}
-
-const hasTurns = (c) => c.panes.some((p) => p.turns.length > 0);
-const isBusy = (c) => c.panes.some((p) => p.turns.some((t) => ACTIVE.has(t.state)));
-const turnOf = (c, run, slot) => c.panes[run.panes[slot]]?.turns[run.turns[slot]] ?? null;
-
-/** The messages a slot is sent: its own history, without turns that produced no answer. */
-function historyOf(c, pane, upTo) {
-  const messages = c.system ? [{ role: "system", content: c.system }] : [];
-  for (const turn of pane.turns.slice(0, upTo)) {
-    if (!turn.answer) continue;
-    messages.push({ role: "user", content: turn.user }, { role: "assistant", content: turn.answer });
-  }
-  return messages;
-}
+const runs = new Runs({
+  touched: touch,
+  save: (c, now) => (now ? saveNow(c) : saveSoon(c)),
+  changed: (c) => c === conv && refreshControls(),
+  params: requestParams,
+  notify: toast,
+});
 
 function requestParams() {
   const params = {};
@@ -118,14 +80,8 @@ function flushFrame() {
 
 function renderPanes() {
   dirty.clear();
-  views = conv.panes.map(
-    (pane, i) =>
-      new PaneView(i, pane, picker.info(pane.model), {
-        stop: stopPane,
-        regenerate,
-        copy: copyText,
-      }),
-  );
+  const callbacks = { stop: (p) => runs.stopPane(conv, p), regenerate, copy: copyText };
+  views = conv.panes.map((pane, i) => new PaneView(i, pane, picker.info(pane.model), callbacks));
   ui.panes.replaceChildren(...views.map((v) => v.root));
   ui.panes.dataset.count = String(conv.panes.length);
   if (!conv.panes.length) {
@@ -178,205 +134,6 @@ function flushSaves() {
   unsaved.clear();
 }
 
-/* Streams */
-
-async function launch(c, paneIdxs, targets) {
-  const turnIdxs = paneIdxs.map((p) => c.panes[p].turns.length - 1);
-  live.set(c.id, c);
-  refreshControls();
-  saveSoon(c);
-  const body = { models: targets, mode: "parallel" };
-  const params = requestParams();
-  if (params) body.params = params;
-  let res;
-  try {
-    res = await api.createStream(body);
-  } catch (err) {
-    paneIdxs.forEach((p, s) => {
-      const turn = c.panes[p].turns[turnIdxs[s]];
-      if (!turn) return;
-      turn.state = "error";
-      turn.error = { type: err.type, message: err.message, status: err.status || undefined };
-      turn.ended = Date.now();
-      touch(c, p, turnIdxs[s]);
-    });
-    saveNow(c);
-    if (c === conv) refreshControls();
-    return;
-  }
-  const run = {
-    id: res.id,
-    eventsUrl: res.events_url,
-    stopUrl: res.stop_url,
-    panes: paneIdxs,
-    turns: turnIdxs,
-    lastEventId: 0,
-  };
-  c.runs.push(run);
-  saveNow(c);
-  attach(c, run);
-  const early = paneIdxs.map((_, s) => s).filter((s) => turnOf(c, run, s)?.stopping);
-  if (early.length) requestStop(c, run, early.length === paneIdxs.length ? null : early);
-}
-
-function attach(c, run) {
-  live.set(c.id, c);
-  const follower = api.followEvents(
-    run.eventsUrl,
-    run.lastEventId,
-    (type, data, id) => onEvent(c, run, type, data, id),
-    () => onLost(c, run),
-  );
-  followers.set(run.id, follower);
-}
-
-function onEvent(c, run, type, data, id) {
-  if (id) run.lastEventId = id;
-  saveSoon(c);
-  if (type === "stream.done") {
-    finishRun(c, run);
-    return;
-  }
-  if (type === "stream.start") return;
-  const slot = data.slot;
-  const turn = turnOf(c, run, slot);
-  if (!turn) return;
-  const now = Date.now();
-  switch (type) {
-    case "model.start":
-      break;
-    case "delta":
-      turn.first ??= now;
-      turn.answer += data.text;
-      turn.state = "streaming";
-      turn.retry = null;
-      break;
-    case "reasoning":
-      turn.first ??= now;
-      turn.reasoning += data.text;
-      turn.state = "streaming";
-      turn.retry = null;
-      break;
-    case "model.retry":
-      turn.state = "retrying";
-      turn.retry = { attempt: data.attempt, reason: data.reason, model: data.model };
-      break;
-    case "model.done":
-    case "model.error":
-    case "model.stopped":
-      turn.state = ENDINGS[type];
-      turn.usage = data.usage ?? null;
-      turn.timing = data.timing ?? null;
-      turn.finish = data.finish_reason ?? null;
-      turn.error = data.error ?? null;
-      turn.stopReason = data.reason ?? null;
-      turn.stopping = false;
-      turn.retry = null;
-      turn.ended = now;
-      break;
-    default:
-      return;
-  }
-  touch(c, run.panes[slot], run.turns[slot]);
-  if (c === conv && !ACTIVE.has(turn.state)) refreshControls();
-}
-
-function endRun(c, run, why) {
-  followers.get(run.id)?.close();
-  followers.delete(run.id);
-  c.runs = c.runs.filter((r) => r !== run);
-  run.panes.forEach((p, s) => {
-    const turn = turnOf(c, run, s);
-    if (!turn || !ACTIVE.has(turn.state)) return;
-    turn.state = "error";
-    turn.error = why;
-    turn.stopping = false;
-    turn.ended = Date.now();
-    touch(c, p, run.turns[s]);
-  });
-  saveNow(c);
-  if (!c.runs.length && c !== conv) live.delete(c.id);
-  if (c === conv) refreshControls();
-}
-
-function finishRun(c, run) {
-  endRun(c, run, { type: "protocol", message: "The stream ended without a result for this model." });
-}
-
-/** The browser gave up on the event stream (the server refused it or it is gone). */
-async function onLost(c, run) {
-  followers.delete(run.id);
-  let snapshot = null;
-  let why = "";
-  try {
-    snapshot = await api.getSnapshot(run.id);
-  } catch (err) {
-    why = err.status === 404 ? " It is no longer on the server." : " " + err.message;
-  }
-  if (snapshot) applySnapshot(c, run, snapshot);
-  endRun(c, run, { type: "connection", message: "Lost the connection to this stream." + why });
-}
-
-/** Fills in what a snapshot says about slots that have ended; never repeats text. */
-function applySnapshot(c, run, snapshot) {
-  for (const s of snapshot.slots ?? []) {
-    const turn = turnOf(c, run, s.slot);
-    if (!turn || !ACTIVE.has(turn.state) || ACTIVE.has(s.state) || s.state === "queued") continue;
-    if (typeof s.text === "string" && s.text.startsWith(turn.answer)) turn.answer = s.text;
-    if (typeof s.reasoning === "string" && s.reasoning.startsWith(turn.reasoning)) {
-      turn.reasoning = s.reasoning;
-    }
-    turn.state = s.state;
-    turn.usage = s.usage ?? turn.usage;
-    turn.timing = s.timing ?? turn.timing;
-    turn.error = s.error ?? null;
-    turn.finish = s.finish_reason ?? null;
-    turn.stopReason = s.stop_reason ?? null;
-    turn.ended = Date.now();
-    touch(c, run.panes[s.slot], run.turns[s.slot]);
-  }
-}
-
-async function requestStop(c, run, slots) {
-  const targets = slots ?? run.panes.map((_, s) => s);
-  const active = targets.filter((s) => ACTIVE.has(turnOf(c, run, s)?.state));
-  if (!active.length) return;
-  for (const s of active) {
-    turnOf(c, run, s).stopping = true;
-    touch(c, run.panes[s], run.turns[s]);
-  }
-  try {
-    await api.stopStream(run.stopUrl, slots === null ? null : active);
-  } catch (err) {
-    for (const s of active) {
-      turnOf(c, run, s).stopping = false;
-      touch(c, run.panes[s], run.turns[s]);
-    }
-    toast("Could not stop: " + err.message);
-  }
-}
-
-function stopAll(c = conv) {
-  for (const pane of c.panes) {
-    const turn = pane.turns[pane.turns.length - 1];
-    if (turn && ACTIVE.has(turn.state)) turn.stopping = true; // seen by launch() if still starting
-  }
-  for (const run of c.runs) requestStop(c, run, null);
-}
-
-function stopPane(p) {
-  const pane = conv.panes[p];
-  const t = pane.turns.length - 1;
-  const turn = pane.turns[t];
-  if (!turn || !ACTIVE.has(turn.state)) return;
-  turn.stopping = true;
-  touch(conv, p, t);
-  for (const run of conv.runs) {
-    const slot = run.panes.findIndex((q, s) => q === p && run.turns[s] === t);
-    if (slot >= 0) requestStop(conv, run, [slot]);
-  }
-}
-
 /* User actions */
 
 function send() {
@@ -407,7 +164,7 @@ function send() {
   ui.prompt.value = "";
   autosize();
   store.setCurrentConversation(conv.id);
-  launch(
+  runs.launch(
     conv,
     conv.panes.map((_, p) => p),
     targets,
@@ -423,11 +180,11 @@ function regenerate(p) {
   const messages = [...historyOf(conv, pane, t), { role: "user", content: last.user }];
   pane.turns[t] = turn;
   views[p].replaceLastTurn(turn);
-  launch(conv, [p], [{ model: pane.model, messages }]);
+  runs.launch(conv, [p], [{ model: pane.model, messages }]);
 }
 
 function switchTo(next) {
-  if (conv && isBusy(conv)) stopAll(conv); // its last events still land in it, and are saved
+  if (conv && isBusy(conv)) runs.stopAll(conv); // its last events still land in it, and are saved
   flushSaves();
   conv = next;
   store.setCurrentConversation(conv.id);
@@ -437,11 +194,11 @@ function switchTo(next) {
   }
   picker.setSelection(conv.panes.map((p) => p.model));
   renderPanes();
-  for (const run of conv.runs) if (!followers.has(run.id)) attach(conv, run);
+  for (const run of conv.runs) runs.attach(conv, run);
 }
 
 function newChat() {
-  switchTo(newConversation(settings.models ?? []));
+  switchTo(newConversation(store.newId(), settings.models ?? []));
   ui.prompt.focus();
 }
 
@@ -449,7 +206,8 @@ function onSelectionChange(refs) {
   settings.models = refs;
   store.saveSettings(settings);
   if (hasTurns(conv)) {
-    switchTo(newConversation(refs)); // changing models starts a new chat; the old one is kept
+    // Changing models starts a new chat; the old one is kept in History.
+    switchTo(newConversation(store.newId(), refs));
     toast("New chat with the new models. The previous one is in History.");
     return;
   }
@@ -463,6 +221,7 @@ async function copyText(text, btn) {
     await navigator.clipboard.writeText(text);
     ok = true;
   } catch {
+    // Not a secure context (plain http on a LAN address): the older way still works.
     const area = document.createElement("textarea");
     area.value = text;
     area.setAttribute("readonly", "");
@@ -492,101 +251,13 @@ function autosize() {
   area.style.height = Math.min(area.scrollHeight, Math.round(window.innerHeight * 0.3)) + "px";
 }
 
-/* Drawers: history and settings */
-
-function toggleDrawer(drawer, button, show) {
-  for (const [d, b] of [
-    [ui.history, ui.historyBtn],
-    [ui.settings, ui.settingsBtn],
-  ]) {
-    const open = d === drawer ? show : false;
-    d.hidden = !open;
-    b.setAttribute("aria-expanded", String(open));
-  }
-  if (show && drawer === ui.history) renderHistory();
-  if (show) drawer.querySelector("button, input, textarea")?.focus();
-}
-
-function renderHistory() {
-  flushSaves();
-  const items = store.listConversations().map((entry) => {
-    const li = document.createElement("li");
-    li.className = "history-item" + (entry.id === conv.id ? " current" : "");
-    const open = document.createElement("button");
-    open.type = "button";
-    open.className = "history-open";
-    const title = document.createElement("span");
-    title.className = "history-title";
-    title.textContent = entry.title || "Untitled";
-    const meta = document.createElement("span");
-    meta.className = "history-meta";
-    meta.textContent = new Date(entry.updated).toLocaleString() + " · " + entry.models.join(", ");
-    open.append(title, meta);
-    open.addEventListener("click", () => {
-      const next = live.get(entry.id) ?? store.loadConversation(entry.id);
-      if (next) switchTo(next);
-      toggleDrawer(ui.history, ui.historyBtn, false);
-    });
-    const del = document.createElement("button");
-    del.type = "button";
-    del.className = "btn ghost history-delete";
-    del.textContent = "Delete";
-    del.setAttribute("aria-label", "Delete " + (entry.title || "conversation"));
-    del.addEventListener("click", () => {
-      store.deleteConversation(entry.id);
-      if (entry.id === conv.id) newChat();
-      renderHistory();
-    });
-    li.append(open, del);
-    return li;
-  });
-  if (!items.length) {
-    const li = document.createElement("li");
-    li.className = "history-none";
-    li.textContent = "No saved conversations yet.";
-    items.push(li);
-  }
-  ui.historyList.replaceChildren(...items);
-}
-
-function bindSettings() {
-  ui.system.value = settings.system;
-  ui.temperature.value = settings.temperature ?? "";
-  ui.maxTokens.value = settings.maxTokens ?? "";
-  const read = () => {
-    settings.system = ui.system.value;
-    const temp = parseFloat(ui.temperature.value);
-    settings.temperature = Number.isFinite(temp) ? temp : null;
-    const max = parseInt(ui.maxTokens.value, 10);
-    settings.maxTokens = Number.isFinite(max) && max > 0 ? max : null;
-    store.saveSettings(settings);
-  };
-  for (const input of [ui.system, ui.temperature, ui.maxTokens]) input.addEventListener("change", read);
-}
-
 /* Start-up */
-
-/** Turns left active with no stream to follow (the page closed while one was starting). */
-function settleOrphans(c) {
-  c.panes.forEach((pane, p) =>
-    pane.turns.forEach((turn, t) => {
-      turn.stopping = false;
-      if (!ACTIVE.has(turn.state)) return;
-      const followed = c.runs.some((r) => r.panes.some((q, s) => q === p && r.turns[s] === t));
-      if (followed) return;
-      turn.state = "error";
-      turn.error = { type: "connection", message: "Interrupted: the page closed before the answer started." };
-      turn.ended = turn.ended ?? Date.now();
-    }),
-  );
-}
 
 function modelEntry(m) {
   const id = String(m.id);
   const provider = m.provider ? String(m.provider) : "";
   const ref = !provider || id.startsWith(provider + "/") ? id : provider + "/" + id;
-  const simulated = m.simulated === true || m.type === "demo" || (m.simulated === undefined && provider === "demo");
-  return { ref, provider, simulated };
+  return { ref, provider, simulated: m.simulated === true };
 }
 
 async function loadModels() {
@@ -625,47 +296,47 @@ function bindKeys() {
   });
   document.addEventListener("keydown", (e) => {
     if (e.key !== "Escape" || e.defaultPrevented) return;
-    if (!ui.history.hidden || !ui.settings.hidden) {
-      toggleDrawer(ui.history, ui.historyBtn, false);
-      return;
-    }
+    if (drawers.close()) return;
     if (isBusy(conv)) {
       e.preventDefault();
-      stopAll();
+      runs.stopAll(conv);
     }
   });
   document.addEventListener("click", (e) => {
-    const btn = e.target.closest?.(".md-code-copy");
-    if (btn) copyText(btn.closest(".md-code").querySelector("code").textContent, btn);
+    const copy = e.target.closest?.(".md-code-copy");
+    if (copy) copyText(copy.closest(".md-code").querySelector("code").textContent, copy);
+    // On a narrow screen the panes are a strip: a chip brings its pane into view.
+    const chip = e.target.closest?.(".chip");
+    if (chip && !e.target.closest(".chip-remove")) {
+      const index = [...chip.parentElement.children].indexOf(chip);
+      views[index]?.root.scrollIntoView({ behavior: "smooth", block: "nearest", inline: "start" });
+    }
   });
 }
 
 function main() {
   picker = new Picker($("picker"), onSelectionChange);
   const saved = store.currentConversationId();
-  const loaded = saved ? store.loadConversation(saved) : null;
-  conv = loaded ?? newConversation(settings.models ?? []);
-  conv.runs ??= [];
+  conv = (saved && store.loadConversation(saved)) || newConversation(store.newId(), settings.models ?? []);
   settleOrphans(conv);
   picker.setSelection(conv.panes.map((p) => p.model));
   renderPanes();
-  for (const run of conv.runs) attach(conv, run);
+  for (const run of conv.runs) runs.attach(conv, run);
   store.setCurrentConversation(conv.id);
-  ui.stopAll.addEventListener("click", () => stopAll());
+  ui.stopAll.addEventListener("click", () => runs.stopAll(conv));
   ui.newChat.addEventListener("click", newChat);
-  ui.historyBtn.addEventListener("click", () =>
-    toggleDrawer(ui.history, ui.historyBtn, ui.history.hidden),
-  );
-  ui.settingsBtn.addEventListener("click", () =>
-    toggleDrawer(ui.settings, ui.settingsBtn, ui.settings.hidden),
-  );
-  for (const close of document.querySelectorAll("[data-close-drawer]")) {
-    close.addEventListener("click", () => toggleDrawer(ui.history, ui.historyBtn, false));
-  }
+  drawers = new Drawers(settings, {
+    currentId: () => conv.id,
+    beforeList: flushSaves,
+    open: (id) => {
+      const next = runs.live.get(id) ?? store.loadConversation(id);
+      if (next) switchTo(next);
+    },
+    deleted: (id) => id === conv.id && newChat(),
+  });
   window.addEventListener("pagehide", flushSaves);
   document.addEventListener("visibilitychange", () => document.hidden && flushSaves());
   bindKeys();
-  bindSettings();
   loadModels();
 }
 

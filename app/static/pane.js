@@ -4,9 +4,8 @@
  * calls sync(), at most once per animation frame per turn.
  */
 
+import { ACTIVE } from "./conversation.js";
 import { MarkdownStream } from "./markdown.js";
-
-export const ACTIVE = new Set(["waiting", "streaming", "retrying"]);
 
 const STATE_TEXT = {
   ready: "ready",

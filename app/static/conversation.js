@@ -1,0 +1,135 @@
+/**
+ * The conversation as plain data (saved to localStorage as JSON) and the pure functions
+ * that change it: one pane per slot, each with its own turns; a turn is one prompt and
+ * one model's answer, reasoning, state and figures. No DOM here.
+ */
+
+/** States in which a turn may still change. */
+export const ACTIVE = new Set(["waiting", "streaming", "retrying"]);
+
+const ENDINGS = { "model.done": "done", "model.error": "error", "model.stopped": "stopped" };
+
+export function newConversation(id, models) {
+  const now = Date.now();
+  return {
+    id,
+    title: "",
+    created: now,
+    updated: now,
+    system: "",
+    panes: models.map((model) => ({ model, turns: [] })),
+    runs: [], // streams still followed: {id, eventsUrl, stopUrl, panes, turns, lastEventId}
+  };
+}
+
+export function newTurn(user) {
+  return {
+    user,
+    answer: "",
+    reasoning: "",
+    state: "waiting",
+    error: null,
+    usage: null,
+    timing: null,
+    finish: null,
+    retry: null,
+    stopReason: null,
+    stopping: false,
+    started: Date.now(),
+    first: null,
+    ended: null,
+  };
+}
+
+export const hasTurns = (c) => c.panes.some((p) => p.turns.length > 0);
+export const isBusy = (c) => c.panes.some((p) => p.turns.some((t) => ACTIVE.has(t.state)));
+
+/** The turn a stream's slot writes to. */
+export const turnOf = (c, run, slot) => c.panes[run.panes[slot]]?.turns[run.turns[slot]] ?? null;
+
+/** The messages a slot is sent: its own history, leaving out turns with no answer. */
+export function historyOf(c, pane, upTo) {
+  const messages = c.system ? [{ role: "system", content: c.system }] : [];
+  for (const turn of pane.turns.slice(0, upTo)) {
+    if (!turn.answer) continue;
+    messages.push({ role: "user", content: turn.user }, { role: "assistant", content: turn.answer });
+  }
+  return messages;
+}
+
+/** Applies one slot event (DESIGN.md, "SSE events") to its turn; false if not one. */
+export function applyEvent(turn, type, data, now = Date.now()) {
+  switch (type) {
+    case "model.start":
+      return true;
+    case "delta":
+    case "reasoning":
+      turn.first ??= now;
+      if (type === "delta") turn.answer += data.text;
+      else turn.reasoning += data.text;
+      turn.state = "streaming";
+      turn.retry = null;
+      return true;
+    case "model.retry":
+      turn.state = "retrying";
+      turn.retry = { attempt: data.attempt, reason: data.reason, model: data.model };
+      return true;
+    case "model.done":
+    case "model.error":
+    case "model.stopped":
+      turn.state = ENDINGS[type];
+      turn.usage = data.usage ?? null;
+      turn.timing = data.timing ?? null;
+      turn.finish = data.finish_reason ?? null;
+      turn.error = data.error ?? null;
+      turn.stopReason = data.reason ?? null;
+      turn.stopping = false;
+      turn.retry = null;
+      turn.ended = now;
+      return true;
+    default:
+      return false;
+  }
+}
+
+/** Takes an ended slot's state from a snapshot; text is only ever extended, never repeated. */
+export function applySnapshotSlot(turn, s) {
+  if (!ACTIVE.has(turn.state) || ACTIVE.has(s.state) || s.state === "queued") return false;
+  if (typeof s.text === "string" && s.text.startsWith(turn.answer)) turn.answer = s.text;
+  if (typeof s.reasoning === "string" && s.reasoning.startsWith(turn.reasoning)) {
+    turn.reasoning = s.reasoning;
+  }
+  turn.state = s.state;
+  turn.usage = s.usage ?? turn.usage;
+  turn.timing = s.timing ?? turn.timing;
+  turn.error = s.error ?? null;
+  turn.finish = s.finish_reason ?? null;
+  turn.stopReason = s.stop_reason ?? null;
+  turn.stopping = false;
+  turn.ended = Date.now();
+  return true;
+}
+
+/** Ends a turn that can no longer be followed. */
+export function failTurn(turn, error) {
+  turn.state = "error";
+  turn.error = error;
+  turn.stopping = false;
+  turn.ended ??= Date.now();
+}
+
+/** Turns left active with no stream to follow (the page closed while one was starting). */
+export function settleOrphans(c) {
+  c.runs ??= [];
+  c.panes.forEach((pane, p) =>
+    pane.turns.forEach((turn, t) => {
+      turn.stopping = false;
+      if (!ACTIVE.has(turn.state)) return;
+      if (c.runs.some((r) => r.panes.some((q, s) => q === p && r.turns[s] === t))) return;
+      failTurn(turn, {
+        type: "connection",
+        message: "Interrupted: the page closed before the answer started.",
+      });
+    }),
+  );
+}

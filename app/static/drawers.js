@@ -1,0 +1,102 @@
+/**
+ * The two side drawers: History (conversations saved in this browser: open, delete) and
+ * Settings (system prompt for new chats, temperature, max tokens; saved at once).
+ */
+
+import * as store from "./store.js";
+
+const $ = (id) => document.getElementById(id);
+
+function el(tag, className, text) {
+  const node = document.createElement(tag);
+  if (className) node.className = className;
+  if (text !== undefined) node.textContent = text;
+  return node;
+}
+
+export class Drawers {
+  /** hooks: currentId(), beforeList(), open(id), deleted(id). */
+  constructor(settings, hooks) {
+    this.settings = settings;
+    this.hooks = hooks;
+    this.pairs = [
+      [$("history"), $("history-btn")],
+      [$("settings"), $("settings-btn")],
+    ];
+    for (const [drawer, button] of this.pairs) {
+      button.addEventListener("click", () => this.toggle(drawer, drawer.hidden));
+    }
+    for (const close of document.querySelectorAll("[data-close-drawer]")) {
+      close.addEventListener("click", () => this.close());
+    }
+    this.bindSettings();
+  }
+
+  /** Closes any open drawer; true if one was open. */
+  close() {
+    const open = this.pairs.some(([d]) => !d.hidden);
+    if (open) this.toggle(null, false);
+    return open;
+  }
+
+  toggle(drawer, show) {
+    for (const [d, b] of this.pairs) {
+      const open = d === drawer && show;
+      d.hidden = !open;
+      b.setAttribute("aria-expanded", String(open));
+    }
+    if (!show) return;
+    if (drawer.id === "history") this.renderHistory();
+    drawer.querySelector("button, input, textarea")?.focus();
+  }
+
+  renderHistory() {
+    this.hooks.beforeList();
+    const current = this.hooks.currentId();
+    const items = store.listConversations().map((entry) => {
+      const li = el("li", "history-item" + (entry.id === current ? " current" : ""));
+      const open = el("button", "history-open");
+      open.type = "button";
+      const when = new Date(entry.updated).toLocaleString();
+      open.append(
+        el("span", "history-title", entry.title || "Untitled"),
+        el("span", "history-meta", when + " · " + entry.models.join(", ")),
+      );
+      open.addEventListener("click", () => {
+        this.close();
+        this.hooks.open(entry.id);
+      });
+      const del = el("button", "btn ghost history-delete", "Delete");
+      del.type = "button";
+      del.setAttribute("aria-label", "Delete " + (entry.title || "conversation"));
+      del.addEventListener("click", () => {
+        store.deleteConversation(entry.id);
+        this.hooks.deleted(entry.id);
+        this.renderHistory();
+      });
+      li.append(open, del);
+      return li;
+    });
+    if (!items.length) items.push(el("li", "history-none", "No saved conversations yet."));
+    $("history-list").replaceChildren(...items);
+  }
+
+  bindSettings() {
+    const s = this.settings;
+    const system = $("set-system");
+    const temperature = $("set-temperature");
+    const maxTokens = $("set-max-tokens");
+    system.value = s.system;
+    temperature.value = s.temperature ?? "";
+    maxTokens.value = s.maxTokens ?? "";
+    const read = () => {
+      s.system = system.value;
+      const temp = parseFloat(temperature.value);
+      s.temperature = Number.isFinite(temp) ? Math.min(2, Math.max(0, temp)) : null;
+      const max = parseInt(maxTokens.value, 10);
+      s.maxTokens = Number.isFinite(max) && max > 0 ? max : null;
+      store.saveSettings(s);
+    };
+    for (const input of [system, temperature, maxTokens]) input.addEventListener("change", read);
+  }
+}
