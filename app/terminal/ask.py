@@ -8,6 +8,7 @@ last events; a second one leaves at once. Either way what arrived is printed.
 
 from __future__ import annotations
 
+import contextlib
 import json
 import shutil
 import signal
@@ -51,7 +52,8 @@ class Outcome:
 
 
 class Screen:
-    """The terminal's alternate screen, cursor hidden, for the live board."""
+    """The terminal's alternate screen, cursor hidden, for the live board; left (the
+    terminal given back as it was) however the run ends."""
 
     def __init__(self, out: TextIO) -> None:
         self.out = out
@@ -88,30 +90,25 @@ async def run(source: Source, view: View, out: TextIO, err: TextIO) -> int:
     """Read ``source`` to its end (or Ctrl-C), showing it per ``view``; the exit code."""
     outcome = Outcome(Board())
     redraw = _Redraw()
-    screen = Screen(out) if view.live and not view.json else None
-    if screen is not None:
-        screen.__enter__()
-    try:
-        with trio.CancelScope() as reading:
-            async with trio.open_nursery() as nursery:
-                if threading.current_thread() is threading.main_thread():
-                    nursery.start_soon(_interrupts, source, reading, outcome)
-                if screen is not None:
-                    nursery.start_soon(_draw, outcome.board, screen, redraw, view)
-                try:
-                    async for event_id, kind, data in source.events():
-                        outcome.board.apply(kind, data, trio.current_time())
-                        if view.json:
-                            out.write(json.dumps({"id": event_id, "event": kind, "data": data},
-                                                 ensure_ascii=False) + "\n")
-                            out.flush()
-                        redraw.notify()
-                except SourceError as exc:
-                    outcome.failure = exc
-                nursery.cancel_scope.cancel()
-    finally:
-        if screen is not None:
-            screen.__exit__()
+    live = view.live and not view.json
+    with Screen(out) if live else contextlib.nullcontext() as screen, \
+            trio.CancelScope() as reading:
+        async with trio.open_nursery() as nursery:
+            if threading.current_thread() is threading.main_thread():
+                nursery.start_soon(_interrupts, source, reading, outcome)
+            if screen is not None:
+                nursery.start_soon(_draw, outcome.board, screen, redraw, view)
+            try:
+                async for event_id, kind, data in source.events():
+                    outcome.board.apply(kind, data, trio.current_time())
+                    if view.json:
+                        out.write(json.dumps({"id": event_id, "event": kind, "data": data},
+                                             ensure_ascii=False) + "\n")
+                        out.flush()
+                    redraw.notify()
+            except SourceError as exc:
+                outcome.failure = exc
+            nursery.cancel_scope.cancel()
     _report(outcome, view, out, err)
     return outcome.exit_code()
 

@@ -135,10 +135,19 @@ class LocalSource:
 @asynccontextmanager
 async def local_source(config: Config, models: Sequence[str], messages: Sequence[Message],
                        params: dict[str, Any]) -> AsyncIterator[LocalSource]:
-    """Run a hub for one stream; the hub and the providers close on the way out."""
+    """Run a hub for one stream; the hub and the providers close on the way out.
+
+    The parameters are checked by the same rules as the server's (``RequestRefused``).
+    """
+    from app.api.bodies import parse_params
+    from app.api.errors import ApiError
     from app.catalog import Catalog, UnknownModel
     from app.engine import Hub, SlotPlan, StreamSettings
 
+    try:
+        params = parse_params(params, "params")
+    except ApiError as exc:
+        raise RequestRefused(exc.message) from exc
     catalog = Catalog(config)
     try:
         plans = []

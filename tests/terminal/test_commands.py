@@ -88,6 +88,7 @@ async def test_a_prompt_from_stdin_and_plain_output_off_a_terminal(
     (["-m", "nowhere/x", "hi"], "no provider named 'nowhere'"),
     (["-m", QUICK], "the prompt is empty"),
     (["-m", QUICK, "-p", "temperature", "hi"], "--param takes KEY=VALUE"),
+    (["-m", QUICK, "-p", "temperature=5", "hi"], "params.temperature must be a number"),
     (["hi"], "the following arguments are required: -m/--model"),
 ])
 async def test_usage_errors_exit_2(
