@@ -130,3 +130,61 @@ def in_browser(browser_thread: BrowserThread) -> RunInBrowser:
 @pytest.fixture
 async def chorus(start_server: StartServer) -> Server:
     return await start_server(CONFIG)
+
+
+class CuttableProxy:
+    """A TCP relay in front of the server whose connections can all be cut at once: the
+    browser sees the network drop mid-stream, as on a flaky link."""
+
+    def __init__(self, target: str) -> None:
+        host, _, port = target.removeprefix("http://").partition(":")
+        self.target = (host, int(port))
+        self.url = ""
+        self.cuts = 0
+        self._scopes: set[trio.CancelScope] = set()
+
+    async def serve(self, *, task_status: trio.TaskStatus[None] = trio.TASK_STATUS_IGNORED,
+                    ) -> None:
+        self._token = trio.lowlevel.current_trio_token()
+        listeners = await trio.open_tcp_listeners(0, host="127.0.0.1")
+        self.url = "http://127.0.0.1:%d" % listeners[0].socket.getsockname()[1]
+        task_status.started()
+        await trio.serve_listeners(self._relay, listeners)
+
+    async def _relay(self, client: trio.SocketStream) -> None:
+        with trio.CancelScope() as scope:
+            self._scopes.add(scope)
+            try:
+                server = await trio.open_tcp_stream(*self.target)
+                async with client, server, trio.open_nursery() as nursery:
+                    nursery.start_soon(self._pipe, client, server)
+                    nursery.start_soon(self._pipe, server, client)
+            finally:
+                self._scopes.discard(scope)
+
+    @staticmethod
+    async def _pipe(source: trio.SocketStream, sink: trio.SocketStream) -> None:
+        try:
+            while data := await source.receive_some(65536):
+                await sink.send_all(data)
+        except (trio.BrokenResourceError, trio.ClosedResourceError):
+            pass
+        with trio.CancelScope(shield=True):
+            await trio.aclose_forcefully(sink)
+
+    def cut(self) -> None:
+        """Drops every open connection. Called from the browser thread, so it hops into the
+        trio loop: cancel scopes are not thread-safe."""
+        trio.from_thread.run_sync(self._cut, trio_token=self._token)
+
+    def _cut(self) -> None:
+        self.cuts += 1
+        for scope in list(self._scopes):
+            scope.cancel()
+
+
+@pytest.fixture
+async def flaky_link(chorus: Server, nursery: trio.Nursery) -> CuttableProxy:
+    proxy = CuttableProxy(chorus.url)
+    await nursery.start(proxy.serve)
+    return proxy

@@ -14,7 +14,7 @@ from playwright.sync_api import Browser
 
 from ..conftest import Server
 from .chorus_page import ChorusPage
-from .conftest import RunInBrowser
+from .conftest import CuttableProxy, RunInBrowser
 
 pytestmark = pytest.mark.browser
 
@@ -207,6 +207,30 @@ async def test_reload_mid_stream_resumes_without_gaps_or_duplicates(
                 assert stored["panes"][slot]["turns"][-1]["answer"] == text
                 assert ui.answer_html(slot) == ui.rendered(text)
             assert stored["runs"] == []
+            assert ui.errors == []
+
+    await in_browser(scenario)
+
+
+async def test_a_network_drop_mid_stream_resumes_with_last_event_id(
+    chorus: Server, flaky_link: CuttableProxy, in_browser: RunInBrowser
+) -> None:
+    def scenario(browser: Browser) -> None:
+        with ChorusPage(browser, flaky_link.url, models=["demo/long", "demo/steady"]) as ui:
+            ui.open()
+            stream = ui.send("Keep going")
+            ui.page.wait_for_function(
+                "() => document.querySelector('.pane .answer').textContent.length > 40")
+            with ui.page.expect_request(lambda r: "/events" in r.url, timeout=15_000) as again:
+                flaky_link.cut()  # EventSource reconnects by itself
+            headers = again.value.all_headers()
+            assert int(headers["last-event-id"]) > 0
+            ui.wait_states("streaming", "done")
+            ui.stop_pane(0)
+            ui.wait_states("stopped", "done")
+            snap = ui.snapshot(stream)
+            for slot in (0, 1):
+                assert ui.answer_html(slot) == ui.rendered(snap["slots"][slot]["text"])
             assert ui.errors == []
 
     await in_browser(scenario)
