@@ -36,13 +36,8 @@ def cell_width(text: str) -> int:
 def fit(text: str, width: int) -> str:
     """``text`` cut (with an ellipsis) or padded to exactly ``width`` cells."""
     if cell_width(text) > width:
-        out, used = "", 0
-        for ch in text:
-            w = char_width(ch)
-            if used + w > width - 1:
-                break
-            out, used = out + ch, used + w
-        return out + "…" + " " * (width - used - 1)
+        head = _take(text, width - 1)
+        return head + "…" + " " * (width - cell_width(head) - 1)
     return text + " " * (width - cell_width(text))
 
 
@@ -56,7 +51,7 @@ def wrap(text: str, width: int) -> list[str]:
                 lines.append(line.rstrip())
                 line = ""
             while cell_width(word.rstrip()) > width:
-                head = _take(word, width)
+                head = _take(word, width) or word[0]  # a wide character in a 1-cell column
                 lines.append(head)
                 word = word[len(head):]
             line += word
@@ -64,13 +59,14 @@ def wrap(text: str, width: int) -> list[str]:
     return lines
 
 
-def _take(word: str, width: int) -> str:
-    out, used = "", 0
-    for ch in word:
-        if used + char_width(ch) > width:
-            break
-        out, used = out + ch, used + char_width(ch)
-    return out or word[:1]
+def _take(text: str, width: int) -> str:
+    """The longest start of ``text`` that fits in ``width`` cells."""
+    used = 0
+    for i, ch in enumerate(text):
+        used += char_width(ch)
+        if used > width:
+            return text[:i]
+    return text
 
 
 def _words(paragraph: str) -> list[str]:
