@@ -1,15 +1,17 @@
 """A real terminal for the tests: a detached tmux server of our own, running one command.
 
-Each ``Tmux`` has its own socket (``-L``) and ignores any user config, so tests never touch
-another tmux. ``screen()`` is what a person would see; the command's exit code is printed
-after it (``EXIT=n``) and read back from the screen.
+Each ``Tmux`` has its own socket (``-S``, removed by ``close``) and ignores any user config,
+so tests never touch another tmux. ``screen()`` is what a person would see; the command's
+exit code is printed after it (``EXIT=n``) and read back from the screen.
 """
 
 from __future__ import annotations
 
+import os
 import re
 import secrets
 import shlex
+import tempfile
 from collections.abc import Callable, Sequence
 
 import trio
@@ -19,12 +21,13 @@ POLL = 0.05  # seconds between two looks at the screen
 
 class Tmux:
     def __init__(self, width: int = 200, height: int = 50) -> None:
-        self.socket = f"chorus-test-{secrets.token_hex(6)}"
+        self.socket = os.path.join(tempfile.gettempdir(),
+                                   f"chorus-tmux-{secrets.token_hex(6)}.sock")
         self.width = width
         self.height = height
 
     async def tmux(self, *args: str) -> str:
-        result = await trio.run_process(["tmux", "-L", self.socket, "-f", "/dev/null", *args],
+        result = await trio.run_process(["tmux", "-S", self.socket, "-f", "/dev/null", *args],
                                         capture_stdout=True, capture_stderr=True)
         return result.stdout.decode()
 
@@ -63,5 +66,6 @@ class Tmux:
         return int(match.group(1)), screen
 
     async def close(self) -> None:
-        await trio.run_process(["tmux", "-L", self.socket, "kill-server"], check=False,
+        await trio.run_process(["tmux", "-S", self.socket, "kill-server"], check=False,
                                capture_stdout=True, capture_stderr=True)
+        await trio.Path(self.socket).unlink(missing_ok=True)
