@@ -1,0 +1,146 @@
+"""Structured logs: one ``key=value`` line per record, each with the request id it came from.
+
+Every line reads ``ts=… level=… logger=… request_id=… event=… k=v …``. Our own records
+name an ``event`` and carry fields (``extra={"fields": {...}}``); anyone else's carry
+``msg="…"``. Values with spaces, quotes or ``=`` are quoted, and newlines escaped, so one
+record is always one line. The request id is a context variable set per request
+(``X-Request-ID`` in, or a fresh one) and inherited by the tasks a request starts, so a
+stream's lines carry the id of the request that made it.
+
+At INFO, Chorus writes one line per stream and one per slot outcome (``LogObserver``);
+nothing per chunk. Keys are never logged: not ours, not the upstreams'.
+"""
+
+from __future__ import annotations
+
+import logging
+import re
+import secrets
+import sys
+import time
+from contextvars import ContextVar
+from typing import Any
+
+from app.engine import SlotState, Stream
+
+request_id: ContextVar[str] = ContextVar("request_id", default="-")
+
+log = logging.getLogger("chorus.stream")
+
+# Libraries that log once per upstream request at INFO (httpx names the URL, which for
+# some APIs holds a key) or per frame at DEBUG: quiet unless they have something wrong.
+QUIET = ("httpx", "httpcore", "hpack", "h2", "h11", "hypercorn.access")
+
+_REQUEST_ID = re.compile(r"^[A-Za-z0-9._:-]{1,128}$")
+_BARE = re.compile(r"^[^\s\"=\\]+$")
+
+
+def new_request_id(given: str | None) -> str:
+    """The client's ``X-Request-ID`` when it is a sane token, else a fresh random one."""
+    if given and _REQUEST_ID.match(given):
+        return given
+    return secrets.token_hex(8)
+
+
+def fields(**values: Any) -> dict[str, Any]:
+    """``extra=`` for a structured record: ``log.info("slot.end", extra=fields(slot=1))``."""
+    return {"fields": values}
+
+
+def quote(value: Any) -> str:
+    if value is None:
+        return "-"
+    if isinstance(value, float):
+        value = round(value, 3)
+    text = str(value)
+    if text and _BARE.match(text):
+        return text
+    text = text.replace("\\", "\\\\").replace('"', '\\"')
+    return '"' + text.replace("\n", "\\n").replace("\r", "\\r") + '"'
+
+
+class KeyValueFormatter(logging.Formatter):
+    def format(self, record: logging.LogRecord) -> str:
+        ts = time.strftime("%Y-%m-%dT%H:%M:%S", time.gmtime(record.created))
+        parts = [f"ts={ts}.{int(record.msecs):03d}Z", f"level={record.levelname.lower()}",
+                 f"logger={record.name}", f"request_id={quote(request_id.get())}"]
+        extra = getattr(record, "fields", None)
+        if isinstance(extra, dict):
+            parts.append(f"event={quote(record.getMessage())}")
+            parts += [f"{k}={quote(v)}" for k, v in extra.items()]
+        else:
+            parts.append(f"msg={quote(record.getMessage())}")
+        if record.exc_info:
+            parts.append(f"exc={quote(self.formatException(record.exc_info))}")
+        return " ".join(parts)
+
+
+def configure_logging(level: str = "info", stream: Any = None) -> logging.Handler:
+    """Send every record to stderr (or ``stream``) as one key=value line; return the
+    handler. Replaces handlers set earlier, so calling it twice does not double lines."""
+    handler = logging.StreamHandler(stream or sys.stderr)
+    handler.setFormatter(KeyValueFormatter())
+    root = logging.getLogger()
+    for old in list(root.handlers):
+        root.removeHandler(old)
+    root.addHandler(handler)
+    root.setLevel(level.upper())
+    for name in QUIET:
+        logging.getLogger(name).setLevel(logging.WARNING)
+    return handler
+
+
+class LogObserver:
+    """The engine's observer that writes the INFO lines: one per slot outcome and one per
+    stream (retries at DEBUG; the outcome line counts them); a stalled reader, rare and
+    worth knowing, gets one too."""
+
+    def __init__(self) -> None:
+        self._retries: dict[tuple[str, int], int] = {}
+
+    def stream_started(self, stream: Stream) -> None:
+        log.debug("stream.start", extra=fields(
+            stream=stream.id, slots=len(stream.slots),
+            models=",".join(s.model for s in stream.slots)))
+
+    def slot_event(
+        self, stream: Stream, state: SlotState, kind: str, payload: dict[str, Any]
+    ) -> None:
+        key = (stream.id, state.slot)
+        if kind == "model.retry":
+            self._retries[key] = self._retries.get(key, 0) + 1
+            log.debug("slot.retry", extra=fields(
+                stream=stream.id, slot=state.slot, model=payload.get("model"),
+                attempt=payload.get("attempt"), reason=payload.get("reason")))
+            return
+        usage = payload.get("usage") or {}
+        timing = payload.get("timing") or {}
+        error = payload.get("error") or {}
+        values: dict[str, Any] = {
+            "stream": stream.id, "slot": state.slot, "model": state.model,
+            "outcome": kind.removeprefix("model."),
+        }
+        if kind == "model.done":
+            values["finish"] = payload.get("finish_reason")
+        elif kind == "model.error":
+            values["error"] = error.get("type")
+            if error.get("status") is not None:
+                values["status"] = error.get("status")
+        else:
+            values["reason"] = payload.get("reason")
+        values.update(
+            ttft_ms=timing.get("ttft_ms"), duration_ms=timing.get("duration_ms"),
+            tokens_in=usage.get("input_tokens"), tokens_out=usage.get("output_tokens"),
+            retries=self._retries.pop(key, 0),
+        )
+        log.info("slot.end", extra=fields(**values))
+
+    def stream_ended(self, stream: Stream, counts: dict[str, int]) -> None:
+        duration = None
+        if stream.ended_at is not None:
+            duration = round((stream.ended_at - stream.started_at) * 1000, 1)
+        log.info("stream.end", extra=fields(
+            stream=stream.id, slots=len(stream.slots), **counts, duration_ms=duration))
+
+    def reader_cut(self, stream: Stream, stalled_for: float) -> None:
+        log.info("reader.stalled", extra=fields(stream=stream.id, stalled_s=stalled_for))

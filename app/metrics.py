@@ -1,0 +1,116 @@
+"""Prometheus metrics, in a registry of the app's own (so two apps in one process, as in the
+tests, never share a counter), served at ``GET /metrics``.
+
+``Metrics`` is an engine observer: it counts at stream and slot boundaries (a slot's
+terminal event carries its usage and timing), never per delta, so streaming costs nothing
+extra. Labels are the provider's configured name, the model and small fixed sets (outcome,
+error type); never a key, a stream id or a request id. Model names come from requests, so
+after ``MAX_MODELS`` distinct ones per provider further ones are counted as ``other``.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from typing import Any
+
+import trio
+from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, generate_latest
+from prometheus_client.exposition import CONTENT_TYPE_LATEST
+
+from app.engine import SlotState, Stream
+
+__all__ = ["CONTENT_TYPE_LATEST", "Metrics"]
+
+MAX_MODELS = 50
+
+TTFT_BUCKETS = (0.05, 0.1, 0.25, 0.5, 1.0, 2.0, 5.0, 10.0, 30.0, 60.0, 120.0)
+DURATION_BUCKETS = (0.1, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0, 60.0, 120.0, 300.0, 600.0, 900.0)
+STOP_BUCKETS = (0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5)
+
+
+class Metrics:
+    def __init__(self, active_streams: Callable[[], int]) -> None:
+        r = self.registry = CollectorRegistry()
+        Gauge("chorus_streams_active", "Streams running now", registry=r).set_function(
+            active_streams)
+        self.streams = Counter("chorus_streams", "Streams started", registry=r)
+        model = ["provider", "model"]
+        self.slots = Counter("chorus_slots", "Slots ended, by outcome (done, error, stopped)",
+                             [*model, "outcome"], registry=r)
+        self.ttft = Histogram("chorus_slot_ttft_seconds",
+                              "Time from the upstream request to the first token", model,
+                              buckets=TTFT_BUCKETS, registry=r)
+        self.duration = Histogram("chorus_slot_duration_seconds",
+                                  "Time from the upstream request to the slot's end", model,
+                                  buckets=DURATION_BUCKETS, registry=r)
+        self.tokens = Counter("chorus_tokens", "Tokens in (prompt) and out (answer)",
+                              [*model, "direction"], registry=r)
+        self.upstream_errors = Counter(
+            "chorus_upstream_errors", "Failed upstream attempts, retried or final, by type",
+            ["provider", "type"], registry=r)
+        self.retries = Counter("chorus_slot_retries", "Retries and fallbacks", ["provider"],
+                               registry=r)
+        self.stop_latency = Histogram(
+            "chorus_stop_latency_seconds",
+            "Time from a stop (user, disconnect, shutdown) to the slot's model.stopped",
+            ["reason"], buckets=STOP_BUCKETS, registry=r)
+        self.readers_cut = Counter("chorus_readers_cut",
+                                   "Readers cut off for not taking their events", registry=r)
+        self.rejected = Counter("chorus_requests_rejected",
+                                "Requests refused by a limit, by which", ["reason"],
+                                registry=r)
+        self.http = Counter("chorus_http_requests", "HTTP requests by route and status",
+                            ["method", "route", "status"], registry=r)
+        self._models: dict[str, set[str]] = {}
+
+    def exposition(self) -> bytes:
+        return generate_latest(self.registry)
+
+    def _labels(self, ref: str) -> tuple[str, str]:
+        provider, _, model = ref.partition("/")
+        seen = self._models.setdefault(provider, set())
+        if model not in seen:
+            if len(seen) >= MAX_MODELS:
+                return provider, "other"
+            seen.add(model)
+        return provider, model
+
+    # -- the engine observer --------------------------------------------------------------
+
+    def stream_started(self, stream: Stream) -> None:
+        self.streams.inc()
+
+    def slot_event(
+        self, stream: Stream, state: SlotState, kind: str, payload: dict[str, Any]
+    ) -> None:
+        provider, model = self._labels(state.model)
+        if kind == "model.retry":
+            self.retries.labels(provider).inc()
+            self.upstream_errors.labels(provider, str(payload.get("reason"))).inc()
+            return
+        outcome = kind.removeprefix("model.")
+        self.slots.labels(provider, model, outcome).inc()
+        if kind == "model.error":
+            error = payload.get("error") or {}
+            self.upstream_errors.labels(provider, str(error.get("type"))).inc()
+        elif kind == "model.stopped":
+            asked = stream.stop_asked.get(state.slot)
+            if asked is not None:
+                self.stop_latency.labels(str(payload.get("reason"))).observe(
+                    max(0.0, trio.current_time() - asked))
+        timing = payload.get("timing") or {}
+        if timing.get("ttft_ms") is not None:
+            self.ttft.labels(provider, model).observe(timing["ttft_ms"] / 1000)
+        if timing.get("duration_ms") is not None:
+            self.duration.labels(provider, model).observe(timing["duration_ms"] / 1000)
+        usage = payload.get("usage") or {}
+        for direction, key in (("in", "input_tokens"), ("out", "output_tokens")):
+            if usage.get(key):
+                self.tokens.labels(provider, model, direction).inc(usage[key])
+
+    def stream_ended(self, stream: Stream, counts: dict[str, int]) -> None:
+        return None
+
+    def reader_cut(self, stream: Stream, stalled_for: float) -> None:
+        self.readers_cut.inc()
+
