@@ -2,7 +2,9 @@
 
 ``create_app()`` builds the Quart-trio app: the hub (every stream) runs in the app's
 lifespan nursery, the catalog holds the providers, the blueprints in ``app.api`` are the
-HTTP contract.
+HTTP contract. Every request gets a request id (``X-Request-ID`` in and out); every
+``/v1/`` request is checked for its key and its rate before its handler runs; metrics
+(``GET /metrics``) and the INFO log lines watch the hub.
 """
 
 from __future__ import annotations
@@ -11,16 +13,19 @@ import logging
 from typing import Any
 
 import trio
-from quart import Response, jsonify
+from quart import Response, jsonify, request
 from quart_trio import QuartTrio
 from werkzeug.exceptions import HTTPException, RequestEntityTooLarge
 
 from app.api import meta, openai_compat, streams
-from app.api.context import Chorus
+from app.api.context import Chorus, admit
 from app.api.errors import ApiError
 from app.catalog import Catalog
 from app.config import Config, load_config
-from app.engine import Hub, StreamSettings
+from app.engine import Hub, SlotState, Stream, StreamSettings
+from app.limits import RateLimiter
+from app.logs import LogObserver, new_request_id, request_id
+from app.metrics import CONTENT_TYPE_LATEST, Metrics
 
 log = logging.getLogger("chorus")
 
@@ -37,9 +42,13 @@ def create_app(config: Config | None = None, catalog: Catalog | None = None) -> 
     app.config["MAX_CONTENT_LENGTH"] = s.max_body
     app.config["JSON_SORT_KEYS"] = False
     hub = Hub(StreamSettings(ping=s.ping, attach_timeout=s.attach_timeout,
-                             resume_grace=s.resume_grace, retention=s.retention),
-              max_streams=s.max_streams)
-    state = Chorus(config=config, catalog=catalog or Catalog(config), hub=hub)
+                             resume_grace=s.resume_grace, retention=s.retention,
+                             stall_timeout=s.stall_timeout),
+              max_streams=s.max_streams, max_per_owner=s.max_streams_per_key)
+    metrics = Metrics(lambda: hub.active)
+    hub.observer = _Observers(metrics, LogObserver())
+    state = Chorus(config=config, catalog=catalog or Catalog(config), hub=hub,
+                   metrics=metrics, rate=RateLimiter(s.rate_limit, s.rate_burst))
     app.extensions["chorus"] = state
 
     @app.before_serving
@@ -56,8 +65,53 @@ def create_app(config: Config | None = None, catalog: Catalog | None = None) -> 
     app.register_blueprint(streams.bp)
     app.register_blueprint(meta.bp)
     app.register_blueprint(openai_compat.bp)
+    _request_hooks(app, state)
     _error_handlers(app)
     return app
+
+
+def _request_hooks(app: QuartTrio, state: Chorus) -> None:
+    @app.before_request
+    async def identify() -> None:
+        # Set in the request's own context: the tasks it starts (a stream's) inherit it.
+        request_id.set(new_request_id(request.headers.get("X-Request-ID")))
+        if request.path.startswith("/v1/"):
+            admit()
+
+    @app.after_request
+    async def tag(response: Response) -> Response:
+        response.headers["X-Request-ID"] = request_id.get()
+        rule = request.url_rule.rule if request.url_rule is not None else "unmatched"
+        state.metrics.http.labels(request.method, rule, str(response.status_code)).inc()
+        return response
+
+    @app.get("/metrics")
+    async def metrics() -> Response:
+        return Response(state.metrics.exposition(), content_type=CONTENT_TYPE_LATEST)
+
+
+class _Observers:
+    """Both engine observers (metrics, then logs) as the one the hub takes."""
+
+    def __init__(self, *observers: Any) -> None:
+        self.observers = observers
+
+    def stream_started(self, stream: Stream) -> None:
+        for o in self.observers:
+            o.stream_started(stream)
+
+    def slot_event(self, stream: Stream, state: SlotState, kind: str,
+                   payload: dict[str, Any]) -> None:
+        for o in self.observers:
+            o.slot_event(stream, state, kind, payload)
+
+    def stream_ended(self, stream: Stream, counts: dict[str, int]) -> None:
+        for o in self.observers:
+            o.stream_ended(stream, counts)
+
+    def reader_cut(self, stream: Stream, stalled_for: float) -> None:
+        for o in self.observers:
+            o.reader_cut(stream, stalled_for)
 
 
 def _error_handlers(app: QuartTrio) -> None:
@@ -68,6 +122,7 @@ def _error_handlers(app: QuartTrio) -> None:
     @app.errorhandler(RequestEntityTooLarge)
     async def too_large(exc: RequestEntityTooLarge) -> Response:
         limit = app.config["MAX_CONTENT_LENGTH"]
+        app.extensions["chorus"].metrics.rejected.labels("body_size").inc()
         error = ApiError(413, "payload_too_large", f"the body is larger than {limit} bytes",
                          headers={"Connection": "close"})
         return error.response()

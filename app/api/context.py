@@ -1,14 +1,17 @@
-"""The running server's parts (config, catalog, hub), as handlers reach them."""
+"""The running server's parts (config, catalog, hub, metrics, rate limiter), as handlers
+reach them; and who is calling (``owner``), checked once per request."""
 
 from __future__ import annotations
 
 from dataclasses import dataclass
 
-from quart import current_app, request
+from quart import current_app, g, request
 
 from app.catalog import Catalog
 from app.config import Config
 from app.engine import Hub
+from app.limits import RateLimiter
+from app.metrics import Metrics
 
 from .auth import owner_of_request
 from .bodies import parse_json
@@ -20,6 +23,8 @@ class Chorus:
     config: Config
     catalog: Catalog
     hub: Hub
+    metrics: Metrics
+    rate: RateLimiter
 
 
 def chorus() -> Chorus:
@@ -28,7 +33,21 @@ def chorus() -> Chorus:
 
 
 def owner() -> str:
-    return owner_of_request(chorus().config.api_keys)
+    """The caller's owner id (401 without a valid key), worked out once per request."""
+    who: str | None = g.get("chorus_owner")
+    if who is None:
+        who = g.chorus_owner = owner_of_request(chorus().config.api_keys)
+    return who
+
+
+def admit() -> None:
+    """Before an API request: a valid key (401), and a token from its rate bucket (429)."""
+    ch = chorus()
+    try:
+        ch.rate.check(owner())
+    except ApiError as exc:
+        ch.metrics.rejected.labels("unauthorized" if exc.status == 401 else "rate").inc()
+        raise
 
 
 async def json_body(*, empty: object = None) -> object:

@@ -9,6 +9,8 @@ from quart import Blueprint, Response, jsonify, request
 
 from app.catalog import UnknownModel
 from app.engine import SlotPlan, Stream, TooManyStreams
+from app.engine.hub import ShuttingDown
+from app.limits import cap_max_tokens, check_messages
 
 from .bodies import PASS_THROUGH_ROLES, StreamBody, parse_stop_body, parse_stream_body
 from .context import chorus, json_body, owner
@@ -26,10 +28,7 @@ async def create_stream() -> Response:
     body = parse_stream_body(await json_body(), ch.config.server.max_slots)
     plans = plan_slots(body)
     wants_sse = "text/event-stream" in request.headers.get("Accept", "")
-    try:
-        stream = await ch.hub.open(who, plans, reader=wants_sse)
-    except TooManyStreams as exc:
-        raise ApiError(429, "rate_limited", str(exc), headers={"Retry-After": "5"}) from exc
+    stream = await open_stream(who, plans, reader=wants_sse)
     if wants_sse:
         return sse_response(stream.follow(0, attached=True), stream)
     response = jsonify({
@@ -44,15 +43,34 @@ async def create_stream() -> Response:
     return response
 
 
+async def open_stream(who: str, plans: list[SlotPlan], *, reader: bool) -> Stream:
+    """``hub.open``, with its refusals as HTTP errors: 429 at a stream limit (total or per
+    key), 503 while the server shuts down; both with ``Retry-After``."""
+    ch = chorus()
+    try:
+        return await ch.hub.open(who, plans, reader=reader)
+    except ShuttingDown as exc:
+        ch.metrics.rejected.labels("shutting_down").inc()
+        raise ApiError(503, "unavailable", str(exc), headers={"Retry-After": "5"}) from exc
+    except TooManyStreams as exc:
+        ch.metrics.rejected.labels("streams").inc()
+        raise ApiError(429, "rate_limited", str(exc), headers={"Retry-After": "5"}) from exc
+
+
 def plan_slots(body: StreamBody) -> list[SlotPlan]:
-    catalog = chorus().catalog
+    """Each target's routes, with the server's limits on history and output tokens applied
+    (``app.limits``)."""
+    ch = chorus()
+    catalog, server = ch.catalog, ch.config.server
     seen: dict[str, int] = {}
     plans = []
     for i, target in enumerate(body.targets):
         messages = target.messages if target.messages is not None else body.messages
+        check_messages(messages, server.max_messages, server.max_message_chars,
+                       "messages" if target.messages is None else f"models[{i}].messages")
+        params = cap_max_tokens({**body.params, **target.params}, server.max_tokens)
         try:
-            routes = catalog.route(target.model, messages, {**body.params, **target.params},
-                                   target.fallbacks)
+            routes = catalog.route(target.model, messages, params, target.fallbacks)
         except UnknownModel as exc:
             raise ApiError(400, "unknown_model", str(exc), f"models[{i}]") from exc
         for route in routes:
