@@ -139,6 +139,27 @@ PATHS: dict[str, Any] = {
         "summary": "Configured models (OpenAI list shape plus provider)",
         "responses": {"200": _json(_ref("ModelList"), "Models"), **_errors(401)},
     }},
+    "/v1/chat/completions": {"post": {
+        "summary": "OpenAI-compatible chat completions through the same engine",
+        "description": "Stream (SSE chat.completion.chunk, data: [DONE]) or not; `n` runs n "
+                       "slots of the model. See docs/openai-compatibility.md.",
+        "requestBody": {"required": True, "content": {JSON: {"schema": _obj({
+            "model": {"type": "string", "minLength": 1},
+            "messages": {"type": "array", "items": _ref("Message"), "minItems": 1},
+            "stream": {"type": "boolean"},
+            "stream_options": _obj({"include_usage": {"type": "boolean"}}),
+            "n": {"type": "integer", "minimum": 1},
+        }, ["model", "messages"], additionalProperties=True)}}},
+        "responses": {
+            "200": {"description": "A chat.completion object, or chat.completion.chunk "
+                                   "events when streaming",
+                    "content": {JSON: {"schema": {"type": "object"}},
+                                SSE: {"schema": {"type": "string"}}}},
+            **_errors(400, 401, 413, 415, 429),
+            "502": _json(_ref("Error"), "The upstream failed before the first token"),
+            "504": _json(_ref("Error"), "The upstream timed out before the first token"),
+        },
+    }},
     "/healthz": {"get": {
         "summary": "Liveness",
         "responses": {"200": _json(_obj({"status": {"const": "ok"},
