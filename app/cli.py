@@ -1,7 +1,9 @@
 """The ``chorus`` command line: ``serve`` runs the server, ``models`` lists models.
 
 ``chorus serve`` refuses a non-loopback address unless API keys are configured, because a
-keyless Chorus would let anyone on the network spend the upstream keys.
+keyless Chorus would let anyone on the network spend the upstream keys. On SIGINT/SIGTERM it
+refuses new streams, stops the live ones (``model.stopped`` with reason ``shutdown``), lets
+their responses finish and exits 0.
 """
 
 from __future__ import annotations
@@ -11,14 +13,18 @@ import ipaddress
 import logging
 import os
 import signal
+import socket
 import sys
-from collections.abc import Callable, Sequence
+from collections.abc import Awaitable, Callable, Sequence
 from functools import partial
 
 import trio
+from hypercorn.config import Config as HypercornConfig
+from hypercorn.config import Sockets
 
 from app.autodetect import with_local_ollama
-from app.config import Config, ConfigError, load_config
+from app.config import Config, ConfigError, ServerConfig, load_config
+from app.logs import configure_logging, fields
 
 COMMANDS: dict[str, Callable[[argparse.Namespace], int]] = {}
 
@@ -66,39 +72,39 @@ def serve(args: argparse.Namespace) -> int:
               f"can reach it could use your providers. Set {config.server.api_keys_env} "
               f"(comma-separated bearer keys) or listen on 127.0.0.1.", file=sys.stderr)
         return 2
-    logging.basicConfig(
-        level=config.server.log_level.upper(),
-        format="%(asctime)s level=%(levelname)s logger=%(name)s %(message)s",
-    )
+    configure_logging(config.server.log_level)
     trio.run(run_server, config, host, port)
+    logging.getLogger("chorus").info("shutdown.done", extra=fields())
     return 0
+
+
+async def wait_for_signal() -> None:
+    with trio.open_signal_receiver(signal.SIGINT, signal.SIGTERM) as signals:
+        async for _ in signals:
+            return
 
 
 async def run_server(
     config: Config, host: str, port: int,
-    *, task_status: trio.TaskStatus[list[str]] = trio.TASK_STATUS_IGNORED,
+    *, stop: Callable[[], Awaitable[None]] = wait_for_signal,
+    task_status: trio.TaskStatus[list[str]] = trio.TASK_STATUS_IGNORED,
 ) -> None:
-    """Serve until SIGINT/SIGTERM; then stop every stream (reason ``shutdown``) and exit."""
-    from hypercorn.config import Config as HypercornConfig
+    """Serve until ``stop()`` returns (SIGINT/SIGTERM); then shut down in order: no new
+    stream, every live one stopped (reason ``shutdown``, bounded by ``SHUTDOWN_WAIT``), no
+    new connection, open responses finished (Hypercorn's ``graceful_timeout``)."""
     from hypercorn.trio import serve as hypercorn_serve
 
     from app import SHUTDOWN_WAIT, create_app
 
     app = create_app(config)
-    hc = HypercornConfig()
-    hc.bind = [f"[{host}]:{port}" if ":" in host else f"{host}:{port}"]
-    hc.accesslog = None
-    hc.errorlog = None  # our own line below says where we listen
-    hc.graceful_timeout = 5.0
-    hc.keep_alive_timeout = 75.0
+    hc = hypercorn_config(config.server, host, port)
 
     async def shutdown_trigger() -> None:
-        with trio.open_signal_receiver(signal.SIGINT, signal.SIGTERM) as signals:
-            async for _ in signals:
-                break
-        logging.getLogger("chorus").info("shutting down: stopping every stream")
+        await stop()
+        hub = app.extensions["chorus"].hub
+        logging.getLogger("chorus").info("shutdown.start", extra=fields(streams=hub.active))
         with trio.move_on_after(SHUTDOWN_WAIT):
-            await app.extensions["chorus"].hub.shutdown()
+            await hub.shutdown()
 
     async with trio.open_nursery() as nursery:
         binds = await nursery.start(
@@ -107,6 +113,41 @@ async def run_server(
         names = ", ".join(sorted(config.providers))
         print(f"Chorus is listening on {binds[0]}  (providers: {names})", flush=True)
         task_status.started(binds)
+
+
+def hypercorn_config(server: ServerConfig, host: str, port: int) -> HypercornConfig:
+    hc = _HypercornConfig()
+    hc.bind = [f"[{host}]:{port}" if ":" in host else f"{host}:{port}"]
+    hc.accesslog = None
+    hc.errorlog = None  # our own line says where we listen
+    hc.graceful_timeout = 5.0
+    hc.keep_alive_timeout = 75.0
+    hc.stall_timeout = server.stall_timeout
+    return hc
+
+
+class _HypercornConfig(HypercornConfig):
+    """Hypercorn's config, plus a kernel timeout on writes to a client that reads nothing.
+
+    Hypercorn has no write timeout and shields its socket writes, so a client that keeps
+    its connection open and stops reading would pin its response for ever. With
+    ``TCP_USER_TIMEOUT`` (Linux; set on the listening socket, inherited by every accepted
+    one) the kernel aborts a connection whose sent data stays unacknowledged, or whose
+    peer's receive window stays shut, for ``stall_timeout``; the write then fails and
+    the response ends. A slow reader opens its window now and then and is not cut.
+    https://man7.org/linux/man-pages/man7/tcp.7.html
+    """
+
+    stall_timeout = 0.0
+
+    def create_sockets(self) -> Sockets:
+        sockets = super().create_sockets()
+        option = getattr(socket, "TCP_USER_TIMEOUT", None)
+        if option is not None and self.stall_timeout > 0:
+            for sock in (*sockets.secure_sockets, *sockets.insecure_sockets):
+                if sock.family in (socket.AF_INET, socket.AF_INET6):
+                    sock.setsockopt(socket.IPPROTO_TCP, option, int(self.stall_timeout * 1000))
+        return sockets
 
 
 def models(args: argparse.Namespace) -> int:
