@@ -29,7 +29,9 @@ def _json(schema: dict[str, Any], description: str) -> dict[str, Any]:
 
 def _errors(*codes: int) -> dict[str, Any]:
     text = {400: "Invalid request", 401: "Missing or wrong API key", 404: "No such stream",
-            413: "Body too large", 415: "Body is not JSON", 429: "Too many streams"}
+            413: "Body too large", 415: "Body is not JSON",
+            429: "Too many streams, or requests, for now (see Retry-After)",
+            503: "Shutting down (see Retry-After)"}
     return {str(c): _json(_ref("Error"), text[c]) for c in codes}
 
 
@@ -111,7 +113,7 @@ PATHS: dict[str, Any] = {
         "responses": {"201": _json(_ref("StreamCreated"), "Stream created"),
                       "200": {"description": _EVENTS, "content": {SSE: {
                           "schema": {"type": "string"}}}},
-                      **_errors(400, 401, 413, 415, 429)},
+                      **_errors(400, 401, 413, 415, 429, 503)},
     }},
     "/v1/streams/{id}/events": {"get": {
         "summary": "Follow a stream: replay after Last-Event-ID, then live",
@@ -121,23 +123,24 @@ PATHS: dict[str, Any] = {
                        {"name": "last_event_id", "in": "query", "required": False,
                         "schema": {"type": "integer", "minimum": 0}}],
         "responses": {"200": {"description": _EVENTS, "content": {SSE: {
-            "schema": {"type": "string"}}}}, **_errors(400, 401, 404)},
+            "schema": {"type": "string"}}}}, **_errors(400, 401, 404, 429)},
     }},
     "/v1/streams/{id}/stop": {"post": {
         "summary": "Stop every slot ({}) or some ({\"slots\": [1]}); idempotent",
         "parameters": [_STREAM_ID],
         "requestBody": {"required": False, "content": {JSON: {"schema": _ref("StopRequest")}}},
         "responses": {"200": _json(_ref("StopResult"), "The slots' states"),
-                      **_errors(400, 401, 404, 415)},
+                      **_errors(400, 401, 404, 415, 429)},
     }},
     "/v1/streams/{id}": {"get": {
         "summary": "A stream's state, text so far, usage and timings",
         "parameters": [_STREAM_ID],
-        "responses": {"200": _json(_ref("Snapshot"), "Snapshot"), **_errors(401, 404)},
+        "responses": {"200": _json(_ref("Snapshot"), "Snapshot"),
+                      **_errors(401, 404, 429)},
     }},
     "/v1/models": {"get": {
         "summary": "Configured models (OpenAI list shape plus provider)",
-        "responses": {"200": _json(_ref("ModelList"), "Models"), **_errors(401)},
+        "responses": {"200": _json(_ref("ModelList"), "Models"), **_errors(401, 429)},
     }},
     "/v1/chat/completions": {"post": {
         "summary": "OpenAI-compatible chat completions through the same engine",
@@ -164,6 +167,12 @@ PATHS: dict[str, Any] = {
         "summary": "Liveness",
         "responses": {"200": _json(_obj({"status": {"const": "ok"},
                                          "streams": {"type": "integer"}}), "Alive")},
+    }},
+    "/metrics": {"get": {
+        "summary": "Prometheus metrics (see docs/operations.md)",
+        "security": [{}],
+        "responses": {"200": {"description": "Prometheus text exposition format",
+                              "content": {"text/plain": {"schema": {"type": "string"}}}}},
     }},
 }
 
