@@ -231,10 +231,11 @@ async function copyText(text, btn) {
     ok = document.execCommand("copy");
     area.remove();
   }
-  if (btn) {
-    const label = btn.textContent;
-    btn.textContent = ok ? "Copied" : "Copy failed";
-    setTimeout(() => (btn.textContent = label), 1200);
+  const target = btn?.querySelector(".btn-label") ?? btn;
+  if (target) {
+    const label = target.textContent;
+    target.textContent = ok ? "Copied" : "Copy failed";
+    setTimeout(() => (target.textContent = label), 1200);
   }
 }
 

@@ -24,10 +24,15 @@ function el(tag, className, text) {
   return node;
 }
 
-function button(className, text, label) {
-  const b = el("button", "btn " + className, text);
+function button(className, text, label, icon) {
+  const b = el("button", "btn " + className);
   b.type = "button";
-  if (label) b.setAttribute("aria-label", label);
+  if (icon) b.append(el("span", "btn-icon", icon));
+  b.append(el("span", "btn-label", text));
+  if (label) {
+    b.setAttribute("aria-label", label);
+    b.title = label;
+  }
   return b;
 }
 
@@ -37,10 +42,6 @@ export function formatMs(ms) {
   if (ms < 60000) return (ms / 1000).toFixed(ms < 10000 ? 2 : 1) + " s";
   const m = Math.floor(ms / 60000);
   return m + " min " + Math.round((ms % 60000) / 1000) + " s";
-}
-
-function formatCount(n) {
-  return n === null || n === undefined ? "–" : String(n);
 }
 
 /** The figures of a turn: the server's once the slot has ended, live ones before. */
@@ -147,13 +148,13 @@ class TurnView {
 
   syncStats() {
     const f = turnFigures(this.turn);
-    const approx = f.estimated ? "≈" : "";
+    const count = (n) => (n === null ? "–" : (f.estimated ? "≈" : "") + n);
     const parts = [
       ["state", STATE_TEXT[this.turn.state] ?? this.turn.state],
       ["ttft", "TTFT " + formatMs(f.ttft)],
       ["duration", formatMs(f.duration)],
       ["rate", f.rate === null ? "– tok/s" : f.rate.toFixed(f.rate < 10 ? 1 : 0) + " tok/s"],
-      ["tokens", "in " + approx + formatCount(f.input) + " · out " + approx + formatCount(f.output)],
+      ["tokens", "in " + count(f.input) + " · out " + count(f.output)],
     ];
     if (!this.statNodes) {
       this.statNodes = {};
@@ -212,7 +213,7 @@ export class PaneView {
     const actions = el("div", "pane-actions");
     this.stopBtn = button("stop", "Stop", "Stop this model");
     this.stopBtn.addEventListener("click", () => callbacks.stop(this.index));
-    this.regenBtn = button("regen", "Regenerate", "Regenerate this answer");
+    this.regenBtn = button("regen", "Regenerate", "Regenerate this answer", "↻");
     this.regenBtn.addEventListener("click", () => callbacks.regenerate(this.index));
     actions.append(this.stopBtn, this.regenBtn);
     head.append(title, this.stateBadge, actions);

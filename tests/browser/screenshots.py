@@ -1,0 +1,139 @@
+"""Screenshots of the page for the docs: light and dark, desktop and phone width.
+
+Run by hand from the repository root:
+
+    .venv/bin/python -m tests.browser.screenshots [--out docs/img]
+
+It starts Chorus in-process on a free loopback port with three simulated models (a
+Markdown answer, a reasoning model, one that fails mid-answer), asks them one question
+and saves ``ui-{desktop,phone}-{light,dark}.png``.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import tomllib
+from functools import partial
+from pathlib import Path
+
+import trio
+from hypercorn.config import Config as HypercornConfig
+from hypercorn.trio import serve
+from playwright.sync_api import sync_playwright
+
+from app import create_app
+from app.config import build_config
+from providers.demo import _words
+
+from .conftest import ARGS, CHROMIUM
+
+ROOT = Path(__file__).resolve().parents[2]
+PROMPT = "How do I stop a long-running task cleanly in Python?"
+
+WRITER = """## Short answer
+
+Give the task a **cancellation point** and check it often:
+
+- pass a `threading.Event` (or an async cancel scope) into the work;
+- check it between steps, not only at the end;
+- release what you hold in a `finally` block.
+
+```python
+def worker(stop: threading.Event) -> None:
+    while not stop.is_set():
+        do_one_step()
+```
+
+| Approach | Stops at once | Cleans up |
+|---|:-:|:-:|
+| `Event` flag | no | yes |
+| cancel scope | yes | yes |
+"""
+
+THINKER = """Stopping works best when it is *cooperative*: the task decides where it may stop.
+
+1. Put the work in a loop with a clear step.
+2. Check a stop flag at each step.
+3. Keep cleanup in `finally`, so it runs on every path.
+
+With **trio** or **anyio**, a cancel scope does this for you: every `await` is a
+checkpoint, and leaving the scope closes the connections it opened.
+"""
+
+CONFIG = f"""
+[providers.demo]
+type = "demo"
+
+[providers.demo.options.presets.writer]
+ttft = 0.35
+rate = 70.0
+tokens = {len(_words(WRITER))}
+text = '''{WRITER}'''
+
+[providers.demo.options.presets.reasoner]
+ttft = 0.6
+rate = 55.0
+reasoning = 36
+tokens = {len(_words(THINKER))}
+text = '''{THINKER}'''
+
+[providers.demo.options.presets.unreliable]
+ttft = 0.25
+rate = 40.0
+tokens = 200
+fail_after = 22
+"""
+
+MODELS = ["demo/writer", "demo/reasoner", "demo/unreliable"]
+SIZES = {"desktop": {"width": 1280, "height": 800}, "phone": {"width": 390, "height": 844}}
+
+
+def shoot(url: str, out: Path) -> list[Path]:
+    saved = []
+    seed = json.dumps(json.dumps({"models": MODELS}))
+    with sync_playwright() as p:
+        browser = p.chromium.launch(executable_path=CHROMIUM, headless=True, args=ARGS)
+        for size, viewport in SIZES.items():
+            for scheme in ("light", "dark"):
+                context = browser.new_context(viewport=viewport,  # type: ignore[arg-type]
+                                              color_scheme=scheme, device_scale_factor=1)
+                context.add_init_script(
+                    script=f"localStorage.setItem('chorus:settings', {seed});")
+                page = context.new_page()
+                page.goto(url)
+                page.wait_for_selector("body[data-models]", state="attached")
+                page.fill("#prompt", PROMPT)
+                page.press("#prompt", "Enter")
+                page.wait_for_function(
+                    "() => [...document.querySelectorAll('.pane')]"
+                    ".every((p) => ['done', 'error', 'stopped'].includes(p.dataset.state))",
+                    timeout=30_000)
+                page.wait_for_timeout(300)  # let the last frame paint
+                path = out / f"ui-{size}-{scheme}.png"
+                page.screenshot(path=str(path))
+                saved.append(path)
+                context.close()
+        browser.close()
+    return saved
+
+
+async def main(out: Path) -> None:
+    app = create_app(build_config(tomllib.loads(CONFIG), {}))
+    hc = HypercornConfig()
+    hc.bind = ["127.0.0.1:0"]
+    hc.accesslog = None
+    hc.errorlog = None
+    async with trio.open_nursery() as nursery:
+        binds = await nursery.start(partial(serve, app, hc))
+        for path in await trio.to_thread.run_sync(shoot, binds[0] + "/", out):
+            print(path.relative_to(ROOT) if path.is_relative_to(ROOT) else path)
+        nursery.cancel_scope.cancel()
+
+
+if __name__ == "__main__":
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--out", type=Path, default=ROOT / "docs" / "img")
+    args = parser.parse_args()
+    args.out.mkdir(parents=True, exist_ok=True)
+    trio.run(main, args.out.resolve())
