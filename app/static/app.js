@@ -148,6 +148,11 @@ function send() {
     picker.input.focus();
     return;
   }
+  const missing = conv.panes.find((p) => picker.info(p.model) === null);
+  if (missing) {
+    toast(missing.model + " is not offered by this server. Remove it, or start a new chat.");
+    return;
+  }
   if (!hasTurns(conv)) {
     conv.title = text.length > 80 ? text.slice(0, 79) + "…" : text;
     conv.system = settings.system.trim();

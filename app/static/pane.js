@@ -210,6 +210,7 @@ export class PaneView {
     if (info?.simulated) title.append(el("span", "tag sim", "simulated"));
     if (info === null) title.append(el("span", "tag missing", "not available"));
     this.stateBadge = el("span", "state-badge");
+    this.stateBadge.setAttribute("aria-live", "polite");
     const actions = el("div", "pane-actions");
     this.stopBtn = button("stop", "Stop", "Stop this model");
     this.stopBtn.addEventListener("click", () => callbacks.stop(this.index));

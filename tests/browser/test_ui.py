@@ -32,6 +32,9 @@ async def test_two_models_stream_into_two_panes_at_once(
             ui.clear_models()
             ui.pick("stead")  # search as you type, Enter picks the first match
             ui.pick("think")
+            ui.pick("stead")  # the same model twice is two slots
+            assert ui.chips() == ["demo/steady", "demo/thinker", "demo/steady"]
+            ui.page.locator(".chip-remove").last.click()
             assert ui.chips() == ["demo/steady", "demo/thinker"]
 
             stream = ui.send("Hello there")
@@ -63,18 +66,30 @@ async def test_two_models_stream_into_two_panes_at_once(
             assert ui.chips() == ["demo/steady", "demo/thinker"]
             assert ui.answer_html(0) == ui.rendered(snap["slots"][0]["text"])
 
-            # Second turn: each slot is sent its own history.
+            # Copy gives the answer's Markdown source.
+            ui.context.grant_permissions(["clipboard-read", "clipboard-write"])
+            ui.pane(0).locator(".turn-foot .copy").click()
+            assert ui.page.evaluate("navigator.clipboard.readText()") == snap["slots"][0]["text"]
+
+            # Second turn, typed with Shift+Enter for a new line: each slot is sent its own
+            # history.
+            ui.page.click("#prompt")
+            ui.page.keyboard.type("And again")
+            ui.page.keyboard.press("Shift+Enter")
+            ui.page.keyboard.type("on two lines")
+            assert ui.page.input_value("#prompt") == "And again\non two lines"
             with ui.page.expect_request(lambda r: r.url.endswith("/v1/streams")) as sent:
-                ui.send("And again")
+                ui.page.keyboard.press("Enter")
             body = sent.value.post_data_json
             for slot, target in enumerate(body["models"]):
                 assert target["messages"] == [
                     {"role": "user", "content": "Hello there"},
                     {"role": "assistant", "content": snap["slots"][slot]["text"]},
-                    {"role": "user", "content": "And again"},
+                    {"role": "user", "content": "And again\non two lines"},
                 ]
             ui.wait_states("done", "done")
             assert ui.pane(0).locator(".turn").count() == 2
+            assert ui.pane(0).locator(".user-msg").last.inner_text() == "And again\non two lines"
 
             # A new chat clears the panes; the old one can be reopened from History.
             ui.page.click("#new-chat")
@@ -94,7 +109,7 @@ async def test_stop_one_pane_while_the_other_finishes_then_esc_stops_all(
     def scenario(browser: Browser) -> None:
         with ChorusPage(browser, chorus.url, models=["demo/steady", "demo/long"]) as ui:
             ui.open()
-            stream = ui.send("Count slowly")
+            stream = first_stream = ui.send("Count slowly")
             ui.wait_states("streaming", "streaming")
             assert ui.page.locator("#stop-all").is_visible()
             assert not ui.page.locator("#send").is_visible()
@@ -118,6 +133,18 @@ async def test_stop_one_pane_while_the_other_finishes_then_esc_stops_all(
             ui.page.keyboard.press("Escape")
             ui.wait_states("stopped", "stopped")
             assert slot_states(ui.snapshot(stream)) == ["stopped", "stopped"]
+
+            # Regenerate asks one model again, with that pane's history only.
+            first = ui.snapshot(first_stream)["slots"][0]["text"]
+            with ui.page.expect_request(lambda r: r.url.endswith("/v1/streams")) as sent:
+                ui.pane(0).locator("button.regen").click()
+            assert sent.value.post_data_json["models"] == [{"model": "demo/steady", "messages": [
+                {"role": "user", "content": "Count slowly"},
+                {"role": "assistant", "content": first},
+                {"role": "user", "content": "Once more"},
+            ]}]
+            ui.wait_states("done", "stopped")
+            assert ui.pane(0).locator(".turn").count() == 2
             assert ui.errors == []
 
     await in_browser(scenario)
