@@ -15,6 +15,7 @@ from collections.abc import Callable, Sequence
 import trio
 
 from .log import EventLog, MemoryEventLog
+from .probe import install_from_env
 from .slots import SlotPlan
 from .stream import Stream, StreamObserver, StreamSettings
 
@@ -54,6 +55,7 @@ class Hub:
 
     async def run(self, *, task_status: trio.TaskStatus[None] = trio.TASK_STATUS_IGNORED) -> None:
         """Host every stream until cancelled; ``shutdown()`` first for a clean end."""
+        install_from_env()  # the benchmarks' merge-loop probe; nothing unless asked for
         async with trio.open_nursery() as nursery:
             self._nursery = nursery
             task_status.started()
