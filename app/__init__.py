@@ -81,6 +81,11 @@ def _request_hooks(app: QuartTrio, state: Chorus) -> None:
     @app.after_request
     async def tag(response: Response) -> Response:
         response.headers["X-Request-ID"] = request_id.get()
+        if response.status_code >= 400 and _has_body():
+            # Refused before its body was read (a wrong key, a rate limit, an unknown
+            # stream): the next request on this keep-alive connection could then hang
+            # (seen with Hypercorn 0.18, STACK-NOTES), so the client gets a fresh one.
+            response.headers["Connection"] = "close"
         rule = request.url_rule.rule if request.url_rule is not None else "unmatched"
         state.metrics.http.labels(request.method, rule, str(response.status_code)).inc()
         return response
@@ -88,6 +93,11 @@ def _request_hooks(app: QuartTrio, state: Chorus) -> None:
     @app.get("/metrics")
     async def metrics() -> Response:
         return Response(state.metrics.exposition(), content_type=CONTENT_TYPE_LATEST)
+
+
+def _has_body() -> bool:
+    length = request.headers.get("Content-Length", "0")
+    return length != "0" or "chunked" in request.headers.get("Transfer-Encoding", "").lower()
 
 
 class _Observers:
