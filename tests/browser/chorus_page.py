@@ -6,10 +6,10 @@ import json
 from typing import Any
 from urllib.parse import urlsplit
 
-from playwright.sync_api import Browser, Response
+from playwright.sync_api import Browser, Response, ViewportSize
 
-DESKTOP = {"width": 1280, "height": 800}
-PHONE = {"width": 390, "height": 844}
+DESKTOP: ViewportSize = {"width": 1280, "height": 800}
+PHONE: ViewportSize = {"width": 390, "height": 844}
 
 RENDER = """async (text) => {
   const m = await import('/static/markdown.js');
@@ -23,10 +23,11 @@ class ChorusPage:
     """One browser context on a Chorus server. ``models`` seeds the saved model choice."""
 
     def __init__(self, browser: Browser, base_url: str, *, models: list[str] | None = None,
-                 viewport: dict[str, int] = DESKTOP, color_scheme: str = "light") -> None:
+                 viewport: ViewportSize = DESKTOP, color_scheme: str = "light") -> None:
         self.base_url = base_url
-        self.context = browser.new_context(base_url=base_url, viewport=viewport,
-                                           color_scheme=color_scheme)  # type: ignore[arg-type]
+        self.context = browser.new_context(
+            base_url=base_url, viewport=viewport,
+            color_scheme="dark" if color_scheme == "dark" else "light")
         self.context.set_default_timeout(15_000)
         if models is not None:
             seed = json.dumps(json.dumps({"models": models}))

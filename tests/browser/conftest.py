@@ -147,7 +147,7 @@ class CuttableProxy:
                     ) -> None:
         self._token = trio.lowlevel.current_trio_token()
         listeners = await trio.open_tcp_listeners(0, host="127.0.0.1")
-        self.url = "http://127.0.0.1:%d" % listeners[0].socket.getsockname()[1]
+        self.url = f"http://127.0.0.1:{listeners[0].socket.getsockname()[1]}"
         task_status.started()
         await trio.serve_listeners(self._relay, listeners)
 

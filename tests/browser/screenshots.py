@@ -20,7 +20,7 @@ from pathlib import Path
 import trio
 from hypercorn.config import Config as HypercornConfig
 from hypercorn.trio import serve
-from playwright.sync_api import sync_playwright
+from playwright.sync_api import ViewportSize, sync_playwright
 
 from app import create_app
 from app.config import build_config
@@ -86,7 +86,8 @@ fail_after = 22
 """
 
 MODELS = ["demo/writer", "demo/reasoner", "demo/unreliable"]
-SIZES = {"desktop": {"width": 1280, "height": 800}, "phone": {"width": 390, "height": 844}}
+SIZES: dict[str, ViewportSize] = {"desktop": {"width": 1280, "height": 800},
+                                  "phone": {"width": 390, "height": 844}}
 
 
 def shoot(url: str, out: Path) -> list[Path]:
@@ -96,8 +97,9 @@ def shoot(url: str, out: Path) -> list[Path]:
         browser = p.chromium.launch(executable_path=CHROMIUM, headless=True, args=ARGS)
         for size, viewport in SIZES.items():
             for scheme in ("light", "dark"):
-                context = browser.new_context(viewport=viewport,  # type: ignore[arg-type]
-                                              color_scheme=scheme, device_scale_factor=1)
+                context = browser.new_context(
+                    viewport=viewport, device_scale_factor=1,
+                    color_scheme="dark" if scheme == "dark" else "light")
                 context.add_init_script(
                     script=f"localStorage.setItem('chorus:settings', {seed});")
                 page = context.new_page()

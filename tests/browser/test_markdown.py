@@ -78,38 +78,52 @@ SAMPLES = [
 ]
 
 
+# Shared by the streaming tests: full(text) renders a whole text at once; check(text, next)
+# streams it in chunks of next() characters and compares with full() after every chunk. A
+# partial last line made only of markup characters is held back while streaming.
+CHECK_JS = r"""
+  const full = (t) => {
+    const d = document.createElement('div');
+    d.append(md.renderMarkdown(t));
+    return d.innerHTML;
+  };
+  const visible = (t) => {
+    const nl = t.lastIndexOf('\n');
+    const tail = t.slice(nl + 1).replace(/\r$/, '');
+    return /^[ \t]*[-=*_`~#>|+:]*[ \t]*$/.test(tail) ? t.slice(0, nl + 1) : t;
+  };
+  const check = (text, next) => {
+    const box = document.createElement('div');
+    const stream = new md.MarkdownStream(box);
+    for (let i = 0; i < text.length;) {
+      const n = next();
+      stream.push(text.slice(i, i + n));
+      i += n;
+      const want = full(visible(text.slice(0, i)));
+      if (box.innerHTML !== want) return {text, at: i, want, got: box.innerHTML};
+    }
+    stream.end();
+    const want = full(text);
+    return box.innerHTML === want ? null : {text, at: 'end', want, got: box.innerHTML};
+  };
+"""
+
+
 def test_a_streamed_answer_renders_exactly_like_the_whole_text(
     browser_thread: BrowserThread,
 ) -> None:
-    failures = run_js(browser_thread, r"""
-      const full = (t) => { const d = document.createElement('div');
-                            d.append(md.renderMarkdown(t)); return d.innerHTML; };
-      // While streaming, a partial last line made only of markup characters is held back.
-      const visible = (t) => { const nl = t.lastIndexOf('\n'); const tail = t.slice(nl + 1).replace(/\r$/, '');
-                               return /^[ \t]*[-=*_`~#>|+:]*[ \t]*$/.test(tail) ? t.slice(0, nl + 1) : t; };
+    failures = run_js(browser_thread, CHECK_JS + """
       const out = [];
       for (const text of arg) {
-        const want = full(text);
         for (const sizes of [[1], [2], [3], [5, 1, 8], [13], [64], [1e9]]) {
-          const box = document.createElement('div');
-          const stream = new md.MarkdownStream(box);
-          let i = 0, k = 0, ok = true;
-          while (ok && i < text.length) {
-            const n = sizes[k++ % sizes.length];
-            stream.push(text.slice(i, i + n));
-            i += n;
-            const now = full(visible(text.slice(0, i)));
-            ok = box.innerHTML === now;
-            if (!ok) out.push({text, sizes, at: i, want: now, got: box.innerHTML});
-          }
-          stream.end();
-          if (ok && box.innerHTML !== want) out.push({text, sizes, at: 'end', want, got: box.innerHTML});
+          let k = 0;
+          const failure = check(text, () => sizes[k++ % sizes.length]);
+          if (failure) out.push({...failure, sizes});
         }
       }
       return out.slice(0, 3);
     """, SAMPLES)
     assert failures == [], json.dumps(failures, indent=1)
-
 
 
 FUZZ_TOKENS = [
@@ -124,34 +138,25 @@ FUZZ_TOKENS = [
 
 def test_random_documents_stream_like_they_render(browser_thread: BrowserThread) -> None:
     """Seeded random Markdown-ish text, pushed in random chunks: same invariant as above."""
-    failures = run_js(browser_thread, r"""
+    failures = run_js(browser_thread, CHECK_JS + """
       let seed = 20240601;
-      const rnd = () => { seed = (seed * 1103515245 + 12345) & 0x7fffffff; return seed / 0x7fffffff; };
-      const full = (t) => { const d = document.createElement('div');
-                            d.append(md.renderMarkdown(t)); return d.innerHTML; };
-      const visible = (t) => { const nl = t.lastIndexOf('\n'); const tail = t.slice(nl + 1).replace(/\r$/, '');
-                               return /^[ \t]*[-=*_`~#>|+:]*[ \t]*$/.test(tail) ? t.slice(0, nl + 1) : t; };
+      const rnd = () => {
+        seed = (seed * 1103515245 + 12345) & 0x7fffffff;
+        return seed / 0x7fffffff;
+      };
       const out = [];
       for (let n = 0; n < 1500 && out.length < 3; n++) {
         let text = '';
-        for (let i = 5 + Math.floor(rnd() * 40); i > 0; i--) text += arg[Math.floor(rnd() * arg.length)];
-        const box = document.createElement('div');
-        const stream = new md.MarkdownStream(box);
-        let i = 0, ok = true;
-        while (ok && i < text.length) {
-          const k = 1 + Math.floor(rnd() * 6);
-          stream.push(text.slice(i, i + k));
-          i += k;
-          const want = full(visible(text.slice(0, i)));
-          ok = box.innerHTML === want;
-          if (!ok) out.push({text, at: i, want, got: box.innerHTML});
+        for (let i = 5 + Math.floor(rnd() * 40); i > 0; i--) {
+          text += arg[Math.floor(rnd() * arg.length)];
         }
-        stream.end();
-        if (ok && box.innerHTML !== full(text)) out.push({text, at: 'end', want: full(text), got: box.innerHTML});
+        const failure = check(text, () => 1 + Math.floor(rnd() * 6));
+        if (failure) out.push(failure);
       }
       return out;
     """, FUZZ_TOKENS)
     assert failures == [], json.dumps(failures, indent=1, ensure_ascii=False)
+
 
 HOSTILE = [
     "<img src=x onerror=alert(1)>",
@@ -184,15 +189,19 @@ def test_hostile_input_builds_only_allowed_nodes_and_attributes(
       const TAGS = new Set(['P','H1','H2','H3','H4','H5','H6','HR','UL','OL','LI','BLOCKQUOTE',
         'PRE','CODE','DIV','SPAN','BUTTON','TABLE','THEAD','TBODY','TR','TH','TD','A','EM',
         'STRONG','DEL','BR']);
-      const ATTRS = new Set(['class','href','target','rel','referrerpolicy','title','start','type']);
+      const ATTRS = new Set(['class','href','target','rel','referrerpolicy','title','start',
+        'type']);
       const bad = [];
       const hrefs = [];
       for (const text of arg) {
         for (const streamed of [false, true]) {
           const box = document.createElement('div');
           document.body.append(box);  // attached: anything that could run, would
-          if (streamed) { const s = new md.MarkdownStream(box); for (const c of text) s.push(c); s.end(); }
-          else box.append(md.renderMarkdown(text));
+          if (streamed) {
+            const s = new md.MarkdownStream(box);
+            for (const c of text) s.push(c);
+            s.end();
+          } else box.append(md.renderMarkdown(text));
           for (const node of box.querySelectorAll('*')) {
             if (!TAGS.has(node.tagName)) bad.push(text + ' -> <' + node.tagName + '>');
             for (const a of node.attributes) {
@@ -300,9 +309,11 @@ def test_work_per_chunk_does_not_grow_with_the_answer(browser_thread: BrowserThr
         stream.push(w);
         const records = observer.takeRecords();
         let touched = 0;
-        for (const r of records) touched += r.addedNodes.length + r.removedNodes.length + (r.type === 'characterData');
+        for (const r of records) {
+          touched += r.addedNodes.length + r.removedNodes.length + (r.type === 'characterData');
+        }
         cost.push(made + touched);
-        firstBlock ??= box.firstElementChild && box.children.length > 1 ? box.firstElementChild : null;
+        if (!firstBlock && box.children.length > 1) firstBlock = box.firstElementChild;
       }
       stream.end();
       // A code block thousands of lines long, streamed line by line, is appended in place.
@@ -310,7 +321,11 @@ def test_work_per_chunk_does_not_grow_with_the_answer(browser_thread: BrowserThr
       const code = new md.MarkdownStream(box2);
       code.push('```\n');
       const codeCost = [];
-      for (let i = 0; i < 3000; i++) { made = 0; code.push('line ' + i + '\n'); codeCost.push(made); }
+      for (let i = 0; i < 3000; i++) {
+        made = 0;
+        code.push('line ' + i + '\n');
+        codeCost.push(made);
+      }
       code.end();
       const max = (a) => a.reduce((x, y) => Math.max(x, y), 0);
       return {

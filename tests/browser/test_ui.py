@@ -81,6 +81,7 @@ async def test_two_models_stream_into_two_panes_at_once(
             with ui.page.expect_request(lambda r: r.url.endswith("/v1/streams")) as sent:
                 ui.page.keyboard.press("Enter")
             body = sent.value.post_data_json
+            assert body is not None
             for slot, target in enumerate(body["models"]):
                 assert target["messages"] == [
                     {"role": "user", "content": "Hello there"},
@@ -138,11 +139,14 @@ async def test_stop_one_pane_while_the_other_finishes_then_esc_stops_all(
             first = ui.snapshot(first_stream)["slots"][0]["text"]
             with ui.page.expect_request(lambda r: r.url.endswith("/v1/streams")) as sent:
                 ui.pane(0).locator("button.regen").click()
-            assert sent.value.post_data_json["models"] == [{"model": "demo/steady", "messages": [
+            history = [
                 {"role": "user", "content": "Count slowly"},
                 {"role": "assistant", "content": first},
                 {"role": "user", "content": "Once more"},
-            ]}]
+            ]
+            body = sent.value.post_data_json
+            assert body is not None
+            assert body["models"] == [{"model": "demo/steady", "messages": history}]
             ui.wait_states("done", "stopped")
             assert ui.pane(0).locator(".turn").count() == 2
             assert ui.errors == []
@@ -221,8 +225,9 @@ async def test_reload_mid_stream_resumes_without_gaps_or_duplicates(
             ui.wait_states("streaming", None)
             resumed = [u for u in ui.requests if "/events" in u]
             assert len(resumed) == 1
-            last_id = int(re.search(r"last_event_id=(\d+)", resumed[0]).group(1))
-            assert last_id > 0
+            found = re.search(r"last_event_id=(\d+)", resumed[0])
+            assert found is not None
+            assert int(found.group(1)) > 0
             assert ui.answer_length(0) >= before  # restored, then continued
 
             ui.stop_pane(0)  # the long one need not run to its end
