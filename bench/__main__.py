@@ -1,0 +1,233 @@
+"""Run every benchmark, then write ``docs/benchmarks.md``, its plots and the raw JSON.
+
+    .venv/bin/python -m bench            # the full run (about 6-8 minutes on 2 cores)
+    .venv/bin/python -m bench --quick    # a small run of every part (the smoke test's size)
+    .venv/bin/python -m bench --no-litellm
+
+The processes: the fake upstream and this load generator on one core, the server under test
+alone on the other; a fresh Chorus for the memory and merge-probe parts.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import platform
+import sys
+import time
+from pathlib import Path
+from typing import Any
+
+import trio
+
+from . import litellm_env, procs, report, scenarios
+from .client import Target
+from .scenarios import Ctx, Plan, Server
+
+HERE = Path(__file__).resolve().parent
+ROOT = HERE.parent
+
+
+def machine() -> dict[str, Any]:
+    cpu = "unknown"
+    try:
+        for line in Path("/proc/cpuinfo").read_text().splitlines():
+            if line.startswith("model name"):
+                cpu = line.split(":", 1)[1].strip()
+                break
+    except OSError:
+        pass
+    mem_kb = 0
+    try:
+        for line in Path("/proc/meminfo").read_text().splitlines():
+            if line.startswith("MemTotal"):
+                mem_kb = int(line.split()[1])
+    except OSError:
+        pass
+    import h11
+    import httpx
+    import hypercorn
+    import quart
+
+    versions = {"python": platform.python_version(), "trio": trio.__version__,
+                "hypercorn": getattr(hypercorn, "__version__", "?"),
+                "quart": getattr(quart, "__version__", "?"), "h11": h11.__version__,
+                "httpx": httpx.__version__}
+    try:
+        from importlib.metadata import version
+
+        versions["hypercorn"] = version("hypercorn")
+        versions["quart"] = version("quart")
+        versions["quart-trio"] = version("quart-trio")
+    except Exception:
+        pass
+    return {"cpu": cpu, "cores": os.cpu_count(), "memory_gb": round(mem_kb / 1024 / 1024, 1),
+            "os": platform.platform(), "versions": versions,
+            "load_average_at_start": os.getloadavg()}
+
+
+async def run_all(ctx: Ctx, chorus: procs.Proc, litellm: procs.Proc | None,
+                  results: dict[str, Any], log: Any) -> None:
+    p = ctx.plan
+    direct = Server("direct", Target("direct", ctx.upstream.port, "direct"), None)
+    ch = [Server(f"chorus-{k}", Target(f"chorus-{k}", chorus.port, "chorus"), chorus, k)
+          for k in (1, 3, 9)]
+    # The same engine behind its OpenAI-compatible door: the like-for-like peer of LiteLLM.
+    oai = Server("chorus-oai", Target("chorus-oai", chorus.port, "chorus-oai"), chorus)
+    servers = [direct, *ch, oai]
+    peers = [oai]
+    if litellm is not None:
+        peers.append(Server("litellm", Target("litellm", litellm.port, "litellm",
+                                              key=litellm_env.MASTER_KEY), litellm))
+        servers.append(peers[-1])
+
+    log("latency under load")
+    lat: dict[str, dict[str, Any]] = {s.name: {} for s in servers}
+    for c in p.concurrency:
+        for s in servers:
+            lat[s.name][str(c)] = await scenarios.latency(ctx, s, c)
+            r = lat[s.name][str(c)]
+            log(f"  {s.name:9} c={c:<4} ttft p50 {r['ttft_lag_ms']['p50']} ms, chunk p50 "
+                f"{r['chunk_lag_ms']['p50']} p99 {r['chunk_lag_ms']['p99']} ms, "
+                f"cpu/token {r['cpu_us_per_token']} us, errors {r['errors']}")
+    results["latency"] = lat
+
+    log("saturation")
+    sat = {}
+    for s in servers:
+        sat[s.name] = await scenarios.saturation(ctx, s)
+        log(f"  {s.name:9} {sat[s.name]['tokens_per_s']} tokens/s, "
+            f"{sat[s.name]['cpu_us_per_token']} us CPU/token")
+    results["saturation"] = sat
+
+    log("wall time of 9 models")
+    results["wall_time"] = await scenarios.wall_time(ctx, direct, ch[0])
+    log(f"  {results['wall_time']['chorus_9_slots_ms']} ms vs slowest alone "
+        f"{results['wall_time']['slowest_alone_ms']} ms, sequential "
+        f"{results['wall_time']['sequential_ms']} ms")
+
+    log("stop")
+    results["stop"] = {"idle": await scenarios.stop_latency(ctx, ch[0]),
+                       "under_load": await scenarios.stop_latency(ctx, ch[0], ch[0])}
+    log(f"  upstream closed p99 {results['stop']['idle']['upstream_closed_ms']['p99']} ms idle, "
+        f"{results['stop']['under_load']['upstream_closed_ms']['p99']} ms under load")
+
+    log("disconnect")
+    disc = {}
+    for s in (direct, ch[0], ch[2], *peers):
+        disc[s.name] = await scenarios.disconnect(ctx, s, healthz=s.target.kind != "direct")
+        d = disc[s.name]
+        log(f"  {s.name:9} streaming max {d['streaming']['max']} ms, before first token max "
+            f"{d['before_first_token']['max']} ms, backlogged max {d['backlogged']['max']} ms "
+            f"(never closed: {d['backlogged']['never_closed']})")
+    results["disconnect"] = disc
+
+    log("bytes on the wire")
+    results["wire"] = {s.name: await scenarios.wire_bytes(ctx, s)
+                       for s in (direct, ch[0], *peers)}
+
+
+async def run_memory(ctx: Ctx, server: Server, streams: int) -> dict[str, Any]:
+    return await scenarios.memory(ctx, server, streams)
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(prog="python -m bench", description=__doc__.splitlines()[0])
+    parser.add_argument("--quick", action="store_true", help="a small run of every part")
+    parser.add_argument("--no-litellm", action="store_true", help="leave LiteLLM out")
+    parser.add_argument("--out", default=str(ROOT / "docs"),
+                        help="where benchmarks.md and img/ go (default: docs/)")
+    parser.add_argument("--json", default=str(HERE / "results" / "benchmarks.json"),
+                        help="where the raw figures go")
+    args = parser.parse_args(argv)
+    plan = Plan.quick() if args.quick else Plan()
+    workdir = HERE / "results" / "tmp"
+    workdir.mkdir(parents=True, exist_ok=True)
+    started = time.monotonic()
+
+    def log(message: str) -> None:
+        print(f"[{time.monotonic() - started:6.1f}s] {message}", flush=True)
+
+    server_cores, load_cores = procs.cpus()
+    os.sched_setaffinity(0, load_cores)
+    results: dict[str, Any] = {"machine": machine(), "plan": plan.__dict__ | {
+        "concurrency": list(plan.concurrency), "wire_lengths": list(plan.wire_lengths)},
+        "command": "python -m bench" + (" --quick" if args.quick else "")
+        + (" --no-litellm" if args.no_litellm else ""), "notes": []}
+    litellm_ok = False
+    if not args.no_litellm:
+        log(f"LiteLLM: ensuring {litellm_env.SPEC} in {litellm_env.VENV.relative_to(ROOT)}")
+        litellm_ok, why = litellm_env.ensure_installed(workdir / "litellm-install.log")
+        if not litellm_ok:
+            results["notes"].append(f"LiteLLM left out: {why}")
+            log(f"  {why}")
+    upstream = procs.upstream_proc(load_cores, workdir / "upstream.log").start()
+    ctx = Ctx(plan, upstream, workdir)
+    running: list[procs.Proc] = [upstream]
+    try:
+        chorus = procs.chorus_proc(upstream.port, server_cores, workdir).start()
+        running.append(chorus)
+        litellm = None
+        if litellm_ok:
+            try:
+                litellm = litellm_env.litellm_proc(upstream.port, server_cores, workdir)
+                litellm.start(ready_timeout=120)
+                running.append(litellm)
+            except (RuntimeError, TimeoutError) as exc:
+                results["notes"].append(f"LiteLLM did not start: {exc}")
+                litellm = None
+        trio.run(run_all, ctx, chorus, litellm, results, log)
+        for proc in (chorus, litellm):
+            if proc is not None:
+                proc.stop()
+
+        log("memory (fresh servers)")
+        mem = {}
+        fresh = procs.chorus_proc(upstream.port, server_cores, workdir, name="chorus-mem")
+        running.append(fresh.start())
+        mem["chorus"] = trio.run(run_memory, ctx, Server(
+            "chorus", Target("chorus", fresh.port, "chorus"), fresh), plan.rss_streams)
+        fresh.stop()
+        log(f"  chorus idle {mem['chorus']['idle_kb']} KB, {mem['chorus']['kb_per_stream']} "
+            f"KB/stream over {mem['chorus']['streams_open']} streams")
+        if litellm_ok:
+            ll = litellm_env.litellm_proc(upstream.port, server_cores, workdir)
+            try:
+                running.append(ll.start(ready_timeout=120))
+                mem["litellm"] = trio.run(run_memory, ctx, Server(
+                    "litellm", Target("litellm", ll.port, "litellm",
+                                      key=litellm_env.MASTER_KEY), ll),
+                    plan.rss_streams)
+                log(f"  litellm idle {mem['litellm']['idle_kb']} KB, "
+                    f"{mem['litellm']['kb_per_stream']} KB/stream")
+            except (RuntimeError, TimeoutError) as exc:
+                results["notes"].append(f"LiteLLM memory run failed: {exc}")
+            finally:
+                ll.stop()
+        results["memory"] = mem
+
+        log("merge loop probe (9 slots at full speed)")
+        probe_file = workdir / "merge-probe.jsonl"
+        probed = procs.chorus_proc(upstream.port, server_cores, workdir, name="chorus-probe",
+                                   env={"CHORUS_MERGE_PROBE": str(probe_file)}, retention=0.1)
+        running.append(probed.start())
+        results["merge"] = trio.run(scenarios.merge_wait, ctx, Server(
+            "chorus-9", Target("chorus-9", probed.port, "chorus"), probed, 9), probe_file)
+        probed.stop()
+        for label, m in results["merge"].items():
+            log(f"  {label}: probe {m['probe']}, max token lag {m['max_token_lag_ms']} ms")
+    finally:
+        for proc in reversed(running):
+            proc.stop()
+    results["machine"]["load_average_at_end"] = os.getloadavg()
+    results["seconds"] = round(time.monotonic() - started, 1)
+    Path(args.json).parent.mkdir(parents=True, exist_ok=True)
+    Path(args.json).write_text(json.dumps(results, indent=1, default=str) + "\n")
+    report.write(results, Path(args.out), Path(args.json))
+    log(f"done in {results['seconds']} s: {args.out}/benchmarks.md, {args.json}")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,175 @@
+"""The processes of a run: each server under test alone on its own core, read from /proc.
+
+The server under test runs on CPU 1, the fake upstream and the load generator on CPU 0, so
+what is measured is the server's own cost, not its fight with the load for a core.
+"""
+
+from __future__ import annotations
+
+import os
+import socket
+import subprocess
+import sys
+import time
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+
+CLK_TCK = os.sysconf("SC_CLK_TCK")
+PAGE_KB = os.sysconf("SC_PAGE_SIZE") // 1024
+ROOT = Path(__file__).resolve().parent.parent
+
+
+def cpus() -> tuple[set[int], set[int]]:
+    """(the server's cores, the load's cores); one core each on a two-core machine."""
+    have = sorted(os.sched_getaffinity(0))
+    if len(have) < 2:
+        return set(have), set(have)
+    return {have[-1]}, set(have[:-1])
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+def wait_port(port: int, timeout: float, proc: subprocess.Popen[bytes] | None = None) -> None:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if proc is not None and proc.poll() is not None:
+            raise RuntimeError(f"process exited with {proc.returncode} before listening")
+        try:
+            with socket.create_connection(("127.0.0.1", port), timeout=0.5):
+                return
+        except OSError:
+            time.sleep(0.05)
+    raise TimeoutError(f"nothing listened on port {port} within {timeout} s")
+
+
+def _descendants(pid: int) -> list[int]:
+    out, todo = [], [pid]
+    while todo:
+        p = todo.pop()
+        out.append(p)
+        try:
+            for task in os.listdir(f"/proc/{p}/task"):
+                with open(f"/proc/{p}/task/{task}/children") as f:
+                    todo += [int(c) for c in f.read().split()]
+        except OSError:
+            continue
+    return out
+
+
+def cpu_seconds(pid: int) -> float:
+    """User + system CPU of the process and its descendants, all threads."""
+    total = 0
+    for p in _descendants(pid):
+        try:
+            with open(f"/proc/{p}/stat") as f:
+                fields = f.read().rsplit(")", 1)[1].split()
+        except OSError:
+            continue
+        total += int(fields[11]) + int(fields[12])  # utime, stime (fields 14, 15)
+    return total / CLK_TCK
+
+
+def rss_kb(pid: int) -> int:
+    """Resident memory of the process and its descendants, in KiB."""
+    total = 0
+    for p in _descendants(pid):
+        try:
+            with open(f"/proc/{p}/statm") as f:
+                total += int(f.read().split()[1]) * PAGE_KB
+        except OSError:
+            continue
+    return total
+
+
+@dataclass
+class Proc:
+    name: str
+    argv: Sequence[str]
+    port: int
+    cores: set[int]
+    env: dict[str, str] = field(default_factory=dict)
+    log_path: Path | None = None
+    popen: subprocess.Popen[bytes] | None = None
+
+    def start(self, ready_timeout: float = 30.0) -> Proc:
+        cores = self.cores
+        log = open(self.log_path, "wb") if self.log_path else subprocess.DEVNULL
+        try:
+            self.popen = subprocess.Popen(
+                list(self.argv), cwd=ROOT, env={**os.environ, **self.env}, stdout=log,
+                stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL,
+                preexec_fn=lambda: os.sched_setaffinity(0, cores),
+            )
+        finally:
+            if log is not subprocess.DEVNULL:
+                log.close()  # the child has its own copy
+        try:
+            wait_port(self.port, ready_timeout, self.popen)
+        except BaseException:
+            self.stop()
+            raise
+        return self
+
+    @property
+    def pid(self) -> int:
+        assert self.popen is not None
+        return self.popen.pid
+
+    def cpu(self) -> float:
+        return cpu_seconds(self.pid)
+
+    def rss_kb(self) -> int:
+        return rss_kb(self.pid)
+
+    def stop(self) -> None:
+        if self.popen is None or self.popen.poll() is not None:
+            return
+        self.popen.terminate()
+        try:
+            self.popen.wait(8)
+        except subprocess.TimeoutExpired:
+            self.popen.kill()
+            self.popen.wait(5)
+
+
+def python() -> str:
+    return sys.executable
+
+
+def upstream_proc(cores: set[int], log_path: Path | None = None) -> Proc:
+    port = free_port()
+    return Proc("upstream", [python(), "-m", "bench.upstream", "--port", str(port)], port,
+                cores, log_path=log_path)
+
+
+CHORUS_TOML = """\
+[server]
+resume_grace = 0.0
+max_streams = 1200
+max_streams_per_key = 1200
+rate_limit = 0.0
+retention = {retention}
+
+[providers.fake]
+type = "openai"
+base_url = "http://127.0.0.1:{upstream}/v1"
+retries = 0
+max_concurrency = 4096
+"""
+
+
+def chorus_proc(upstream_port: int, cores: set[int], workdir: Path, *,
+                env: dict[str, str] | None = None, name: str = "chorus",
+                retention: float = 5.0) -> Proc:
+    """Chorus as shipped, with the limits meant for many users lifted (rate, per-key and
+    per-provider caps) and a short retention, so finished streams don't pile up."""
+    port = free_port()
+    config = workdir / f"{name}.toml"
+    config.write_text(CHORUS_TOML.format(upstream=upstream_port, retention=retention))
+    return Proc(name, [python(), "-m", "app", "serve", "--config", str(config), "--port",
+                       str(port)], port, cores, env=env or {}, log_path=workdir / f"{name}.log")

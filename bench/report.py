@@ -1,0 +1,410 @@
+"""``docs/benchmarks.md`` and its plots (``docs/img/bench-*.png``), from the raw figures.
+
+The measured part of the page is generated; the findings (profile, optimisations) are kept
+in ``bench/findings.md`` and included as they are, so a re-run never loses them.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+HERE = Path(__file__).resolve().parent
+
+# (figure, target, how to read it from the results, lower is better)
+NAMES = {"direct": "direct (floor)", "chorus-1": "Chorus, 1 slot", "chorus-3": "Chorus, 3 slots",
+         "chorus-9": "Chorus, 9 slots",
+         "chorus-oai": "Chorus, /v1/chat/completions", "litellm": "LiteLLM proxy"}
+
+
+def _f(value: Any, unit: str = "", digits: int = 2) -> str:
+    if value is None:
+        return "—"
+    if isinstance(value, float):
+        value = f"{value:.{digits}f}"
+    return f"{value}{unit}"
+
+
+def _get(d: Any, *path: Any) -> Any:
+    for key in path:
+        if not isinstance(d, dict) or key not in d:
+            return None
+        d = d[key]
+    return d
+
+
+def targets(r: dict[str, Any]) -> list[tuple[str, str, Any, bool | None]]:
+    """(figure, target, measured, met?) for the summary table."""
+    rows: list[tuple[str, str, Any, bool | None]] = []
+
+    def row(name: str, target: str, value: Any, limit: float | None) -> None:
+        met = None if value is None or limit is None else value <= limit
+        rows.append((name, target, value, met))
+
+    c = "50" if "50" in (_get(r, "latency", "chorus-1") or {}) else None
+    if c is None and _get(r, "latency", "chorus-1"):
+        c = sorted(r["latency"]["chorus-1"], key=int)[-1]
+    if c is not None:
+        lat = r["latency"]["chorus-1"][c]
+        floor = _get(r, "latency", "direct", c) or {}
+        for key, label, p50, p99 in (("ttft_lag_ms", "added TTFT", 1.0, 5.0),
+                                     ("chunk_lag_ms", "added latency per chunk", 0.3, 1.0)):
+            for q, limit in (("p50", p50), ("p99", p99)):
+                v = _get(lat, key, q)
+                f = _get(floor, key, q)
+                added = None if v is None or f is None else round(v - f, 3)
+                row(f"{label} {q}, {c} streams (minus floor)", f"≤ {limit} ms", added, limit)
+    sat = _get(r, "saturation", "chorus-1", "cpu_us_per_token")
+    row("CPU per relayed upstream chunk at saturation", "≤ 60 µs", sat, 60)
+    ll = _get(r, "saturation", "litellm", "tokens_per_s")
+    ours = _get(r, "saturation", "chorus-1", "tokens_per_s")
+    if ll and ours:
+        rows.append(("throughput vs LiteLLM at saturation (times)", "≥ 10",
+                     round(ours / ll, 1), ours / ll >= 10))
+    row("9-slot wall time minus slowest slot alone", "≤ 5 ms",
+        _get(r, "wall_time", "chorus_overhead_ms"), 5)
+    probe = _get(r, "merge", "full_speed", "probe", "max_wait_ms")
+    row("longest merge-loop wait behind producers (9 slots, full speed)", "≤ 10 ms", probe, 10)
+    row("stop → upstream closed, p99", "≤ 10 ms",
+        _get(r, "stop", "idle", "upstream_closed_ms", "p99"), 10)
+    row("stop → upstream closed, p99, under load", "≤ 10 ms",
+        _get(r, "stop", "under_load", "upstream_closed_ms", "p99"), 10)
+    for mode, label in (("streaming", "mid-answer"), ("before_first_token", "before first token"),
+                        ("backlogged", "while behind")):
+        d = _get(r, "disconnect", "chorus-9", mode) or {}
+        value = None if d.get("never_closed") else d.get("max")
+        row(f"disconnect → every upstream closed ({label}, 9 slots), max", "≤ 5 ms", value, 5)
+    row("/healthz while streams are backlogged, max", "≤ 10 ms",
+        _get(r, "disconnect", "chorus-9", "backlogged", "healthz_ms", "max"), 10)
+    mem = _get(r, "memory", "chorus") or {}
+    idle = mem.get("idle_kb")
+    row("RSS idle", "≤ 60 MB", None if idle is None else round(idle / 1024, 1), 60)
+    row("RSS per open idle stream", "≤ 64 KB", mem.get("kb_per_stream"), 64)
+    return rows
+
+
+def write(r: dict[str, Any], out: Path, json_path: Path) -> None:
+    img = out / "img"
+    img.mkdir(parents=True, exist_ok=True)
+    plots = _plots(r, img)
+    lines = _page(r, plots, out, json_path)
+    (out / "benchmarks.md").write_text("\n".join(lines) + "\n", encoding="utf-8")
+
+
+def _page(r: dict[str, Any], plots: list[str], out: Path, json_path: Path) -> list[str]:
+    m = r["machine"]
+    v = m["versions"]
+    try:
+        json_rel = json_path.resolve().relative_to(out.resolve().parent)
+    except ValueError:
+        json_rel = json_path
+    L = ["# Benchmarks", ""]
+    L += ["Measured by one command, from the repository root:", "", "```",
+          ".venv/bin/python -m bench", "```", "",
+          f"This page was written by `{r['command']}` in {r['seconds']} s; the raw figures are "
+          f"in [`{json_rel}`](../{json_rel}).", "",
+          f"**Machine:** {m['cpu']}, {m['cores']} cores, {m['memory_gb']} GB, {m['os']}; "
+          f"Python {v['python']}, trio {v['trio']}, Hypercorn {v.get('hypercorn')}, "
+          f"Quart {v.get('quart')}, quart-trio {v.get('quart-trio')}, h11 {v['h11']}, "
+          f"httpx {v['httpx']}. Load average from other work on the machine: "
+          f"{_loads(m['load_average_at_start'])} at the start, "
+          f"{_loads(m.get('load_average_at_end'))} at the end.", "",
+          "**Setup.** The server under test runs alone on one core (CPU affinity), in its own "
+          "process; the fake upstream (`bench/upstream.py`) and the load generator "
+          "(`bench/client.py`, raw sockets) share the other core. Every upstream token carries "
+          "its send time (`time.monotonic_ns()`, one clock for all processes); a *lag* is the "
+          "client's receive time minus that stamp. The floor is the same client reading the "
+          "fake upstream directly; *added* figures subtract the floor's figure. Chorus runs "
+          "as shipped (`python -m app serve`) with `resume_grace = 0` and the per-key rate and "
+          "stream caps lifted. LiteLLM's proxy runs from its own venv "
+          "(`bench/.venv-litellm`), one worker, pointed at the same upstream.", ""]
+    for note in r.get("notes", []):
+        L += [f"> **Note:** {note}", ""]
+    L += ["## Targets", "", "| figure | target | measured | |", "|---|---|---|---|"]
+    for name, target, value, met in targets(r):
+        mark = "—" if met is None else ("met" if met else "**not met**")
+        L.append(f"| {name} | {target} | {_f(value)} | {mark} |")
+    L += [""]
+    L += _latency_section(r)
+    L += _saturation_section(r)
+    L += _wall_section(r)
+    L += _stop_section(r)
+    L += _memory_section(r)
+    L += _merge_section(r)
+    L += _wire_section(r)
+    L += ["## Plots", ""] + [f"![{p}](img/{p})" for p in plots] + [""]
+    findings = HERE / "findings.md"
+    if findings.exists():
+        L += [findings.read_text(encoding="utf-8").rstrip(), ""]
+    return L
+
+
+def _loads(values: Any) -> str:
+    if not values:
+        return "—"
+    return " / ".join(f"{x:.2f}" for x in values) + " (1/5/15 min)"
+
+
+def _latency_section(r: dict[str, Any]) -> list[str]:
+    lat = r.get("latency") or {}
+    if not lat:
+        return []
+    plan = r["plan"]
+    L = ["## Latency under load", "",
+         f"Closed loop: *c* upstream answers in flight at once (for Chorus with k slots, c/k "
+         f"streams of k slots), each answer `{plan['latency_model']}` (first token after "
+         f"20 ms, then 50 tokens at 50/s), restarted as soon as it ends, for "
+         f"{plan['latency_seconds']} s. *TTFT lag*: the first token's lag; *chunk lag*: every "
+         "later token's. Milliseconds.", "",
+         "| server | c | answers | TTFT lag p50 | p99 | chunk lag p50 | p99 | max | "
+         "server CPU µs/token | incomplete |",
+         "|---|---|---|---|---|---|---|---|---|---|"]
+    for name, by_c in lat.items():
+        for c, x in by_c.items():
+            L.append(f"| {NAMES.get(name, name)} | {c} | {x['streams']} | "
+                     f"{_f(x['ttft_lag_ms']['p50'], digits=3)} | "
+                     f"{_f(x['ttft_lag_ms']['p99'], digits=3)} | "
+                     f"{_f(x['chunk_lag_ms']['p50'], digits=3)} | "
+                     f"{_f(x['chunk_lag_ms']['p99'], digits=3)} | "
+                     f"{_f(x['chunk_lag_ms']['max'], digits=1)} | "
+                     f"{_f(x['cpu_us_per_token'], digits=0) if name != 'direct' else '—'} | "
+                     f"{x['streams'] - x['complete']} |")
+    return [*L, ""]
+
+
+def _saturation_section(r: dict[str, Any]) -> list[str]:
+    sat = r.get("saturation") or {}
+    if not sat:
+        return []
+    L = ["## Throughput at saturation", "",
+         f"{r['plan']['saturation_streams']} client streams whose upstreams send as fast as "
+         "the socket takes tokens, for "
+         f"{r['plan']['saturation_seconds']} s. CPU is the server process's (user + system, all "
+         "threads) over the window, per token relayed to the client.", "",
+         "| server | tokens/s relayed | server CPU s | CPU µs per upstream chunk |",
+         "|---|---|---|---|"]
+    for name, x in sat.items():
+        cpu = "—" if name == "direct" else _f(x["cpu_us_per_token"], digits=1)
+        L.append(f"| {NAMES.get(name, name)} | {_f(x['tokens_per_s'], digits=0)} | "
+                 f"{'—' if name == 'direct' else x['server_cpu_s']} | {cpu} |")
+    return [*L, ""]
+
+
+def _wall_section(r: dict[str, Any]) -> list[str]:
+    w = r.get("wall_time")
+    if not w:
+        return []
+    return ["## Wall time of nine models", "",
+            "Nine models with first tokens from 20 to 100 ms and 20 to 60 tokens at 100/s. "
+            f"Median of {r['plan']['wall_repeats']} runs, request sent to last byte.", "",
+            "| | ms |", "|---|---|",
+            f"| slowest model alone, direct | {w['slowest_alone_ms']} |",
+            f"| Chorus, the nine in one stream | {w['chorus_9_slots_ms']} |",
+            f"| sequential fan-out (one after another, direct) | {w['sequential_ms']} |",
+            f"| Chorus minus slowest alone | {w['chorus_overhead_ms']} |", ""]
+
+
+def _stop_section(r: dict[str, Any]) -> list[str]:
+    L = ["## Stop and disconnect", ""]
+    s = r.get("stop") or {}
+    if s:
+        L += ["`POST /v1/streams/{id}/stop` sent → the fake upstream sees its connection "
+              "closed (ms); *under load* with 50 other streams running.", "",
+              "| | trials | failed | p50 | p99 | max | stop answered p50 |",
+              "|---|---|---|---|---|---|---|"]
+        for k, x in s.items():
+            u = x["upstream_closed_ms"]
+            L.append(f"| {k.replace('_', ' ')} | {x['trials']} | {x['failed']} | "
+                     f"{_f(u['p50'], digits=3)} | {_f(u['p99'], digits=3)} | "
+                     f"{_f(u['max'], digits=3)} | "
+                     f"{_f(x['stop_answered_ms']['p50'], digits=3)} |")
+        L += [""]
+    d = r.get("disconnect") or {}
+    if d:
+        L += ["The client closes its connection → the upstream sees every answer of the "
+              "stream closed (ms; the worst slot of each trial). *Mid-answer*: after 3 tokens "
+              "of a 100 tokens/s answer. *Before first token*: the model is still thinking, "
+              "nothing is being written. *While behind*: upstreams at full speed, clients that "
+              "stopped reading 1.5 s ago, then all leave at once. *never closed*: still open "
+              "3 s later.", "",
+              "| server | situation | trials | p50 | p99 | max | never closed |",
+              "|---|---|---|---|---|---|---|"]
+        for name, modes in d.items():
+            for mode, x in modes.items():
+                trials = x.get("trials", x.get("streams"))
+                L.append(f"| {NAMES.get(name, name)} | {mode.replace('_', ' ')} | {trials} | "
+                         f"{_f(x['p50'], digits=3)} | {_f(x['p99'], digits=3)} | "
+                         f"{_f(x['max'], digits=3)} | {x['never_closed']} |")
+        L += [""]
+        hz = [(n, _get(m, "backlogged", "healthz_ms")) for n, m in d.items()]
+        hz = [(n, h) for n, h in hz if h]
+        if hz:
+            L += ["`GET /healthz` while those streams are backlogged (ms):", "",
+                  "| server | n | p50 | p99 | max |", "|---|---|---|---|---|"]
+            for n, h in hz:
+                L.append(f"| {NAMES.get(n, n)} | {h['n']} | {_f(h['p50'], digits=3)} | "
+                         f"{_f(h['p99'], digits=3)} | {_f(h['max'], digits=3)} |")
+            L += [""]
+    return L
+
+
+def _memory_section(r: dict[str, Any]) -> list[str]:
+    mem = r.get("memory") or {}
+    if not mem:
+        return []
+    L = ["## Memory", "",
+         "A fresh server: RSS when idle, after one stream, and with many open slow streams "
+         "(first token after 100 ms, then one every 10 s). Then every client leaves at once.",
+         "", "| server | idle MB | after one stream MB | streams open | with them MB | "
+         "KB per stream | every upstream closed after the clients left (s) |",
+         "|---|---|---|---|---|---|---|"]
+    for name, x in mem.items():
+        L.append(f"| {NAMES.get(name, name)} | {x['idle_kb'] / 1024:.1f} | "
+                 f"{x['after_one_stream_kb'] / 1024:.1f} | {x['streams_open']} | "
+                 f"{x['loaded_kb'] / 1024:.1f} | {_f(x['kb_per_stream'], digits=1)} | "
+                 f"{x['all_upstreams_closed_after_clients_left_s']}{_left(x)} |")
+    return [*L, ""]
+
+
+def _left(x: dict[str, Any]) -> str:
+    left = x.get("upstream_answers_left_open")
+    return f" ({left} still open)" if left else ""
+
+
+def _merge_section(r: dict[str, Any]) -> list[str]:
+    m = r.get("merge") or {}
+    if not m:
+        return []
+    L = ["## The merge loop under nine full-speed slots", "",
+         "One stream of nine slots; the upstreams send as fast as they can (and, second row, "
+         "at 1000 tokens/s each). The probe (`CHORUS_MERGE_PROBE`, a trio instrument, off "
+         "unless set) times the stream's merge task from the moment it is runnable to the "
+         "moment it runs: how long it waited behind the producers. The token lag is the "
+         "same question seen from outside.", "",
+         "| upstreams | tokens | merge wake-ups | wait p50 ms | p99 ms | max ms | "
+         "token lag p50 ms | max ms |", "|---|---|---|---|---|---|---|---|"]
+    for label, x in m.items():
+        p = x.get("probe") or {}
+        L.append(f"| {label.replace('_', ' ')} | {x['tokens']} | {p.get('wakeups', '—')} | "
+                 f"{_f(p.get('p50_wait_ms'), digits=3)} | {_f(p.get('p99_wait_ms'), digits=3)} |"
+                 f" {_f(p.get('max_wait_ms'), digits=3)} | "
+                 f"{_f(x['token_lag_ms']['p50'], digits=1)} | "
+                 f"{_f(x['max_token_lag_ms'], digits=1)} |")
+    return [*L, ""]
+
+
+def _wire_section(r: dict[str, Any]) -> list[str]:
+    w = r.get("wire") or {}
+    if not w:
+        return []
+    lengths = list(next(iter(w.values())).keys())
+    L = ["## Bytes on the wire", "",
+         "Every byte the client received (headers, chunked framing, events) per byte of "
+         "answer text, for answers of n tokens of 4 bytes at 1000 tokens/s. Flat with length: "
+         "nothing is re-sent.", "",
+         "| server | " + " | ".join(f"n = {n}" for n in lengths) + " |",
+         "|---|" + "---|" * len(lengths)]
+    for name, by_n in w.items():
+        L.append(f"| {NAMES.get(name, name)} | "
+                 + " | ".join(_f(by_n[n]["per_text_byte"]) for n in lengths) + " |")
+    return [*L, ""]
+
+
+def _plots(r: dict[str, Any], img: Path) -> list[str]:
+    try:
+        import matplotlib
+
+        matplotlib.use("Agg")
+        import matplotlib.pyplot as plt
+    except ImportError:
+        return []
+    made = []
+    lat = r.get("latency") or {}
+    if lat:
+        fig, axes = plt.subplots(1, 2, figsize=(11, 4))
+        for ax, key, title in ((axes[0], "ttft_lag_ms", "first-token lag"),
+                               (axes[1], "chunk_lag_ms", "per-chunk lag")):
+            for name, by_c in lat.items():
+                cs = list(by_c)
+                for q, style in (("p50", "-o"), ("p99", ":x")):
+                    ys = [max(by_c[c][key][q] or 1e-3, 1e-3) for c in cs]
+                    ax.plot([int(c) for c in cs], ys, style, label=f"{NAMES.get(name, name)} {q}")
+            ax.set_xscale("log")
+            ax.set_yscale("log")
+            ax.set_xlabel("upstream answers in flight")
+            ax.set_ylabel("ms (log)")
+            ax.set_title(title)
+            ax.grid(True, which="both", alpha=0.3)
+        axes[1].legend(fontsize=6, ncol=2)
+        fig.tight_layout()
+        fig.savefig(img / "bench-latency.png", dpi=110)
+        plt.close(fig)
+        made.append("bench-latency.png")
+    sat = r.get("saturation") or {}
+    if sat:
+        names = [n for n in sat if n != "direct"]
+        fig, axes = plt.subplots(1, 2, figsize=(10, 3.6))
+        axes[0].bar([NAMES.get(n, n) for n in names], [sat[n]["tokens_per_s"] or 0 for n in names])
+        axes[0].set_title("tokens/s relayed at saturation")
+        axes[1].bar([NAMES.get(n, n) for n in names],
+                    [sat[n]["cpu_us_per_token"] or 0 for n in names], color="tab:orange")
+        axes[1].set_title("server CPU µs per upstream chunk")
+        for ax in axes:
+            ax.tick_params(axis="x", labelsize=7, rotation=15)
+            ax.grid(True, axis="y", alpha=0.3)
+        fig.tight_layout()
+        fig.savefig(img / "bench-throughput.png", dpi=110)
+        plt.close(fig)
+        made.append("bench-throughput.png")
+    w = r.get("wall_time")
+    if w:
+        fig, ax = plt.subplots(figsize=(6, 3))
+        labels = ["slowest alone", "Chorus, 9 at once", "sequential"]
+        vals = [w["slowest_alone_ms"], w["chorus_9_slots_ms"], w["sequential_ms"]]
+        ax.barh(labels, vals, color=["tab:gray", "tab:blue", "tab:red"])
+        ax.set_xlabel("ms")
+        ax.set_title("wall time, nine models")
+        fig.tight_layout()
+        fig.savefig(img / "bench-walltime.png", dpi=110)
+        plt.close(fig)
+        made.append("bench-walltime.png")
+    d = r.get("disconnect") or {}
+    if d:
+        fig, ax = plt.subplots(figsize=(9, 3.6))
+        modes = ["streaming", "before_first_token", "backlogged"]
+        width = 0.8 / len(d)
+        for i, (name, x) in enumerate(d.items()):
+            vals = []
+            for mode in modes:
+                m = x.get(mode, {})
+                vals.append(3000.0 if m.get("never_closed") else (m.get("max") or 0.0))
+            ax.bar([j + i * width for j in range(len(modes))], [max(v, 0.01) for v in vals],
+                   width, label=NAMES.get(name, name))
+        ax.set_xticks([j + width * (len(d) - 1) / 2 for j in range(len(modes))])
+        ax.set_xticklabels(["mid-answer", "before first token", "while behind"])
+        ax.set_yscale("log")
+        ax.set_ylabel("ms to upstream closed (max; 3000 = never)")
+        ax.legend(fontsize=7)
+        ax.grid(True, axis="y", alpha=0.3)
+        fig.tight_layout()
+        fig.savefig(img / "bench-disconnect.png", dpi=110)
+        plt.close(fig)
+        made.append("bench-disconnect.png")
+    wire = r.get("wire") or {}
+    if wire:
+        fig, ax = plt.subplots(figsize=(6, 3.4))
+        for name, by_n in wire.items():
+            ns = list(by_n)
+            ax.plot([int(n) for n in ns], [by_n[n]["per_text_byte"] for n in ns], "-o",
+                    label=NAMES.get(name, name))
+        ax.set_xscale("log")
+        ax.set_xlabel("answer length (tokens)")
+        ax.set_ylabel("wire bytes per text byte")
+        ax.set_ylim(bottom=0)
+        ax.legend(fontsize=7)
+        ax.grid(True, alpha=0.3)
+        fig.tight_layout()
+        fig.savefig(img / "bench-wire.png", dpi=110)
+        plt.close(fig)
+        made.append("bench-wire.png")
+    return made

@@ -1,0 +1,447 @@
+"""The measurements. Each takes the running processes and returns plain figures (dicts).
+
+Every load is bounded twice: by a count (streams, trials, tokens) and by a deadline.
+Lags are client receive time minus the upstream's send stamp, on one monotonic clock.
+"""
+
+from __future__ import annotations
+
+import itertools
+import json
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import trio
+
+from .client import STAMP, Response, Target, get_json, open_response, run_stream
+from .load import Load, run_load
+from .procs import Proc
+from .stats import median, summary
+from .upstream import model_name
+
+_tags = itertools.count()
+
+
+def tag(prefix: str) -> str:
+    return f"{prefix}{next(_tags)}-{time.monotonic_ns()}"
+
+
+@dataclass(frozen=True)
+class Plan:
+    """How big each measurement is; ``quick()`` is the smoke test's size."""
+
+    concurrency: tuple[int, ...] = (1, 50, 200)
+    latency_seconds: float = 6.0
+    latency_grace: float = 4.0
+    latency_model: str = model_name(20, 50, 20)  # 50 tokens at 50/s after 20 ms
+    saturation_streams: int = 8
+    saturation_seconds: float = 5.0
+    stop_trials: int = 30
+    disconnect_trials: int = 10
+    backlog_streams: int = 8
+    backlog_seconds: float = 1.5
+    rss_streams: int = 1000
+    wire_lengths: tuple[int, ...] = (100, 1000, 4000)
+    wall_repeats: int = 5
+    merge_tokens: int = 20000
+
+    @classmethod
+    def quick(cls) -> Plan:
+        return cls(concurrency=(1, 5), latency_seconds=1.0, latency_grace=1.0,
+                   latency_model=model_name(5, 10, 5), saturation_streams=2,
+                   saturation_seconds=1.0, stop_trials=3, disconnect_trials=2,
+                   backlog_streams=2, backlog_seconds=0.5, rss_streams=20,
+                   wire_lengths=(20, 200), wall_repeats=1,
+                   merge_tokens=500)
+
+
+@dataclass
+class Server:
+    """One server under test: how to reach it and its process (``None`` for the floor)."""
+
+    name: str
+    target: Target
+    proc: Proc | None
+    slots: int = 1
+
+
+@dataclass
+class Ctx:
+    plan: Plan
+    upstream: Proc
+    workdir: Path
+    notes: list[str] = field(default_factory=list)
+
+
+async def upstream_records(ctx: Ctx, tags: list[str]) -> dict[str, list[dict[str, Any]]]:
+    query = "&".join(f"tag={t}" for t in tags)
+    _, data, _ = await get_json(ctx.upstream.port, f"/_bench/records?{query}")
+    assert isinstance(data, dict)
+    return data["records"]
+
+
+async def open_upstream_answers(ctx: Ctx) -> int:
+    _, data, _ = await get_json(ctx.upstream.port, "/_bench/records")
+    assert isinstance(data, dict)
+    return int(data["open"])
+
+
+# -- latency under load -------------------------------------------------------------------
+
+async def latency(ctx: Ctx, server: Server, concurrency: int) -> dict[str, Any]:
+    """``concurrency`` upstream answers in flight: streams of ``server.slots`` slots each."""
+    p = ctx.plan
+    streams = max(1, round(concurrency / server.slots))
+    load = Load(streams, server.slots, p.latency_model, p.latency_seconds, p.latency_grace,
+                stagger=1.0)
+    out = await run_load(server.target, load, server.proc)
+    out["client_streams"] = streams
+    out["upstream_answers"] = streams * server.slots
+    return out
+
+
+# -- saturation -----------------------------------------------------------------------------
+
+async def saturation(ctx: Ctx, server: Server) -> dict[str, Any]:
+    """Upstreams as fast as the socket takes tokens; streams cut at the deadline."""
+    p = ctx.plan
+    model = model_name(0, 10_000_000, 0, max_s=p.saturation_seconds + 5)
+    load = Load(p.saturation_streams, server.slots, model, 0.001, p.saturation_seconds,
+                stagger=0.0)
+    out = await run_load(server.target, load, server.proc)
+    return out
+
+
+# -- the merge loop under 9 full-speed slots -----------------------------------------------
+
+async def merge_wait(ctx: Ctx, server: Server, probe_file: Path) -> dict[str, Any]:
+    """9 slots of one stream at full speed (and at 1000 tokens/s each): how long the merge
+    loop ever let an item wait (the in-process probe), and the worst token lag outside."""
+    p = ctx.plan
+    out: dict[str, Any] = {}
+    for label, model in (("full_speed", model_name(0, p.merge_tokens, 0, max_s=30)),
+                         ("1000_per_s", model_name(0, min(p.merge_tokens, 3000), 1, max_s=30))):
+        probe_file.write_text("")  # noqa: ASYNC240 - a tiny local file, between runs
+        with trio.move_on_after(60):
+            result = await run_stream(server.target, model, tag("M"), 9)
+        await trio.sleep(0.2)
+        text = probe_file.read_text()  # noqa: ASYNC240
+        lines = [json.loads(x) for x in text.splitlines() if x.strip()]
+        out[label] = {
+            "tokens": result.tokens,
+            "complete": result.complete,
+            "probe": lines[-1] if lines else None,
+            "max_token_lag_ms": round(result.max_lag_us / 1000, 3),
+            "token_lag_ms": summary(list(result.lags_us), 1e-3),
+        }
+    return out
+
+
+# -- wall time: 9 slots at once vs the slowest alone vs one after another ------------------
+
+NINE = [model_name(20 + 10 * i, 20 + 5 * i, 10) for i in range(9)]
+
+
+async def wall_time(ctx: Ctx, direct: Server, chorus: Server) -> dict[str, Any]:
+    reps = ctx.plan.wall_repeats
+    slowest, parallel, sequential = [], [], []
+    for _ in range(reps):
+        r = await run_stream(direct.target, NINE[-1], tag("W"))
+        slowest.append((r.end_ns - r.sent_ns) / 1e6)
+        r = await _nine(chorus)
+        parallel.append((r.end_ns - r.sent_ns) / 1e6)
+        started = time.monotonic_ns()
+        for model in NINE:
+            await run_stream(direct.target, model, tag("W"))
+        sequential.append((time.monotonic_ns() - started) / 1e6)
+    s, p, q = median(slowest), median(parallel), median(sequential)
+    assert s is not None
+    assert p is not None
+    assert q is not None
+    return {
+        "models": NINE,
+        "slowest_alone_ms": round(s, 2), "chorus_9_slots_ms": round(p, 2),
+        "sequential_ms": round(q, 2), "chorus_overhead_ms": round(p - s, 2),
+        "runs": {"slowest_alone": slowest, "chorus": parallel, "sequential": sequential},
+    }
+
+
+async def _nine(chorus: Server) -> Any:
+    """One Chorus stream with the nine different models."""
+    t = chorus.target
+    body = json.dumps({"models": [f"fake/{m}" for m in NINE],
+                       "messages": [{"role": "user", "content": tag("W")}]}).encode()
+    raw = (f"POST /v1/streams HTTP/1.1\r\nHost: {t.host}:{t.port}\r\n"
+           "Accept: text/event-stream\r\nContent-Type: application/json\r\n"
+           f"Content-Length: {len(body)}\r\n\r\n").encode() + body
+
+    class Done:
+        sent_ns = 0
+        end_ns = 0
+
+    done = Done()
+    response = await open_response(t, raw)
+    done.sent_ns = response.sent_ns
+    try:
+        while await response.read() is not None:
+            pass
+        done.end_ns = time.monotonic_ns()
+    finally:
+        await response.aclose()
+    return done
+
+
+# -- stop and disconnect --------------------------------------------------------------------
+
+async def _read_tokens(response: Response, want: int) -> int:
+    got = 0
+    while got < want:
+        item = await response.read()
+        if item is None:
+            break
+        got += len(STAMP.findall(item[1]))
+    return got
+
+
+async def _closed_after(ctx: Ctx, tags: list[str], t0: int, within: float,
+                        expect: int = 1) -> list[float | None]:
+    """Milliseconds from ``t0`` until the upstream saw each answer closed (``None``: not
+    within ``within`` seconds, or the answer finished instead). The upstream is another
+    process: it is asked over HTTP every 5 ms."""
+    deadline = time.monotonic() + within
+    while True:
+        records = await upstream_records(ctx, tags)
+        closes: list[float | None] = []
+        pending = False
+        for t in tags:
+            recs = records.get(t, [])
+            if len(recs) < expect:
+                pending = True
+            for r in recs:
+                if r["closed_ns"] is not None:
+                    closes.append((r["closed_ns"] - t0) / 1e6)
+                elif r["finished"]:
+                    closes.append(None)
+                else:
+                    pending = True
+        if not pending or time.monotonic() > deadline:
+            missing = sum(max(0, expect - len(records.get(t, []))) for t in tags)
+            n_open = sum(1 for t in tags for r in records.get(t, [])
+                         if r["closed_ns"] is None and not r["finished"])
+            return closes + [None] * (missing + n_open)
+        await trio.sleep(0.005)
+
+
+async def _wait_request(ctx: Ctx, t: str, count: int = 1, within: float = 5.0) -> None:
+    deadline = time.monotonic() + within
+    while time.monotonic() < deadline:
+        if len((await upstream_records(ctx, [t])).get(t, [])) >= count:
+            return
+        await trio.sleep(0.005)
+
+
+async def stop_latency(ctx: Ctx, chorus: Server, background: Server | None = None) -> dict:
+    """``POST /v1/streams/{id}/stop`` → the upstream connection closed, over N trials
+    (with ``background`` given, while 50 other streams run)."""
+    p = ctx.plan
+    lags: list[float] = []
+    answered: list[float] = []
+    failed = 0
+    model = model_name(5, 100_000, 10, max_s=30)
+
+    async def trials() -> None:
+        nonlocal failed
+        for _ in range(p.stop_trials):
+            t = tag("S")
+            try:
+                response = await open_response(chorus.target, chorus.target.request(model, t))
+            except (OSError, trio.TooSlowError):
+                failed += 1
+                continue
+            try:
+                stream_id = response.headers.get("x-chorus-stream-id", "")
+                with trio.move_on_after(5):
+                    await _read_tokens(response, 3)
+                t0 = time.monotonic_ns()
+                status, _, seconds = await get_json(chorus.target.port,
+                                                    f"/v1/streams/{stream_id}/stop", "POST", {})
+                answered.append(seconds * 1000)
+                closes = await _closed_after(ctx, [t], t0, 3.0)
+                if status != 200 or closes[0] is None:
+                    failed += 1
+                else:
+                    lags.append(closes[0])
+            finally:
+                await response.aclose()
+
+    if background is None:
+        await trials()
+    else:
+        async with trio.open_nursery() as nursery:
+            bg = Load(50, 1, ctx.plan.latency_model, 1e9, 0.0, stagger=1.0)
+            nursery.start_soon(run_load, background.target, bg, None)
+            await trio.sleep(1.0)
+            await trials()
+            nursery.cancel_scope.cancel()
+    return {"trials": p.stop_trials, "failed": failed,
+            "upstream_closed_ms": summary(lags), "stop_answered_ms": summary(answered)}
+
+
+async def disconnect(ctx: Ctx, server: Server, healthz: bool = False) -> dict[str, Any]:
+    """Client closes → every upstream answer of the stream closed, in three situations."""
+    p = ctx.plan
+    slots = server.slots
+    out: dict[str, Any] = {}
+
+    # 1. Mid-answer, keeping up: after 3 tokens of a 100/s answer.
+    # 2. Before the first token (the model is still "thinking": nothing is being written).
+    for mode, model in (("streaming", model_name(5, 100_000, 10, max_s=30)),
+                        ("before_first_token", model_name(20_000, 10, 10, max_s=30))):
+        lags: list[float | None] = []
+        for _ in range(p.disconnect_trials):
+            t = tag("D")
+            try:
+                response = await open_response(server.target,
+                                               server.target.request(model, t, slots))
+            except (OSError, trio.TooSlowError):
+                lags.append(None)
+                continue
+            if mode == "streaming":
+                with trio.move_on_after(5):
+                    await _read_tokens(response, 3)
+            else:
+                await _wait_request(ctx, t, slots)
+                await trio.sleep(0.05)
+            t0 = time.monotonic_ns()
+            await response.aclose()
+            lags.append(_worst(await _closed_after(ctx, [t], t0, 3.0, slots)))
+        out[mode] = _lag_summary(lags)
+
+    # 3. Behind: upstreams at full speed, clients that stopped reading; then they leave.
+    out["backlogged"] = await _backlogged(ctx, server, healthz)
+    return out
+
+
+async def _backlogged(ctx: Ctx, server: Server, healthz: bool) -> dict[str, Any]:
+    p = ctx.plan
+    tags = [tag("B") for _ in range(p.backlog_streams)]
+    model = model_name(0, 10_000_000, 0, max_s=8)
+    responses = []
+    for t in tags:
+        try:
+            responses.append(await open_response(server.target, server.target.request(
+                model, t, server.slots)))
+        except (OSError, trio.TooSlowError):
+            continue
+    for r in responses:
+        with trio.move_on_after(2):
+            await r.read()  # one read, then no more: the server falls behind
+    health: list[float] = []
+    end = time.monotonic() + p.backlog_seconds
+    while time.monotonic() < end:
+        if healthz:
+            path = "/healthz" if server.target.kind.startswith("chorus") else "/health/liveliness"
+            _, _, seconds = await get_json(server.target.port, path)
+            health.append(seconds * 1000)
+        await trio.sleep(0.05)
+    records = await upstream_records(ctx, tags)
+    sent_before = sum(r["tokens_sent"] for t in tags for r in records.get(t, []))
+    t0 = time.monotonic_ns()
+    for r in responses:
+        await r.aclose()
+    closes = await _closed_after(ctx, tags, t0, 3.0, server.slots)
+    out: dict[str, Any] = _lag_summary(closes)
+    out["streams"] = len(tags)
+    out["upstream_tokens_sent_while_behind"] = sent_before
+    if healthz:
+        out["healthz_ms"] = summary(health)
+    return out
+
+
+def _worst(values: list[float | None]) -> float | None:
+    if not values or any(v is None for v in values):
+        return None
+    return max(v for v in values if v is not None)
+
+
+def _lag_summary(values: list[float | None]) -> dict[str, Any]:
+    closed = [v for v in values if v is not None]
+    out = summary(closed)
+    out["trials"] = len(values)
+    out["never_closed"] = len(values) - len(closed)
+    return out
+
+
+# -- memory ---------------------------------------------------------------------------------
+
+async def memory(ctx: Ctx, server: Server, streams: int) -> dict[str, Any]:
+    """RSS idle, after one stream, and with ``streams`` slow streams open."""
+    assert server.proc is not None
+    proc = server.proc
+    await get_json(server.target.port, "/healthz" if server.target.kind == "chorus"
+                   else "/health/liveliness")
+    idle = proc.rss_kb()
+    await run_stream(server.target, model_name(1, 20, 0), tag("R"))
+    warm = proc.rss_kb()
+    ready = 0
+    model = model_name(100, 100, 10_000, max_s=60)
+    held: list[Response] = []
+    t_open = time.monotonic()
+    limiter = trio.CapacityLimiter(50)  # connects in waves, within the listen backlog
+
+    async def hold() -> None:
+        nonlocal ready
+        async with limiter:
+            try:
+                response = await open_response(server.target,
+                                               server.target.request(model, tag("H")))
+            except (OSError, trio.TooSlowError):
+                return
+            held.append(response)
+            if response.status == 200:
+                ready += 1
+
+    with trio.move_on_after(60):
+        async with trio.open_nursery() as nursery:
+            for _ in range(streams):
+                nursery.start_soon(hold)
+    opened_s = time.monotonic() - t_open
+    # Until every upstream answer has begun (Chorus opens them right after the request).
+    deadline = time.monotonic() + 20
+    while time.monotonic() < deadline and await open_upstream_answers(ctx) < ready:  # noqa: ASYNC110
+        await trio.sleep(0.1)
+    await trio.sleep(0.5)
+    upstream_open = await open_upstream_answers(ctx)
+    loaded = proc.rss_kb()
+    t0 = time.monotonic()
+    for response in held:
+        await response.aclose()
+    while time.monotonic() - t0 < 10 and await open_upstream_answers(ctx) > 0:  # noqa: ASYNC110
+        await trio.sleep(0.02)
+    all_closed_s = time.monotonic() - t0
+    left = await open_upstream_answers(ctx)
+    return {
+        "idle_kb": idle, "after_one_stream_kb": warm, "streams_open": ready,
+        "upstream_answers_open": upstream_open, "loaded_kb": loaded,
+        "kb_per_stream": round((loaded - warm) / ready, 1) if ready else None,
+        "open_seconds": round(opened_s, 2),
+        "all_upstreams_closed_after_clients_left_s": round(all_closed_s, 3),
+        "upstream_answers_left_open": left,
+    }
+
+
+# -- bytes on the wire ----------------------------------------------------------------------
+
+async def wire_bytes(ctx: Ctx, server: Server) -> dict[str, Any]:
+    """Bytes received (headers, framing, events) per byte of answer text, by length."""
+    out = {}
+    for n in ctx.plan.wire_lengths:
+        chars = 4
+        r = await run_stream(server.target, model_name(0, n, 1, stamped=False, chars=chars),
+                             tag("X"), keep_body=True)
+        text = n * chars
+        out[str(n)] = {"wire_bytes": r.wire_bytes, "text_bytes": text,
+                       "per_text_byte": round(r.wire_bytes / text, 2), "complete": r.complete}
+    return out

@@ -1,0 +1,269 @@
+"""A fast fake OpenAI-style upstream for the benchmarks, on loopback.
+
+``POST /v1/chat/completions`` streams Chat Completions SSE. The model name sets the shape of
+the answer (see ``Spec``), so every server under test can be pointed at it unchanged. Each
+stamped token carries the moment it was written (``time.monotonic_ns()``, one clock for every
+process on the machine), so a client can tell how late it arrived. While answering, the
+connection is watched for the client closing, and the moment is logged: that is how the
+bench sees a stop or a disconnect reach the upstream.
+
+``GET /_bench/records?tag=T`` returns what happened to the requests whose last message was
+``T``; ``POST /_bench/reset`` forgets everything. Run: ``python -m bench.upstream --port 0``.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import time
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from urllib.parse import parse_qs, urlsplit
+
+import trio
+
+MAX_HEAD = 64 * 1024
+
+
+@dataclass(frozen=True, slots=True)
+class Spec:
+    """The answer a model name asks for: ``m_t20_n50_g20`` is 50 tokens, the first after
+    20 ms, then one every 20 ms. Keys: ``t`` first-token ms, ``n`` tokens, ``g`` ms between
+    tokens (0: as fast as the socket takes them), ``s`` 1 for stamped tokens (``~seq.ns~``)
+    or 0 for plain ones of ``c`` characters, ``x`` seconds after which the answer is cut
+    (a bound on every load)."""
+
+    ttft: float = 0.0
+    tokens: int = 20
+    gap: float = 0.0
+    stamped: bool = True
+    chars: int = 4
+    max_seconds: float = 120.0
+
+    @classmethod
+    def parse(cls, model: str) -> Spec:
+        values: dict[str, float] = {}
+        for part in model.rsplit("/", 1)[-1].split("_")[1:]:
+            if len(part) > 1:
+                try:
+                    values[part[0]] = float(part[1:])
+                except ValueError:
+                    continue
+        return cls(
+            ttft=values.get("t", 0.0) / 1000, tokens=int(values.get("n", 20)),
+            gap=values.get("g", 0.0) / 1000, stamped=bool(values.get("s", 1)),
+            chars=int(values.get("c", 4)), max_seconds=values.get("x", 120.0),
+        )
+
+
+def model_name(ttft_ms: float = 0, tokens: int = 20, gap_ms: float = 0, *, stamped: bool = True,
+               chars: int = 4, max_s: float = 120) -> str:
+    return f"m_t{ttft_ms:g}_n{tokens}_g{gap_ms:g}_s{int(stamped)}_c{chars}_x{max_s:g}"
+
+
+@dataclass(slots=True)
+class Record:
+    """One answered request, as the upstream saw it (times are ``monotonic_ns``)."""
+
+    tag: str
+    model: str
+    received_ns: int
+    first_send_ns: int | None = None
+    last_send_ns: int | None = None
+    tokens_sent: int = 0
+    bytes_sent: int = 0
+    finished: bool = False
+    closed_ns: int | None = None  # the client closed before the answer was finished
+
+
+@dataclass
+class Upstream:
+    records: dict[str, list[Record]] = field(default_factory=dict)
+    open_answers: int = 0
+
+    async def serve(self, port: int, *, task_status: trio.TaskStatus[int]) -> None:
+        listeners = await trio.open_tcp_listeners(port, host="127.0.0.1", backlog=4096)
+        task_status.started(listeners[0].socket.getsockname()[1])
+        await trio.serve_listeners(self._connection, listeners)
+
+    async def _connection(self, stream: trio.SocketStream) -> None:
+        buf = bytearray()
+        try:
+            while True:
+                head = await _read_head(stream, buf)
+                if head is None:
+                    return
+                method, target, headers = head
+                length = int(headers.get("content-length", "0"))
+                while len(buf) < length:
+                    data = await stream.receive_some(65536)
+                    if not data:
+                        return
+                    buf += data
+                body = bytes(buf[:length])
+                del buf[:length]
+                path = urlsplit(target).path
+                if method == "POST" and path.endswith("/chat/completions"):
+                    if not await self._answer(stream, body, buf):
+                        return
+                elif path.startswith("/_bench/"):
+                    await self._control(stream, method, target)
+                elif method == "GET" and path.endswith("/models"):
+                    await _send_json(stream, {"object": "list", "data": []})
+                else:
+                    await _send_json(stream, {"error": {"message": "not found"}}, 404)
+        except (trio.BrokenResourceError, trio.ClosedResourceError, ValueError, KeyError):
+            return
+        finally:
+            with trio.CancelScope(shield=True):
+                await stream.aclose()
+
+    async def _control(self, stream: trio.SocketStream, method: str, target: str) -> None:
+        parts = urlsplit(target)
+        if parts.path == "/_bench/reset":
+            self.records.clear()
+            await _send_json(stream, {"ok": True})
+            return
+        tags = parse_qs(parts.query).get("tag", [])
+        out = {t: [asdict(r) for r in self.records.get(t, [])] for t in tags}
+        await _send_json(stream, {"records": out, "open": self.open_answers})
+
+    async def _answer(self, stream: trio.SocketStream, body: bytes, buf: bytearray) -> bool:
+        """Stream one answer; ``False`` if the connection is finished with."""
+        request = json.loads(body)
+        model = str(request.get("model", ""))
+        spec = Spec.parse(model)
+        messages = request.get("messages") or [{}]
+        tag = str(messages[-1].get("content", ""))
+        usage = bool((request.get("stream_options") or {}).get("include_usage"))
+        record = Record(tag, model, time.monotonic_ns())
+        self.records.setdefault(tag, []).append(record)
+        self.open_answers += 1
+        try:
+            async with trio.open_nursery() as nursery:
+                nursery.start_soon(_watch_close, stream, record, buf, nursery.cancel_scope)
+                try:
+                    with trio.move_on_after(spec.max_seconds):
+                        await _stream_answer(stream, spec, model, record, usage)
+                        record.finished = True
+                except (trio.BrokenResourceError, trio.ClosedResourceError):
+                    if record.closed_ns is None:
+                        record.closed_ns = time.monotonic_ns()
+                nursery.cancel_scope.cancel()
+        finally:
+            self.open_answers -= 1
+        return record.finished and record.closed_ns is None
+
+
+async def _watch_close(stream: trio.SocketStream, record: Record, buf: bytearray,
+                       scope: trio.CancelScope) -> None:
+    """Notice the client closing while we answer: the read returns EOF (or fails)."""
+    try:
+        data = await stream.receive_some(65536)
+    except (trio.BrokenResourceError, trio.ClosedResourceError):
+        data = b""
+    if data:
+        buf += data  # a pipelined next request; keep it for the connection loop
+        await trio.sleep_forever()
+    record.closed_ns = time.monotonic_ns()
+    scope.cancel()
+
+
+_HEAD = (b"HTTP/1.1 200 OK\r\ncontent-type: text/event-stream\r\ncache-control: no-cache\r\n"
+         b"transfer-encoding: chunked\r\n\r\n")
+
+
+def _chunk(content: str, model: str, finish: str | None = None) -> bytes:
+    delta = "{}" if content == "" else '{"content":' + json.dumps(content) + "}"
+    reason = "null" if finish is None else f'"{finish}"'
+    data = ('data: {"id":"chatcmpl-bench","object":"chat.completion.chunk","created":1700000000,'
+            f'"model":"{model}","choices":[{{"index":0,"delta":{delta},'
+            f'"finish_reason":{reason}}}]}}\n\n').encode()
+    return b"%x\r\n%s\r\n" % (len(data), data)
+
+
+async def _stream_answer(stream: trio.SocketStream, spec: Spec, model: str, record: Record,
+                         usage: bool) -> None:
+    await stream.send_all(_HEAD)
+    if spec.ttft:
+        await trio.sleep(spec.ttft)
+    # The OpenAI shape around the text, built once: only the text (plain ASCII, nothing to
+    # escape) changes per token.
+    before = ('data: {"id":"chatcmpl-bench","object":"chat.completion.chunk",'
+              '"created":1700000000,"model":"' + model + '","choices":[{"index":0,'
+              '"delta":{"content":"').encode()
+    after = b'"},"finish_reason":null}]}\n\n'
+    plain = ("tok " * spec.chars)[: spec.chars].encode()
+    for seq in range(spec.tokens):
+        if seq and spec.gap:
+            await trio.sleep(spec.gap)
+        now = time.monotonic_ns()
+        text = b"~%d.%d~ " % (seq, now) if spec.stamped else plain
+        data = before + text + after
+        frame = b"%x\r\n%s\r\n" % (len(data), data)
+        await stream.send_all(frame)
+        if record.first_send_ns is None:
+            record.first_send_ns = now
+        record.last_send_ns = now
+        record.tokens_sent += 1
+        record.bytes_sent += len(frame)
+    tail = _chunk("", model, "stop")
+    if usage:
+        data = ('data: {"id":"chatcmpl-bench","object":"chat.completion.chunk",'
+                '"created":1700000000,"model":"' + model + '","choices":[],"usage":'
+                f'{{"prompt_tokens":5,"completion_tokens":{spec.tokens},'
+                f'"total_tokens":{spec.tokens + 5}}}}}\n\n').encode()
+        tail += b"%x\r\n%s\r\n" % (len(data), data)
+    done = b"data: [DONE]\n\n"
+    tail += b"%x\r\n%s\r\n0\r\n\r\n" % (len(done), done)
+    await stream.send_all(tail)
+
+
+async def _read_head(stream: trio.SocketStream,
+                     buf: bytearray) -> tuple[str, str, dict[str, str]] | None:
+    while True:
+        end = buf.find(b"\r\n\r\n")
+        if end >= 0:
+            break
+        if len(buf) > MAX_HEAD:
+            raise ValueError("request head too large")
+        data = await stream.receive_some(65536)
+        if not data:
+            return None
+        buf += data
+    lines = bytes(buf[:end]).decode("latin-1").split("\r\n")
+    del buf[: end + 4]
+    method, target, _ = lines[0].split(" ", 2)
+    headers = {}
+    for line in lines[1:]:
+        name, _, value = line.partition(":")
+        headers[name.strip().lower()] = value.strip()
+    return method, target, headers
+
+
+async def _send_json(stream: trio.SocketStream, data: object, status: int = 200) -> None:
+    body = json.dumps(data).encode()
+    await stream.send_all(b"HTTP/1.1 %d X\r\ncontent-type: application/json\r\n"
+                          b"content-length: %d\r\n\r\n%s" % (status, len(body), body))
+
+
+async def main(port: int, port_file: str | None) -> None:
+    upstream = Upstream()
+    async with trio.open_nursery() as nursery:
+        bound = await nursery.start(upstream.serve, port)
+        if port_file:
+            Path(port_file + ".part").write_text(str(bound))  # noqa: ASYNC240
+            os.replace(port_file + ".part", port_file)
+        print(f"fake upstream on 127.0.0.1:{bound}", flush=True)
+
+
+if __name__ == "__main__":
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--port", type=int, default=0)
+    parser.add_argument("--port-file")
+    args = parser.parse_args()
+    try:
+        trio.run(main, args.port, args.port_file)
+    except KeyboardInterrupt:
+        pass

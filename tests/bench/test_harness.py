@@ -1,0 +1,101 @@
+"""The benchmark harness, run small: every part measures something sane, and the report
+is written. Bounded: a few seconds of load against a real Chorus and the fake upstream."""
+
+from __future__ import annotations
+
+import json
+import random
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+from bench import procs, report, scenarios
+from bench.client import Dechunker, Target, run_stream
+from bench.scenarios import Ctx, Plan, Server
+from bench.upstream import Spec, model_name
+
+
+def test_dechunker_any_split() -> None:
+    rng = random.Random(1)
+    parts = [bytes([65 + i % 26]) * rng.randint(1, 40) for i in range(60)]
+    wire = b"".join(b"%x\r\n%s\r\n" % (len(p), p) for p in parts) + b"0\r\n\r\n"
+    for size in (1, 2, 3, 7, len(wire)):
+        d = Dechunker()
+        out = b"".join(d.feed(wire[i : i + size]) for i in range(0, len(wire), size))
+        assert out == b"".join(parts)
+        assert d.done
+
+
+def test_model_name_round_trips() -> None:
+    spec = Spec.parse("fake/" + model_name(20, 50, 5, stamped=False, chars=3, max_s=9))
+    assert spec == Spec(ttft=0.02, tokens=50, gap=0.005, stamped=False, chars=3, max_seconds=9)
+
+
+@pytest.fixture(scope="module")
+def running(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[procs.Proc, procs.Proc,
+                                                                       Path]]:
+    work = tmp_path_factory.mktemp("bench")
+    server_cores, load_cores = procs.cpus()
+    upstream = procs.upstream_proc(load_cores, work / "upstream.log").start()
+    chorus = procs.chorus_proc(upstream.port, server_cores, work, retention=0.1,
+                               env={"CHORUS_MERGE_PROBE": str(work / "probe.jsonl")})
+    try:
+        chorus.start()
+        yield upstream, chorus, work
+    finally:
+        chorus.stop()
+        upstream.stop()
+
+
+async def test_every_part_measures(running: tuple[procs.Proc, procs.Proc, Path]) -> None:
+    upstream, chorus, work = running
+    ctx = Ctx(Plan.quick(), upstream, work)
+    direct = Server("direct", Target("direct", upstream.port, "direct"), None)
+    one = Server("chorus-1", Target("chorus-1", chorus.port, "chorus"), chorus)
+    nine = Server("chorus-9", Target("chorus-9", chorus.port, "chorus"), chorus, 9)
+
+    single = await run_stream(one.target, model_name(0, 30, 1), "smoke")
+    assert single.complete
+    assert single.tokens == 30
+    assert min(single.lags_us) >= 0
+
+    results: dict = {"latency": {}, "machine": {
+        "cpu": "test", "cores": 2, "memory_gb": 1, "os": "test", "load_average_at_start": None,
+        "versions": {"python": "3", "trio": "0", "h11": "0", "httpx": "0"}},
+        "plan": {**Plan.quick().__dict__}, "command": "pytest", "seconds": 0, "notes": []}
+    for s in (direct, one):
+        results["latency"][s.name] = {"5": await scenarios.latency(ctx, s, 5)}
+        assert results["latency"][s.name]["5"]["tokens"] > 0
+        assert results["latency"][s.name]["5"]["errors"] == 0
+    results["saturation"] = {"chorus-1": await scenarios.saturation(ctx, one)}
+    assert results["saturation"]["chorus-1"]["tokens_per_s"] > 100
+
+    stop = await scenarios.stop_latency(ctx, one)
+    assert stop["failed"] == 0
+    assert stop["upstream_closed_ms"]["max"] < 1000
+    results["stop"] = {"idle": stop}
+
+    gone = await scenarios.disconnect(ctx, nine, healthz=True)
+    for mode in ("streaming", "before_first_token", "backlogged"):
+        assert gone[mode]["never_closed"] == 0, mode
+    assert gone["backlogged"]["healthz_ms"]["n"] > 0
+    results["disconnect"] = {"chorus-9": gone}
+
+    wire = await scenarios.wire_bytes(ctx, one)
+    ratios = [x["per_text_byte"] for x in wire.values()]
+    assert all(x["complete"] for x in wire.values())
+    assert ratios[-1] <= ratios[0]  # fixed overhead shrinks; nothing grows with length
+    results["wire"] = {"chorus-1": wire}
+
+    merge = await scenarios.merge_wait(ctx, nine, work / "probe.jsonl")
+    assert merge["full_speed"]["probe"] is not None
+    assert merge["full_speed"]["probe"]["wakeups"] > 0
+    results["merge"] = merge
+
+    out = work / "docs"
+    report.write(results, out, work / "raw.json")
+    page = (out / "benchmarks.md").read_text()
+    assert "## Targets" in page
+    assert "python -m bench" in page
+    json.dumps(results, default=str)
