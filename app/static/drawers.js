@@ -29,6 +29,11 @@ export class Drawers {
     for (const close of document.querySelectorAll("[data-close-drawer]")) {
       close.addEventListener("click", () => this.close());
     }
+    // A click anywhere outside an open drawer (and its button) closes it.
+    document.addEventListener("pointerdown", (e) => {
+      const inside = this.pairs.some(([d, b]) => d.contains(e.target) || b.contains(e.target));
+      if (!inside) this.close();
+    });
     this.bindSettings();
   }
 
