@@ -21,6 +21,7 @@ from functools import partial
 import trio
 from hypercorn.config import Config as HypercornConfig
 from hypercorn.config import Sockets
+from quart_trio import QuartTrio
 
 from app.autodetect import with_local_ollama
 from app.config import Config, ConfigError, ServerConfig, load_config
@@ -86,17 +87,18 @@ async def wait_for_signal() -> None:
 
 async def run_server(
     config: Config, host: str, port: int,
-    *, stop: Callable[[], Awaitable[None]] = wait_for_signal,
+    *, stop: Callable[[], Awaitable[None]] = wait_for_signal, app: QuartTrio | None = None,
     task_status: trio.TaskStatus[list[str]] = trio.TASK_STATUS_IGNORED,
 ) -> None:
-    """Serve until ``stop()`` returns (SIGINT/SIGTERM); then shut down in order: no new
-    stream, every live one stopped (reason ``shutdown``, bounded by ``SHUTDOWN_WAIT``), no
-    new connection, open responses finished (Hypercorn's ``graceful_timeout``)."""
+    """Serve ``app`` (by default ``create_app(config)``) until ``stop()`` returns (on
+    SIGINT/SIGTERM); then shut down in order: no new stream, every live one stopped (reason
+    ``shutdown``, bounded by ``SHUTDOWN_WAIT``), no new connection, open responses finished
+    (Hypercorn's ``graceful_timeout``)."""
     from hypercorn.trio import serve as hypercorn_serve
 
     from app import SHUTDOWN_WAIT, create_app
 
-    app = create_app(config)
+    app = app or create_app(config)
     hc = hypercorn_config(config.server, host, port)
 
     async def shutdown_trigger() -> None:
