@@ -34,6 +34,7 @@ Item = tuple[SlotState, str, Any]  # (slot, event type, payload): what slots sen
 SlotHook = Callable[[SlotState, str, dict[str, Any]], None]
 
 RETRY_AFTER_CAP = 30.0
+IDLE_SLACK = 0.01  # seconds the idle timeout may fire early rather than move per token
 
 
 class _Meter:
@@ -212,7 +213,12 @@ async def _attempt(
                             for c in event.tool_calls
                         ]
                     if phase == "idle":
-                        timer.deadline = min(trio.current_time() + idle, total_deadline)
+                        # Moving a deadline re-files it in trio's deadline heap; per token
+                        # that is measurable, so a later one moves only once it is
+                        # IDLE_SLACK stale (an earlier one, from first-token, at once).
+                        due = min(trio.current_time() + idle, total_deadline)
+                        if due < timer.deadline or due - timer.deadline > IDLE_SLACK:
+                            timer.deadline = due
         if timer.cancelled_caught:
             now = trio.current_time()
             which = "total" if now >= total_deadline else phase
