@@ -1,0 +1,97 @@
+"""Graceful shutdown of a real ``chorus serve`` process on SIGTERM and SIGINT.
+
+Live streams are told (``model.stopped`` with reason ``shutdown``, then ``stream.done``),
+their upstream connections are closed, no new stream is taken, and the process exits 0
+within a bound, even with an idle keep-alive connection still open.
+"""
+
+from __future__ import annotations
+
+import signal
+
+import httpx
+import pytest
+import trio
+
+from ..conftest import read_events
+from ..support.upstream import FakeUpstream, Script, openai_chunk, sse
+from .conftest import ASK, SSE
+
+EXIT_WITHIN = 8.0  # SHUTDOWN_WAIT (5 s) bounds the stop; this run needs far less
+
+
+@pytest.mark.parametrize("signum", [signal.SIGTERM, signal.SIGINT], ids=["SIGTERM", "SIGINT"])
+async def test_shutdown_tells_every_stream_and_exits_0(
+    chorus_process, upstream: FakeUpstream, signum: int,
+) -> None:
+    upstream.respond = lambda seen: Script(body=[*sse(openai_chunk("thinking…"), done=False),
+                                                 60.0])
+    child = await chorus_process(
+        f"[server]\nresume_grace = 30.0\n"
+        f"[providers.up]\ntype = \"openai\"\nbase_url = \"{upstream.url}/v1\"\n"
+        f"[providers.demo]\ntype = \"demo\"\n")
+    results: dict[str, list[tuple]] = {}
+    started = trio.Event()
+    n_started = 0
+
+    async def follow(name: str, client: httpx.AsyncClient, method: str, url: str,
+                     **kwargs) -> None:
+        nonlocal n_started
+        events: list[tuple] = []
+        async with client.stream(method, url, **kwargs) as r:
+            async for event in read_events(r):
+                events.append(event)
+                if event[1] == "delta" and sum(e[1] == "delta" for e in events) == 1:
+                    n_started += 1
+                    if n_started == 2:
+                        started.set()
+        results[name] = events
+
+    async with httpx.AsyncClient(base_url=child.url, timeout=httpx.Timeout(5, read=30)) as client:
+        created = (await client.post("/v1/streams", json={"models": ["demo/hang", "up/m"],
+                                                          **ASK})).json()
+        idle = httpx.AsyncClient(base_url=child.url)  # a keep-alive connection, left idle
+        assert (await idle.get("/healthz")).status_code == 200
+        with trio.fail_after(10):
+            async with trio.open_nursery() as nursery:
+                nursery.start_soon(lambda: follow(
+                    "sse", client, "POST", "/v1/streams", headers=SSE,
+                    json={"models": ["up/m", "demo/slow"], **ASK}))
+                nursery.start_soon(lambda: follow("201", client, "GET", created["events_url"]))
+                await started.wait()
+                await upstream.wait_for_request(2)
+                child.process.send_signal(signum)
+                signalled = trio.current_time()
+                with trio.fail_after(EXIT_WITHIN):
+                    code = await child.process.wait()
+                took = trio.current_time() - signalled
+        await idle.aclose()
+        with pytest.raises(httpx.ConnectError):  # nothing listens any more
+            await client.get("/healthz")
+    assert code == 0
+    assert took < EXIT_WITHIN
+    for name, events in results.items():
+        assert events[-1][1] == "stream.done", name
+        stopped = [d for _, t, d in events if t == "model.stopped"]
+        assert len(stopped) == 2, name
+        assert {d["reason"] for d in stopped} == {"shutdown"}
+    for seen in upstream.seen:
+        assert seen.closed.is_set()
+        assert seen.closed_at - signalled < 1.0
+    log = "\n".join(child.stderr)
+    assert "event=shutdown.start streams=2" in log
+    assert log.count("event=slot.end") == 4
+    assert log.count("outcome=stopped reason=shutdown") == 4
+    assert "event=shutdown.done" in log
+    assert "Traceback" not in log
+
+
+async def test_a_quiet_server_exits_at_once(chorus_process) -> None:
+    child = await chorus_process("")
+    async with httpx.AsyncClient(base_url=child.url) as client:
+        assert (await client.get("/healthz")).status_code == 200
+        child.process.send_signal(signal.SIGTERM)
+        signalled = trio.current_time()
+        with trio.fail_after(EXIT_WITHIN):
+            assert await child.process.wait() == 0
+    assert trio.current_time() - signalled < 2.0
