@@ -123,10 +123,10 @@ class Stream:
             await self.log.append([("stream.done", {
                 "counts": counts, "duration_ms": round((now - self.started_at) * 1000, 1),
             })])
+            self._notify("stream_ended", self, counts)
             self.log.close()
             self.done.set()
             nursery.cancel_scope.cancel()  # the reader and stall watches are no longer needed
-        self._notify("stream_ended", self, counts)
 
     def _slot_event(self, state: SlotState, kind: str, payload: dict[str, Any]) -> None:
         self._notify("slot_event", self, state, kind, payload)
