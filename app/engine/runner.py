@@ -34,13 +34,15 @@ Item = tuple[SlotState, str, Any]  # (slot, event type, payload): what slots sen
 SlotHook = Callable[[SlotState, str, dict[str, Any]], None]
 
 RETRY_AFTER_CAP = 30.0
+STEP_TOKENS = 32  # text items a slot queues in a row before it lets other tasks run
 IDLE_SLACK = 0.01  # seconds the idle timeout may fire early rather than move per token
 
 
 class _Meter:
     """Timing and token counts of one slot, for the terminal event's ``usage``/``timing``."""
 
-    __slots__ = ("chars", "finish", "first", "input", "output", "start", "tool_calls")
+    __slots__ = ("chars", "finish", "first", "input", "output", "queued", "start",
+                 "tool_calls")
 
     def __init__(self) -> None:
         self.start: float | None = None
@@ -50,6 +52,7 @@ class _Meter:
         self.chars = 0
         self.finish = "stop"
         self.tool_calls: list[dict[str, Any]] = []
+        self.queued = 0  # text items queued since the slot last yielded (see _send_text)
 
     def usage(self) -> dict[str, Any]:
         estimated = self.output is None
@@ -199,7 +202,7 @@ async def _attempt(
                             phase = "idle"
                         meter.chars += len(event.text)
                         kind = "delta" if isinstance(event, TextDelta) else "reasoning"
-                        await _send_text(send, (state, kind, event.text))
+                        await _send_text(send, (state, kind, event.text), meter)
                     elif isinstance(event, Usage):
                         if event.input_tokens is not None:
                             meter.input = event.input_tokens
@@ -225,19 +228,27 @@ async def _attempt(
             raise TimeoutError_(_TIMEOUT_MESSAGES[which].format(model=route.ref))
 
 
-async def _send_text(send: trio.MemorySendChannel[Item], item: Item) -> None:
-    """Queue a text item without a scheduler round trip when the channel has room.
+async def _send_text(send: trio.MemorySendChannel[Item], item: Item, meter: _Meter) -> None:
+    """Queue a text item without a scheduler round trip, up to ``STEP_TOKENS`` in a row.
 
     One upstream read often holds many tokens; ``send.send`` would yield to the scheduler
     after each, waking the merge task (and a reader, and a write) per token. Queued
-    without yielding, the read's tokens reach the merge task together and leave as one
-    event and one write. The slot still checkpoints at its next upstream read, and waits
-    here when the channel is full (backpressure is unchanged).
+    without yielding, a read's tokens reach the merge task together and leave as one
+    event and one write. But a slot must not hold the scheduler for long: a 64 KiB read
+    is hundreds of tokens, and with many slots at full speed the merge task, a stop or a
+    disconnect would wait behind a whole round of such steps. So every ``STEP_TOKENS``-th
+    token yields (and when the channel is full, the slot waits here: backpressure is
+    unchanged).
     """
-    try:
-        send.send_nowait(item)
-    except trio.WouldBlock:
-        await send.send(item)
+    if meter.queued < STEP_TOKENS:
+        try:
+            send.send_nowait(item)
+            meter.queued += 1
+            return
+        except trio.WouldBlock:
+            pass
+    await send.send(item)
+    meter.queued = 0
 
 
 _TIMEOUT_MESSAGES = {
