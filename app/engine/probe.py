@@ -24,8 +24,8 @@ class MergeProbe(trio.abc.Instrument):
     def __init__(self, path: str) -> None:
         self.path = path
         self._is_merge: dict[trio.lowlevel.Task, bool] = {}
-        self._scheduled: dict[trio.lowlevel.Task, float] = {}
-        self._waits: dict[trio.lowlevel.Task, list[float]] = {}
+        self._scheduled: dict[trio.lowlevel.Task, tuple[float, float]] = {}
+        self._waits: dict[trio.lowlevel.Task, list[tuple[float, float]]] = {}
 
     def _merge(self, task: trio.lowlevel.Task) -> bool:
         known = self._is_merge.get(task)
@@ -35,12 +35,14 @@ class MergeProbe(trio.abc.Instrument):
 
     def task_scheduled(self, task: trio.lowlevel.Task) -> None:
         if self._merge(task):
-            self._scheduled[task] = time.perf_counter()
+            self._scheduled[task] = (time.perf_counter(), time.thread_time())
 
     def before_task_step(self, task: trio.lowlevel.Task) -> None:
         since = self._scheduled.pop(task, None)
         if since is not None:
-            self._waits.setdefault(task, []).append(time.perf_counter() - since)
+            wall, cpu = since
+            self._waits.setdefault(task, []).append(
+                (time.perf_counter() - wall, time.thread_time() - cpu))
 
     def task_exited(self, task: trio.lowlevel.Task) -> None:
         self._is_merge.pop(task, None)
@@ -48,10 +50,12 @@ class MergeProbe(trio.abc.Instrument):
         waits = self._waits.pop(task, None)
         if not waits:
             return
-        waits.sort()
-        line = {"wakeups": len(waits), "max_wait_ms": round(waits[-1] * 1000, 3),
-                "p99_wait_ms": round(waits[int(0.99 * (len(waits) - 1))] * 1000, 3),
-                "p50_wait_ms": round(waits[len(waits) // 2] * 1000, 3)}
+        line: dict[str, float] = {"wakeups": len(waits)}
+        for i, name in ((0, "wall"), (1, "cpu")):
+            ordered = sorted(w[i] for w in waits)
+            line[f"{name}_max_ms"] = round(ordered[-1] * 1000, 3)
+            line[f"{name}_p99_ms"] = round(ordered[int(0.99 * (len(ordered) - 1))] * 1000, 3)
+            line[f"{name}_p50_ms"] = round(ordered[len(ordered) // 2] * 1000, 3)
         with open(self.path, "a", encoding="utf-8") as f:
             f.write(json.dumps(line) + "\n")
 
