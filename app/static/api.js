@@ -1,9 +1,16 @@
 /**
- * The Chorus HTTP API as the page uses it: models, streams, stop, snapshot, and the SSE
- * event feed (EventSource, reattached with ?last_event_id=N after a reload).
+ * The Chorus HTTP API as the page uses it: models, streams, stop, snapshot, and the event
+ * feed of a stream.
+ *
+ * The feed is read with fetch() and the parser in sse.js rather than EventSource, because
+ * EventSource cannot send headers: with API keys configured the server needs
+ * `Authorization`, and resuming sends `Last-Event-ID` the same way on a reconnect and
+ * after a page reload.
  */
 
-export const EVENT_TYPES = [
+import { SSEParser } from "./sse.js";
+
+export const EVENT_TYPES = new Set([
   "stream.start",
   "model.start",
   "delta",
@@ -13,7 +20,21 @@ export const EVENT_TYPES = [
   "model.error",
   "model.stopped",
   "stream.done",
-];
+]);
+
+const MAX_RETRY_MS = 10_000;
+const GIVE_UP_AFTER = 8; // consecutive failed connections before the feed is lost
+
+let apiKey = "";
+
+/** The bearer key sent with every request ("" for none). */
+export function setApiKey(key) {
+  apiKey = (key || "").trim();
+}
+
+function authHeaders() {
+  return apiKey ? { Authorization: "Bearer " + apiKey } : {};
+}
 
 /** An HTTP error from the API, carrying the server's `{"error": {type, message}}`. */
 export class ApiError extends Error {
@@ -26,15 +47,17 @@ export class ApiError extends Error {
 }
 
 async function call(method, url, body) {
+  const headers = authHeaders();
+  if (body !== undefined) headers["Content-Type"] = "application/json";
   let res;
   try {
     res = await fetch(url, {
       method,
-      headers: body === undefined ? {} : { "Content-Type": "application/json" },
+      headers,
       body: body === undefined ? undefined : JSON.stringify(body),
       credentials: "same-origin",
     });
-  } catch (err) {
+  } catch {
     throw new ApiError(0, "connection", "Cannot reach the Chorus server.");
   }
   let data = null;
@@ -45,7 +68,8 @@ async function call(method, url, body) {
   }
   if (!res.ok) {
     const e = data?.error ?? {};
-    throw new ApiError(res.status, e.type ?? "http_" + res.status, e.message ?? res.statusText, e.param);
+    const message = e.message ?? res.statusText;
+    throw new ApiError(res.status, e.type ?? "http_" + res.status, message, e.param);
   }
   return data;
 }
@@ -66,34 +90,85 @@ export function getSnapshot(streamId) {
   return call("GET", "/v1/streams/" + encodeURIComponent(streamId));
 }
 
+const sleep = (ms, signal) =>
+  new Promise((resolve) => {
+    const timer = setTimeout(resolve, ms);
+    signal.addEventListener("abort", () => (clearTimeout(timer), resolve()), { once: true });
+  });
+
 /**
- * Follows a stream's events. `onEvent(type, data, id)` is called once per event id: ids at
- * or below the last one seen are dropped, so a replay that overlaps can never duplicate
- * text. EventSource resends Last-Event-ID on its own reconnects; after a page reload the
- * caller passes the stored id, sent as ?last_event_id= since EventSource cannot set headers.
- * `onLost()` is called when the browser gives up (the stream is gone or refused).
+ * Follows a stream's events from after `lastEventId` (0: from the start).
+ *
+ * `onEvent(type, data, id)` is called once per event id, in order: ids at or below the
+ * last one seen are dropped, so a replay that overlaps can never repeat text. A dropped
+ * connection is reopened with `Last-Event-ID` (after the server's `retry:` delay, doubling
+ * up to 10 s while it keeps failing). `onLost(status)` is called when the feed is given up:
+ * the server refused it (4xx other than 429), or it failed 8 times in a row. The feed ends
+ * after `stream.done`. Returns {close}.
  */
 export function followEvents(eventsUrl, lastEventId, onEvent, onLost) {
   const url = new URL(eventsUrl, location.href);
-  if (lastEventId > 0) url.searchParams.set("last_event_id", String(lastEventId));
-  const source = new EventSource(url);
+  const stop = new AbortController();
   let last = lastEventId;
-  const handle = (type) => (e) => {
-    const id = Number(e.lastEventId) || 0;
-    if (id && id <= last) return;
-    if (id) last = id;
-    let data;
+  let finished = false;
+  let retryMs = 1000;
+
+  const deliver = ({ type, data, id }) => {
+    const n = Number(id) || 0;
+    if (finished || !EVENT_TYPES.has(type) || (n && n <= last)) return;
+    let parsed;
     try {
-      data = JSON.parse(e.data);
+      parsed = JSON.parse(data);
     } catch {
       return;
     }
-    onEvent(type, data, id);
-    if (type === "stream.done") source.close();
+    if (n) last = n;
+    if (type === "stream.done") finished = true;
+    onEvent(type, parsed, n);
   };
-  for (const type of EVENT_TYPES) source.addEventListener(type, handle(type));
-  source.onerror = () => {
-    if (source.readyState === EventSource.CLOSED) onLost();
-  };
-  return { close: () => source.close() };
+
+  async function readOnce() {
+    const headers = { Accept: "text/event-stream", ...authHeaders() };
+    if (last > 0) headers["Last-Event-ID"] = String(last);
+    const res = await fetch(url, { headers, cache: "no-store", signal: stop.signal });
+    if (!res.ok || !res.body) return res.status;
+    const parser = new SSEParser(deliver, (ms) => (retryMs = ms));
+    const reader = res.body.pipeThrough(new TextDecoderStream()).getReader();
+    try {
+      for (;;) {
+        const { value, done } = await reader.read();
+        if (done || finished) break;
+        parser.feed(value);
+      }
+    } finally {
+      reader.cancel().catch(() => {});
+    }
+    return 200;
+  }
+
+  (async () => {
+    let failures = 0;
+    while (!finished && !stop.signal.aborted) {
+      let status = 0;
+      const before = last;
+      try {
+        status = await readOnce();
+      } catch {
+        status = 0; // network error, before or during the body
+      }
+      if (finished || stop.signal.aborted) return;
+      if (status >= 400 && status < 500 && status !== 429) {
+        onLost(status);
+        return;
+      }
+      failures = status === 200 && last > before ? 0 : failures + 1;
+      if (failures >= GIVE_UP_AFTER) {
+        onLost(status);
+        return;
+      }
+      await sleep(Math.min(retryMs * 2 ** Math.max(0, failures - 1), MAX_RETRY_MS), stop.signal);
+    }
+  })();
+
+  return { close: () => stop.abort() };
 }

@@ -282,7 +282,11 @@ async function loadModels() {
     }
     document.body.dataset.models = "ready";
   } catch (err) {
-    toast("Could not load the model list: " + err.message);
+    toast(
+      err.status === 401
+        ? "This server needs an API key: add it in Settings."
+        : "Could not load the model list: " + err.message,
+    );
     picker.setModels([], null);
     document.body.dataset.models = "failed";
   }
@@ -321,6 +325,7 @@ function bindKeys() {
 }
 
 function main() {
+  api.setApiKey(settings.apiKey);
   picker = new Picker($("picker"), onSelectionChange);
   const saved = store.currentConversationId();
   conv = (saved && store.loadConversation(saved)) || newConversation(store.newId(), settings.models ?? []);
@@ -339,6 +344,10 @@ function main() {
       if (next) switchTo(next);
     },
     deleted: (id) => id === conv.id && newChat(),
+    keyChanged: () => {
+      api.setApiKey(settings.apiKey);
+      loadModels();
+    },
   });
   window.addEventListener("pagehide", flushSaves);
   document.addEventListener("visibilitychange", () => document.hidden && flushSaves());

@@ -1,6 +1,6 @@
 /**
  * The two side drawers: History (conversations saved in this browser: open, delete) and
- * Settings (system prompt for new chats, temperature, max tokens; saved at once).
+ * Settings (system prompt for new chats, temperature, max tokens, API key; saved at once).
  */
 
 import * as store from "./store.js";
@@ -15,7 +15,7 @@ function el(tag, className, text) {
 }
 
 export class Drawers {
-  /** hooks: currentId(), beforeList(), open(id), deleted(id). */
+  /** hooks: currentId(), beforeList(), open(id), deleted(id), keyChanged(). */
   constructor(settings, hooks) {
     this.settings = settings;
     this.hooks = hooks;
@@ -91,17 +91,24 @@ export class Drawers {
     const system = $("set-system");
     const temperature = $("set-temperature");
     const maxTokens = $("set-max-tokens");
+    const apiKey = $("set-api-key");
     system.value = s.system;
     temperature.value = s.temperature ?? "";
     maxTokens.value = s.maxTokens ?? "";
+    apiKey.value = s.apiKey;
     const read = () => {
       s.system = system.value;
       const temp = parseFloat(temperature.value);
       s.temperature = Number.isFinite(temp) ? Math.min(2, Math.max(0, temp)) : null;
       const max = parseInt(maxTokens.value, 10);
       s.maxTokens = Number.isFinite(max) && max > 0 ? max : null;
+      const keyChanged = s.apiKey !== apiKey.value.trim();
+      s.apiKey = apiKey.value.trim();
       store.saveSettings(s);
+      if (keyChanged) this.hooks.keyChanged();
     };
-    for (const input of [system, temperature, maxTokens]) input.addEventListener("change", read);
+    for (const input of [system, temperature, maxTokens, apiKey]) {
+      input.addEventListener("change", read);
+    }
   }
 }

@@ -1,5 +1,6 @@
 /**
- * What the page keeps in localStorage: settings (picked models, system prompt, params),
+ * What the page keeps in localStorage: settings (picked models, system prompt, params, the
+ * API key when the server needs one),
  * saved conversations, and which conversation is open. Conversations are written as a
  * whole but at most once a second while streaming (and at once when the page is hidden),
  * so saving never costs per chunk.
@@ -42,6 +43,7 @@ export function loadSettings() {
     system: typeof s.system === "string" ? s.system : "",
     temperature: typeof s.temperature === "number" ? s.temperature : null,
     maxTokens: typeof s.maxTokens === "number" ? s.maxTokens : null,
+    apiKey: typeof s.apiKey === "string" ? s.apiKey : "",
   };
 }
 

@@ -1,6 +1,5 @@
 """The page's Markdown renderer (app/static/markdown.js), run in Chromium without a server.
 
-Files are served from app/static through Playwright's request routing on a made-up origin.
 The properties proved: a streamed answer renders exactly as the whole text does, at every
 chunking and at every moment; hostile input builds only allowed nodes and attributes; the
 work done per chunk does not grow with the length of the answer.
@@ -9,50 +8,13 @@ work done per chunk does not grow with the length of the answer.
 from __future__ import annotations
 
 import json
-from pathlib import Path
-from typing import Any
 
 import pytest
-from playwright.sync_api import Browser, Route
 
 from .conftest import BrowserThread
+from .static_page import run_js
 
 pytestmark = pytest.mark.browser
-
-STATIC = Path(__file__).resolve().parents[2] / "app" / "static"
-ORIGIN = "http://renderer.test"
-TYPES = {".js": "text/javascript", ".css": "text/css", ".html": "text/html"}
-
-
-def _serve(route: Route) -> None:
-    path = route.request.url.removeprefix(ORIGIN)
-    if path == "/":
-        route.fulfill(body="<!doctype html><title>renderer</title><body></body>",
-                      content_type="text/html")
-        return
-    file = STATIC / path.removeprefix("/static/")
-    if path.startswith("/static/") and file.is_file() and STATIC in file.resolve().parents:
-        route.fulfill(body=file.read_bytes(), content_type=TYPES.get(file.suffix, "text/plain"))
-    else:
-        route.fulfill(status=404, body="")
-
-
-def run_js(browser_thread: BrowserThread, body: str, arg: Any = None) -> Any:
-    """Runs ``async (md, arg) => { body }`` in a fresh page, ``md`` being markdown.js."""
-
-    def job(browser: Browser) -> Any:
-        page = browser.new_page()
-        try:
-            page.route(f"{ORIGIN}/**", _serve)
-            page.goto(ORIGIN + "/")
-            return page.evaluate(
-                f"async (arg) => {{ const md = await import('/static/markdown.js');"
-                f" return await (async (md, arg) => {{ {body} }})(md, arg); }}", arg)
-        finally:
-            page.close()
-
-    return browser_thread.submit(job).result(timeout=60)
-
 
 SAMPLES = [
     "# Title\n\nHello **bold** and *em*, `code`, ~~gone~~ and ~5 min.\nNext line  \nbreak.\n",

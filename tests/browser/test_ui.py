@@ -12,9 +12,9 @@ from typing import Any
 import pytest
 from playwright.sync_api import Browser
 
-from ..conftest import Server
+from ..conftest import Server, StartServer
 from .chorus_page import ChorusPage
-from .conftest import CuttableProxy, RunInBrowser
+from .conftest import CONFIG, CuttableProxy, RunInBrowser
 
 pytestmark = pytest.mark.browser
 
@@ -220,14 +220,10 @@ async def test_reload_mid_stream_resumes_without_gaps_or_duplicates(
                 "() => [...document.querySelectorAll('.pane .answer')]"
                 ".every((a) => a.textContent.length > 40)")
             before = ui.answer_length(0)
-            ui.requests.clear()
-            ui.reload()
+            with ui.page.expect_request(lambda r: "/events" in r.url) as resumed:
+                ui.reload()
+            assert int(resumed.value.all_headers()["last-event-id"]) > 0
             ui.wait_states("streaming", None)
-            resumed = [u for u in ui.requests if "/events" in u]
-            assert len(resumed) == 1
-            found = re.search(r"last_event_id=(\d+)", resumed[0])
-            assert found is not None
-            assert int(found.group(1)) > 0
             assert ui.answer_length(0) >= before  # restored, then continued
 
             ui.stop_pane(0)  # the long one need not run to its end
@@ -263,6 +259,37 @@ async def test_a_network_drop_mid_stream_resumes_with_last_event_id(
             snap = ui.snapshot(stream)
             for slot in (0, 1):
                 assert ui.answer_html(slot) == ui.rendered(snap["slots"][slot]["text"])
+            assert ui.errors == []
+
+    await in_browser(scenario)
+
+
+async def test_a_server_with_api_keys_is_used_with_the_key_from_settings(
+    start_server: StartServer, in_browser: RunInBrowser
+) -> None:
+    server = await start_server(CONFIG, env={"CHORUS_API_KEYS": "k-123"})
+
+    def scenario(browser: Browser) -> None:
+        with ChorusPage(browser, server.url, models=["demo/steady", "demo/thinker"]) as ui:
+            ui.open()
+            assert ui.page.get_attribute("body", "data-models") == "failed"
+            assert "API key" in ui.page.inner_text("#toast")
+
+            ui.page.click("#settings-btn")
+            ui.page.fill("#set-api-key", "k-123")
+            ui.page.press("#set-api-key", "Tab")  # a change saves it and reloads the models
+            ui.page.wait_for_selector("body[data-models=ready]", state="attached")
+            ui.page.keyboard.press("Escape")
+
+            with ui.page.expect_request(lambda r: "/events" in r.url) as events:
+                stream = ui.send("With a key")
+            assert events.value.all_headers()["authorization"] == "Bearer k-123"
+            ui.wait_states("done", "done")
+            snap = ui.page.request.get(f"/v1/streams/{stream}",
+                                       headers={"Authorization": "Bearer k-123"}).json()
+            assert slot_states(snap) == ["done", "done"]
+            ui.reload()  # the key is remembered
+            assert ui.page.get_attribute("body", "data-models") == "ready"
             assert ui.errors == []
 
     await in_browser(scenario)
