@@ -96,7 +96,8 @@ SCHEMAS: dict[str, Any] = {
     "ModelList": _obj({"object": {"const": "list"}, "data": {"type": "array", "items": _obj({
         "id": {"type": "string"}, "object": {"const": "model"}, "created": {"type": "integer"},
         "owned_by": {"type": "string"}, "provider": {"type": "string"},
-        "simulated": {"type": "boolean"}}, ["id", "object", "provider"])}},
+        "simulated": {"type": "boolean"}}, ["id", "object", "provider"])},
+        "max_slots": {"type": "integer", "description": "targets one stream may have"}},
         ["object", "data"]),
 }
 

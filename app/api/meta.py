@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from quart import Blueprint, Response, current_app, jsonify
+from quart import Blueprint, Response, current_app, jsonify, request
 
 from app.openapi import document
 
@@ -11,10 +11,23 @@ from .context import chorus, owner
 bp = Blueprint("meta", __name__)
 
 
+# The page's own policy (also in its <meta>), plus what only a header can say.
+PAGE_HEADERS = {
+    "Content-Security-Policy": (
+        "default-src 'none'; script-src 'self'; style-src 'self'; img-src 'self'; "
+        "connect-src 'self'; base-uri 'none'; form-action 'none'; frame-ancestors 'none'; "
+        "require-trusted-types-for 'script'; trusted-types 'none'"),
+    "X-Content-Type-Options": "nosniff",
+    "Referrer-Policy": "no-referrer",
+}
+
+
 @bp.get("/v1/models")
 async def models() -> Response:
     owner()
-    return jsonify({"object": "list", "data": await chorus().catalog.list_models()})
+    ch = chorus()
+    return jsonify({"object": "list", "data": await ch.catalog.list_models(),
+                    "max_slots": ch.config.server.max_slots})
 
 
 @bp.get("/healthz")
@@ -29,4 +42,17 @@ async def openapi() -> Response:
 
 @bp.get("/")
 async def index() -> Response:
-    return await current_app.send_static_file("index.html")
+    response = await current_app.send_static_file("index.html")
+    response.headers.update(PAGE_HEADERS)
+    return response
+
+
+@bp.after_app_request
+async def fresh_page_files(response: Response) -> Response:
+    """The page and its modules are revalidated on every load, so an upgraded server never
+    runs with a browser's stale (or half-stale) copy of the page's modules."""
+    path = request.path
+    if path == "/" or path.startswith("/static/"):
+        response.headers["Cache-Control"] = "no-cache"
+        response.headers.setdefault("X-Content-Type-Options", "nosniff")
+    return response

@@ -261,3 +261,18 @@ async def test_idle_streams_get_ping_comments(start_server: StartServer) -> None
                 if seen.count(b": ping\n\n") >= 2:
                     break
     assert seen.startswith(b"id: 1\nevent: stream.start\n")
+
+
+async def test_the_page_is_served_fresh_and_locked_down(server: Server) -> None:
+    async with server.client() as client:
+        page = await client.get("/")
+        assert page.status_code == 200
+        assert "<title>Chorus</title>" in page.text
+        assert "frame-ancestors 'none'" in page.headers["content-security-policy"]
+        assert page.headers["x-content-type-options"] == "nosniff"
+        assert page.headers["referrer-policy"] == "no-referrer"
+        assert page.headers["cache-control"] == "no-cache"
+        script = await client.get("/static/app.js")
+        assert script.status_code == 200
+        assert script.headers["cache-control"] == "no-cache"
+        assert (await client.get("/v1/models")).json()["max_slots"] == 9
