@@ -67,37 +67,7 @@ def create_app(config: Config | None = None, catalog: Catalog | None = None) -> 
     app.register_blueprint(openai_compat.bp)
     _request_hooks(app, state)
     _error_handlers(app)
-    app.asgi_app = _finish_responses_whole(app.asgi_app)  # type: ignore[method-assign]
     return app
-
-
-def _finish_responses_whole(asgi_app: Any) -> Any:
-    """Shield the send of each response's last body message from cancellation.
-
-    Inside that send, Hypercorn ends the request (which tells quart-trio the client is
-    done, so quart-trio cancels the handler's nursery) and then, for a keep-alive
-    connection, arms the connection's idle timer in a ``nursery.start`` that the cancel
-    lands in. The timer is then never armed: the idle connection is never closed by
-    ``keep_alive_timeout``, and a shutdown waits the whole ``graceful_timeout`` for it
-    (seen with Hypercorn 0.18 + quart-trio 0.12). Shielded, the send completes and the
-    cancel lands at the handler's next checkpoint, as it would have.
-    """
-
-    async def app_with_whole_ends(scope: Any, receive: Any, send: Any) -> None:
-        if scope["type"] != "http":
-            await asgi_app(scope, receive, send)
-            return
-
-        async def send_shielding_the_end(message: Any) -> None:
-            if message["type"] == "http.response.body" and not message.get("more_body"):
-                with trio.CancelScope(shield=True):
-                    await send(message)
-            else:
-                await send(message)
-
-        await asgi_app(scope, receive, send_shielding_the_end)
-
-    return app_with_whole_ends
 
 
 def _request_hooks(app: QuartTrio, state: Chorus) -> None:
