@@ -129,26 +129,37 @@ def hypercorn_config(server: ServerConfig, host: str, port: int) -> HypercornCon
 
 
 class _HypercornConfig(HypercornConfig):
-    """Hypercorn's config, plus a kernel timeout on writes to a client that reads nothing.
+    """Hypercorn's config, plus kernel timeouts on every accepted connection.
 
     Hypercorn has no write timeout and shields its socket writes, so a client that keeps
     its connection open and stops reading would pin its response for ever. With
     ``TCP_USER_TIMEOUT`` (Linux; set on the listening socket, inherited by every accepted
     one) the kernel aborts a connection whose sent data stays unacknowledged, or whose
-    peer's receive window stays shut, for ``stall_timeout``; the write then fails and
-    the response ends. A slow reader opens its window now and then and is not cut.
+    peer's receive window stays shut, for ``stall_timeout``; the write then fails and the
+    response ends. A slow reader opens its window now and then and is not cut.
     https://man7.org/linux/man-pages/man7/tcp.7.html
+
+    TCP keep-alive probes reap connections whose peer vanished while idle: under
+    quart-trio, Hypercorn's ``keep_alive_timeout`` never fires (its idle timer is armed in
+    a ``nursery.start`` that quart-trio's end-of-request cancel lands in), so an idle
+    keep-alive connection stays until its client closes it or stops answering probes.
     """
 
     stall_timeout = 0.0
 
     def create_sockets(self) -> Sockets:
         sockets = super().create_sockets()
-        option = getattr(socket, "TCP_USER_TIMEOUT", None)
-        if option is not None and self.stall_timeout > 0:
-            for sock in (*sockets.secure_sockets, *sockets.insecure_sockets):
-                if sock.family in (socket.AF_INET, socket.AF_INET6):
-                    sock.setsockopt(socket.IPPROTO_TCP, option, int(self.stall_timeout * 1000))
+        for sock in (*sockets.secure_sockets, *sockets.insecure_sockets):
+            if sock.family not in (socket.AF_INET, socket.AF_INET6):
+                continue
+            options = [(socket.SOL_SOCKET, socket.SO_KEEPALIVE, 1)]
+            for name, value in (("TCP_KEEPIDLE", 60), ("TCP_KEEPINTVL", 10), ("TCP_KEEPCNT", 3),
+                                ("TCP_USER_TIMEOUT", int(self.stall_timeout * 1000))):
+                option = getattr(socket, name, None)
+                if option is not None and value > 0:
+                    options.append((socket.IPPROTO_TCP, option, value))
+            for level, option, value in options:
+                sock.setsockopt(level, option, value)
         return sockets
 
 
