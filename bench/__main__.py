@@ -14,6 +14,7 @@ import argparse
 import json
 import os
 import platform
+import subprocess
 import sys
 import time
 from pathlib import Path
@@ -21,12 +22,22 @@ from typing import Any
 
 import trio
 
-from . import litellm_env, procs, report, scenarios
+from . import litellm_env, micro, procs, profile, report, scenarios
 from .client import Target
 from .scenarios import Ctx, Plan, Server
 
 HERE = Path(__file__).resolve().parent
 ROOT = HERE.parent
+
+
+def ensure_matplotlib(log: Any) -> None:
+    """The plots need matplotlib; install it into this venv once if it is missing."""
+    try:
+        import matplotlib  # noqa: F401
+    except ImportError:
+        log("installing matplotlib into this venv (for the plots)")
+        subprocess.run([sys.executable, "-m", "pip", "install", "-q", "matplotlib"],
+                       check=False, timeout=600)
 
 
 def machine() -> dict[str, Any]:
@@ -101,6 +112,18 @@ async def run_all(ctx: Ctx, chorus: procs.Proc, litellm: procs.Proc | None,
             f"{sat[s.name]['cpu_us_per_token']} us CPU/token")
     results["saturation"] = sat
 
+    if ctx.profile:
+        log("profiles (py-spy; separate runs, so the figures above carry no profiler)")
+        results["profile"] = {}
+        for label, run in (("saturation", lambda: scenarios.saturation(ctx, ch[0])),
+                           ("50 streams", lambda: scenarios.latency(ctx, ch[0], 50))):
+            raw = ctx.workdir / f"profile-{label.replace(' ', '-')}.txt"
+            spy = profile.start(chorus.pid, p.saturation_seconds, raw)
+            await run()
+            if spy is not None:
+                await trio.to_thread.run_sync(spy.wait)
+                results["profile"][label] = profile.summarise(raw)
+
     log("wall time of 9 models")
     results["wall_time"] = await scenarios.wall_time(ctx, direct, ch[0])
     log(f"  {results['wall_time']['chorus_9_slots_ms']} ms vs slowest alone "
@@ -136,6 +159,8 @@ def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m bench", description=__doc__.splitlines()[0])
     parser.add_argument("--quick", action="store_true", help="a small run of every part")
     parser.add_argument("--no-litellm", action="store_true", help="leave LiteLLM out")
+    parser.add_argument("--profile", action="store_true",
+                        help="also record where Chorus's CPU goes (py-spy)")
     parser.add_argument("--out", default=str(ROOT / "docs"),
                         help="where benchmarks.md and img/ go (default: docs/)")
     parser.add_argument("--json", default=str(HERE / "results" / "benchmarks.json"),
@@ -149,12 +174,14 @@ def main(argv: list[str] | None = None) -> int:
     def log(message: str) -> None:
         print(f"[{time.monotonic() - started:6.1f}s] {message}", flush=True)
 
+    ensure_matplotlib(log)
     server_cores, load_cores = procs.cpus()
     os.sched_setaffinity(0, load_cores)
     results: dict[str, Any] = {"machine": machine(), "plan": plan.__dict__ | {
         "concurrency": list(plan.concurrency), "wire_lengths": list(plan.wire_lengths)},
         "command": "python -m bench" + (" --quick" if args.quick else "")
-        + (" --no-litellm" if args.no_litellm else ""), "notes": []}
+        + (" --no-litellm" if args.no_litellm else "")
+        + (" --profile" if args.profile else ""), "notes": []}
     litellm_ok = False
     if not args.no_litellm:
         log(f"LiteLLM: ensuring {litellm_env.SPEC} in {litellm_env.VENV.relative_to(ROOT)}")
@@ -163,7 +190,10 @@ def main(argv: list[str] | None = None) -> int:
             results["notes"].append(f"LiteLLM left out: {why}")
             log(f"  {why}")
     upstream = procs.upstream_proc(load_cores, workdir / "upstream.log").start()
-    ctx = Ctx(plan, upstream, workdir)
+    ctx = Ctx(plan, upstream, workdir, profile=args.profile)
+    if args.profile and profile.ensure_py_spy() is None:
+        results["notes"].append("py-spy could not be installed: no profiles")
+        ctx.profile = False
     running: list[procs.Proc] = [upstream]
     try:
         chorus = procs.chorus_proc(upstream.port, server_cores, workdir).start()
@@ -220,6 +250,9 @@ def main(argv: list[str] | None = None) -> int:
     finally:
         for proc in reversed(running):
             proc.stop()
+    log("Chorus's own code, in-process")
+    os.sched_setaffinity(0, server_cores)
+    results["micro"] = micro.run_all() if not args.quick else {}
     results["machine"]["load_average_at_end"] = os.getloadavg()
     results["seconds"] = round(time.monotonic() - started, 1)
     Path(args.json).parent.mkdir(parents=True, exist_ok=True)

@@ -140,13 +140,30 @@ class Response:
 HEAD_TIMEOUT = 10.0  # seconds to connect and get a response head; trio.TooSlowError after
 
 
-async def open_response(target: Target, raw_request: bytes) -> Response:
+async def open_response(target: Target, raw_request: bytes, *,
+                        rcvbuf: int | None = None) -> Response:
+    """Send the request, read the response head. ``rcvbuf`` shrinks the socket's receive
+    buffer (set before connecting, so the window is small from the start): a client that
+    stops reading then leaves the server behind within a few kilobytes."""
     with trio.fail_after(HEAD_TIMEOUT):
-        return await _open_response(target, raw_request)
+        return await _open_response(target, raw_request, rcvbuf)
 
 
-async def _open_response(target: Target, raw_request: bytes) -> Response:
-    stream = await trio.open_tcp_stream(target.host, target.port)
+async def _connect(target: Target, rcvbuf: int | None) -> trio.SocketStream:
+    if rcvbuf is None:
+        return await trio.open_tcp_stream(target.host, target.port)
+    sock = trio.socket.socket()
+    try:
+        sock.setsockopt(trio.socket.SOL_SOCKET, trio.socket.SO_RCVBUF, rcvbuf)
+        await sock.connect((target.host, target.port))
+    except BaseException:
+        sock.close()
+        raise
+    return trio.SocketStream(sock)
+
+
+async def _open_response(target: Target, raw_request: bytes, rcvbuf: int | None) -> Response:
+    stream = await _connect(target, rcvbuf)
     try:
         sent = time.monotonic_ns()
         await stream.send_all(raw_request)

@@ -35,12 +35,12 @@ class Plan:
     concurrency: tuple[int, ...] = (1, 50, 200)
     latency_seconds: float = 6.0
     latency_grace: float = 4.0
-    latency_model: str = model_name(20, 50, 20)  # 50 tokens at 50/s after 20 ms
+    latency_model: str = model_name(20, 50, 40)  # 50 tokens at 25/s after 20 ms
     saturation_streams: int = 8
     saturation_seconds: float = 5.0
     stop_trials: int = 30
     disconnect_trials: int = 10
-    backlog_streams: int = 8
+    backlog_streams: int = 4
     backlog_seconds: float = 1.5
     rss_streams: int = 1000
     wire_lengths: tuple[int, ...] = (100, 1000, 4000)
@@ -73,6 +73,7 @@ class Ctx:
     upstream: Proc
     workdir: Path
     notes: list[str] = field(default_factory=list)
+    profile: bool = False
 
 
 async def upstream_records(ctx: Ctx, tags: list[str]) -> dict[str, list[dict[str, Any]]]:
@@ -108,7 +109,8 @@ async def saturation(ctx: Ctx, server: Server) -> dict[str, Any]:
     """Upstreams as fast as the socket takes tokens; streams cut at the deadline."""
     p = ctx.plan
     model = model_name(0, 10_000_000, 0, max_s=p.saturation_seconds + 5)
-    load = Load(p.saturation_streams, server.slots, model, 0.001, p.saturation_seconds,
+    # Each client opens one stream (started within the first 0.5 s), cut at the deadline.
+    load = Load(p.saturation_streams, server.slots, model, 0.5, p.saturation_seconds,
                 stagger=0.0)
     out = await run_load(server.target, load, server.proc)
     return out
@@ -146,25 +148,33 @@ NINE = [model_name(20 + 10 * i, 20 + 5 * i, 10) for i in range(9)]
 
 async def wall_time(ctx: Ctx, direct: Server, chorus: Server) -> dict[str, Any]:
     reps = ctx.plan.wall_repeats
-    slowest, parallel, sequential = [], [], []
+    slowest, parallel, sequential, fan_out = [], [], [], []
     for _ in range(reps):
         r = await run_stream(direct.target, NINE[-1], tag("W"))
         slowest.append((r.end_ns - r.sent_ns) / 1e6)
+        started = time.monotonic_ns()
+        async with trio.open_nursery() as nursery:
+            for model in NINE:
+                nursery.start_soon(run_stream, direct.target, model, tag("W"))
+        fan_out.append((time.monotonic_ns() - started) / 1e6)
         r = await _nine(chorus)
         parallel.append((r.end_ns - r.sent_ns) / 1e6)
         started = time.monotonic_ns()
         for model in NINE:
             await run_stream(direct.target, model, tag("W"))
         sequential.append((time.monotonic_ns() - started) / 1e6)
-    s, p, q = median(slowest), median(parallel), median(sequential)
+    s, p, q, f = median(slowest), median(parallel), median(sequential), median(fan_out)
     assert s is not None
     assert p is not None
     assert q is not None
+    assert f is not None
     return {
         "models": NINE,
         "slowest_alone_ms": round(s, 2), "chorus_9_slots_ms": round(p, 2),
-        "sequential_ms": round(q, 2), "chorus_overhead_ms": round(p - s, 2),
-        "runs": {"slowest_alone": slowest, "chorus": parallel, "sequential": sequential},
+        "sequential_ms": round(q, 2), "direct_parallel_ms": round(f, 2),
+        "chorus_overhead_ms": round(p - s, 2),
+        "runs": {"slowest_alone": slowest, "chorus": parallel, "sequential": sequential,
+                 "direct_parallel": fan_out},
     }
 
 
@@ -244,7 +254,7 @@ async def _wait_request(ctx: Ctx, t: str, count: int = 1, within: float = 5.0) -
 
 async def stop_latency(ctx: Ctx, chorus: Server, background: Server | None = None) -> dict:
     """``POST /v1/streams/{id}/stop`` → the upstream connection closed, over N trials
-    (with ``background`` given, while 50 other streams run)."""
+    (with ``background`` given, while 20 other streams run)."""
     p = ctx.plan
     lags: list[float] = []
     answered: list[float] = []
@@ -280,7 +290,7 @@ async def stop_latency(ctx: Ctx, chorus: Server, background: Server | None = Non
         await trials()
     else:
         async with trio.open_nursery() as nursery:
-            bg = Load(50, 1, ctx.plan.latency_model, 1e9, 0.0, stagger=1.0)
+            bg = Load(20, 1, ctx.plan.latency_model, 1e9, 0.0, stagger=1.0)
             nursery.start_soon(run_load, background.target, bg, None)
             await trio.sleep(1.0)
             await trials()
@@ -302,37 +312,54 @@ async def disconnect(ctx: Ctx, server: Server, healthz: bool = False) -> dict[st
         lags: list[float | None] = []
         for _ in range(p.disconnect_trials):
             t = tag("D")
+            raw = server.target.request(model, t, slots)
             try:
-                response = await open_response(server.target,
-                                               server.target.request(model, t, slots))
+                if mode == "streaming":
+                    response = await open_response(server.target, raw)
+                    conn = response.stream
+                    with trio.move_on_after(5):
+                        await _read_tokens(response, 3)
+                else:
+                    # Some servers send no response head before the first token (an OpenAI
+                    # front door that still can answer an error with a status): don't wait.
+                    conn = await trio.open_tcp_stream(server.target.host, server.target.port)
+                    await conn.send_all(raw)
+                    await _wait_request(ctx, t, slots)
+                    await trio.sleep(0.05)
             except (OSError, trio.TooSlowError):
                 lags.append(None)
                 continue
-            if mode == "streaming":
-                with trio.move_on_after(5):
-                    await _read_tokens(response, 3)
-            else:
-                await _wait_request(ctx, t, slots)
-                await trio.sleep(0.05)
             t0 = time.monotonic_ns()
-            await response.aclose()
+            with trio.CancelScope(shield=True):
+                await conn.aclose()
             lags.append(_worst(await _closed_after(ctx, [t], t0, 3.0, slots)))
         out[mode] = _lag_summary(lags)
 
-    # 3. Behind: upstreams at full speed, clients that stopped reading; then they leave.
-    out["backlogged"] = await _backlogged(ctx, server, healthz)
+    # 3. Behind: clients that stopped reading (small receive windows, so the server is
+    #    behind them within kilobytes) while their upstreams go on, 1000 tokens/s in all;
+    #    then they all leave at once. 4. The same with upstreams at full speed: the
+    #    server's core is saturated too (and so is the upstream's, which then notices late).
+    answers = p.backlog_streams * slots
+    out["backlogged"] = await _backlogged(ctx, server, healthz, gap_ms=answers)
+    out["backlogged_full_speed"] = await _backlogged(ctx, server, healthz, gap_ms=0)
     return out
 
 
-async def _backlogged(ctx: Ctx, server: Server, healthz: bool) -> dict[str, Any]:
+async def _backlogged(ctx: Ctx, server: Server, healthz: bool, gap_ms: float) -> dict[str, Any]:
     p = ctx.plan
+    path = "/healthz" if server.target.kind.startswith("chorus") else "/health/liveliness"
+    idle: list[float] = []
+    for _ in range(10 if healthz else 0):  # the same check with nothing running: the floor
+        _, _, seconds = await get_json(server.target.port, path)
+        idle.append(seconds * 1000)
+        await trio.sleep(0.02)
     tags = [tag("B") for _ in range(p.backlog_streams)]
-    model = model_name(0, 10_000_000, 0, max_s=8)
+    model = model_name(0, 10_000_000, gap_ms, max_s=p.backlog_seconds + 6)
     responses = []
     for t in tags:
         try:
             responses.append(await open_response(server.target, server.target.request(
-                model, t, server.slots)))
+                model, t, server.slots), rcvbuf=4096))
         except (OSError, trio.TooSlowError):
             continue
     for r in responses:
@@ -342,12 +369,12 @@ async def _backlogged(ctx: Ctx, server: Server, healthz: bool) -> dict[str, Any]
     end = time.monotonic() + p.backlog_seconds
     while time.monotonic() < end:
         if healthz:
-            path = "/healthz" if server.target.kind.startswith("chorus") else "/health/liveliness"
             _, _, seconds = await get_json(server.target.port, path)
             health.append(seconds * 1000)
         await trio.sleep(0.05)
     records = await upstream_records(ctx, tags)
     sent_before = sum(r["tokens_sent"] for t in tags for r in records.get(t, []))
+    read = sum(r.wire_bytes for r in responses)
     t0 = time.monotonic_ns()
     for r in responses:
         await r.aclose()
@@ -355,8 +382,10 @@ async def _backlogged(ctx: Ctx, server: Server, healthz: bool) -> dict[str, Any]
     out: dict[str, Any] = _lag_summary(closes)
     out["streams"] = len(tags)
     out["upstream_tokens_sent_while_behind"] = sent_before
+    out["client_bytes_read"] = read
     if healthz:
         out["healthz_ms"] = summary(health)
+        out["healthz_idle_ms"] = summary(idle)
     return out
 
 
@@ -403,7 +432,7 @@ async def memory(ctx: Ctx, server: Server, streams: int) -> dict[str, Any]:
             if response.status == 200:
                 ready += 1
 
-    with trio.move_on_after(60):
+    with trio.move_on_after(30):
         async with trio.open_nursery() as nursery:
             for _ in range(streams):
                 nursery.start_soon(hold)

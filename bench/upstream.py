@@ -186,8 +186,11 @@ def _chunk(content: str, model: str, finish: str | None = None) -> bytes:
 async def _stream_answer(stream: trio.SocketStream, spec: Spec, model: str, record: Record,
                          usage: bool) -> None:
     await stream.send_all(_HEAD)
+    # Tokens are due at fixed times from the start (first + seq * gap), not a gap after the
+    # previous send, so a busy moment delays one token and the answer's length stays true.
+    start = trio.current_time()
     if spec.ttft:
-        await trio.sleep(spec.ttft)
+        await trio.sleep_until(start + spec.ttft)
     # The OpenAI shape around the text, built once: only the text (plain ASCII, nothing to
     # escape) changes per token.
     before = ('data: {"id":"chatcmpl-bench","object":"chat.completion.chunk",'
@@ -197,7 +200,7 @@ async def _stream_answer(stream: trio.SocketStream, spec: Spec, model: str, reco
     plain = ("tok " * spec.chars)[: spec.chars].encode()
     for seq in range(spec.tokens):
         if seq and spec.gap:
-            await trio.sleep(spec.gap)
+            await trio.sleep_until(start + spec.ttft + seq * spec.gap)
         now = time.monotonic_ns()
         text = b"~%d.%d~ " % (seq, now) if spec.stamped else plain
         data = before + text + after
