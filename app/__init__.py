@@ -86,13 +86,18 @@ def _request_hooks(app: QuartTrio, state: Chorus) -> None:
             # stream): the next request on this keep-alive connection could then hang
             # (seen with Hypercorn 0.18, STACK-NOTES), so the client gets a fresh one.
             response.headers["Connection"] = "close"
+        # Labels from a bounded set: the route's pattern, never the path a client sent.
         rule = request.url_rule.rule if request.url_rule is not None else "unmatched"
-        state.metrics.http.labels(request.method, rule, str(response.status_code)).inc()
+        method = request.method if request.method in _METHODS else "other"
+        state.metrics.http.labels(method, rule, str(response.status_code)).inc()
         return response
 
     @app.get("/metrics")
     async def metrics() -> Response:
         return Response(state.metrics.exposition(), content_type=CONTENT_TYPE_LATEST)
+
+
+_METHODS = frozenset({"GET", "HEAD", "POST", "PUT", "PATCH", "DELETE", "OPTIONS"})
 
 
 def _has_body() -> bool:
