@@ -49,6 +49,22 @@ async def test_a_reader_stuck_in_a_write_is_cut_off(autojump_clock) -> None:
         hub.close()
 
 
+async def test_a_stuck_reader_beside_a_live_one_stops_nothing(autojump_clock) -> None:
+    hub = Hub(StreamSettings(resume_grace=0.0, stall_timeout=2.0, ping=3600.0))
+    async with trio.open_nursery() as nursery:
+        await nursery.start(hub.run)
+        stream = await hub.open("o", plans("ttft=0,rate=20,tokens=200"), reader=True)
+        stuck = stream.entries(0, attached=True)
+        await stuck.__anext__()
+        events = await collect(stream)  # 10 s of answer, read by a second reader
+        assert events[-1].type == "stream.done"
+        assert stream.slots[0].state == "done"
+        with pytest.raises(StopAsyncIteration):
+            await stuck.__anext__()
+        assert stream.readers == 0
+        hub.close()
+
+
 async def test_a_waiting_or_slow_reader_is_never_cut(autojump_clock) -> None:
     hub = Hub(StreamSettings(resume_grace=0.0, stall_timeout=1.0, ping=3600.0))
     async with trio.open_nursery() as nursery:
