@@ -164,7 +164,7 @@ async def test_a_slow_reader_gets_everything_in_order(
 ) -> None:
     # ~1.3 MB in slot 0, far more than the socket buffers hold, beside a small answer.
     upstream.respond = lambda seen: big_answer(40 if seen.json["model"] == "m" else 1)
-    server = await start_chorus(provider(upstream, "stall_timeout = 1.0\nresume_grace = 0.0"))
+    server = await start_chorus(provider(upstream, "stall_timeout = 2.0\nresume_grace = 0.0"))
     client = await raw_stream_request(server.url, {"models": ["up/m", "up/n"], **ASK},
                                       rcvbuf=8192)
     async with client:

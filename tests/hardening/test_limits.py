@@ -63,28 +63,27 @@ async def test_no_new_stream_while_shutting_down(start_server: StartServer) -> N
 
 
 async def test_request_rate_per_key(start_server: StartServer) -> None:
-    server = await start_server("[server]\nrate_limit = 2.0\nrate_burst = 3\n", env=KEYS)
+    """The refill itself is timed exactly in the MockClock tests below; here, what a
+    client sees (one token per 2 s, so no timing noise lets another request through)."""
+    server = await start_server("[server]\nrate_limit = 0.5\nrate_burst = 3\n", env=KEYS)
     async with server.client(**ALICE) as alice, server.client(**BOB) as bob:
         for _ in range(3):
             assert (await alice.get("/v1/models")).status_code == 200
         r = await alice.get("/v1/models")
         assert (r.status_code, r.json()["error"]["type"]) == (429, "rate_limited")
-        assert r.headers["retry-after"] == "1"
+        assert 1 <= int(r.headers["retry-after"]) <= 2
         r = await alice.post("/v1/streams", json={"models": ["demo/fast"], **ASK})
         assert r.status_code == 429  # refused before the body is even looked at
-        assert (await bob.get("/v1/models")).status_code == 200
+        assert (await bob.get("/v1/models")).status_code == 200  # each key has its own
         assert (await alice.get("/healthz")).status_code == 200  # not an API route
-        await trio.sleep(0.55)
-        assert (await alice.get("/v1/models")).status_code == 200
-        assert (await alice.get("/v1/models")).status_code == 429
         metrics = (await alice.get("/metrics")).text
-    assert 'chorus_requests_rejected_total{reason="rate"} 3.0' in metrics
+    assert 'chorus_requests_rejected_total{reason="rate"} 2.0' in metrics
 
 
 async def test_a_refused_body_does_not_hang_the_connection(start_server: StartServer) -> None:
     """A 429 or 401 answered before a large body was read; the next request on the same
     keep-alive connection still gets its answer."""
-    server = await start_server("[server]\nrate_limit = 1.0\nrate_burst = 1\n", env=KEYS)
+    server = await start_server("[server]\nrate_limit = 0.1\nrate_burst = 1\n", env=KEYS)
     big = {"models": ["demo/instant"], "messages": [{"role": "user", "content": "x" * 400_000}]}
     limits = httpx.Limits(max_connections=1)
     async with httpx.AsyncClient(base_url=server.url, limits=limits, headers=ALICE,

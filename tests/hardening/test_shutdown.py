@@ -71,7 +71,7 @@ async def test_shutdown_tells_every_stream_and_exits_0(
         code = await child.process.wait()
     took = trio.current_time() - signalled
     assert code == 0
-    assert told < 1.0
+    assert told < 2.0
     assert took < EXIT_WITHIN
     for name, events in results.items():
         assert events[-1][1] == "stream.done", name
@@ -80,7 +80,7 @@ async def test_shutdown_tells_every_stream_and_exits_0(
         assert {d["reason"] for d in stopped} == {"shutdown"}
     for seen in upstream.seen:
         assert seen.closed.is_set()
-        assert seen.closed_at - signalled < 1.0
+        assert seen.closed_at - signalled < 2.0
     log = "\n".join(child.stderr)
     assert "event=shutdown.start streams=2" in log
     assert log.count("event=slot.end") == 4
@@ -108,4 +108,4 @@ async def test_a_server_with_no_connection_exits_at_once(chorus_process) -> None
     signalled = trio.current_time()
     with trio.fail_after(GRACEFUL):
         assert await child.process.wait() == 0
-    assert trio.current_time() - signalled < 1.5
+    assert trio.current_time() - signalled < 2.5
