@@ -69,7 +69,7 @@ async def test_metrics_count_streams_slots_errors_tokens_and_stops(
     assert value(m, "chorus_tokens_total", provider="demo", model="instant",
                  direction="out") == 200
     assert value(m, "chorus_stop_latency_seconds_count", reason="user") == 1
-    assert value(m, "chorus_stop_latency_seconds_sum", reason="user") < 0.1
+    assert value(m, "chorus_stop_latency_seconds_sum", reason="user") < 0.5
     assert value(m, "chorus_http_requests_total", method="POST", route="/v1/streams",
                  status="201") == 1
     assert value(m, "chorus_http_requests_total", method="POST",
