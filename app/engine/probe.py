@@ -10,9 +10,11 @@ stream's task ends, one JSON line with its figures is appended to the file.
 
 from __future__ import annotations
 
+import gc
 import json
 import os
 import time
+from typing import Any
 
 import trio
 
@@ -26,6 +28,15 @@ class MergeProbe(trio.abc.Instrument):
         self._is_merge: dict[trio.lowlevel.Task, bool] = {}
         self._scheduled: dict[trio.lowlevel.Task, tuple[float, float]] = {}
         self._waits: dict[trio.lowlevel.Task, list[tuple[float, float]]] = {}
+        self._gc_started = 0.0
+        self.gc_max = 0.0  # the longest garbage collection so far (it stops every task)
+        gc.callbacks.append(self._gc)
+
+    def _gc(self, phase: str, info: dict[str, Any]) -> None:
+        if phase == "start":
+            self._gc_started = time.perf_counter()
+        else:
+            self.gc_max = max(self.gc_max, time.perf_counter() - self._gc_started)
 
     def _merge(self, task: trio.lowlevel.Task) -> bool:
         known = self._is_merge.get(task)
@@ -50,7 +61,8 @@ class MergeProbe(trio.abc.Instrument):
         waits = self._waits.pop(task, None)
         if not waits:
             return
-        line: dict[str, float] = {"wakeups": len(waits)}
+        line: dict[str, float] = {"wakeups": len(waits),
+                                  "gc_max_ms": round(self.gc_max * 1000, 3)}
         for i, name in ((0, "wall"), (1, "cpu")):
             ordered = sorted(w[i] for w in waits)
             line[f"{name}_max_ms"] = round(ordered[-1] * 1000, 3)

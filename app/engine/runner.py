@@ -34,7 +34,7 @@ Item = tuple[SlotState, str, Any]  # (slot, event type, payload): what slots sen
 SlotHook = Callable[[SlotState, str, dict[str, Any]], None]
 
 RETRY_AFTER_CAP = 30.0
-STEP_TOKENS = 32  # text items a slot queues in a row before it lets other tasks run
+STEP_TOKENS = 8  # text items a slot queues in a row before it lets other tasks run
 IDLE_SLACK = 0.01  # seconds the idle timeout may fire early rather than move per token
 
 
