@@ -12,7 +12,7 @@ import re
 
 from .errors import ProtocolError
 
-MAX_ELEMENT_BYTES = 32 * 1024 * 1024  # bounds memory against an element that never ends
+MAX_ELEMENT_BYTES = 8 * 1024 * 1024  # bounds memory against an element that never ends
 
 _WHITESPACE = b" \t\r\n"  # JSON's insignificant whitespace, RFC 8259 §2
 _STRING_STOP = re.compile(rb'["\\]')

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 from .errors import ProtocolError
 
-MAX_LINE_BYTES = 32 * 1024 * 1024  # bounds memory against an upstream that never ends a line
+MAX_LINE_BYTES = 8 * 1024 * 1024  # bounds memory against an upstream that never ends a line
 
 
 class NDJSONDecoder:

@@ -18,7 +18,7 @@ from .errors import ProtocolError
 
 # No real event comes near this; it bounds memory against an upstream that never ends a
 # line or never sends the blank line (Gemini image parts are base64, a few MiB at most).
-MAX_EVENT_CHARS = 32 * 1024 * 1024
+MAX_EVENT_CHARS = 8 * 1024 * 1024
 
 _LINE_END = re.compile(r"\r\n|\r|\n")
 
@@ -53,7 +53,10 @@ class SSEDecoder:
     def __init__(self, *, keep_stray: bool = False) -> None:
         self._utf8 = codecs.getincrementaldecoder("utf-8")(errors="replace")
         self._keep_stray = keep_stray
-        self._line = ""  # the unfinished last line; never holds a line ending
+        # The unfinished last line, in pieces (joining once per line keeps an endless line
+        # linear in its length); never holds a line ending.
+        self._pieces: list[str] = []
+        self._pieces_len = 0
         self._after_cr = False
         self._started = False
         self._data: list[str] = []
@@ -76,12 +79,11 @@ class SSEDecoder:
         set the last event ID), but without the blank line after it nothing dispatches.
         """
         events = self._text(self._utf8.decode(b"", final=True))
-        if self._line:
-            self._take(self._line, events)
+        if self._pieces:
+            self._take(self._unfinished(), events)
         self.pending = bool(self._data)
         self._data = []
         self._size = 0
-        self._line = ""
         return events
 
     def _text(self, text: str) -> list[SSEEvent]:
@@ -102,22 +104,31 @@ class SSEDecoder:
         rest = lines.pop()
         try:
             for line in lines:
-                if self._line:
-                    line, self._line = self._line + line, ""
-                self._check(line)
+                if self._pieces:
+                    self._pieces.append(line)
+                    line = self._unfinished()
+                self._check(len(line))
                 self._take(line, events)
-            self._line += rest
-            self._check(self._line)
+            if rest:
+                self._pieces.append(rest)
+                self._pieces_len += len(rest)
+                self._check(self._pieces_len)
         except ProtocolError as exc:
             self._error = exc
             if not events:
                 raise
         return events
 
-    def _check(self, line: str) -> None:
+    def _unfinished(self) -> str:
+        line = "".join(self._pieces)
+        self._pieces = []
+        self._pieces_len = 0
+        return line
+
+    def _check(self, length: int) -> None:
         # The same test for a whole line and for the start of one, so any split of the
         # stream fails at the same line.
-        if len(line) + self._size > MAX_EVENT_CHARS:
+        if length + self._size > MAX_EVENT_CHARS:
             raise ProtocolError("the upstream sent an event too large to buffer")
 
     def _take(self, line: str, events: list[SSEEvent]) -> None:

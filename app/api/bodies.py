@@ -47,7 +47,7 @@ def parse_stream_body(data: Any, max_slots: int) -> StreamBody:
     if not isinstance(data, dict):
         raise invalid("the body must be a JSON object")
     mode = data.get("mode", "parallel")
-    if mode not in MODES:
+    if not isinstance(mode, str) or mode not in MODES:
         raise invalid(f"unknown mode {mode!r}; supported: parallel", "mode")
     models = data.get("models")
     if not isinstance(models, list) or not models:
