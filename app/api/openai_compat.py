@@ -9,20 +9,21 @@ Shapes: https://platform.openai.com/docs/api-reference/chat
 
 from __future__ import annotations
 
+import re
 from collections.abc import AsyncGenerator, AsyncIterator, Callable
 from dataclasses import dataclass, field
 from typing import Any
 
 from quart import Blueprint, Response, jsonify
 
-from app.engine import LogEntry, Stream, TooManyStreams
+from app.engine import LogEntry, Stream
 from app.engine.wire import PING, encode_data
 from providers import Message
 
 from .bodies import StreamBody, Target, parse_messages, parse_params
 from .context import chorus, json_body, owner
 from .errors import ApiError, invalid
-from .streams import plan_slots, sse_response
+from .streams import open_stream, plan_slots, sse_response
 
 bp = Blueprint("openai_compat", __name__)
 
@@ -234,12 +235,10 @@ async def chat_completions() -> Response:
     try:
         plans = plan_slots(StreamBody((Target(chat.model),) * chat.n, chat.messages,
                                       chat.params))
-    except ApiError as exc:  # plan_slots names "models[i]"; here it is "model"
-        raise ApiError(exc.status, exc.type, exc.message, "model") from exc
-    try:
-        stream = await ch.hub.open(who, plans, reader=True)
-    except TooManyStreams as exc:
-        raise ApiError(429, "rate_limited", str(exc), headers={"Retry-After": "5"}) from exc
+    except ApiError as exc:  # plan_slots names the target "models[i]"; here it is "model"
+        param = re.sub(r"^models\[\d+\]", "model", exc.param) if exc.param else None
+        raise ApiError(exc.status, exc.type, exc.message, param, exc.headers) from exc
+    stream = await open_stream(who, plans, reader=True)
     completion = Completion(f"chatcmpl-{stream.id}", chat.model, int(stream.created), chat.n,
                             chat.include_usage)
     batches = stream.entries(0, attached=True)  # closed in ``_end``: the reader leaves

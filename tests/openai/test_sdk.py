@@ -249,3 +249,23 @@ async def test_giving_up_before_the_first_token_closes_the_upstream(
         await in_thread(ask)
     with trio.fail_after(1):
         await (await upstream.wait_for_request()).closed.wait()
+
+
+async def test_server_limits_name_the_openai_field(start_server: StartServer) -> None:
+    server = await start_server("[server]\nmax_messages = 1\nmax_streams = 1\n")
+    many = [{"role": "user", "content": "a"}, {"role": "user", "content": "b"}]
+    async with server.client() as client:
+        r = await client.post("/v1/chat/completions",
+                              json={"model": "demo/instant", "messages": many})
+        assert r.status_code == 400
+        assert r.json()["error"]["param"] == "messages"
+        r = await client.post("/v1/chat/completions",
+                              json={"model": "nope/x", "messages": many[:1]})
+        assert (r.status_code, r.json()["error"]["param"]) == (400, "model")
+        busy = await client.post("/v1/streams", json={"models": ["demo/hang"],
+                                                      "messages": many[:1]})
+        assert busy.status_code == 201
+        r = await client.post("/v1/chat/completions",
+                              json={"model": "demo/instant", "messages": many[:1]})
+        assert (r.status_code, r.json()["error"]["type"]) == (429, "rate_limited")
+        assert r.headers["retry-after"]
