@@ -162,6 +162,21 @@ class FakeUpstream:
         return seen
 
     async def _answer(self, conn: h11.Connection, stream: trio.SocketStream, seen: Seen) -> bool:
+        """Answer one request; ``False`` when the connection cannot be used again.
+
+        A client that resets the connection while the answer is being written (a stop racing
+        a write) ends this connection only, never the server.
+        """
+        keep = False
+        try:
+            keep = await self._write_answer(conn, stream, seen)
+        except* (trio.BrokenResourceError, trio.ClosedResourceError):
+            pass
+        return keep
+
+    async def _write_answer(
+        self, conn: h11.Connection, stream: trio.SocketStream, seen: Seen
+    ) -> bool:
         script = self.respond(seen)
         async with trio.open_nursery() as nursery:
             nursery.start_soon(self._watch_close, stream, seen, nursery.cancel_scope)
