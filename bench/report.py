@@ -160,7 +160,7 @@ def _latency_section(r: dict[str, Any]) -> list[str]:
          f"20 ms, then 50 tokens at 25/s), restarted as soon as it ends, for "
          f"{plan['latency_seconds']} s. *TTFT lag*: the first token's lag; *chunk lag*: every "
          "later token's. Milliseconds.", "",
-         "| server | c | answers | TTFT lag p50 | p99 | chunk lag p50 | p99 | max | "
+         "| server | c | streams run | TTFT lag p50 | p99 | chunk lag p50 | p99 | max | "
          "server CPU µs/token | incomplete |",
          "|---|---|---|---|---|---|---|---|---|---|"]
     for name, by_c in lat.items():
@@ -171,9 +171,17 @@ def _latency_section(r: dict[str, Any]) -> list[str]:
                      f"{_f(x['chunk_lag_ms']['p50'], digits=3)} | "
                      f"{_f(x['chunk_lag_ms']['p99'], digits=3)} | "
                      f"{_f(x['chunk_lag_ms']['max'], digits=1)} | "
-                     f"{_f(x['cpu_us_per_token'], digits=0) if name != 'direct' else '—'} | "
+                     f"{_cpu(name, x)} | "
                      f"{x['streams'] - x['complete']} |")
     return [*L, ""]
+
+
+def _cpu(name: str, x: dict[str, Any]) -> str:
+    """CPU per token, where the window holds enough CPU time to mean something (/proc counts
+    in 10 ms ticks)."""
+    if name == "direct" or (x.get("server_cpu_s") or 0) < 0.5:
+        return "—"
+    return _f(x["cpu_us_per_token"], digits=0)
 
 
 def _saturation_section(r: dict[str, Any]) -> list[str]:
@@ -206,7 +214,12 @@ def _wall_section(r: dict[str, Any]) -> list[str]:
             f"| Chorus, the nine in one stream | {w['chorus_9_slots_ms']} |",
             f"| the nine at once, direct (nine connections) | {w.get('direct_parallel_ms')} |",
             f"| sequential fan-out (one after another, direct) | {w['sequential_ms']} |",
-            f"| Chorus minus slowest alone | {w['chorus_overhead_ms']} |", ""]
+            f"| Chorus minus slowest alone | {w['chorus_overhead_ms']} |", "",
+            "Where Chorus's extra time goes (median run): the nine upstream requests arrived "
+            f"{w.get('upstream_requests_arrived_ms')} ms after the client sent its request, "
+            "and the stream ended at the client "
+            f"{w.get('last_token_to_stream_end_ms')} ms after the slowest model's last token.",
+            ""]
 
 
 def _stop_section(r: dict[str, Any]) -> list[str]:
@@ -233,7 +246,7 @@ def _stop_section(r: dict[str, Any]) -> list[str]:
               f"{r['plan'].get('backlog_streams')} clients with 4 KB receive windows stopped "
               f"reading {r['plan'].get('backlog_seconds')} s ago while their upstreams went on "
               "at 1000 tokens/s in all (250/s per answer with 1 slot, 28/s with 9), so the "
-              "server is behind them by thousands of tokens; then all leave at once; "
+              "server is behind them by thousands of tokens; then they leave one at a time; "
               "*full speed*: the same with upstreams as fast as they "
               "can go, so the server's core (and the fake upstream's) is saturated as well. "
               "*never closed*: still open 3 s later.", "",

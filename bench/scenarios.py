@@ -149,6 +149,8 @@ NINE = [model_name(20 + 10 * i, 20 + 5 * i, 10) for i in range(9)]
 async def wall_time(ctx: Ctx, direct: Server, chorus: Server) -> dict[str, Any]:
     reps = ctx.plan.wall_repeats
     slowest, parallel, sequential, fan_out = [], [], [], []
+    arrivals: list[list[float]] = []
+    tails: list[float] = []
     for _ in range(reps):
         r = await run_stream(direct.target, NINE[-1], tag("W"))
         slowest.append((r.end_ns - r.sent_ns) / 1e6)
@@ -157,8 +159,14 @@ async def wall_time(ctx: Ctx, direct: Server, chorus: Server) -> dict[str, Any]:
             for model in NINE:
                 nursery.start_soon(run_stream, direct.target, model, tag("W"))
         fan_out.append((time.monotonic_ns() - started) / 1e6)
-        r = await _nine(chorus)
+        t = tag("W")
+        r = await _nine(chorus, t)
         parallel.append((r.end_ns - r.sent_ns) / 1e6)
+        # Where Chorus's extra time goes: when each upstream request arrived, and how long
+        # after the slowest model's last token the stream ended at the client.
+        recs = sorted((await upstream_records(ctx, [t]))[t], key=lambda x: x["received_ns"])
+        arrivals.append([round((x["received_ns"] - r.sent_ns) / 1e6, 2) for x in recs])
+        tails.append(round((r.end_ns - max(x["last_send_ns"] or 0 for x in recs)) / 1e6, 2))
         started = time.monotonic_ns()
         for model in NINE:
             await run_stream(direct.target, model, tag("W"))
@@ -173,16 +181,18 @@ async def wall_time(ctx: Ctx, direct: Server, chorus: Server) -> dict[str, Any]:
         "slowest_alone_ms": round(s, 2), "chorus_9_slots_ms": round(p, 2),
         "sequential_ms": round(q, 2), "direct_parallel_ms": round(f, 2),
         "chorus_overhead_ms": round(p - s, 2),
+        "upstream_requests_arrived_ms": arrivals[len(arrivals) // 2],
+        "last_token_to_stream_end_ms": median(tails),
         "runs": {"slowest_alone": slowest, "chorus": parallel, "sequential": sequential,
                  "direct_parallel": fan_out},
     }
 
 
-async def _nine(chorus: Server) -> Any:
+async def _nine(chorus: Server, label: str) -> Any:
     """One Chorus stream with the nine different models."""
     t = chorus.target
     body = json.dumps({"models": [f"fake/{m}" for m in NINE],
-                       "messages": [{"role": "user", "content": tag("W")}]}).encode()
+                       "messages": [{"role": "user", "content": label}]}).encode()
     raw = (f"POST /v1/streams HTTP/1.1\r\nHost: {t.host}:{t.port}\r\n"
            "Accept: text/event-stream\r\nContent-Type: application/json\r\n"
            f"Content-Length: {len(body)}\r\n\r\n").encode() + body
@@ -375,11 +385,15 @@ async def _backlogged(ctx: Ctx, server: Server, healthz: bool, gap_ms: float) ->
     records = await upstream_records(ctx, tags)
     sent_before = sum(r["tokens_sent"] for t in tags for r in records.get(t, []))
     read = sum(r.wire_bytes for r in responses)
-    t0 = time.monotonic_ns()
-    for r in responses:
+    # One client leaves at a time (the others keep the server behind): each trial is the
+    # time until every upstream answer of that client's stream was closed.
+    per_client: list[float | None] = []
+    for t, r in zip(tags, responses, strict=False):
+        t0 = time.monotonic_ns()
         await r.aclose()
-    closes = await _closed_after(ctx, tags, t0, 3.0, server.slots)
-    out: dict[str, Any] = _lag_summary(closes)
+        per_client.append(_worst(await _closed_after(ctx, [t], t0, 3.0, server.slots)))
+        await trio.sleep(0.1)
+    out: dict[str, Any] = _lag_summary(per_client)
     out["streams"] = len(tags)
     out["upstream_tokens_sent_while_behind"] = sent_before
     out["client_bytes_read"] = read
