@@ -11,8 +11,9 @@ from typing import Any
 
 HERE = Path(__file__).resolve().parent
 
-# (figure, target, how to read it from the results, lower is better)
-NAMES = {"direct": "direct (floor)", "chorus-1": "Chorus, 1 slot", "chorus-3": "Chorus, 3 slots",
+# How each server under test is named on the page.
+NAMES = {"direct": "direct (floor)", "chorus": "Chorus",
+         "chorus-1": "Chorus, 1 slot", "chorus-3": "Chorus, 3 slots",
          "chorus-9": "Chorus, 9 slots",
          "chorus-oai": "Chorus, /v1/chat/completions", "litellm": "LiteLLM proxy"}
 
@@ -340,7 +341,9 @@ def _wire_section(r: dict[str, Any]) -> list[str]:
          "|---|" + "---|" * len(lengths)]
     for name, by_n in w.items():
         L.append(f"| {NAMES.get(name, name)} | "
-                 + " | ".join(_f(by_n[n]["per_text_byte"]) for n in lengths) + " |")
+                 + " | ".join(_f(by_n[n]["per_text_byte"])
+                              + ("" if by_n[n]["complete"] else " (incomplete)")
+                              for n in lengths) + " |")
     return [*L, ""]
 
 

@@ -483,8 +483,11 @@ async def wire_bytes(ctx: Ctx, server: Server) -> dict[str, Any]:
     for n in ctx.plan.wire_lengths:
         chars = 4
         r = await run_stream(server.target, model_name(0, n, 1, stamped=False, chars=chars),
-                             tag("X"), keep_body=True)
-        text = n * chars
-        out[str(n)] = {"wire_bytes": r.wire_bytes, "text_bytes": text,
-                       "per_text_byte": round(r.wire_bytes / text, 2), "complete": r.complete}
+                             tag("X"), keep_body=True, deadline_ns=time.monotonic_ns() + 30 * 10**9)
+        # Every token is "tok " (JSON needs no escape for it), so the text that arrived can
+        # be counted in the body whatever the framing, coalesced or not.
+        text = (r.body or b"").count(b"tok ") * chars
+        out[str(n)] = {"wire_bytes": r.wire_bytes, "text_bytes": text, "expected": n * chars,
+                       "per_text_byte": round(r.wire_bytes / text, 2) if text else None,
+                       "complete": r.complete and text == n * chars}
     return out
