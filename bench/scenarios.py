@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import itertools
 import json
+import re
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -22,6 +23,7 @@ from .stats import median, summary
 from .upstream import model_name
 
 _tags = itertools.count()
+PLAIN_TOKEN = re.compile(rb"(?<![\d.~])\d{3} ")
 
 
 def tag(prefix: str) -> str:
@@ -484,9 +486,9 @@ async def wire_bytes(ctx: Ctx, server: Server) -> dict[str, Any]:
         chars = 4
         r = await run_stream(server.target, model_name(0, n, 1, stamped=False, chars=chars),
                              tag("X"), keep_body=True, deadline_ns=time.monotonic_ns() + 30 * 10**9)
-        # Every token is "tok " (JSON needs no escape for it), so the text that arrived can
-        # be counted in the body whatever the framing, coalesced or not.
-        text = (r.body or b"").count(b"tok ") * chars
+        # Every token is three digits and a space (JSON needs no escape for it), so the text
+        # that arrived can be counted in the body whatever the framing, coalesced or not.
+        text = len(PLAIN_TOKEN.findall(r.body or b"")) * chars
         out[str(n)] = {"wire_bytes": r.wire_bytes, "text_bytes": text, "expected": n * chars,
                        "per_text_byte": round(r.wire_bytes / text, 2) if text else None,
                        "complete": r.complete and text == n * chars}

@@ -31,8 +31,8 @@ class Spec:
     """The answer a model name asks for: ``m_t20_n50_g20`` is 50 tokens, the first after
     20 ms, then one every 20 ms. Keys: ``t`` first-token ms, ``n`` tokens, ``g`` ms between
     tokens (0: as fast as the socket takes them), ``s`` 1 for stamped tokens (``~seq.ns~``)
-    or 0 for plain ones of ``c`` characters, ``x`` seconds after which the answer is cut
-    (a bound on every load)."""
+    or 0 for plain ones of ``c`` characters (``"042 "``), ``x`` seconds after which the answer
+    is cut (a bound on every load)."""
 
     ttft: float = 0.0
     tokens: int = 20
@@ -197,12 +197,14 @@ async def _stream_answer(stream: trio.SocketStream, spec: Spec, model: str, reco
               '"created":1700000000,"model":"' + model + '","choices":[{"index":0,'
               '"delta":{"content":"').encode()
     after = b'"},"finish_reason":null}]}\n\n'
-    plain = ("tok " * spec.chars)[: spec.chars].encode()
+    # Plain tokens differ from their neighbours ("000 ", "001 ", …): LiteLLM cuts an
+    # answer that repeats one chunk a hundred times, taking it for a looping model.
+    plain = [(b"%03d " % i * spec.chars)[: spec.chars] for i in range(1000)]
     for seq in range(spec.tokens):
         if seq and spec.gap:
             await trio.sleep_until(start + spec.ttft + seq * spec.gap)
         now = time.monotonic_ns()
-        text = b"~%d.%d~ " % (seq, now) if spec.stamped else plain
+        text = b"~%d.%d~ " % (seq, now) if spec.stamped else plain[seq % 1000]
         data = before + text + after
         frame = b"%x\r\n%s\r\n" % (len(data), data)
         await stream.send_all(frame)
