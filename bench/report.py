@@ -160,7 +160,11 @@ def _latency_section(r: dict[str, Any]) -> list[str]:
          f"streams of k slots), each answer `{plan['latency_model']}` (first token after "
          f"20 ms, then 50 tokens at 25/s), restarted as soon as it ends, for "
          f"{plan['latency_seconds']} s. *TTFT lag*: the first token's lag; *chunk lag*: every "
-         "later token's. Milliseconds.", "",
+         "later token's. Milliseconds. A server whose CPU per token times the token rate "
+         "(25 per second per answer) exceeds its core falls behind, and its lags grow for as "
+         "long as the run lasts; *incomplete* counts the streams still running when the run "
+         "was cut "
+         f"({plan['latency_grace']} s after the last start).", "",
          "| server | c | streams run | TTFT lag p50 | p99 | chunk lag p50 | p99 | max | "
          "server CPU µs/token | incomplete |",
          "|---|---|---|---|---|---|---|---|---|---|"]
@@ -398,12 +402,16 @@ def _plots(r: dict[str, Any], img: Path) -> list[str]:
         fig, axes = plt.subplots(1, 2, figsize=(11, 4))
         for ax, key, title in ((axes[0], "ttft_lag_ms", "first-token lag"),
                                (axes[1], "chunk_lag_ms", "per-chunk lag")):
-            for name, by_c in lat.items():
+            for i, (name, by_c) in enumerate(lat.items()):
                 cs = list(by_c)
                 for q, style in (("p50", "-o"), ("p99", ":x")):
                     ys = [max(by_c[c][key][q] or 1e-3, 1e-3) for c in cs]
-                    ax.plot([int(c) for c in cs], ys, style, label=f"{NAMES.get(name, name)} {q}")
+                    ax.plot([int(c) for c in cs], ys, style, color=f"C{i}",
+                            label=f"{NAMES.get(name, name)} {q}")
             ax.set_xscale("log")
+            xs = sorted({int(c) for by_c in lat.values() for c in by_c})
+            ax.set_xticks(xs, [str(x) for x in xs])
+            ax.minorticks_off()
             ax.set_yscale("log")
             ax.set_xlabel("upstream answers in flight")
             ax.set_ylabel("ms (log)")
