@@ -102,8 +102,10 @@ def _page(r: dict[str, Any], plots: list[str], out: Path, json_path: Path) -> li
     except ValueError:
         json_rel = json_path
     L = ["# Benchmarks", ""]
-    L += ["Measured by one command, from the repository root:", "", "```",
-          ".venv/bin/python -m bench", "```", "",
+    L += ["Measured by one command, from the repository root (about 7 minutes; it installs "
+          "LiteLLM into `bench/.venv-litellm` the first time):", "", "```",
+          "make bench          # or: .venv/bin/python -m bench [--profile] [--no-litellm]",
+          "```", "",
           f"This page was written by `{r['command']}` in {r['seconds']} s; the raw figures are "
           f"in [`{json_rel}`](../{json_rel}).", "",
           f"**Machine:** {m['cpu']}, {m['cores']} cores, {m['memory_gb']} GB, {m['os']}; "
