@@ -18,7 +18,6 @@ RUNNING = "running"
 DONE = "done"
 ERROR = "error"
 STOPPED = "stopped"
-TERMINAL = frozenset({DONE, ERROR, STOPPED})
 
 
 @dataclass(frozen=True, slots=True)
@@ -71,7 +70,7 @@ class SlotState:
 
     def stop(self, reason: str) -> bool:
         """Ask the slot to stop; ``False`` if it has already ended (stop is idempotent)."""
-        if self.state in TERMINAL or self.ended.is_set():
+        if self.ended.is_set():
             return False
         if self.stop_reason is None:
             self.stop_reason = reason

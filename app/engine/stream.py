@@ -116,10 +116,9 @@ class Stream:
             await merge(receive, self.log)
             now = trio.current_time()
             self.ended_at = now
-            counts = {"done": 0, "error": 0, "stopped": 0}
-            names = {DONE: "done", ERROR: "error", STOPPED: "stopped"}
+            counts = {DONE: 0, ERROR: 0, STOPPED: 0}  # every slot has ended: state is one
             for state in self.slots:
-                counts[names[state.state]] += 1
+                counts[state.state] += 1
             await self.log.append([("stream.done", {
                 "counts": counts, "duration_ms": round((now - self.started_at) * 1000, 1),
             })])
@@ -141,28 +140,31 @@ class Stream:
 
     def stop(self, slots: Iterable[int] | None = None, reason: str = "user") -> None:
         """Cancel the given slots' scopes (all when ``None``). Ended slots are left alone."""
-        chosen = self.slots if slots is None else [self.slots[i] for i in slots]
         now = trio.current_time()
-        for state in chosen:
+        for state in self._chosen(slots):
             if state.stop(reason):
                 self.stop_asked.setdefault(state.slot, now)
 
     async def wait_ended(self, slots: Iterable[int] | None = None) -> None:
         """Until the given slots (all when ``None``) have their terminal event logged."""
-        chosen = self.slots if slots is None else [self.slots[i] for i in slots]
-        for state in chosen:
+        for state in self._chosen(slots):
             await state.ended.wait()
+
+    def _chosen(self, slots: Iterable[int] | None) -> list[SlotState]:
+        return self.slots if slots is None else [self.slots[i] for i in slots]
 
     # -- readers --------------------------------------------------------------------------
 
     def attach(self) -> None:
         self._readers += 1
         self._had_reader = True
-        self._readers_changed.set()
-        self._readers_changed = trio.Event()
+        self._wake_reader_watch()
 
     def detach(self) -> None:
         self._readers -= 1
+        self._wake_reader_watch()
+
+    def _wake_reader_watch(self) -> None:
         self._readers_changed.set()
         self._readers_changed = trio.Event()
 
