@@ -12,7 +12,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from .base import ChatRequest, HttpRequest, ProviderConfig
+from .base import ChatRequest, HttpRequest, ProviderConfig, with_key
 from .errors import BadRequestError, ProtocolError
 from .events import Finish, ProviderEvent, ReasoningDelta, TextDelta
 from .sse import SSEEvent
@@ -92,9 +92,7 @@ def _base(config: ProviderConfig) -> str:
 
 def _headers(config: ProviderConfig) -> dict[str, str]:
     headers = {"anthropic-version": VERSION, "Accept": "text/event-stream"}
-    if config.api_key:
-        headers["x-api-key"] = config.api_key
-    return headers
+    return with_key(config, headers, "x-api-key", "")
 
 
 class AnthropicStreamParser(SSEStreamParser):

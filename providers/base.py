@@ -71,6 +71,16 @@ class HttpRequest:
     json: Any = None
 
 
+def with_key(
+    config: ProviderConfig, headers: dict[str, str], name: str = "Authorization",
+    prefix: str = "Bearer ",
+) -> dict[str, str]:
+    """``headers`` plus the provider's API key, when it has one, under the header ``name``."""
+    if config.api_key:
+        headers[name] = prefix + config.api_key
+    return headers
+
+
 class StreamParser(Protocol):
     """Sans-IO: response bytes in, events out.
 

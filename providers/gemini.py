@@ -21,7 +21,7 @@ from __future__ import annotations
 import json
 from typing import Any
 
-from .base import ChatRequest, HttpRequest, ProviderConfig
+from .base import ChatRequest, HttpRequest, ProviderConfig, with_key
 from .errors import BadRequestError, ProtocolError
 from .events import Finish, ProviderEvent, ReasoningDelta, TextDelta
 from .jsonarray import JSONArrayDecoder
@@ -127,10 +127,7 @@ def _model_path(model: str) -> str:
 
 
 def _headers(config: ProviderConfig) -> dict[str, str]:
-    headers = {"Accept": "text/event-stream"}
-    if config.api_key:
-        headers["x-goog-api-key"] = config.api_key
-    return headers
+    return with_key(config, {"Accept": "text/event-stream"}, "x-goog-api-key", "")
 
 
 class _Responses:

@@ -13,7 +13,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from .base import ChatRequest, HttpRequest, ProviderConfig
+from .base import ChatRequest, HttpRequest, ProviderConfig, with_key
 from .errors import BadRequestError, ProtocolError
 from .events import Finish, ProviderEvent, ReasoningDelta, Usage
 from .ndjson import NDJSONDecoder
@@ -80,10 +80,7 @@ def _base(config: ProviderConfig) -> str:
 
 def _headers(config: ProviderConfig) -> dict[str, str]:
     # Ollama itself takes no key; one set here is for a proxy in front of it.
-    headers = {"Accept": "application/x-ndjson"}
-    if config.api_key:
-        headers["Authorization"] = f"Bearer {config.api_key}"
-    return headers
+    return with_key(config, {"Accept": "application/x-ndjson"})
 
 
 class OllamaStreamParser(StreamParserBase):

@@ -16,7 +16,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from .base import ChatRequest, HttpRequest, ProviderConfig
+from .base import ChatRequest, HttpRequest, ProviderConfig, with_key
 from .errors import ProtocolError, ProviderError, UpstreamError
 from .events import Finish, ProviderEvent, ReasoningDelta
 from .sse import SSEEvent
@@ -70,10 +70,7 @@ def _base(config: ProviderConfig) -> str:
 
 
 def _headers(config: ProviderConfig) -> dict[str, str]:
-    headers = {"Accept": "text/event-stream"}
-    if config.api_key:
-        headers["Authorization"] = f"Bearer {config.api_key}"
-    return headers
+    return with_key(config, {"Accept": "text/event-stream"})
 
 
 class OpenAIStreamParser(SSEStreamParser):
