@@ -118,7 +118,7 @@ async def stop_stream(stream_id: str) -> Response:
 
 @bp.get("/v1/streams/<stream_id>")
 async def snapshot(stream_id: str) -> Response:
-    return jsonify(_stream_or_404(stream_id).snapshot())
+    return jsonify(await _stream_or_404(stream_id).snapshot())
 
 
 def sse_response(body: AsyncIterator[bytes], stream: Stream) -> Response:

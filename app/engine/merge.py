@@ -21,36 +21,31 @@ TEXT_KINDS = frozenset({"delta", "reasoning"})
 TERMINAL_STATES = {"model.done": DONE, "model.error": ERROR, "model.stopped": STOPPED}
 
 
-def coalesce(batch: list[Item]) -> tuple[list[tuple[str, dict[str, Any]]], list[Item]]:
+def coalesce(batch: list[Item]) -> list[tuple[str, dict[str, Any]]]:
     """Turn a batch of slot items into log events, merging text per slot and kind.
 
-    Returns the events and the items as they were merged (text joined), for bookkeeping.
     A slot's text may be merged into an event placed before another slot's event: order is
     kept within each slot, which is the only order the contract gives.
     """
-    merged: list[Item] = []
-    open_text: dict[int, int] = {}  # slot -> index in merged of its open text item
-    for item in batch:
-        state, kind, payload = item
+    events: list[tuple[str, dict[str, Any]]] = []
+    open_text: dict[int, int] = {}  # slot -> index in events of its open text event
+    pieces: dict[int, list[str]] = {}  # index in events -> text to join into that event
+    for state, kind, payload in batch:
         if kind in TEXT_KINDS:
             at = open_text.get(state.slot)
-            if at is not None and merged[at][1] == kind:
-                merged[at][2].append(payload)
+            if at is not None and events[at][0] == kind:
+                pieces[at].append(payload)
                 continue
-            open_text[state.slot] = len(merged)
-            merged.append((state, kind, [payload]))
+            open_text[state.slot] = len(events)
+            pieces[len(events)] = [payload]
+            events.append((kind, {"slot": state.slot, "text": payload}))
         else:
             open_text.pop(state.slot, None)
-            merged.append(item)
-    events: list[tuple[str, dict[str, Any]]] = []
-    for i, (state, kind, payload) in enumerate(merged):
-        if kind in TEXT_KINDS:
-            text = "".join(payload)
-            merged[i] = (state, kind, text)
-            events.append((kind, {"slot": state.slot, "text": text}))
-        else:
             events.append((kind, payload))
-    return events, merged
+    for at, texts in pieces.items():
+        if len(texts) > 1:
+            events[at][1]["text"] = "".join(texts)
+    return events
 
 
 async def merge(receive: trio.MemoryReceiveChannel[Item], log: EventLog) -> None:
@@ -66,23 +61,14 @@ async def merge(receive: trio.MemoryReceiveChannel[Item], log: EventLog) -> None
                     batch.append(receive.receive_nowait())
             except (trio.WouldBlock, trio.EndOfChannel):
                 pass
-            events, merged = coalesce(batch)
-            await log.append(events)
-            _record(merged)
-
-
-def _record(merged: list[Item]) -> None:
-    """Keep each slot's snapshot in step with what the log now holds."""
-    for state, kind, payload in merged:
-        if kind == "delta":
-            state.text.append(payload)
-        elif kind == "reasoning":
-            state.reasoning.append(payload)
-        elif kind in TERMINAL_STATES:
-            _finish(state, kind, payload)
+            await log.append(coalesce(batch))
+            for state, kind, payload in batch:  # once logged, the slot has ended
+                if kind in TERMINAL_STATES:
+                    _finish(state, kind, payload)
 
 
 def _finish(state: SlotState, kind: str, payload: dict[str, Any]) -> None:
+    """Record the slot's outcome for snapshots and stop replies; its text is in the log."""
     state.state = TERMINAL_STATES[kind]
     state.usage = payload.get("usage", {})
     state.timing = payload.get("timing", {})

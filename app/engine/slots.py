@@ -45,16 +45,14 @@ class SlotPlan:
 
 @dataclass(slots=True)
 class SlotState:
-    """Mutable record of one slot. The slot task writes ``state``/timing; the merge task
-    writes the text and the terminal outcome, so a snapshot shows what the log holds."""
+    """Mutable record of one slot. The slot task writes ``state``; the merge task writes
+    the terminal outcome once it is logged. The slot's text lives only in the log."""
 
     plan: SlotPlan
     scope: trio.CancelScope = field(default_factory=trio.CancelScope)
     state: str = QUEUED
     model: str = ""
     stop_reason: str | None = None
-    text: list[str] = field(default_factory=list)
-    reasoning: list[str] = field(default_factory=list)
     usage: dict[str, object] = field(default_factory=dict)
     timing: dict[str, object] = field(default_factory=dict)
     error: dict[str, object] | None = None

@@ -276,12 +276,21 @@ class Stream:
 
     # -- views ----------------------------------------------------------------------------
 
-    def snapshot(self) -> dict[str, object]:
+    async def snapshot(self) -> dict[str, object]:
+        """Every slot's state, outcome and the text logged so far (read from the log, so
+        nothing is kept twice and a snapshot agrees with what readers were sent)."""
+        text: dict[str, list[list[str]]] = {kind: [[] for _ in self.slots]
+                                           for kind in ("delta", "reasoning")}
+        for entry in await self.log.since(0):
+            texts = text.get(entry.type)
+            if texts is not None:
+                texts[entry.data["slot"]].append(entry.data["text"])
         slots = []
         for s in self.slots:
             slots.append({
                 "slot": s.slot, "model": s.model, "label": s.plan.label, "state": s.state,
-                "text": "".join(s.text), "reasoning": "".join(s.reasoning),
+                "text": "".join(text["delta"][s.slot]),
+                "reasoning": "".join(text["reasoning"][s.slot]),
                 "finish_reason": s.finish_reason, "error": s.error,
                 "stop_reason": s.stop_reason, "usage": s.usage or None,
                 "timing": s.timing or None,

@@ -252,12 +252,12 @@ async def test_snapshot_shows_state_and_text_so_far(autojump_clock) -> None:
             route(DEMO, "ttft=0,rate=10,tokens=20", limiter=limiter),
             route(DEMO, "ttft=0,rate=10,tokens=20", limiter=limiter)))
         await trio.sleep(0.55)
-        snap = stream.snapshot()
+        snap = await stream.snapshot()
         states = {s["state"]: s for s in snap["slots"]}
         assert sorted(states) == ["queued", "running"]
         assert states["running"]["text"].split()[:2] == ["This", "is"]
         assert states["queued"]["text"] == ""
         stream.stop()
         await stream.done.wait()
-        assert [s["state"] for s in stream.snapshot()["slots"]] == ["stopped", "stopped"]
+        assert [s["state"] for s in (await stream.snapshot())["slots"]] == ["stopped", "stopped"]
         hub.close()
