@@ -4,6 +4,7 @@ parser reads from the same bytes offline, so nothing is lost or changed on the w
 
 from __future__ import annotations
 
+import itertools
 import json
 from pathlib import Path
 
@@ -172,7 +173,10 @@ async def test_max_concurrency_queues_slots_visibly(
             events = [e async for e in read_events(r)]
     assert [d["counts"] for _, t, d in events if t == "stream.done"] == [
         {"done": 3, "error": 0, "stopped": 0}]
-    assert len(upstream.seen) == 3
+    # One at a time: each request waited for the previous answer (19 gaps of 20 ms).
+    arrivals = [s.received_at for s in upstream.seen]
+    assert len(arrivals) == 3
+    assert all(b - a >= 0.38 for a, b in itertools.pairwise(arrivals))
 
 
 async def test_models_are_discovered_from_the_upstream_and_cached(
