@@ -9,7 +9,6 @@ Shapes: https://platform.openai.com/docs/api-reference/chat
 
 from __future__ import annotations
 
-import re
 from collections.abc import AsyncGenerator, AsyncIterator, Callable
 from dataclasses import dataclass, field
 from typing import Any
@@ -232,12 +231,8 @@ async def chat_completions() -> Response:
     who = owner()
     ch = chorus()
     chat = parse_chat_body(await json_body(), ch.config.server.max_slots)
-    try:
-        plans = plan_slots(StreamBody((Target(chat.model),) * chat.n, chat.messages,
-                                      chat.params))
-    except ApiError as exc:  # plan_slots names the target "models[i]"; here it is "model"
-        param = re.sub(r"^models\[\d+\]", "model", exc.param) if exc.param else None
-        raise ApiError(exc.status, exc.type, exc.message, param, exc.headers) from exc
+    plans = plan_slots(StreamBody((Target(chat.model),) * chat.n, chat.messages, chat.params),
+                       target_param="model")
     stream = await open_stream(who, plans, reader=True)
     completion = Completion(f"chatcmpl-{stream.id}", chat.model, int(stream.created), chat.n,
                             chat.include_usage)

@@ -57,28 +57,29 @@ async def open_stream(who: str, plans: list[SlotPlan], *, reader: bool) -> Strea
         raise ApiError(429, "rate_limited", str(exc), headers={"Retry-After": "5"}) from exc
 
 
-def plan_slots(body: StreamBody) -> list[SlotPlan]:
+def plan_slots(body: StreamBody, target_param: str = "models[{i}]") -> list[SlotPlan]:
     """Each target's routes, with the server's limits on history and output tokens applied
-    (``app.limits``)."""
+    (``app.limits``). Errors name target ``i`` as ``target_param`` says: the request field
+    the caller's API calls it."""
     ch = chorus()
     catalog, server = ch.catalog, ch.config.server
     seen: dict[str, int] = {}
     plans = []
     for i, target in enumerate(body.targets):
+        where = target_param.format(i=i)
         messages = target.messages if target.messages is not None else body.messages
         check_messages(messages, server.max_messages, server.max_message_chars,
-                       "messages" if target.messages is None else f"models[{i}].messages")
+                       "messages" if target.messages is None else f"{where}.messages")
         params = cap_max_tokens({**body.params, **target.params}, server.max_tokens)
         try:
             routes = catalog.route(target.model, messages, params, target.fallbacks)
         except UnknownModel as exc:
-            raise ApiError(400, "unknown_model", str(exc), f"models[{i}]") from exc
+            raise ApiError(400, "unknown_model", str(exc), where) from exc
         for route in routes:
             for m in messages:
                 allowed = PASS_THROUGH_ROLES.get(m.role)
                 if allowed is not None and route.provider.config.type not in allowed:
-                    raise invalid(f"role {m.role!r} is not supported by {route.ref}",
-                                  f"models[{i}]")
+                    raise invalid(f"role {m.role!r} is not supported by {route.ref}", where)
         seen[target.model] = seen.get(target.model, 0) + 1
         label = target.label or (target.model if seen[target.model] == 1
                                  else f"{target.model} #{seen[target.model]}")
