@@ -11,6 +11,7 @@ alone on the other; a fresh Chorus for the memory and merge-probe parts.
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import json
 import os
 import platform
@@ -78,9 +79,13 @@ def machine() -> dict[str, Any]:
             "load_average_at_start": os.getloadavg()}
 
 
+PARTS = ("latency", "saturation", "wall", "stop", "disconnect", "wire", "memory", "merge",
+         "micro")
+
+
 async def run_all(ctx: Ctx, chorus: procs.Proc, litellm: procs.Proc | None,
                   results: dict[str, Any], log: Any) -> None:
-    p = ctx.plan
+    want = ctx.wants
     direct = Server("direct", Target("direct", ctx.upstream.port, "direct"), None)
     ch = [Server(f"chorus-{k}", Target(f"chorus-{k}", chorus.port, "chorus"), chorus, k)
           for k in (1, 3, 9)]
@@ -93,62 +98,76 @@ async def run_all(ctx: Ctx, chorus: procs.Proc, litellm: procs.Proc | None,
                                               key=litellm_env.MASTER_KEY), litellm))
         servers.append(peers[-1])
 
-    log("latency under load")
+    if want("latency"):
+        log("latency under load")
+        results["latency"] = await _latency(ctx, servers, log)
+    if want("saturation"):
+        log("saturation")
+        results["saturation"] = await _saturation(ctx, servers, log)
+        if ctx.profile:
+            results["profile"] = await _profiles(ctx, chorus, ch[0], log)
+    if want("wall"):
+        log("wall time of 9 models")
+        results["wall_time"] = await scenarios.wall_time(ctx, direct, ch[0])
+        log(f"  {results['wall_time']['chorus_9_slots_ms']} ms vs slowest alone "
+            f"{results['wall_time']['slowest_alone_ms']} ms, sequential "
+            f"{results['wall_time']['sequential_ms']} ms, requests arrived "
+            f"{results['wall_time']['upstream_requests_arrived_ms']} ms")
+    if want("stop"):
+        log("stop")
+        results["stop"] = {"idle": await scenarios.stop_latency(ctx, ch[0]),
+                           "under_load": await scenarios.stop_latency(ctx, ch[0], ch[0])}
+        log(f"  upstream closed p99 {results['stop']['idle']['upstream_closed_ms']['p99']} ms "
+            f"idle, {results['stop']['under_load']['upstream_closed_ms']['p99']} ms under load")
+    if want("disconnect"):
+        log("disconnect")
+        disc = {}
+        for s in (direct, ch[0], ch[2], *peers):
+            disc[s.name] = await scenarios.disconnect(ctx, s, healthz=s.target.kind != "direct")
+            d = disc[s.name]
+            log(f"  {s.name:9} streaming max {d['streaming']['max']} ms, before first token "
+                f"max {d['before_first_token']['max']} ms, backlogged max "
+                f"{d['backlogged']['max']} ms (never closed: {d['backlogged']['never_closed']})")
+        results["disconnect"] = disc
+    if want("wire"):
+        log("bytes on the wire")
+        results["wire"] = {s.name: await scenarios.wire_bytes(ctx, s)
+                           for s in (direct, ch[0], *peers)}
+
+
+async def _latency(ctx: Ctx, servers: list[Server], log: Any) -> dict[str, Any]:
     lat: dict[str, dict[str, Any]] = {s.name: {} for s in servers}
-    for c in p.concurrency:
+    for c in ctx.plan.concurrency:
         for s in servers:
             lat[s.name][str(c)] = await scenarios.latency(ctx, s, c)
             r = lat[s.name][str(c)]
             log(f"  {s.name:9} c={c:<4} ttft p50 {r['ttft_lag_ms']['p50']} ms, chunk p50 "
                 f"{r['chunk_lag_ms']['p50']} p99 {r['chunk_lag_ms']['p99']} ms, "
                 f"cpu/token {r['cpu_us_per_token']} us, errors {r['errors']}")
-    results["latency"] = lat
+    return lat
 
-    log("saturation")
+
+async def _saturation(ctx: Ctx, servers: list[Server], log: Any) -> dict[str, Any]:
     sat = {}
     for s in servers:
         sat[s.name] = await scenarios.saturation(ctx, s)
         log(f"  {s.name:9} {sat[s.name]['tokens_per_s']} tokens/s, "
             f"{sat[s.name]['cpu_us_per_token']} us CPU/token")
-    results["saturation"] = sat
+    return sat
 
-    if ctx.profile:
-        log("profiles (py-spy; separate runs, so the figures above carry no profiler)")
-        results["profile"] = {}
-        for label, run in (("saturation", lambda: scenarios.saturation(ctx, ch[0])),
-                           ("50 streams", lambda: scenarios.latency(ctx, ch[0], 50))):
-            raw = ctx.workdir / f"profile-{label.replace(' ', '-')}.txt"
-            spy = profile.start(chorus.pid, p.saturation_seconds, raw)
-            await run()
-            if spy is not None:
-                await trio.to_thread.run_sync(spy.wait)
-                results["profile"][label] = profile.summarise(raw)
 
-    log("wall time of 9 models")
-    results["wall_time"] = await scenarios.wall_time(ctx, direct, ch[0])
-    log(f"  {results['wall_time']['chorus_9_slots_ms']} ms vs slowest alone "
-        f"{results['wall_time']['slowest_alone_ms']} ms, sequential "
-        f"{results['wall_time']['sequential_ms']} ms")
-
-    log("stop")
-    results["stop"] = {"idle": await scenarios.stop_latency(ctx, ch[0]),
-                       "under_load": await scenarios.stop_latency(ctx, ch[0], ch[0])}
-    log(f"  upstream closed p99 {results['stop']['idle']['upstream_closed_ms']['p99']} ms idle, "
-        f"{results['stop']['under_load']['upstream_closed_ms']['p99']} ms under load")
-
-    log("disconnect")
-    disc = {}
-    for s in (direct, ch[0], ch[2], *peers):
-        disc[s.name] = await scenarios.disconnect(ctx, s, healthz=s.target.kind != "direct")
-        d = disc[s.name]
-        log(f"  {s.name:9} streaming max {d['streaming']['max']} ms, before first token max "
-            f"{d['before_first_token']['max']} ms, backlogged max {d['backlogged']['max']} ms "
-            f"(never closed: {d['backlogged']['never_closed']})")
-    results["disconnect"] = disc
-
-    log("bytes on the wire")
-    results["wire"] = {s.name: await scenarios.wire_bytes(ctx, s)
-                       for s in (direct, ch[0], *peers)}
+async def _profiles(ctx: Ctx, chorus: procs.Proc, one: Server, log: Any) -> dict[str, Any]:
+    log("profiles (py-spy; separate runs, so the figures above carry no profiler)")
+    out = {}
+    for label, run in (("saturation", lambda: scenarios.saturation(ctx, one)),
+                       ("50 streams", lambda: scenarios.latency(ctx, one, 50))):
+        raw = ctx.workdir / f"profile-{label.replace(' ', '-')}.txt"
+        spy = profile.start(chorus.pid, ctx.plan.saturation_seconds, raw)
+        await run()
+        if spy is not None:
+            await trio.to_thread.run_sync(spy.wait)
+            out[label] = profile.summarise(raw)
+    return out
 
 
 async def run_memory(ctx: Ctx, server: Server, streams: int) -> dict[str, Any]:
@@ -161,12 +180,19 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--no-litellm", action="store_true", help="leave LiteLLM out")
     parser.add_argument("--profile", action="store_true",
                         help="also record where Chorus's CPU goes (py-spy)")
+    parser.add_argument("--only", metavar="PART,...", type=_parts,
+                        help="run only these parts and print their figures, leaving the docs "
+                        f"alone; parts: {', '.join(PARTS)}")
+    parser.add_argument("--concurrency", type=int, nargs="+", metavar="N",
+                        help="the concurrent streams of the latency part (default: 1 50 200)")
     parser.add_argument("--out", default=str(ROOT / "docs"),
                         help="where benchmarks.md and img/ go (default: docs/)")
     parser.add_argument("--json", default=str(HERE / "benchmarks.json"),
                         help="where the raw figures go")
     args = parser.parse_args(argv)
     plan = Plan.quick() if args.quick else Plan()
+    if args.concurrency:
+        plan = dataclasses.replace(plan, concurrency=tuple(args.concurrency))
     workdir = HERE / "results" / "tmp"
     workdir.mkdir(parents=True, exist_ok=True)
     started = time.monotonic()
@@ -190,7 +216,8 @@ def main(argv: list[str] | None = None) -> int:
             results["notes"].append(f"LiteLLM left out: {why}")
             log(f"  {why}")
     upstream = procs.upstream_proc(load_cores, workdir / "upstream.log").start()
-    ctx = Ctx(plan, upstream, workdir, profile=args.profile)
+    ctx = Ctx(plan, upstream, workdir, profile=args.profile, only=args.only)
+    want = ctx.wants
     if args.profile and profile.ensure_py_spy() is None:
         results["notes"].append("py-spy could not be installed: no profiles")
         ctx.profile = False
@@ -211,55 +238,79 @@ def main(argv: list[str] | None = None) -> int:
         for proc in (chorus, litellm):
             if proc is not None:
                 proc.stop()
-
-        log("memory (fresh servers)")
-        mem = {}
-        fresh = procs.chorus_proc(upstream.port, server_cores, workdir, name="chorus-mem")
-        running.append(fresh.start())
-        mem["chorus"] = trio.run(run_memory, ctx, Server(
-            "chorus", Target("chorus", fresh.port, "chorus"), fresh), plan.rss_streams)
-        fresh.stop()
-        log(f"  chorus idle {mem['chorus']['idle_kb']} KB, {mem['chorus']['kb_per_stream']} "
-            f"KB/stream over {mem['chorus']['streams_open']} streams")
-        if litellm_ok:
-            ll = litellm_env.litellm_proc(upstream.port, server_cores, workdir)
-            try:
-                running.append(ll.start(ready_timeout=120))
-                mem["litellm"] = trio.run(run_memory, ctx, Server(
-                    "litellm", Target("litellm", ll.port, "litellm",
-                                      key=litellm_env.MASTER_KEY), ll),
-                    plan.rss_streams)
-                log(f"  litellm idle {mem['litellm']['idle_kb']} KB, "
-                    f"{mem['litellm']['kb_per_stream']} KB/stream")
-            except (RuntimeError, TimeoutError) as exc:
-                results["notes"].append(f"LiteLLM memory run failed: {exc}")
-            finally:
-                ll.stop()
-        results["memory"] = mem
-
-        log("merge loop probe (9 slots at full speed)")
-        probe_file = workdir / "merge-probe.jsonl"
-        probed = procs.chorus_proc(upstream.port, server_cores, workdir, name="chorus-probe",
-                                   env={"CHORUS_MERGE_PROBE": str(probe_file)}, retention=0.1)
-        running.append(probed.start())
-        results["merge"] = trio.run(scenarios.merge_wait, ctx, Server(
-            "chorus-9", Target("chorus-9", probed.port, "chorus"), probed, 9), probe_file)
-        probed.stop()
-        for label, m in results["merge"].items():
-            log(f"  {label}: probe {m['probe']}, max token lag {m['max_token_lag_ms']} ms")
+        if want("memory"):
+            results["memory"] = _memory(ctx, litellm_ok, server_cores, running, log)
+        if want("merge"):
+            log("merge loop probe (9 slots at full speed)")
+            probe_file = workdir / "merge-probe.jsonl"
+            probed = procs.chorus_proc(upstream.port, server_cores, workdir,
+                                       name="chorus-probe",
+                                       env={"CHORUS_MERGE_PROBE": str(probe_file)},
+                                       retention=0.1)
+            running.append(probed.start())
+            results["merge"] = trio.run(scenarios.merge_wait, ctx, Server(
+                "chorus-9", Target("chorus-9", probed.port, "chorus"), probed, 9), probe_file)
+            probed.stop()
+            for label, m in results["merge"].items():
+                log(f"  {label}: probe {m['probe']}, max token lag {m['max_token_lag_ms']} ms")
     finally:
         for proc in reversed(running):
             proc.stop()
-    log("Chorus's own code, in-process")
-    os.sched_setaffinity(0, server_cores)
-    results["micro"] = micro.run_all() if not args.quick else {}
+    if want("micro") and not args.quick:
+        log("Chorus's own code, in-process")
+        os.sched_setaffinity(0, server_cores)
+        results["micro"] = micro.run_all()
+    results["notes"] += ctx.notes
     results["machine"]["load_average_at_end"] = os.getloadavg()
     results["seconds"] = round(time.monotonic() - started, 1)
+    if args.only:
+        out = workdir / "only.json"
+        out.write_text(json.dumps(results, indent=1, default=str) + "\n")
+        log(f"done in {results['seconds']} s: {out} (docs left as they were)")
+        return 0
     Path(args.json).parent.mkdir(parents=True, exist_ok=True)
     Path(args.json).write_text(json.dumps(results, indent=1, default=str) + "\n")
     report.write(results, Path(args.out), Path(args.json))
     log(f"done in {results['seconds']} s: {args.out}/benchmarks.md, {args.json}")
     return 0
+
+
+def _parts(text: str) -> frozenset[str]:
+    parts = frozenset(p.strip() for p in text.split(",") if p.strip())
+    unknown = parts - set(PARTS)
+    if unknown:
+        raise argparse.ArgumentTypeError(f"unknown part(s) {', '.join(sorted(unknown))}; "
+                                         f"choose from {', '.join(PARTS)}")
+    return parts
+
+
+def _memory(ctx: Ctx, litellm_ok: bool, server_cores: set[int], running: list[procs.Proc],
+            log: Any) -> dict[str, Any]:
+    log("memory (fresh servers)")
+    plan, upstream, workdir = ctx.plan, ctx.upstream, ctx.workdir
+    mem = {}
+    fresh = procs.chorus_proc(upstream.port, server_cores, workdir, name="chorus-mem")
+    running.append(fresh.start())
+    mem["chorus"] = trio.run(run_memory, ctx, Server(
+        "chorus", Target("chorus", fresh.port, "chorus"), fresh), plan.rss_streams)
+    fresh.stop()
+    log(f"  chorus idle {mem['chorus']['idle_kb']} KB, {mem['chorus']['kb_per_stream']} "
+        f"KB/stream over {mem['chorus']['streams_open']} streams")
+    if litellm_ok:
+        ll = litellm_env.litellm_proc(upstream.port, server_cores, workdir)
+        try:
+            running.append(ll.start(ready_timeout=120))
+            mem["litellm"] = trio.run(run_memory, ctx, Server(
+                "litellm", Target("litellm", ll.port, "litellm",
+                                  key=litellm_env.MASTER_KEY), ll),
+                plan.rss_streams)
+            log(f"  litellm idle {mem['litellm']['idle_kb']} KB, "
+                f"{mem['litellm']['kb_per_stream']} KB/stream")
+        except (RuntimeError, TimeoutError) as exc:
+            ctx.notes.append(f"LiteLLM memory run failed: {exc}")
+        finally:
+            ll.stop()
+    return mem
 
 
 if __name__ == "__main__":

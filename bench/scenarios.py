@@ -76,6 +76,11 @@ class Ctx:
     workdir: Path
     notes: list[str] = field(default_factory=list)
     profile: bool = False
+    only: frozenset[str] | None = None
+
+    def wants(self, part: str) -> bool:
+        """Whether this run measures ``part`` (all parts unless ``--only`` named some)."""
+        return self.only is None or part in self.only
 
 
 async def upstream_records(ctx: Ctx, tags: list[str]) -> dict[str, list[dict[str, Any]]]:

@@ -13,7 +13,8 @@ import email.utils
 import json
 import math
 import time
-from collections.abc import AsyncGenerator
+import urllib.request
+from collections.abc import AsyncGenerator, Awaitable, Callable
 from typing import Any
 
 import httpx
@@ -29,9 +30,9 @@ from .errors import (
     error_for_status,
 )
 from .events import ProviderEvent
+from .transport import MAX_IDLE, Http11Transport
 
 MAX_ERROR_BODY = 64 * 1024
-MAX_IDLE_CONNECTIONS = 16  # kept open per provider between requests (see make_client)
 MODELS_TTL = 300.0  # seconds a discovered model list is reused (``options.models_ttl``)
 MODELS_TIMEOUT = 10.0
 
@@ -47,7 +48,13 @@ class HttpProvider:
     ) -> None:
         self.config = config
         self.wire = wire
-        self._client = client or make_client(config)
+        transport = None
+        if client is None:
+            transport = Http11Transport(max_idle=max(1, min(config.max_concurrency, MAX_IDLE)))
+            client = make_client(config, transport)
+        self._client = client
+        self._send = _sender(client, transport, config)
+        self._timeouts = httpx.Timeout(None, connect=config.timeouts.connect).as_dict()
         self._models: list[str] | None = None
         self._models_at = -math.inf
         self._models_lock = trio.Lock()
@@ -56,9 +63,10 @@ class HttpProvider:
         spec = self.wire.build_request(self.config, request)
         parser = self.wire.parser()
         try:
-            async with self._client.stream(
-                spec.method, spec.url, headers=dict(spec.headers), json=spec.json
-            ) as response:
+            outgoing = httpx.Request(spec.method, spec.url, headers=spec.headers,
+                                     json=spec.json, extensions={"timeout": self._timeouts})
+            response = await self._send(outgoing)
+            try:
                 if response.status_code >= 400:
                     raise await self._status_error(response)
                 async for chunk in response.aiter_bytes():
@@ -70,6 +78,8 @@ class HttpProvider:
                         yield event
                 for event in parser.close():
                     yield event
+            finally:
+                await response.aclose()
         except ProviderError as exc:
             exc.message = self.redact(exc.message)
             raise
@@ -149,25 +159,44 @@ class HttpProvider:
         return text
 
 
-def make_client(config: ProviderConfig) -> httpx.AsyncClient:
-    """A client for one provider. Only ``connect`` is an httpx timeout: first-token, idle and
-    total are the engine's (httpx's default 5 s read timeout would cut slow thinkers)."""
+def make_client(config: ProviderConfig, transport: Http11Transport) -> httpx.AsyncClient:
+    """A client for one provider, on Chorus's own HTTP/1.1 transport (``transport.py``, and
+    why). Only ``connect`` is an httpx timeout: first-token, idle and total are the
+    engine's (httpx's default 5 s read timeout would cut slow thinkers). Proxies from the
+    environment (``HTTPS_PROXY``, ``NO_PROXY``...) are honoured the usual httpx way."""
     timeout = httpx.Timeout(None, connect=config.timeouts.connect)
-    # httpcore walks every pooled connection, polling each idle one's socket, each time a
-    # request starts or ends: with 50 idle connections a request cost 2.4 ms of CPU instead
-    # of 1.0 (bench/findings.md). A busy stream reuses a connection at once, so a small
-    # idle reserve keeps the reuse and drops the walk.
-    limits = httpx.Limits(
-        max_connections=None,
-        max_keepalive_connections=max(1, min(config.max_concurrency, MAX_IDLE_CONNECTIONS)),
-    )
-    try:
-        import h2  # noqa: F401
+    return httpx.AsyncClient(timeout=timeout, transport=transport, follow_redirects=False)
 
-        http2 = True
-    except ImportError:  # pragma: no cover - h2 is a declared dependency
-        http2 = False
-    return httpx.AsyncClient(timeout=timeout, limits=limits, http2=http2, follow_redirects=False)
+
+Sender = Callable[[httpx.Request], Awaitable[httpx.Response]]
+
+
+def _sender(client: httpx.AsyncClient, transport: Http11Transport | None,
+            config: ProviderConfig) -> Sender:
+    """How ``stream`` sends: straight to the client's transport when no proxy from the
+    environment applies to the provider (the client's per-request work: URL merging,
+    cookies, auth and redirect hooks, is unused here and cost as much as the transport
+    itself), else through the client, which routes via the proxy. A client given to the
+    provider (tests, embedding) is always used as it is."""
+    if transport is not None and not _proxied(config.base_url):
+        return transport.handle_async_request
+
+    async def send(request: httpx.Request) -> httpx.Response:
+        return await client.send(request, stream=True)
+
+    return send
+
+
+def _proxied(url: str | None) -> bool:
+    """Whether an environment proxy applies to ``url`` (``urllib``'s reading of the
+    ``*_PROXY`` and ``NO_PROXY`` variables, which httpx follows too)."""
+    if not url:
+        return False
+    parts = httpx.URL(url)
+    proxies = urllib.request.getproxies()
+    if not (proxies.get(parts.scheme) or proxies.get("all")):
+        return False
+    return not urllib.request.proxy_bypass(parts.host)
 
 
 def parse_retry_after(value: str | None) -> float | None:

@@ -179,7 +179,7 @@ class FakeUpstream:
     ) -> bool:
         script = self.respond(seen)
         async with trio.open_nursery() as nursery:
-            nursery.start_soon(self._watch_close, stream, seen, nursery.cancel_scope)
+            nursery.start_soon(self._watch_close, conn, stream, seen, nursery.cancel_scope)
             headers = [*script.headers]
             await stream.send_all(conn.send(h11.Response(status_code=script.status,
                                                          headers=headers)))
@@ -199,14 +199,19 @@ class FakeUpstream:
         return True
 
     async def _watch_close(
-        self, stream: trio.SocketStream, seen: Seen, scope: trio.CancelScope
+        self, conn: h11.Connection, stream: trio.SocketStream, seen: Seen,
+        scope: trio.CancelScope,
     ) -> None:
-        """While answering, notice the client closing: the read returns EOF (or fails)."""
+        """While answering, notice the client closing: the read returns EOF (or fails).
+        Bytes that arrive instead are the client's next request, sent the moment it read
+        the end of this answer: h11 keeps them for the next cycle."""
         try:
             data = await stream.receive_some(65536)
         except (trio.BrokenResourceError, trio.ClosedResourceError):
             data = b""
-        if not data:
+        if data:
+            conn.receive_data(data)
+        else:
             seen.closed_at = trio.current_time()
             seen.closed.set()
             scope.cancel()

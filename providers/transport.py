@@ -1,0 +1,306 @@
+"""The httpx transport Chorus talks to providers with: HTTP/1.1, h11 on trio streams.
+
+httpx's default transport (httpcore's pool) costs more than everything else Chorus does per
+request: it walks and polls every pooled connection when a request starts and ends, and
+wraps each read in several layers of async generators. Starting nine upstream requests took
+about 0.6 ms of CPU each, so the ninth model of a stream left 5-6 ms after the first, and
+each upstream read cost more than the engine's whole handling of it (``bench/findings.md``).
+
+This transport is the least that streaming a JSON request's answer needs:
+
+- one ``h11.Connection`` per socket; the request head and body leave in one write;
+- a last-in-first-out list of idle connections per origin, bounded by ``max_idle``; an
+  idle connection is checked with one non-blocking poll before reuse (a peer that closed
+  it made it readable) and dropped after ``keepalive_expiry`` seconds;
+- a response body read to its end returns its connection to the list; one closed early (a
+  stop, a client that left, an error) closes its connection at once, so the upstream sees
+  the stop;
+- a request that finds its reused connection closed by the peer before a byte of answer
+  came back is sent once more on a new connection (the peer never read it);
+- errors are httpx's own types, so callers map them in one place as before.
+
+It speaks HTTP/1.1 only, also over TLS (ALPN offers ``http/1.1``): one connection per
+concurrent answer, which is what streaming answers need anyway. Proxies from the
+environment still go through httpx's own transports (the client mounts them itself).
+"""
+
+from __future__ import annotations
+
+import select
+import ssl
+import time
+from collections.abc import AsyncIterator
+from typing import Any
+
+import h11
+import httpx
+import trio
+
+READ_SIZE = 64 * 1024
+MAX_IDLE = 16  # idle connections kept per origin
+KEEPALIVE_EXPIRY = 20.0  # seconds an idle connection is kept
+
+Origin = tuple[str, str, int]
+
+
+class Http11Transport(httpx.AsyncBaseTransport):
+    """An ``httpx.AsyncBaseTransport``: pass it as ``httpx.AsyncClient(transport=...)``."""
+
+    def __init__(self, *, max_idle: int = MAX_IDLE, keepalive_expiry: float = KEEPALIVE_EXPIRY,
+                 ssl_context: ssl.SSLContext | None = None) -> None:
+        self.max_idle = max_idle
+        self.keepalive_expiry = keepalive_expiry
+        self._ssl_context = ssl_context
+        self._idle: dict[Origin, list[Connection]] = {}
+        self._closed = False
+
+    async def handle_async_request(self, request: httpx.Request) -> httpx.Response:
+        if self._closed:
+            raise RuntimeError("the transport is closed")
+        origin = _origin(request.url)
+        timeouts: dict[str, float | None] = request.extensions.get("timeout", {})
+        body = await _body(request)
+        conn = self._checkout(origin)
+        if conn is not None:
+            try:
+                return await conn.send(request, body, timeouts, self)
+            except _PeerClosedIdle:
+                pass  # the peer closed it as we reused it: it never read this request
+        conn = await self._connect(origin, timeouts.get("connect"))
+        try:
+            return await conn.send(request, body, timeouts, self)
+        except _PeerClosedIdle as exc:
+            raise httpx.RemoteProtocolError("the server closed the connection without an "
+                                            "answer", request=request) from exc
+
+    async def aclose(self) -> None:
+        self._closed = True
+        idle, self._idle = self._idle, {}
+        for conns in idle.values():
+            for conn in conns:
+                await conn.close()
+
+    # -- the pool --------------------------------------------------------------------------
+
+    def _checkout(self, origin: Origin) -> Connection | None:
+        conns = self._idle.get(origin)
+        now = time.monotonic()
+        while conns:
+            conn = conns.pop()
+            if now - conn.idle_since < self.keepalive_expiry and conn.usable():
+                return conn
+            conn.close_now()
+        return None
+
+    def checkin(self, conn: Connection) -> None:
+        """Keep ``conn`` for the next request to its origin, or close it if the list is full."""
+        conns = self._idle.setdefault(conn.origin, [])
+        if self._closed or len(conns) >= self.max_idle:
+            conn.close_now()
+            return
+        conn.idle_since = time.monotonic()
+        conns.append(conn)
+
+    async def _connect(self, origin: Origin, connect_timeout: float | None) -> Connection:
+        scheme, host, port = origin
+        limit = float("inf") if connect_timeout is None else connect_timeout
+        try:
+            with trio.fail_after(limit):
+                stream: trio.abc.Stream = await trio.open_tcp_stream(host, port)
+                sock = stream.socket  # type: ignore[attr-defined]
+                if scheme == "https":
+                    tls = trio.SSLStream(stream, self._tls(), server_hostname=host,
+                                         https_compatible=True)
+                    try:
+                        await tls.do_handshake()
+                    except BaseException:
+                        await trio.aclose_forcefully(stream)
+                        raise
+                    stream = tls
+        except trio.TooSlowError as exc:
+            raise httpx.ConnectTimeout(f"connecting to {host}:{port} timed out") from exc
+        except (OSError, trio.BrokenResourceError) as exc:
+            raise httpx.ConnectError(f"could not connect to {host}:{port}: {exc}") from exc
+        return Connection(origin, stream, sock)
+
+    def _tls(self) -> ssl.SSLContext:
+        if self._ssl_context is None:
+            import certifi
+
+            context = ssl.create_default_context(cafile=certifi.where())
+            context.set_alpn_protocols(["http/1.1"])
+            self._ssl_context = context
+        return self._ssl_context
+
+
+class _PeerClosedIdle(Exception):
+    """A reused connection was closed by the peer before any of the answer arrived."""
+
+
+class Connection:
+    """One socket and its h11 state; used by one request at a time."""
+
+    __slots__ = ("answered", "h11", "idle_since", "origin", "read_timeout", "reused", "sock",
+                 "stream")
+
+    def __init__(self, origin: Origin, stream: trio.abc.Stream,
+                 sock: trio.socket.SocketType) -> None:
+        self.origin = origin
+        self.stream = stream
+        self.sock = sock
+        self.h11 = h11.Connection(h11.CLIENT)
+        self.idle_since = 0.0
+        self.reused = False
+        self.answered = False  # a byte of the current answer has arrived
+        self.read_timeout: float | None = None
+
+    def usable(self) -> bool:
+        """An idle connection is usable while its socket has nothing to read: a peer that
+        closed it (or sent anything unasked) made it readable."""
+        poller = select.poll()
+        poller.register(self.sock.fileno(), select.POLLIN)
+        return not poller.poll(0)
+
+    async def send(self, request: httpx.Request, body: bytes, timeouts: dict[str, Any],
+                   transport: Http11Transport) -> httpx.Response:
+        """Send the request (head and body in one write) and read the answer's head."""
+        reused, self.reused, self.answered = self.reused, True, False
+        self.read_timeout = timeouts.get("read")
+        try:
+            try:
+                await self._write(self._encode(request, body), timeouts.get("write"), request)
+                event = await self.next_event(request)
+                while type(event) is h11.InformationalResponse:
+                    event = await self.next_event(request)
+            except (httpx.RemoteProtocolError, httpx.WriteError, httpx.ReadError):
+                if reused and not self.answered:
+                    raise _PeerClosedIdle from None
+                raise
+        except BaseException:
+            await self.close()
+            raise
+        assert type(event) is h11.Response
+        return httpx.Response(
+            event.status_code, headers=event.headers.raw_items(),
+            stream=Body(self, transport, request),
+            extensions={"http_version": b"HTTP/1.1", "reason_phrase": event.reason},
+            request=request,
+        )
+
+    def _encode(self, request: httpx.Request, body: bytes) -> bytes:
+        try:
+            out = self.h11.send(h11.Request(method=request.method,
+                                            target=request.url.raw_path,
+                                            headers=request.headers.raw)) or b""
+            if body:
+                out += self.h11.send(h11.Data(data=body)) or b""
+            out += self.h11.send(h11.EndOfMessage()) or b""
+        except h11.LocalProtocolError as exc:
+            raise httpx.LocalProtocolError(str(exc), request=request) from exc
+        return out
+
+    async def _write(self, data: bytes, limit: float | None, request: httpx.Request) -> None:
+        try:
+            if limit is None:
+                await self.stream.send_all(data)
+                return
+            with trio.move_on_after(limit) as scope:
+                await self.stream.send_all(data)
+        except (OSError, trio.BrokenResourceError) as exc:
+            raise httpx.WriteError(f"sending the request failed: {exc}",
+                                   request=request) from exc
+        if scope.cancelled_caught:
+            raise httpx.WriteTimeout("the server did not take the request in time",
+                                     request=request)
+
+    async def next_event(self, request: httpx.Request) -> Any:
+        """The next h11 event, reading from the socket as it needs (within ``read_timeout``
+        of each read, when it is set)."""
+        limit = self.read_timeout
+        while True:
+            try:
+                event = self.h11.next_event()
+            except h11.RemoteProtocolError as exc:
+                raise httpx.RemoteProtocolError(str(exc), request=request) from exc
+            if event is not h11.NEED_DATA:
+                return event
+            try:
+                if limit is None:
+                    data = await self.stream.receive_some(READ_SIZE)
+                else:
+                    data = b""
+                    with trio.move_on_after(limit) as scope:
+                        data = await self.stream.receive_some(READ_SIZE)
+                    if scope.cancelled_caught:
+                        raise httpx.ReadTimeout("the server did not answer in time",
+                                                request=request)
+            except (OSError, trio.BrokenResourceError) as exc:
+                raise httpx.ReadError(f"reading the answer failed: {exc}",
+                                      request=request) from exc
+            if data:
+                self.answered = True
+            self.h11.receive_data(data if type(data) is bytes else bytes(data))
+
+    def reusable(self) -> bool:
+        return self.h11.our_state is h11.DONE and self.h11.their_state is h11.DONE
+
+    def close_now(self) -> None:
+        """Close the socket at once (no TLS goodbye): for connections nobody is using."""
+        self.sock.close()
+
+    async def close(self) -> None:
+        await trio.aclose_forcefully(self.stream)
+
+
+class Body(httpx.AsyncByteStream):
+    """A response body: the connection's ``h11.Data`` events, then the connection goes back
+    to the pool if the answer was read to its end, or is closed if not."""
+
+    def __init__(self, conn: Connection, transport: Http11Transport,
+                 request: httpx.Request) -> None:
+        self._conn: Connection | None = conn
+        self._transport = transport
+        self._request = request
+        self._done = False
+
+    def __aiter__(self) -> AsyncIterator[bytes]:
+        # An iterator object, not an async generator: one abandoned mid-body (a parser
+        # error, a stop) leaves no generator for the garbage collector to finalise.
+        return self
+
+    async def __anext__(self) -> bytes:
+        conn = self._conn
+        while conn is not None and not self._done:
+            event = await conn.next_event(self._request)
+            kind = type(event)
+            if kind is h11.Data:
+                return bytes(event.data)
+            if kind is h11.EndOfMessage:
+                self._done = True
+            elif kind is h11.ConnectionClosed:
+                raise httpx.RemoteProtocolError("the server closed the connection mid-answer",
+                                                request=self._request)
+        raise StopAsyncIteration
+
+    async def aclose(self) -> None:
+        conn, self._conn = self._conn, None
+        if conn is None:
+            return
+        if self._done and conn.reusable():
+            conn.h11.start_next_cycle()
+            self._transport.checkin(conn)
+        else:
+            await conn.close()
+
+
+def _origin(url: httpx.URL) -> Origin:
+    scheme = url.scheme
+    if scheme not in ("http", "https"):
+        raise httpx.UnsupportedProtocol(f"unsupported URL scheme {scheme!r}")
+    return scheme, url.host, url.port or (443 if scheme == "https" else 80)
+
+
+async def _body(request: httpx.Request) -> bytes:
+    if isinstance(request.stream, httpx.ByteStream):
+        return request.content
+    return await request.aread()
