@@ -19,6 +19,7 @@ from .log import EventLog, MemoryEventLog
 from .probe import install_from_env
 from .slots import SlotPlan
 from .stream import Stream, StreamObserver, StreamSettings
+from .timers import Timers
 
 
 class TooManyStreams(Exception):
@@ -53,6 +54,7 @@ class Hub:
         self._by_owner: dict[str, int] = {}
         self.active = 0
         self.closing = False
+        self.timers = Timers()  # every stream's reader and stall watches
 
     async def run(self, *, task_status: trio.TaskStatus[None] = trio.TASK_STATUS_IGNORED) -> None:
         """Host every stream until cancelled; ``shutdown()`` first for a clean end."""
@@ -63,6 +65,7 @@ class Hub:
         # loop's 10 ms budget. Streams' own objects are still collected as before.
         gc.freeze()
         async with trio.open_nursery() as nursery:
+            await nursery.start(self.timers.run)
             self._nursery = nursery
             task_status.started()
             await trio.sleep_forever()
@@ -90,7 +93,7 @@ class Hub:
             raise TooManyStreams(f"this key already runs {mine} streams; the limit is "
                                  f"{self.max_per_owner} per key")
         stream = Stream(secrets.token_urlsafe(16), owner, plans, self._log_factory(),
-                        self.settings, self.observer)
+                        self.settings, self.timers, self.observer)
         if reader:
             stream.attach()  # handed over to the caller's ``follow(attached=True)``
         self._streams[stream.id] = stream

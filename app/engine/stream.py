@@ -21,6 +21,7 @@ from .log import EventLog, LogEntry
 from .merge import merge
 from .runner import Item, run_slot
 from .slots import DONE, ERROR, STOPPED, SlotPlan, SlotState
+from .timers import Timer, Timers
 from .wire import PING
 
 log = logging.getLogger("chorus.stream")
@@ -75,6 +76,7 @@ class Stream:
         plans: Sequence[SlotPlan],
         event_log: EventLog,
         settings: StreamSettings,
+        timers: Timers,
         observer: StreamObserver | None = None,
     ) -> None:
         self.id = stream_id
@@ -90,8 +92,10 @@ class Stream:
         self.stop_asked: dict[int, float] = {}  # slot -> when its stop was first asked
         self._readers = 0
         self._had_reader = False
-        self._readers_changed = trio.Event()
         self._watched: set[_Reader] = set()
+        self._timers = timers
+        self._unattended: Timer | None = None  # the reader watch, while nobody reads
+        self._stall_check: Timer | None = None
 
     # -- lifetime -------------------------------------------------------------------------
 
@@ -105,10 +109,12 @@ class Stream:
         self._notify("stream_started", self)
         hook = self._slot_event if self.observer is not None else None
         send, receive = trio.open_memory_channel[Item](self.settings.channel_size)
+        if self._readers == 0 and self._unattended is None:
+            self._watch_unattended()
+        if self.settings.stall_timeout > 0:
+            self._stall_check = self._timers.call_later(self.settings.stall_timeout,
+                                                        self._check_stalls)
         async with trio.open_nursery() as nursery:
-            nursery.start_soon(self._watch_readers)
-            if self.settings.stall_timeout > 0:
-                nursery.start_soon(self._watch_stalls)
             async with send:
                 for state in self.slots:
                     nursery.start_soon(run_slot, state, send.clone(), hook)
@@ -125,7 +131,9 @@ class Stream:
             self._notify("stream_ended", self, counts)
             self.log.close()
             self.done.set()
-            nursery.cancel_scope.cancel()  # the reader and stall watches are no longer needed
+        for timer in (self._unattended, self._stall_check):
+            if timer is not None:
+                timer.cancel()  # the watches are no longer needed
 
     def _slot_event(self, state: SlotState, kind: str, payload: dict[str, Any]) -> None:
         self._notify("slot_event", self, state, kind, payload)
@@ -158,65 +166,66 @@ class Stream:
     def attach(self) -> None:
         self._readers += 1
         self._had_reader = True
-        self._wake_reader_watch()
+        if self._unattended is not None:
+            self._unattended.cancel()
+            self._unattended = None
 
     def detach(self) -> None:
         self._readers -= 1
-        self._wake_reader_watch()
-
-    def _wake_reader_watch(self) -> None:
-        self._readers_changed.set()
-        self._readers_changed = trio.Event()
+        if self._readers == 0 and not self.done.is_set():
+            self._watch_unattended()
 
     @property
     def readers(self) -> int:
         return self._readers
 
-    async def _watch_readers(self) -> None:
-        """Stop every slot once nobody has been reading for the allowed time.
+    # -- the watches (callbacks of the hub's timers: no task of their own) ---------------
+
+    def _watch_unattended(self) -> None:
+        """Start the clock that stops every slot once nobody has been reading long enough.
 
         A stream that never had a reader waits ``attach_timeout``; after that, the clock
-        starts when the last reader leaves and a returning reader resets it.
+        starts when the last reader leaves, and a returning reader (``attach``) stops it.
         """
-        while True:
-            changed = self._readers_changed
-            if self._readers > 0:
-                await changed.wait()
-                continue
-            s = self.settings
-            with trio.move_on_after(s.resume_grace if self._had_reader else s.attach_timeout):
-                await changed.wait()
-                continue
-            log.info("stream.unattended", extra={"fields": {"stream": self.id}})
-            self.stop(None, "disconnect")
-            return
+        s = self.settings
+        if self._unattended is not None:
+            self._unattended.cancel()
+        self._unattended = self._timers.call_later(
+            s.resume_grace if self._had_reader else s.attach_timeout, self._on_unattended)
 
-    async def _watch_stalls(self) -> None:
+    def _on_unattended(self) -> None:
+        self._unattended = None
+        if self._readers > 0 or self.done.is_set():
+            return
+        log.info("stream.unattended", extra={"fields": {"stream": self.id}})
+        self.stop(None, "disconnect")
+
+    def _check_stalls(self) -> None:
         """Cut off every reader that has waited ``stall_timeout`` for one write to finish.
 
         A client that keeps its connection open but stops reading leaves its response stuck
         in the server's socket write (Hypercorn shields it and has no write timeout), so its
-        generator cannot notice anything. This task can: a cut reader no longer counts as
+        generator cannot notice anything. This check can: a cut reader no longer counts as
         attached (the slots stop after ``resume_grace`` if it was the last) and its
         generator ends as soon as the write returns. Closing the socket itself is the
         kernel's job (``TCP_USER_TIMEOUT``, set by ``chorus serve``).
 
-        It wakes at the earliest moment a reader could have stalled, and otherwise once per
-        ``stall_timeout``: a deadline, not a poll of the readers' traffic.
+        It runs again at the earliest moment a reader could have stalled, and otherwise
+        once per ``stall_timeout``: a deadline, not a poll of the readers' traffic.
         """
         limit = self.settings.stall_timeout
-        while True:
-            now = trio.current_time()
-            wake = now + limit
-            for reader in list(self._watched):
-                since = reader.blocked_since
-                if since is None:
-                    continue
-                if now - since >= limit:
-                    self._cut(reader, now - since)
-                else:
-                    wake = min(wake, since + limit)
-            await trio.sleep_until(wake)
+        now = trio.current_time()
+        wake = now + limit
+        for reader in list(self._watched):
+            since = reader.blocked_since
+            if since is None:
+                continue
+            if now - since >= limit:
+                self._cut(reader, now - since)
+            else:
+                wake = min(wake, since + limit)
+        if not self.done.is_set():
+            self._stall_check = self._timers.call_at(wake, self._check_stalls)
 
     def _cut(self, reader: _Reader, stalled_for: float) -> None:
         reader.cut = True
