@@ -14,11 +14,12 @@ import sys
 from pathlib import Path
 from typing import Any
 
-_CLIENT = "httpx / httpcore (upstream client)"
+_CLIENT = "httpx and its transport (upstream client)"
 _PARSE = "parsing (SSE, OpenAI)"
 _TRIO = "trio (scheduler, sockets)"
 GROUPS = [
-    ("httpcore", _CLIENT), ("httpx/", _CLIENT), ("h11/", "h11 (HTTP/1.1 both sides)"),
+    ("httpcore", _CLIENT), ("httpx/", _CLIENT), ("providers/transport", _CLIENT),
+    ("h11/", "h11 (HTTP/1.1 both sides)"),
     ("hypercorn/", "Hypercorn"), ("quart_trio/", "Quart"), ("quart/", "Quart"),
     ("werkzeug", "Quart"), ("prometheus", "metrics"), ("app/metrics", "metrics"),
     ("app/logs", "logging"), ("logging/", "logging"), ("providers/sse", _PARSE),

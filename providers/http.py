@@ -50,10 +50,12 @@ class HttpProvider:
         self.wire = wire
         transport = None
         if client is None:
-            transport = Http11Transport(max_idle=max(1, min(config.max_concurrency, MAX_IDLE)))
+            if not _proxied(config.base_url):
+                transport = Http11Transport(
+                    max_idle=max(1, min(config.max_concurrency, MAX_IDLE)))
             client = make_client(config, transport)
         self._client = client
-        self._send = _sender(client, transport, config)
+        self._send = _sender(client, transport)
         self._timeouts = httpx.Timeout(None, connect=config.timeouts.connect).as_dict()
         self._models: list[str] | None = None
         self._models_at = -math.inf
@@ -159,26 +161,32 @@ class HttpProvider:
         return text
 
 
-def make_client(config: ProviderConfig, transport: Http11Transport) -> httpx.AsyncClient:
+def make_client(config: ProviderConfig,
+                transport: Http11Transport | None) -> httpx.AsyncClient:
     """A client for one provider, on Chorus's own HTTP/1.1 transport (``transport.py``, and
-    why). Only ``connect`` is an httpx timeout: first-token, idle and total are the
-    engine's (httpx's default 5 s read timeout would cut slow thinkers). Proxies from the
-    environment (``HTTPS_PROXY``, ``NO_PROXY``...) are honoured the usual httpx way."""
+    why), or with ``transport=None`` on httpx's own, which is how a proxy from the
+    environment (``HTTPS_PROXY``, ``NO_PROXY``...) is honoured: httpx mounts those only
+    when it picks the transports itself. Only ``connect`` is an httpx timeout:
+    first-token, idle and total are the engine's (httpx's default 5 s read timeout would
+    cut slow thinkers)."""
     timeout = httpx.Timeout(None, connect=config.timeouts.connect)
+    if transport is None:
+        limits = httpx.Limits(max_connections=None,
+                              max_keepalive_connections=max(1, min(config.max_concurrency,
+                                                                   MAX_IDLE)))
+        return httpx.AsyncClient(timeout=timeout, limits=limits, follow_redirects=False)
     return httpx.AsyncClient(timeout=timeout, transport=transport, follow_redirects=False)
 
 
 Sender = Callable[[httpx.Request], Awaitable[httpx.Response]]
 
 
-def _sender(client: httpx.AsyncClient, transport: Http11Transport | None,
-            config: ProviderConfig) -> Sender:
-    """How ``stream`` sends: straight to the client's transport when no proxy from the
-    environment applies to the provider (the client's per-request work: URL merging,
-    cookies, auth and redirect hooks, is unused here and cost as much as the transport
-    itself), else through the client, which routes via the proxy. A client given to the
-    provider (tests, embedding) is always used as it is."""
-    if transport is not None and not _proxied(config.base_url):
+def _sender(client: httpx.AsyncClient, transport: Http11Transport | None) -> Sender:
+    """How ``stream`` sends: straight to Chorus's transport when the provider has it (the
+    client's per-request work: URL merging, cookies, auth and redirect hooks, is unused
+    here and cost as much as the transport itself), else through the client (a proxy
+    from the environment, or a client given to the provider by tests or an embedder)."""
+    if transport is not None:
         return transport.handle_async_request
 
     async def send(request: httpx.Request) -> httpx.Response:

@@ -364,8 +364,6 @@ async def proxy(start: Start, monkeypatch: pytest.MonkeyPatch) -> Raw:
     return await start(lambda conn, nth, req: SSE_ANSWER)
 
 
-@pytest.mark.xfail(strict=True, reason="make_client passes transport=, so httpx mounts no "
-                   "environment proxy: the 'proxied' path connects straight to the host")
 @pytest.mark.parametrize("variable", ["HTTP_PROXY", "ALL_PROXY"])
 async def test_an_environment_proxy_carries_the_request(
     proxy: Raw, monkeypatch: pytest.MonkeyPatch, variable: str,
