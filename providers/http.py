@@ -62,12 +62,11 @@ class HttpProvider:
         self._models_lock = trio.Lock()
 
     async def stream(self, request: ChatRequest) -> AsyncGenerator[ProviderEvent, None]:
-        spec = self.wire.build_request(self.config, request)
         parser = self.wire.parser()
         try:
-            outgoing = httpx.Request(spec.method, spec.url, headers=spec.headers,
-                                     json=spec.json, extensions={"timeout": self._timeouts})
-            response = await self._send(outgoing)
+            # Built in a call of its own, so that nothing of the request (its body, headers
+            # and parsed URL) stays referenced by this frame while the answer streams.
+            response = await self._send(self._http_request(request))
             try:
                 if response.status_code >= 400:
                     raise await self._status_error(response)
@@ -87,6 +86,11 @@ class HttpProvider:
             raise
         except httpx.HTTPError as exc:
             raise self.map_error(exc) from exc
+
+    def _http_request(self, request: ChatRequest) -> httpx.Request:
+        spec = self.wire.build_request(self.config, request)
+        return httpx.Request(spec.method, spec.url, headers=spec.headers, json=spec.json,
+                             extensions={"timeout": self._timeouts})
 
     async def list_models(self) -> list[str]:
         """The configured models, else the upstream's own list, cached ``models_ttl`` s.

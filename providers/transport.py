@@ -185,10 +185,10 @@ class Connection:
         assert type(event) is h11.Response
         return httpx.Response(
             event.status_code, headers=event.headers.raw_items(),
-            stream=Body(self, transport, request),
+            stream=Body(self, transport),
             extensions={"http_version": b"HTTP/1.1", "reason_phrase": event.reason},
-            request=request,
-        )
+        )  # no ``request=``: a streaming answer need not keep its request alive (httpx's
+        # client sets it on responses it returns; ``HttpProvider.stream`` needs none)
 
     def _encode(self, request: httpx.Request, body: bytes) -> bytes:
         try:
@@ -216,7 +216,7 @@ class Connection:
             raise httpx.WriteTimeout("the server did not take the request in time",
                                      request=request)
 
-    async def next_event(self, request: httpx.Request) -> Any:
+    async def next_event(self, request: httpx.Request | None = None) -> Any:
         """The next h11 event, reading from the socket as it needs (within ``read_timeout``
         of each read, when it is set)."""
         limit = self.read_timeout
@@ -288,11 +288,9 @@ class Body(httpx.AsyncByteStream):
     """A response body: the connection's ``h11.Data`` events, then the connection goes back
     to the pool if the answer was read to its end, or is closed if not."""
 
-    def __init__(self, conn: Connection, transport: Http11Transport,
-                 request: httpx.Request) -> None:
+    def __init__(self, conn: Connection, transport: Http11Transport) -> None:
         self._conn: Connection | None = conn
         self._transport = transport
-        self._request = request
         self._done = False
 
     def __aiter__(self) -> AsyncIterator[bytes]:
@@ -303,15 +301,14 @@ class Body(httpx.AsyncByteStream):
     async def __anext__(self) -> bytes:
         conn = self._conn
         while conn is not None and not self._done:
-            event = await conn.next_event(self._request)
+            event = await conn.next_event()
             kind = type(event)
             if kind is h11.Data:
                 return bytes(event.data)
             if kind is h11.EndOfMessage:
                 self._done = True
             elif kind is h11.ConnectionClosed:
-                raise httpx.RemoteProtocolError("the server closed the connection mid-answer",
-                                                request=self._request)
+                raise httpx.RemoteProtocolError("the server closed the connection mid-answer")
         raise StopAsyncIteration
 
     async def aclose(self) -> None:

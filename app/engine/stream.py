@@ -10,8 +10,7 @@ from __future__ import annotations
 
 import logging
 import time
-from collections.abc import AsyncGenerator, AsyncIterator, Iterable, Sequence
-from contextlib import aclosing
+from collections.abc import AsyncGenerator, Iterable, Sequence
 from dataclasses import dataclass
 from typing import Any, Protocol
 
@@ -277,11 +276,9 @@ class Stream:
             if not reader.cut:
                 self.detach()
 
-    async def follow(self, after: int = 0, *, attached: bool = False) -> AsyncIterator[bytes]:
+    def follow(self, after: int = 0, *, attached: bool = False) -> SSEBody:
         """The SSE body for one reader: each batch of entries as one write, or a ping."""
-        async with aclosing(self.entries(after, attached=attached)) as batches:
-            async for batch in batches:
-                yield b"".join([e.wire for e in batch]) if batch else PING
+        return SSEBody(self.entries(after, attached=attached))
 
     # -- views ----------------------------------------------------------------------------
 
@@ -309,6 +306,30 @@ class Stream:
             "state": "done" if self.done.is_set() else "running",
             "last_event_id": self.log.last_id, "slots": slots,
         }
+
+
+class SSEBody:
+    """``entries`` as SSE bytes: one write per batch, ``: ping`` for an empty one.
+
+    An iterator object, not an async generator around ``entries``: one coroutine frame
+    less per open stream, and one step less per write. ``aclose`` (the response ends or
+    the client left) closes ``entries``, which detaches the reader.
+    """
+
+    __slots__ = ("_batches",)
+
+    def __init__(self, batches: AsyncGenerator[list[LogEntry], None]) -> None:
+        self._batches = batches
+
+    def __aiter__(self) -> SSEBody:
+        return self
+
+    async def __anext__(self) -> bytes:
+        batch = await self._batches.__anext__()
+        return b"".join([e.wire for e in batch]) if batch else PING
+
+    async def aclose(self) -> None:
+        await self._batches.aclose()
 
 
 def _parts(batch: list[LogEntry], limit: int) -> Iterable[list[LogEntry]]:
