@@ -27,6 +27,21 @@ def test_dechunker_any_split() -> None:
         assert d.done
 
 
+def test_only_names_known_parts() -> None:
+    """``python -m bench --only`` takes a comma list of parts and refuses unknown ones."""
+    import argparse
+
+    from bench.__main__ import _parts
+
+    assert _parts("wall, memory") == {"wall", "memory"}
+    with pytest.raises(argparse.ArgumentTypeError, match=r"unknown part.*walls"):
+        _parts("walls,memory")
+    ctx = Ctx(Plan.quick(), None, Path("."), only=frozenset({"wall"}))  # type: ignore[arg-type]
+    assert ctx.wants("wall")
+    assert not ctx.wants("latency")
+    assert Ctx(Plan.quick(), None, Path(".")).wants("latency")  # type: ignore[arg-type]
+
+
 def test_model_name_round_trips() -> None:
     spec = Spec.parse("fake/" + model_name(20, 50, 5, stamped=False, chars=3, max_s=9))
     assert spec == Spec(ttft=0.02, tokens=50, gap=0.005, stamped=False, chars=3, max_seconds=9)
