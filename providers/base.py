@@ -92,6 +92,10 @@ class StreamParser(Protocol):
 
     def feed(self, data: bytes) -> list[ProviderEvent]: ...
 
+    def raise_held(self) -> None:
+        """Raise now an in-stream error that ``feed`` held back so as to return the events
+        before it first; nothing if there is none."""
+
     def close(self) -> list[ProviderEvent]: ...
 
 

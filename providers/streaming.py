@@ -30,7 +30,7 @@ class StreamParserBase(ABC):
     An error the upstream sends mid-stream must not swallow the events that came before it
     in the same read, or what a client sees would depend on how TCP split the body. So when
     ``_feed`` raises after producing events, those events are returned and the error is
-    raised by the next call (``feed(b"")`` included, for a caller that wants it at once).
+    raised by the next call (or at once by ``raise_held``).
     Once raised, the same error is raised by every later call.
     """
 
@@ -48,6 +48,12 @@ class StreamParserBase(ABC):
             if not out:
                 raise
         return out
+
+    def raise_held(self) -> None:
+        """Raise the error held back by the last ``feed`` (the events before it were
+        returned), if there is one: for a caller that wants it at once."""
+        if self._error is not None:
+            raise self._error
 
     def close(self) -> list[ProviderEvent]:
         if self._error is not None:
