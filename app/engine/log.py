@@ -39,7 +39,13 @@ class EventLog(Protocol):
     async def since(self, after: int) -> list[LogEntry]: ...
 
     async def wait(self, after: int) -> None:
-        """Return once an entry with id > ``after`` exists or the log is closed."""
+        """Return once an entry with id > ``after`` exists, the log is closed, or ``wake``
+        was called (callers check which, and wait again if they want to)."""
+        ...
+
+    def wake(self) -> None:
+        """Make every pending ``wait`` return now: the stream's keep-alive tick, so that a
+        reader need not keep a deadline of its own per wait."""
         ...
 
     def close(self) -> None:
@@ -81,8 +87,13 @@ class MemoryEventLog:
         return self._entries[max(after, 0) :]
 
     async def wait(self, after: int) -> None:
-        while len(self._entries) <= after and not self._closed:
+        if len(self._entries) <= after and not self._closed:
             await self._changed.wait()
+        else:
+            await trio.lowlevel.checkpoint()
+
+    def wake(self) -> None:
+        self._wake()
 
     def close(self) -> None:
         self._closed = True

@@ -28,7 +28,7 @@ log = logging.getLogger("chorus.stream")
 
 @dataclass(frozen=True, slots=True)
 class StreamSettings:
-    ping: float = 15.0  # seconds of silence before a ``: ping`` comment
+    ping: float = 15.0  # a ``: ping`` comment after this much silence (at most twice it)
     attach_timeout: float = 30.0  # a 201 stream waits this long for its first reader
     resume_grace: float = 5.0  # then outlives its last reader by this much
     retention: float = 600.0  # the log is kept this long after ``stream.done``
@@ -95,6 +95,8 @@ class Stream:
         self._timers = timers
         self._unattended: Timer | None = None  # the reader watch, while nobody reads
         self._stall_check: Timer | None = None
+        self._ping_tick: Timer | None = None
+        self._ping_mark = 0  # the log's last id at the previous keep-alive tick
 
     # -- lifetime -------------------------------------------------------------------------
 
@@ -113,6 +115,7 @@ class Stream:
         if self.settings.stall_timeout > 0:
             self._stall_check = self._timers.call_later(self.settings.stall_timeout,
                                                         self._check_stalls)
+        self._ping_tick = self._timers.call_later(self.settings.ping, self._keep_alive)
         async with trio.open_nursery() as nursery:
             async with send:
                 for state in self.slots:
@@ -130,7 +133,7 @@ class Stream:
             self._notify("stream_ended", self, counts)
             self.log.close()
             self.done.set()
-        for timer in (self._unattended, self._stall_check):
+        for timer in (self._unattended, self._stall_check, self._ping_tick):
             if timer is not None:
                 timer.cancel()  # the watches are no longer needed
 
@@ -199,6 +202,20 @@ class Stream:
         log.info("stream.unattended", extra={"fields": {"stream": self.id}})
         self.stop(None, "disconnect")
 
+    def _keep_alive(self) -> None:
+        """Every ``ping`` seconds: if nothing was logged since the last tick, wake the
+        waiting readers, which then send a keep-alive. One timer per stream instead of a
+        deadline around every wait of every reader (those cost ~7% of the process's work
+        per relayed token, ``bench/findings.md``); a silent stream is pinged after between
+        ``ping`` and twice that."""
+        if self.done.is_set():
+            return
+        last = self.log.last_id
+        if last == self._ping_mark and self._readers > 0:
+            self.log.wake()
+        self._ping_mark = last
+        self._ping_tick = self._timers.call_later(self.settings.ping, self._keep_alive)
+
     def _check_stalls(self) -> None:
         """Cut off every reader that has waited ``stall_timeout`` for one write to finish.
 
@@ -236,8 +253,8 @@ class Stream:
         self, after: int = 0, *, attached: bool = False
     ) -> AsyncGenerator[list[LogEntry], None]:
         """One reader's view of the log: batches of entries after ``after``, then live ones,
-        until ``stream.done``. An empty batch means ``settings.ping`` seconds passed with
-        nothing new (time for a keep-alive).
+        until ``stream.done``. An empty batch means the stream was silent for a while (time
+        for a keep-alive; see ``_keep_alive``).
 
         Everything already logged comes in few batches (each at most ``max_write`` bytes
         on the wire, or one entry), so a reader that lags catches up in few writes and
@@ -265,9 +282,8 @@ class Stream:
                     continue
                 if self.log.closed:
                     return
-                with trio.move_on_after(self.settings.ping) as timer:
-                    await self.log.wait(after)
-                if timer.cancelled_caught:
+                await self.log.wait(after)
+                if self.log.last_id <= after and not self.log.closed:  # the keep-alive tick
                     reader.blocked_since = trio.current_time()
                     yield []
                     reader.blocked_since = None

@@ -261,3 +261,29 @@ async def test_snapshot_shows_state_and_text_so_far(autojump_clock) -> None:
         await stream.done.wait()
         assert [s["state"] for s in (await stream.snapshot())["slots"]] == ["stopped", "stopped"]
         hub.close()
+
+
+async def test_a_silent_stream_is_pinged_and_a_busy_one_is_not(autojump_clock) -> None:
+    """Keep-alives come from one tick per stream: after ``ping`` to ``2 * ping`` seconds of
+    silence, every reader gets an empty batch (``: ping`` on the wire); a stream that logs
+    something in every tick is never pinged."""
+    silent = Scripted([[10.0, TextDelta("late"), Finish("stop")]])
+    busy = Scripted([[x for _ in range(20) for x in (0.5, TextDelta("t"))] + [Finish("stop")]])
+    settings = StreamSettings(resume_grace=0, ping=1.0)
+    for provider, expect in ((silent, True), (busy, False)):
+        hub = Hub(settings)
+        pings: list[float] = []
+        async with trio.open_nursery() as nursery:
+            await nursery.start(hub.run)
+            stream = await hub.open("owner", plans(route(provider, "m")), reader=True)
+            async for batch in stream.entries(0, attached=True):
+                if not batch:
+                    pings.append(trio.current_time() - stream.started_at)
+            hub.close()
+        if expect:
+            assert pings, "a silent stream must be pinged"
+            assert 1.0 <= pings[0] <= 2.0
+            assert all(1.0 - 1e-9 <= b - a <= 2.0 for a, b in itertools.pairwise(pings))
+            assert pings[-1] <= 10.0
+        else:
+            assert pings == []
