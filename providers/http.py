@@ -51,12 +51,11 @@ class HttpProvider:
         transport = None
         if client is None:
             if not _proxied(config.base_url):
-                transport = Http11Transport(
-                    max_idle=max(1, min(config.max_concurrency, MAX_IDLE)))
+                transport = Http11Transport(max_idle=_max_idle(config))
             client = make_client(config, transport)
         self._client = client
         self._send = _sender(client, transport)
-        self._timeouts = httpx.Timeout(None, connect=config.timeouts.connect).as_dict()
+        self._timeouts = client.timeout.as_dict()  # what the client itself would send
         self._models: list[str] | None = None
         self._models_at = -math.inf
         self._models_lock = trio.Lock()
@@ -174,11 +173,15 @@ def make_client(config: ProviderConfig,
     cut slow thinkers)."""
     timeout = httpx.Timeout(None, connect=config.timeouts.connect)
     if transport is None:
-        limits = httpx.Limits(max_connections=None,
-                              max_keepalive_connections=max(1, min(config.max_concurrency,
-                                                                   MAX_IDLE)))
+        limits = httpx.Limits(max_connections=None, max_keepalive_connections=_max_idle(config))
         return httpx.AsyncClient(timeout=timeout, limits=limits, follow_redirects=False)
     return httpx.AsyncClient(timeout=timeout, transport=transport, follow_redirects=False)
+
+
+def _max_idle(config: ProviderConfig) -> int:
+    """Idle connections kept per provider: a busy stream reuses one at once, so a small
+    reserve keeps the reuse (``transport.MAX_IDLE``)."""
+    return max(1, min(config.max_concurrency, MAX_IDLE))
 
 
 Sender = Callable[[httpx.Request], Awaitable[httpx.Response]]
@@ -214,10 +217,9 @@ def _body(response: httpx.Response) -> AsyncIterator[bytes]:
     """The response body as it arrives. An uncompressed body (Chorus asks for no
     compression) is read straight from the transport's stream: httpx's own iteration adds
     a decoder, a chunker and two generator layers per upstream read, for nothing."""
-    if "content-encoding" in response.headers or not isinstance(response.stream,
-                                                                   httpx.AsyncByteStream):
+    if "content-encoding" in response.headers:
         return response.aiter_bytes()
-    return aiter(response.stream)
+    return aiter(response.stream)  # type: ignore[arg-type]
 
 
 def parse_retry_after(value: str | None) -> float | None:

@@ -26,6 +26,7 @@ from the environment uses httpx's own transports instead (``providers/http.py``)
 
 from __future__ import annotations
 
+import math
 import os
 import select
 import ssl
@@ -141,14 +142,15 @@ class _PeerClosedIdle(Exception):
 class Connection:
     """One socket and its h11 state; used by one request at a time."""
 
-    __slots__ = ("_full", "answered", "h11", "idle_since", "origin", "read", "read_timeout",
-                 "reused", "sock", "stream")
+    __slots__ = ("_fd", "_full", "answered", "h11", "idle_since", "origin", "read",
+                 "read_timeout", "reused", "sock", "stream")
 
     def __init__(self, origin: Origin, stream: trio.abc.Stream,
                  sock: trio.socket.SocketType, *, plain: bool) -> None:
         self.origin = origin
         self.stream = stream
         self.sock = sock
+        self._fd = sock.fileno()
         self.read = self._read_plain if plain else self._read_stream
         self._full = False  # the last plain read filled its buffer: more may be waiting
         self.h11 = h11.Connection(h11.CLIENT)
@@ -161,7 +163,7 @@ class Connection:
         """An idle connection is usable while its socket has nothing to read: a peer that
         closed it (or sent anything unasked) made it readable."""
         poller = select.poll()
-        poller.register(self.sock.fileno(), select.POLLIN)
+        poller.register(self._fd, select.POLLIN)
         return not poller.poll(0)
 
     async def send(self, request: httpx.Request, body: bytes, timeouts: dict[str, Any],
@@ -204,17 +206,14 @@ class Connection:
 
     async def _write(self, data: bytes, limit: float | None, request: httpx.Request) -> None:
         try:
-            if limit is None:
+            with trio.fail_after(math.inf if limit is None else limit):
                 await self.stream.send_all(data)
-                return
-            with trio.move_on_after(limit) as scope:
-                await self.stream.send_all(data)
+        except trio.TooSlowError as exc:
+            raise httpx.WriteTimeout("the server did not take the request in time",
+                                     request=request) from exc
         except (OSError, trio.BrokenResourceError) as exc:
             raise httpx.WriteError(f"sending the request failed: {exc}",
                                    request=request) from exc
-        if scope.cancelled_caught:
-            raise httpx.WriteTimeout("the server did not take the request in time",
-                                     request=request)
 
     async def next_event(self, request: httpx.Request | None = None) -> Any:
         """The next h11 event, reading from the socket as it needs (within ``read_timeout``
@@ -228,15 +227,14 @@ class Connection:
             if event is not h11.NEED_DATA:
                 return event
             try:
-                if limit is None:
+                if limit is None:  # the streaming case: no scope per read
                     data = await self.read()
                 else:
-                    data = b""
-                    with trio.move_on_after(limit) as scope:
+                    with trio.fail_after(limit):
                         data = await self.read()
-                    if scope.cancelled_caught:
-                        raise httpx.ReadTimeout("the server did not answer in time",
-                                                request=request)
+            except trio.TooSlowError as exc:
+                raise httpx.ReadTimeout("the server did not answer in time",
+                                        request=request) from exc
             except (OSError, trio.BrokenResourceError) as exc:
                 raise httpx.ReadError(f"reading the answer failed: {exc}",
                                       request=request) from exc
@@ -257,7 +255,7 @@ class Connection:
         upstream read, about a tenth of the process's work per token at 1 token a read.
         After a read that filled the buffer, it tries first.
         """
-        fd = self.sock.fileno()
+        fd = self._fd
         if not self._full:
             await trio.lowlevel.wait_readable(fd)
         while True:

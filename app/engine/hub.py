@@ -54,7 +54,7 @@ class Hub:
         self._by_owner: dict[str, int] = {}
         self.active = 0
         self.closing = False
-        self.timers = Timers()  # every stream's reader and stall watches
+        self.timers = Timers()  # every stream's reader watch, stall check and keep-alive
 
     async def run(self, *, task_status: trio.TaskStatus[None] = trio.TASK_STATUS_IGNORED) -> None:
         """Host every stream until cancelled; ``shutdown()`` first for a clean end."""

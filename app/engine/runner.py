@@ -179,23 +179,12 @@ async def _send_retry(
 async def _attempt(
     state: SlotState, route: Route, send: trio.MemorySendChannel[Item], meter: _Meter
 ) -> None:
-    # No scheduler round trip on the way to the upstream request when the provider has
-    # room (the common case): a stream's slots then send their requests one right after
-    # the other, instead of each waiting behind every other task once or twice.
-    try:
-        route.limiter.acquire_nowait()
-    except trio.WouldBlock:
-        await route.limiter.acquire()
-    try:
+    async with _Taken(route.limiter):
         state.state = RUNNING
         sent_at = trio.current_time()
         if meter.start is None:
             meter.start = sent_at
-            start = (state, "model.start", {"slot": state.slot, "model": route.ref})
-            try:
-                send.send_nowait(start)
-            except trio.WouldBlock:
-                await send.send(start)
+            await _put(send, (state, "model.start", {"slot": state.slot, "model": route.ref}))
         t = route.timeouts
         total_deadline = sent_at + t.total if t.total is not None else math.inf
         idle = t.idle if t.idle is not None else math.inf
@@ -233,12 +222,41 @@ async def _attempt(
                         due = min(trio.current_time() + idle, total_deadline)
                         if due < timer.deadline or due - timer.deadline > IDLE_SLACK:
                             timer.deadline = due
-    finally:
-        route.limiter.release()
-    if timer.cancelled_caught:
-        now = trio.current_time()
-        which = "total" if now >= total_deadline else phase
-        raise TimeoutError_(_TIMEOUT_MESSAGES[which].format(model=route.ref))
+        if timer.cancelled_caught:
+            now = trio.current_time()
+            which = "total" if now >= total_deadline else phase
+            raise TimeoutError_(_TIMEOUT_MESSAGES[which].format(model=route.ref))
+
+
+# No scheduler round trip on the way to the upstream request when there is room (the
+# common case): a stream's slots then send their requests one right after the other,
+# instead of each waiting behind every other task once or twice. When there is none, they
+# wait as ``async with limiter`` and ``send.send`` would.
+
+class _Taken:
+    """The limiter held for the block (a plain object: no generator frame kept alive for
+    the whole answer, as ``asynccontextmanager`` would)."""
+
+    __slots__ = ("_limiter",)
+
+    def __init__(self, limiter: trio.CapacityLimiter) -> None:
+        self._limiter = limiter
+
+    async def __aenter__(self) -> None:
+        try:
+            self._limiter.acquire_nowait()
+        except trio.WouldBlock:
+            await self._limiter.acquire()
+
+    async def __aexit__(self, *exc: object) -> None:
+        self._limiter.release()
+
+
+async def _put(send: trio.MemorySendChannel[Item], item: Item) -> None:
+    try:
+        send.send_nowait(item)
+    except trio.WouldBlock:
+        await send.send(item)
 
 
 async def _send_text(send: trio.MemorySendChannel[Item], item: Item, meter: _Meter) -> None:
