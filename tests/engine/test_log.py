@@ -1,0 +1,50 @@
+"""The in-memory event log: ids, reads from a cursor, and what it costs the collector."""
+
+from __future__ import annotations
+
+import gc
+
+import trio
+import trio.testing
+
+from app.engine.log import MemoryEventLog
+from app.engine.wire import encode_data, encode_event
+
+
+async def test_since_gives_every_entry_after_the_cursor_with_its_wire_form() -> None:
+    log = MemoryEventLog()
+    await log.append([("stream.start", {"stream_id": "s"}), ("delta", {"slot": 0, "text": "a"})])
+    assert await log.append([("delta", {"slot": 1, "text": "b"})]) == 3
+    entries = await log.since(1)
+    assert [(e.id, e.type, e.data) for e in entries] == [
+        (2, "delta", {"slot": 0, "text": "a"}), (3, "delta", {"slot": 1, "text": "b"})]
+    assert entries[1].wire == encode_event(3, "delta", encode_data({"slot": 1, "text": "b"}))
+    assert [e.id for e in await log.since(-5)] == [1, 2, 3]
+    assert await log.since(3) == []
+    assert await log.since(99) == []
+
+
+async def test_a_retained_text_event_leaves_no_object_for_the_collector() -> None:
+    """The log lives for ``retention``; the collector walks every object it tracks."""
+    log = MemoryEventLog()
+    await log.append([("delta", {"slot": 0, "text": "warm"})])
+    gc.collect()
+    before = len(gc.get_objects())
+    for i in range(2000):
+        await log.append([("delta", {"slot": i % 3, "text": f"token {i}"})])
+    gc.collect()
+    assert len(gc.get_objects()) - before < 50
+    assert log.last_id == 2001
+
+
+async def test_wait_returns_on_append_and_on_close() -> None:
+    log = MemoryEventLog()
+    async with trio.open_nursery() as nursery:
+        nursery.start_soon(log.wait, 0)
+        await trio.testing.wait_all_tasks_blocked()
+        await log.append([("delta", {"slot": 0, "text": "x"})])
+    async with trio.open_nursery() as nursery:
+        nursery.start_soon(log.wait, 1)
+        await trio.testing.wait_all_tasks_blocked()
+        log.close()
+    assert log.closed
