@@ -96,7 +96,9 @@ async def run_server(
     (Hypercorn's ``graceful_timeout``)."""
     from hypercorn.trio import serve as hypercorn_serve
 
-    from app import SHUTDOWN_WAIT, create_app
+    from app import SHUTDOWN_WAIT, create_app, tcp
+
+    tcp.install()
 
     app = app or create_app(config)
     hc = hypercorn_config(config.server, host, port)
