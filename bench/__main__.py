@@ -137,11 +137,14 @@ async def run_all(ctx: Ctx, chorus: procs.Proc, litellm: procs.Proc | None,
 
 async def _latency(ctx: Ctx, servers: list[Server], log: Any) -> dict[str, Any]:
     lat: dict[str, dict[str, Any]] = {s.name: {} for s in servers}
-    for c in ctx.plan.concurrency:
-        for s in servers:
-            lat[s.name][str(c)] = await scenarios.latency(ctx, s, c)
-            r = lat[s.name][str(c)]
-            log(f"  {s.name:9} c={c:<4} ttft p50 {r['ttft_lag_ms']['p50']} ms, chunk p50 "
+    p = ctx.plan
+    for c in p.concurrency:
+        rounds = p.target_rounds if c == p.target_concurrency else 1
+        if rounds > 1:
+            log(f"  c={c}: {rounds} rounds, each server in turn, pooled")
+        for name, r in (await scenarios.latency(ctx, servers, c, rounds)).items():
+            lat[name][str(c)] = r
+            log(f"  {name:9} c={c:<4} ttft p50 {r['ttft_lag_ms']['p50']} ms, chunk p50 "
                 f"{r['chunk_lag_ms']['p50']} p99 {r['chunk_lag_ms']['p99']} ms, "
                 f"cpu/token {r['cpu_us_per_token']} us, errors {r['errors']}")
     return lat
@@ -160,7 +163,7 @@ async def _profiles(ctx: Ctx, chorus: procs.Proc, one: Server, log: Any) -> dict
     log("profiles (py-spy; separate runs, so the figures above carry no profiler)")
     out = {}
     for label, run in (("saturation", lambda: scenarios.saturation(ctx, one)),
-                       ("50 streams", lambda: scenarios.latency(ctx, one, 50))):
+                       ("50 streams", lambda: scenarios.latency(ctx, [one], 50))):
         raw = ctx.workdir / f"profile-{label.replace(' ', '-')}.txt"
         spy = profile.start(chorus.pid, ctx.plan.saturation_seconds, raw)
         await run()

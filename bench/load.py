@@ -32,7 +32,27 @@ class Load:
     stagger: float  # starts are spread over this many seconds
 
 
+@dataclass(slots=True)
+class Sample:
+    """One run's raw results: runs of the same load pool into one summary (``pooled``)."""
+
+    results: list[StreamResult]
+    wall: float  # seconds
+    cpu: float  # server CPU seconds
+
+
 async def run_load(target: Target, load: Load, proc: Proc | None) -> dict[str, Any]:
+    sample = await collect(target, load, proc)
+    return summarise(sample.results, sample.wall, sample.cpu)
+
+
+def pooled(samples: list[Sample]) -> dict[str, Any]:
+    """One summary over every run's streams (percentiles over all their tokens)."""
+    return summarise([r for s in samples for r in s.results], sum(s.wall for s in samples),
+                     sum(s.cpu for s in samples))
+
+
+async def collect(target: Target, load: Load, proc: Proc | None) -> Sample:
     results: list[StreamResult] = []
     start = time.monotonic_ns()
     stop_at = start + int(load.duration * 1e9)
@@ -52,7 +72,7 @@ async def run_load(target: Target, load: Load, proc: Proc | None) -> dict[str, A
             nursery.start_soon(worker, rng.uniform(0, load.stagger))
     wall = (time.monotonic_ns() - start) / 1e9
     cpu = (proc.cpu() - cpu0) if proc else 0.0
-    return summarise(results, wall, cpu)
+    return Sample(results, wall, cpu)
 
 
 def summarise(results: list[StreamResult], wall: float, cpu: float) -> dict[str, Any]:

@@ -166,7 +166,11 @@ def _latency_section(r: dict[str, Any]) -> list[str]:
          "(25 per second per answer) exceeds its core falls behind, and its lags grow for as "
          "long as the run lasts; *incomplete* counts the streams still running when the run "
          "was cut "
-         f"({plan['latency_grace']} s after the last start).", "",
+         f"({plan['latency_grace']} s after the last start)."
+         + (f" At c = {plan['target_concurrency']}, where the targets are read, every server "
+            f"runs {plan['target_rounds']} such rounds, taking turns, and the table pools "
+            "them: one round's p99 moves by 10-20 % from one minute to the next on this "
+            "machine." if plan.get("target_rounds", 1) > 1 else ""), "",
          "| server | c | streams run | TTFT lag p50 | p99 | chunk lag p50 | p99 | max | "
          "server CPU µs/token | incomplete |",
          "|---|---|---|---|---|---|---|---|---|---|"]

@@ -17,7 +17,7 @@ from typing import Any
 import trio
 
 from .client import STAMP, Response, Target, get_json, open_response, run_stream
-from .load import Load, run_load
+from .load import Load, Sample, collect, pooled, run_load
 from .procs import Proc
 from .stats import median, summary
 from .upstream import model_name
@@ -38,6 +38,10 @@ class Plan:
     latency_seconds: float = 6.0
     latency_grace: float = 4.0
     latency_model: str = model_name(20, 50, 40)  # 50 tokens at 25/s after 20 ms
+    # The concurrency the targets are read at runs this many rounds, each server in turn
+    # per round, pooled: one round's p99 moves by 10-20 % from one minute to the next here.
+    target_concurrency: int = 50
+    target_rounds: int = 3
     saturation_streams: int = 8
     saturation_seconds: float = 5.0
     stop_trials: int = 30
@@ -54,7 +58,7 @@ class Plan:
         return cls(concurrency=(1, 5), latency_seconds=1.0, latency_grace=1.0,
                    latency_model=model_name(5, 10, 5), saturation_streams=2,
                    saturation_seconds=1.0, stop_trials=3, disconnect_trials=2,
-                   backlog_streams=2, backlog_seconds=0.5, rss_streams=20,
+                   target_rounds=1, backlog_streams=2, backlog_seconds=0.5, rss_streams=20,
                    wire_lengths=(20, 200), wall_repeats=1,
                    merge_tokens=500)
 
@@ -98,15 +102,28 @@ async def open_upstream_answers(ctx: Ctx) -> int:
 
 # -- latency under load -------------------------------------------------------------------
 
-async def latency(ctx: Ctx, server: Server, concurrency: int) -> dict[str, Any]:
+def _latency_load(ctx: Ctx, server: Server, concurrency: int) -> Load:
     """``concurrency`` upstream answers in flight: streams of ``server.slots`` slots each."""
     p = ctx.plan
     streams = max(1, round(concurrency / server.slots))
-    load = Load(streams, server.slots, p.latency_model, p.latency_seconds, p.latency_grace,
+    return Load(streams, server.slots, p.latency_model, p.latency_seconds, p.latency_grace,
                 stagger=1.0)
-    out = await run_load(server.target, load, server.proc)
-    out["client_streams"] = streams
-    out["upstream_answers"] = streams * server.slots
+
+
+async def latency(ctx: Ctx, servers: list[Server], concurrency: int,
+                  rounds: int = 1) -> dict[str, dict[str, Any]]:
+    """Each server under the same load, ``rounds`` times in turn; the runs pooled."""
+    samples: dict[str, list[Sample]] = {s.name: [] for s in servers}
+    for _ in range(rounds):
+        for s in servers:
+            load = _latency_load(ctx, s, concurrency)
+            samples[s.name].append(await collect(s.target, load, s.proc))
+    out = {}
+    for s in servers:
+        load = _latency_load(ctx, s, concurrency)
+        out[s.name] = pooled(samples[s.name]) | {
+            "rounds": rounds, "client_streams": load.streams,
+            "upstream_answers": load.streams * load.slots}
     return out
 
 

@@ -79,10 +79,12 @@ async def test_every_part_measures(running: tuple[procs.Proc, procs.Proc, Path])
         "cpu": "test", "cores": 2, "memory_gb": 1, "os": "test", "load_average_at_start": None,
         "versions": {"python": "3", "trio": "0", "h11": "0", "httpx": "0"}},
         "plan": {**Plan.quick().__dict__}, "command": "pytest", "seconds": 0, "notes": []}
+    pooled = await scenarios.latency(ctx, [direct, one], 5, rounds=2)
     for s in (direct, one):
-        results["latency"][s.name] = {"5": await scenarios.latency(ctx, s, 5)}
-        assert results["latency"][s.name]["5"]["tokens"] > 0
-        assert results["latency"][s.name]["5"]["errors"] == 0
+        results["latency"][s.name] = {"5": pooled[s.name]}
+        assert pooled[s.name]["rounds"] == 2
+        assert pooled[s.name]["tokens"] > 0
+        assert pooled[s.name]["errors"] == 0
     results["saturation"] = {"chorus-1": await scenarios.saturation(ctx, one)}
     assert results["saturation"]["chorus-1"]["tokens_per_s"] > 100
 
@@ -114,3 +116,23 @@ async def test_every_part_measures(running: tuple[procs.Proc, procs.Proc, Path])
     assert "## Targets" in page
     assert "python -m bench" in page
     json.dumps(results, default=str)
+
+
+def test_ab_refuses_a_directory_that_is_not_chorus(tmp_path: Path) -> None:
+    from bench import ab
+
+    with pytest.raises(SystemExit) as exit_:
+        ab.main([str(tmp_path)])
+    assert exit_.value.code == 2
+
+
+def test_ab_compares_two_trees_in_alternating_runs(capsys: pytest.CaptureFixture[str]) -> None:
+    from bench import ab
+
+    assert ab.main([str(procs.ROOT), "--rounds", "2", "--streams", "2", "--seconds", "0.3"]) == 0
+    out = capsys.readouterr().out
+    runs = [line.split(":")[0] for line in out.splitlines() if line.startswith("run ")]
+    assert runs == ["run 1 A", "run 1 B", "run 2 B", "run 2 A"]
+    assert ", 0 errors" in out
+    summary = [line for line in out.splitlines() if line.startswith(("A (", "B ("))]
+    assert len(summary) == 2
