@@ -23,6 +23,7 @@ from __future__ import annotations
 
 import logging
 import os
+import sys
 
 import trio
 from hypercorn.events import Closed, Event, RawData
@@ -60,7 +61,10 @@ class TCPServer(HypercornTCPServer):
 
 
 def install() -> bool:
-    """Make Hypercorn's trio worker use ``TCPServer``; ``False`` if it could not."""
+    """Make Hypercorn's trio worker use ``TCPServer``; ``False`` if it could not (or, on
+    Windows, where a socket is not a file descriptor ``os.write`` can take, should not)."""
+    if sys.platform == "win32":
+        return False
     current = getattr(hypercorn_run, "TCPServer", None)
     if current is TCPServer:
         return True
