@@ -36,7 +36,9 @@ class EventLog(Protocol):
         """Add events in order; return the id of the last one."""
         ...
 
-    async def since(self, after: int) -> list[LogEntry]: ...
+    async def since(self, after: int, limit: int | None = None) -> list[LogEntry]:
+        """The entries with id > ``after``, in order; at most ``limit`` of them."""
+        ...
 
     async def wait(self, after: int) -> None:
         """Return once an entry with id > ``after`` exists, the log is closed, or ``wake``
@@ -63,8 +65,8 @@ class MemoryEventLog:
     no stream moves. A text event's data holds only a number and a string, which CPython
     does not track, so a retained text event adds three list slots and no object to walk
     (600,000 entries: a full collection takes 26 ms instead of 97, ``bench/findings.md``).
-    ``since`` builds the ``LogEntry`` objects a reader asks for; they live as long as that
-    read.
+    ``since`` builds the ``LogEntry`` objects a reader asks for (so a reader asks for a
+    bounded number at a time); they live as long as that read.
     """
 
     def __init__(self) -> None:
@@ -96,11 +98,12 @@ class MemoryEventLog:
         self._wake()
         return len(wires)
 
-    async def since(self, after: int) -> list[LogEntry]:
+    async def since(self, after: int, limit: int | None = None) -> list[LogEntry]:
         start = max(after, 0)
+        end = len(self._wires) if limit is None else min(len(self._wires), start + limit)
         return [LogEntry(i, t, d, w) for i, t, d, w in zip(
-            range(start + 1, len(self._wires) + 1), self._types[start:], self._data[start:],
-            self._wires[start:], strict=True)]
+            range(start + 1, end + 1), self._types[start:end], self._data[start:end],
+            self._wires[start:end], strict=True)]
 
     async def wait(self, after: int) -> None:
         if len(self._wires) <= after and not self._closed:

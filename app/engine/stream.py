@@ -35,6 +35,7 @@ class StreamSettings:
     channel_size: int = 256  # slot items in flight before producers wait
     stall_timeout: float = 0.0  # a reader stuck this long in one write is cut off; 0 = never
     max_write: int = 64 * 1024  # bytes of events handed to one reader's write, at most
+    max_read: int = 512  # log entries one reader takes from the log at a time, at most
 
 
 class StreamObserver(Protocol):
@@ -260,21 +261,30 @@ class Stream:
 
         Everything already logged comes in few batches (each at most ``max_write`` bytes
         on the wire, or one entry), so a reader that lags catches up in few writes and
-        needs no buffer of its own, and one write never holds more than that. The reader
-        counts as attached while this generator runs; leaving (the client disconnects and
-        the response is cancelled or closed) detaches it in ``finally``. ``attached=True``
-        takes over a reader the stream was created with. A reader that the stall watch cut
-        off ends at its next step.
+        needs no buffer of its own, and one write never holds more than that. A write
+        does not yield to the scheduler when the socket takes it at once (``app/tcp.py``),
+        so a reader catching up yields before each write after the first: other tasks
+        (the merge task above all) take turns with it, as they would with a slow socket.
+
+        The reader counts as attached while this generator runs; leaving (the client
+        disconnects and the response is cancelled or closed) detaches it in ``finally``.
+        ``attached=True`` takes over a reader the stream was created with. A reader that
+        the stall watch cut off ends at its next step.
         """
         reader = _Reader()
         if not attached:
             self.attach()
         self._watched.add(reader)
+        settings = self.settings
+        fresh = True  # nothing written since this reader last waited for the log
         try:
             while not reader.cut:
-                batch = await self.log.since(after)
+                batch = await self.log.since(after, settings.max_read)
                 if batch:
-                    for part in _parts(batch, self.settings.max_write):
+                    for part in _parts(batch, settings.max_write):
+                        if not fresh:
+                            await trio.lowlevel.checkpoint()
+                        fresh = False
                         after = part[-1].id
                         reader.blocked_since = trio.current_time()
                         yield part
@@ -285,6 +295,7 @@ class Stream:
                 if self.log.closed:
                     return
                 await self.log.wait(after)
+                fresh = True
                 if self.log.last_id <= after and not self.log.closed:  # the keep-alive tick
                     reader.blocked_since = trio.current_time()
                     yield []

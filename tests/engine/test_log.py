@@ -22,6 +22,8 @@ async def test_since_gives_every_entry_after_the_cursor_with_its_wire_form() -> 
     assert [e.id for e in await log.since(-5)] == [1, 2, 3]
     assert await log.since(3) == []
     assert await log.since(99) == []
+    assert [e.id for e in await log.since(0, limit=2)] == [1, 2]
+    assert [e.id for e in await log.since(2, limit=5)] == [3]
 
 
 async def test_a_retained_text_event_leaves_no_object_for_the_collector() -> None:

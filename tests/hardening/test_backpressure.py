@@ -97,7 +97,32 @@ async def test_a_lagging_reader_catches_up_in_bounded_writes(autojump_clock) -> 
         assert len(batches) > 3
         for batch in batches:
             assert len(batch) == 1 or sum(len(e.wire) for e in batch) <= 4096
+            assert len(batch) <= StreamSettings().max_read
         hub.close()
+
+
+async def test_a_reader_catching_up_takes_turns_with_other_tasks(autojump_clock) -> None:
+    """Writes that the socket takes at once do not yield; catching up must, between them."""
+    hub = Hub(StreamSettings(resume_grace=10.0, max_write=4096, max_read=64))
+    async with trio.open_nursery() as nursery:
+        await nursery.start(hub.run)
+        stream = await hub.open("o", plans("ttft=0,rate=0,tokens=3000"))
+        await stream.done.wait()
+        turns = 0
+
+        async def another_task() -> None:
+            nonlocal turns
+            while True:
+                turns += 1
+                await trio.lowlevel.checkpoint()
+
+        nursery.start_soon(another_task)
+        seen = [turns async for _ in stream.entries(0)]
+        assert len(seen) > 10
+        # Both run once per scheduler round (in either order within a round): without the
+        # turns, the other task would not run at all until the reader had caught up.
+        assert seen[-1] - seen[0] >= (len(seen) - 1) // 2
+        nursery.cancel_scope.cancel()
 
 
 # -- over real sockets ----------------------------------------------------------------------
