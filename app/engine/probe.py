@@ -1,11 +1,18 @@
-"""An opt-in probe: how long each stream's merge loop waited, runnable, behind other tasks.
+"""Opt-in probes for the benchmarks: trio instruments, installed only when asked for.
 
-A trio instrument, installed only when ``CHORUS_MERGE_PROBE`` names a file, so it costs
-nothing otherwise. It times the merge task (the task that runs ``Stream.run``) from the
+``CHORUS_MERGE_PROBE=FILE``: how long each stream's merge loop waited, runnable, behind
+other tasks. It times the merge task (the task that runs ``Stream.run``) from the
 moment trio makes it runnable (an item arrived, or its checkpoint passed) to the moment it
 runs again: the time it waited behind producers and response writers. The design this
 replaces (threads and a queue) starved its consumer for up to 130 s under load. When a
 stream's task ends, one JSON line with its figures is appended to the file.
+
+``CHORUS_STEP_PROBE=FILE``: where the event loop's time goes, step by step. Every task step
+is timed, the garbage collector's pauses are taken out of the step they fell in (and
+counted on their own), and each step over ``LONG`` is filed under the two places its task
+was suspended, before and after ("from the last upstream read to the channel send"): a
+step that long delays every token that arrives meanwhile, so these are what make the tail.
+The file is rewritten as JSON every two seconds.
 """
 
 from __future__ import annotations
@@ -19,6 +26,8 @@ from typing import Any
 import trio
 
 ENV = "CHORUS_MERGE_PROBE"
+STEP_ENV = "CHORUS_STEP_PROBE"
+LONG = 0.0003  # seconds: a step this long is filed under its suspension points
 _MERGE_TASK = "Hub._life"  # the task that runs Stream.run, and with it the merge loop
 
 
@@ -72,8 +81,101 @@ class MergeProbe(trio.abc.Instrument):
             f.write(json.dumps(line) + "\n")
 
 
+class StepProbe(trio.abc.Instrument):
+    def __init__(self, path: str, every: float = 2.0) -> None:
+        self.path = path
+        self.every = every
+        self._written = time.perf_counter()
+        self._step_started = 0.0
+        self._gc_started = 0.0
+        self._gc_total = 0.0  # seconds of GC so far; a step's share is taken out of it
+        self._gc_at_step = 0.0
+        self._where_before = ""
+        # task name -> [steps, seconds, seconds in steps over LONG, longest]
+        self.steps: dict[str, list[float]] = {}
+        # generation -> [collections, seconds, longest]
+        self.gc: dict[str, list[float]] = {}
+        # "task | suspended at ==> suspended at" -> [steps, seconds]
+        self.long: dict[str, list[float]] = {}
+        gc.callbacks.append(self._gc)
+
+    def _gc(self, phase: str, info: dict[str, Any]) -> None:
+        now = time.perf_counter()
+        if phase == "start":
+            self._gc_started = now
+            return
+        took = now - self._gc_started
+        self._gc_total += took
+        row = self.gc.setdefault(str(info["generation"]), [0, 0.0, 0.0])
+        row[0] += 1
+        row[1] += took
+        row[2] = max(row[2], took)
+
+    def before_task_step(self, task: trio.lowlevel.Task) -> None:
+        self._where_before = suspended_at(task)
+        self._gc_at_step = self._gc_total
+        self._step_started = time.perf_counter()
+
+    def after_task_step(self, task: trio.lowlevel.Task) -> None:
+        now = time.perf_counter()
+        took = now - self._step_started - (self._gc_total - self._gc_at_step)
+        name = task.name.rsplit(".", 1)[-1]
+        row = self.steps.setdefault(name, [0, 0.0, 0.0, 0.0])
+        row[0] += 1
+        row[1] += took
+        row[3] = max(row[3], took)
+        if took > LONG:
+            row[2] += took
+            where = f"{name} | {self._where_before} ==> {suspended_at(task)}"
+            long = self.long.setdefault(where, [0, 0.0])
+            long[0] += 1
+            long[1] += took
+        if now - self._written > self.every:
+            self._written = now
+            self.write()
+
+    def write(self) -> None:
+        ms = 1000.0
+        report = {
+            "steps": {k: {"steps": int(v[0]), "ms": round(v[1] * ms, 1),
+                          "ms_in_long_steps": round(v[2] * ms, 1),
+                          "longest_ms": round(v[3] * ms, 3)}
+                      for k, v in sorted(self.steps.items(), key=lambda kv: -kv[1][1])},
+            "gc": {k: {"collections": int(v[0]), "ms": round(v[1] * ms, 1),
+                       "longest_ms": round(v[2] * ms, 3)} for k, v in sorted(self.gc.items())},
+            "long_steps": {k: {"steps": int(v[0]), "ms": round(v[1] * ms, 1)}
+                           for k, v in sorted(self.long.items(), key=lambda kv: -kv[1][1])},
+        }
+        with open(self.path, "w", encoding="utf-8") as f:
+            json.dump(report, f, indent=1)
+
+
+# trio's scheduler internals (its traps and checkpoints): the same at every suspension.
+_TRIO_CORE = os.path.dirname(trio.lowlevel.checkpoint.__code__.co_filename)
+
+
+def suspended_at(task: trio.lowlevel.Task, depth: int = 3) -> str:
+    """The innermost ``depth`` frames of the task's await chain outside trio's scheduler
+    internals, as ``file:function:line``. (The chain ends where an async generator is
+    being iterated: its own frames are not reachable from the task.)"""
+    frames: list[str] = []
+    awaited: Any = task.coro
+    while awaited is not None:
+        frame = (getattr(awaited, "cr_frame", None) or getattr(awaited, "ag_frame", None)
+                 or getattr(awaited, "gi_frame", None))
+        if frame is not None and not frame.f_code.co_filename.startswith(_TRIO_CORE):
+            code = frame.f_code
+            frames.append(f"{code.co_filename.rsplit('/', 1)[-1]}:{code.co_name}:{frame.f_lineno}")
+        awaited = (getattr(awaited, "cr_await", None) or getattr(awaited, "ag_await", None)
+                   or getattr(awaited, "gi_yieldfrom", None))
+    return " > ".join(frames[-depth:])
+
+
 def install_from_env() -> None:
-    """Add the probe to the running trio loop if ``CHORUS_MERGE_PROBE`` is set."""
+    """Add the probes named in the environment to the running trio loop."""
     path = os.environ.get(ENV)
     if path:
         trio.lowlevel.add_instrument(MergeProbe(path))
+    path = os.environ.get(STEP_ENV)
+    if path:
+        trio.lowlevel.add_instrument(StepProbe(path))
