@@ -91,6 +91,7 @@ class StepProbe(trio.abc.Instrument):
         self._gc_total = 0.0  # seconds of GC so far; a step's share is taken out of it
         self._gc_at_step = 0.0
         self._where_before = ""
+        self._stepping: trio.lowlevel.Task | None = None
         # task name -> [steps, seconds, seconds in steps over LONG, longest]
         self.steps: dict[str, list[float]] = {}
         # generation -> [collections, seconds, longest]
@@ -112,11 +113,14 @@ class StepProbe(trio.abc.Instrument):
         row[2] = max(row[2], took)
 
     def before_task_step(self, task: trio.lowlevel.Task) -> None:
+        self._stepping = task
         self._where_before = suspended_at(task)
         self._gc_at_step = self._gc_total
         self._step_started = time.perf_counter()
 
     def after_task_step(self, task: trio.lowlevel.Task) -> None:
+        if task is not self._stepping:
+            return  # the step the probe was installed in: it has no start
         now = time.perf_counter()
         took = now - self._step_started - (self._gc_total - self._gc_at_step)
         name = task.name.rsplit(".", 1)[-1]
