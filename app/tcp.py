@@ -5,8 +5,8 @@ For every write, Hypercorn's handler takes a ``trio.Lock`` and calls
 lock's ``acquire`` before the bytes leave, ``send_all`` after they left. The first yield
 sits between a token being ready and its bytes going out, so every relayed token waits for
 one more round of every other runnable task; the second costs a round per write too. With
-50 streams of one token per write, dropping them took the added latency per chunk from
-~0.52 to ~0.43 ms at p50 (``bench/findings.md``).
+50 streams of one token per write, dropping them took the per-chunk lag from 0.46 to 0.39 ms
+at p50 and from 1.88 to 1.69 ms at p99 (``bench/findings.md``, "third round").
 
 ``TCPServer.protocol_send`` here writes straight to the socket when no other write of the
 connection is under way: one non-blocking ``send``, no yield. Whatever the kernel did not
