@@ -101,9 +101,8 @@ class MemoryEventLog:
     async def since(self, after: int, limit: int | None = None) -> list[LogEntry]:
         start = max(after, 0)
         end = len(self._wires) if limit is None else min(len(self._wires), start + limit)
-        return [LogEntry(i, t, d, w) for i, t, d, w in zip(
-            range(start + 1, end + 1), self._types[start:end], self._data[start:end],
-            self._wires[start:end], strict=True)]
+        types, data, wires = self._types, self._data, self._wires
+        return [LogEntry(i + 1, types[i], data[i], wires[i]) for i in range(start, end)]
 
     async def wait(self, after: int) -> None:
         if len(self._wires) <= after and not self._closed:
