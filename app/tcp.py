@@ -36,12 +36,9 @@ log = logging.getLogger("chorus")
 class TCPServer(HypercornTCPServer):
     async def protocol_send(self, event: Event) -> None:
         stream = self.stream
-        if (type(event) is not RawData or self.send_lock.locked()
-                or not isinstance(stream, trio.SocketStream)):
-            await super().protocol_send(event)
-            return
-        fd = stream.socket.fileno()  # -1 once closed: never write to a number reused since
-        if fd < 0:
+        # -1 once closed (never write to a number reused since), or for TLS.
+        fd = stream.socket.fileno() if isinstance(stream, trio.SocketStream) else -1
+        if type(event) is not RawData or fd < 0 or self.send_lock.locked():
             await super().protocol_send(event)
             return
         data = event.data
