@@ -31,21 +31,41 @@ LONG = 0.0003  # seconds: a step this long is filed under its suspension points
 _MERGE_TASK = "Hub._life"  # the task that runs Stream.run, and with it the merge loop
 
 
+class GcPauses:
+    """The garbage collector's pauses (each stops every task), from ``gc.callbacks``."""
+
+    def __init__(self) -> None:
+        self.total = 0.0  # seconds, all collections so far
+        self.longest = 0.0
+        # generation -> [collections, seconds, longest]
+        self.by_generation: dict[str, list[float]] = {}
+        self._started = 0.0
+        gc.callbacks.append(self._callback)
+
+    def _callback(self, phase: str, info: dict[str, Any]) -> None:
+        now = time.perf_counter()
+        if phase == "start":
+            self._started = now
+            return
+        took = now - self._started
+        self.total += took
+        self.longest = max(self.longest, took)
+        row = self.by_generation.setdefault(str(info["generation"]), [0, 0.0, 0.0])
+        row[0] += 1
+        row[1] += took
+        row[2] = max(row[2], took)
+
+    def close(self) -> None:
+        gc.callbacks.remove(self._callback)
+
+
 class MergeProbe(trio.abc.Instrument):
     def __init__(self, path: str) -> None:
         self.path = path
         self._is_merge: dict[trio.lowlevel.Task, bool] = {}
         self._scheduled: dict[trio.lowlevel.Task, tuple[float, float]] = {}
         self._waits: dict[trio.lowlevel.Task, list[tuple[float, float]]] = {}
-        self._gc_started = 0.0
-        self.gc_max = 0.0  # the longest garbage collection so far (it stops every task)
-        gc.callbacks.append(self._gc)
-
-    def _gc(self, phase: str, info: dict[str, Any]) -> None:
-        if phase == "start":
-            self._gc_started = time.perf_counter()
-        else:
-            self.gc_max = max(self.gc_max, time.perf_counter() - self._gc_started)
+        self.gc = GcPauses()
 
     def _merge(self, task: trio.lowlevel.Task) -> bool:
         known = self._is_merge.get(task)
@@ -71,7 +91,7 @@ class MergeProbe(trio.abc.Instrument):
         if not waits:
             return
         line: dict[str, float] = {"wakeups": len(waits),
-                                  "gc_max_ms": round(self.gc_max * 1000, 3)}
+                                  "gc_max_ms": round(self.gc.longest * 1000, 3)}
         for i, name in ((0, "wall"), (1, "cpu")):
             ordered = sorted(w[i] for w in waits)
             line[f"{name}_max_ms"] = round(ordered[-1] * 1000, 3)
@@ -87,42 +107,26 @@ class StepProbe(trio.abc.Instrument):
         self.every = every
         self._written = time.perf_counter()
         self._step_started = 0.0
-        self._gc_started = 0.0
-        self._gc_total = 0.0  # seconds of GC so far; a step's share is taken out of it
-        self._gc_at_step = 0.0
+        self._gc_at_step = 0.0  # GC seconds when the step began: its share is taken out
         self._where_before = ""
         self._stepping: trio.lowlevel.Task | None = None
         # task name -> [steps, seconds, seconds in steps over LONG, longest]
         self.steps: dict[str, list[float]] = {}
-        # generation -> [collections, seconds, longest]
-        self.gc: dict[str, list[float]] = {}
         # "task | suspended at ==> suspended at" -> [steps, seconds]
         self.long: dict[str, list[float]] = {}
-        gc.callbacks.append(self._gc)
-
-    def _gc(self, phase: str, info: dict[str, Any]) -> None:
-        now = time.perf_counter()
-        if phase == "start":
-            self._gc_started = now
-            return
-        took = now - self._gc_started
-        self._gc_total += took
-        row = self.gc.setdefault(str(info["generation"]), [0, 0.0, 0.0])
-        row[0] += 1
-        row[1] += took
-        row[2] = max(row[2], took)
+        self.gc = GcPauses()
 
     def before_task_step(self, task: trio.lowlevel.Task) -> None:
         self._stepping = task
         self._where_before = suspended_at(task)
-        self._gc_at_step = self._gc_total
+        self._gc_at_step = self.gc.total
         self._step_started = time.perf_counter()
 
     def after_task_step(self, task: trio.lowlevel.Task) -> None:
         if task is not self._stepping:
             return  # the step the probe was installed in: it has no start
         now = time.perf_counter()
-        took = now - self._step_started - (self._gc_total - self._gc_at_step)
+        took = now - self._step_started - (self.gc.total - self._gc_at_step)
         name = task.name.rsplit(".", 1)[-1]
         row = self.steps.setdefault(name, [0, 0.0, 0.0, 0.0])
         row[0] += 1
@@ -146,7 +150,8 @@ class StepProbe(trio.abc.Instrument):
                           "longest_ms": round(v[3] * ms, 3)}
                       for k, v in sorted(self.steps.items(), key=lambda kv: -kv[1][1])},
             "gc": {k: {"collections": int(v[0]), "ms": round(v[1] * ms, 1),
-                       "longest_ms": round(v[2] * ms, 3)} for k, v in sorted(self.gc.items())},
+                       "longest_ms": round(v[2] * ms, 3)}
+                   for k, v in sorted(self.gc.by_generation.items())},
             "long_steps": {k: {"steps": int(v[0]), "ms": round(v[1] * ms, 1)}
                            for k, v in sorted(self.long.items(), key=lambda kv: -kv[1][1])},
         }

@@ -25,7 +25,7 @@ async def probed(path: Path, *tasks: Callable[[], Awaitable[None]]) -> dict[str,
                 nursery.start_soon(task)
     finally:
         trio.lowlevel.remove_instrument(probe)
-        gc.callbacks.remove(probe._gc)
+        probe.gc.close()
     probe.write()
     report: dict[str, Any] = json.loads(path.read_text())  # noqa: ASYNC240 - a test's small file
     return report
