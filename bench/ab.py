@@ -15,7 +15,6 @@ from __future__ import annotations
 
 import argparse
 import os
-import statistics
 import sys
 from pathlib import Path
 from typing import Any
@@ -26,18 +25,7 @@ from . import procs
 from .client import Target
 from .load import Load, run_load
 from .scenarios import Plan
-
-
-def chorus_from(tree: Path, name: str, upstream_port: int, cores: set[int],
-                workdir: Path) -> procs.Proc:
-    """``chorus serve`` run from the source tree ``tree``, with the bench's config."""
-    port = procs.free_port()
-    config = workdir / f"{name}.toml"
-    config.write_text(procs.CHORUS_TOML.format(upstream=upstream_port, retention=5.0))
-    code = (f"import sys; sys.path.insert(0, {str(tree)!r}); from app.cli import main; "
-            f"sys.exit(main(['serve', '--config', {str(config)!r}, '--port', '{port}']))")
-    return procs.Proc(name, [procs.python(), "-c", code], port, cores,
-                      log_path=workdir / f"{name}.log")
+from .stats import median
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -65,8 +53,8 @@ def main(argv: list[str] | None = None) -> int:
     try:
         servers = {}
         for side, tree in (("A", args.before), ("B", args.after)):
-            servers[side] = chorus_from(tree.resolve(), f"ab-{side}", upstream.port,
-                                        server_cores, workdir).start()
+            servers[side] = procs.chorus_proc(upstream.port, server_cores, workdir,
+                                              name=f"ab-{side}", source=tree.resolve()).start()
             running.append(servers[side])
         for i in range(args.rounds):
             for side in ("A", "B") if i % 2 == 0 else ("B", "A"):
@@ -85,10 +73,10 @@ def main(argv: list[str] | None = None) -> int:
     print("side | chunk lag p50 ms | chunk lag p99 ms | CPU us per token")
     for side, tree in (("A", args.before), ("B", args.after)):
         got = runs[side]
-        p50 = statistics.median(r["chunk_lag_ms"]["p50"] for r in got)
-        p99 = statistics.median(r["chunk_lag_ms"]["p99"] for r in got)
-        cpu = statistics.median(r["cpu_us_per_token"] or 0.0 for r in got)
-        print(f"{side} ({tree}) | {p50:.3f} | {p99:.3f} | {cpu:.1f}")
+        p50 = median([r["chunk_lag_ms"]["p50"] for r in got])
+        p99 = median([r["chunk_lag_ms"]["p99"] for r in got])
+        cpu = median([r["cpu_us_per_token"] or 0.0 for r in got])
+        print(f"{side} ({tree}) | {p50} | {p99} | {cpu}")
     return 0
 
 

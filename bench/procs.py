@@ -165,11 +165,17 @@ max_concurrency = 4096
 
 def chorus_proc(upstream_port: int, cores: set[int], workdir: Path, *,
                 env: dict[str, str] | None = None, name: str = "chorus",
-                retention: float = 5.0) -> Proc:
+                retention: float = 5.0, source: Path = ROOT) -> Proc:
     """Chorus as shipped, with the limits meant for many users lifted (rate, per-key and
-    per-provider caps) and a short retention, so finished streams don't pile up."""
+    per-provider caps) and a short retention, so finished streams don't pile up.
+    ``source``: the source tree to run it from (another version, for ``bench.ab``)."""
     port = free_port()
     config = workdir / f"{name}.toml"
     config.write_text(CHORUS_TOML.format(upstream=upstream_port, retention=retention))
-    return Proc(name, [python(), "-m", "app", "serve", "--config", str(config), "--port",
-                       str(port)], port, cores, env=env or {}, log_path=workdir / f"{name}.log")
+    args = ["serve", "--config", str(config), "--port", str(port)]
+    if source == ROOT:
+        argv = [python(), "-m", "app", *args]
+    else:
+        argv = [python(), "-c", f"import sys; sys.path.insert(0, {str(source)!r}); "
+                f"from app.cli import main; sys.exit(main({args!r}))"]
+    return Proc(name, argv, port, cores, env=env or {}, log_path=workdir / f"{name}.log")

@@ -113,14 +113,14 @@ def _latency_load(ctx: Ctx, server: Server, concurrency: int) -> Load:
 async def latency(ctx: Ctx, servers: list[Server], concurrency: int,
                   rounds: int = 1) -> dict[str, dict[str, Any]]:
     """Each server under the same load, ``rounds`` times in turn; the runs pooled."""
+    loads = {s.name: _latency_load(ctx, s, concurrency) for s in servers}
     samples: dict[str, list[Sample]] = {s.name: [] for s in servers}
     for _ in range(rounds):
         for s in servers:
-            load = _latency_load(ctx, s, concurrency)
-            samples[s.name].append(await collect(s.target, load, s.proc))
+            samples[s.name].append(await collect(s.target, loads[s.name], s.proc))
     out = {}
     for s in servers:
-        load = _latency_load(ctx, s, concurrency)
+        load = loads[s.name]
         out[s.name] = pooled(samples[s.name]) | {
             "rounds": rounds, "client_streams": load.streams,
             "upstream_answers": load.streams * load.slots}
