@@ -8,7 +8,9 @@ each upstream read cost more than the engine's whole handling of it (``bench/fin
 
 This transport is the least that streaming a JSON request's answer needs:
 
-- one ``h11.Connection`` per socket; the request head and body leave in one write;
+- one ``h11.Connection`` per socket, for the request and the answer's head; the request
+  head and body leave in one write; the answer's body is unframed by ``BodyFraming``
+  (``providers/framing.py``), a read at a time rather than h11's event per chunk;
 - a last-in-first-out list of idle connections per origin, bounded by ``max_idle``; an
   idle connection is checked with one non-blocking poll before reuse (a peer that closed
   it made it readable) and dropped after ``keepalive_expiry`` seconds;
@@ -37,6 +39,8 @@ from typing import Any
 import h11
 import httpx
 import trio
+
+from .framing import BodyFraming, FramingError
 
 READ_SIZE = 64 * 1024
 MAX_IDLE = 16  # idle connections kept per origin
@@ -142,8 +146,8 @@ class _PeerClosedIdle(Exception):
 class Connection:
     """One socket and its h11 state; used by one request at a time."""
 
-    __slots__ = ("_fd", "_full", "answered", "h11", "idle_since", "origin", "read",
-                 "read_timeout", "reused", "sock", "stream")
+    __slots__ = ("_fd", "_full", "_pending", "answered", "framing", "h11", "idle_since",
+                 "keep_alive", "origin", "read", "read_timeout", "reused", "sock", "stream")
 
     def __init__(self, origin: Origin, stream: trio.abc.Stream,
                  sock: trio.socket.SocketType, *, plain: bool) -> None:
@@ -158,6 +162,9 @@ class Connection:
         self.reused = False
         self.answered = False  # a byte of the current answer has arrived
         self.read_timeout: float | None = None
+        self.framing = BodyFraming(length=0)  # the current answer's body (see ``send``)
+        self._pending = b""  # body bytes that came with the head, not yet handed on
+        self.keep_alive = False  # the current answer lets the connection be reused
 
     def usable(self) -> bool:
         """An idle connection is usable while its socket has nothing to read: a peer that
@@ -181,10 +188,14 @@ class Connection:
                 if reused and not self.answered:
                     raise _PeerClosedIdle from None
                 raise
+            assert type(event) is h11.Response
+            # h11 read the head; the body is framed here (``providers/framing.py``),
+            # starting with what came in the same reads as the head. (A peer that closed
+            # meanwhile is seen by the body's next read: a closed socket reads empty again.)
+            self._frame_head(request.method.encode("ascii"), event, request)
         except BaseException:
             await self.close()
             raise
-        assert type(event) is h11.Response
         return httpx.Response(
             event.status_code, headers=event.headers.raw_items(),
             stream=Body(self, transport),
@@ -226,21 +237,55 @@ class Connection:
                 raise httpx.RemoteProtocolError(str(exc), request=request) from exc
             if event is not h11.NEED_DATA:
                 return event
-            try:
-                if limit is None:  # the streaming case: no scope per read
-                    data = await self.read()
-                else:
-                    with trio.fail_after(limit):
-                        data = await self.read()
-            except trio.TooSlowError as exc:
-                raise httpx.ReadTimeout("the server did not answer in time",
-                                        request=request) from exc
-            except (OSError, trio.BrokenResourceError) as exc:
-                raise httpx.ReadError(f"reading the answer failed: {exc}",
-                                      request=request) from exc
+            self.h11.receive_data(await self._receive(limit, request))
+
+    async def body_data(self) -> bytes:
+        """The answer body's next bytes; ``b""`` once it is complete."""
+        pending = self._pending
+        if pending:
+            self._pending = b""
+            return pending
+        framing, limit = self.framing, self.read_timeout
+        while not framing.done:
+            data = self._frame(await self._receive(limit, None), None)
             if data:
-                self.answered = True
-            self.h11.receive_data(data)
+                return data
+        return b""
+
+    def _frame_head(self, method: bytes, head: h11.Response, request: httpx.Request) -> None:
+        headers = list(head.headers)
+        try:
+            self.framing = BodyFraming.for_response(method, head.status_code, headers)
+        except FramingError as exc:
+            raise httpx.RemoteProtocolError(str(exc), request=request) from exc
+        self.keep_alive = head.http_version == b"1.1" and not any(
+            name == b"connection" and b"close" in value.lower() for name, value in headers)
+        early = self.h11.trailing_data[0]
+        self._pending = self._frame(early, request) if early else b""
+
+    def _frame(self, data: bytes, request: httpx.Request | None) -> bytes:
+        try:
+            return self.framing.feed(data)
+        except FramingError as exc:
+            raise httpx.RemoteProtocolError(str(exc), request=request) from exc
+
+    async def _receive(self, limit: float | None, request: httpx.Request | None) -> bytes:
+        """One read (within ``limit`` seconds, when set), errors as httpx's."""
+        try:
+            if limit is None:  # the streaming case: no scope per read
+                data = await self.read()
+            else:
+                with trio.fail_after(limit):
+                    data = await self.read()
+        except trio.TooSlowError as exc:
+            raise httpx.ReadTimeout("the server did not answer in time",
+                                    request=request) from exc
+        except (OSError, trio.BrokenResourceError) as exc:
+            raise httpx.ReadError(f"reading the answer failed: {exc}",
+                                  request=request) from exc
+        if data:
+            self.answered = True
+        return data
 
     async def _read_stream(self) -> bytes:
         data = await self.stream.receive_some(READ_SIZE)
@@ -268,11 +313,18 @@ class Connection:
             return data
 
     def reusable(self) -> bool:
-        """Both sides are done and nothing unasked came after the answer (a server that
-        sends, say, a 408 before closing an idle connection would otherwise have it read
-        as the next request's answer)."""
-        return (self.h11.our_state is h11.DONE and self.h11.their_state is h11.DONE
-                and not self.h11.trailing_data[0])
+        """The request was sent, the answer read to its end, the server keeps the
+        connection open, and nothing unasked came after the answer (a server that sends,
+        say, a 408 before closing an idle connection would otherwise have it read as the
+        next request's answer)."""
+        framing = self.framing
+        return (self.keep_alive and self.h11.our_state is h11.DONE and framing.done
+                and not framing.until_close and not framing.leftover)
+
+    def next_cycle(self) -> None:
+        """Ready for the next request (h11 saw this answer's head only: a new one)."""
+        self.h11 = h11.Connection(h11.CLIENT)
+        self.framing = BodyFraming(length=0)
 
     def close_now(self) -> None:
         """Close the socket at once (no TLS goodbye): for connections nobody is using."""
@@ -298,15 +350,11 @@ class Body(httpx.AsyncByteStream):
 
     async def __anext__(self) -> bytes:
         conn = self._conn
-        while conn is not None and not self._done:
-            event = await conn.next_event()
-            kind = type(event)
-            if kind is h11.Data:
-                return bytes(event.data)
-            if kind is h11.EndOfMessage:
-                self._done = True
-            elif kind is h11.ConnectionClosed:
-                raise httpx.RemoteProtocolError("the server closed the connection mid-answer")
+        if conn is not None and not self._done:
+            data = await conn.body_data()
+            if data:
+                return data
+            self._done = True
         raise StopAsyncIteration
 
     async def aclose(self) -> None:
@@ -314,7 +362,7 @@ class Body(httpx.AsyncByteStream):
         if conn is None:
             return
         if self._done and conn.reusable():
-            conn.h11.start_next_cycle()
+            conn.next_cycle()
             self._transport.checkin(conn)
         else:
             await conn.close()

@@ -336,6 +336,74 @@ async def test_informational_answers_before_the_real_one_are_skipped(start: Star
         assert len(raw.peers) == 1
 
 
+async def test_a_chunked_answer_in_odd_pieces_is_read_whole_and_its_connection_kept(
+    start: Start,
+) -> None:
+    # Extensions and trailers, the head and first chunk in one write, a chunk cut in two,
+    # and a pause mid-chunk: the part that arrived is handed on before the rest comes.
+    wire = CHUNKED + b"5;ext=1\r\nhel"
+    rest = [b"lo\r\n6\r\n wor", 0.05, b"ld\r\n0\r\nx-sum: 9\r\n\r\n"]
+    seen: list[tuple[bytes, float]] = []
+    with trio.fail_after(5):
+        raw = await start(lambda conn, nth, req: [wire, 0.02, *rest] if nth == 0 else ok(b"2"))
+        async with client() as c:
+            async with c.stream("GET", raw.url) as r:
+                async for data in r.aiter_raw():
+                    seen.append((data, trio.current_time()))
+            assert b"".join(d for d, _ in seen) == b"hello world"
+            assert seen[0][0] == b"hel"
+            assert seen[-1][1] - seen[0][1] >= 0.05
+            assert (await c.get(raw.url)).content == b"2"
+        assert len(raw.peers) == 1
+
+
+BROKEN_HEAD = CHUNKED[:-2] + b"x-then: close\r\n\r\n"  # the server closes after it
+
+
+@pytest.mark.parametrize("answer", [
+    pytest.param([BROKEN_HEAD, b"zz\r\nab\r\n"], id="bad-chunk-size"),
+    pytest.param([BROKEN_HEAD, b"2\r\nabc\r\n"], id="chunk-overruns-its-size"),
+    pytest.param([BROKEN_HEAD, b"5\r\nab"], id="closed-mid-chunk"),
+    pytest.param([ok(b"abcdefghi", "x-then: close")[:-6]], id="closed-short"),
+])
+async def test_a_body_broken_mid_answer_is_a_protocol_error_and_its_connection_closed(
+    start: Start, answer: Answer,
+) -> None:
+    with trio.fail_after(5):
+        raw = await start(lambda conn, nth, req: answer if conn == 0 else ok(b"fresh"))
+        async with client() as c:
+            with pytest.raises(httpx.RemoteProtocolError):
+                await c.get(raw.url)
+            assert (await c.get(raw.url)).content == b"fresh"
+        assert len(raw.peers) == 2
+
+
+async def test_bytes_after_the_answer_spoil_its_connection(start: Start) -> None:
+    extra = CHUNKED + chunk(b"ok") + b"0\r\n\r\nHTTP/1.1 200 OK\r\n"
+    with trio.fail_after(5):
+        raw = await start(lambda conn, nth, req: extra if conn == 0 else ok(b"fresh"))
+        async with client() as c:
+            assert (await c.get(raw.url)).content == b"ok"
+            with trio.fail_after(0.5):
+                await raw.peers[0].eof.wait()
+            assert (await c.get(raw.url)).content == b"fresh"
+        assert len(raw.peers) == 2
+
+
+async def test_answers_without_a_body_keep_their_connection(start: Start) -> None:
+    # (``x-framing: length`` tells the test server to keep the connection after a 204.)
+    answers = [b"HTTP/1.1 204 No Content\r\nx-framing: length\r\n\r\n",
+               b"HTTP/1.1 200 OK\r\ncontent-length: 5\r\n\r\n", ok(b"last")]
+    with trio.fail_after(5):
+        raw = await start(lambda conn, nth, req: answers[nth])
+        async with client() as c:
+            assert (await c.get(raw.url)).status_code == 204
+            head = await c.head(raw.url)
+            assert (head.status_code, head.content) == (200, b"")
+            assert (await c.get(raw.url)).content == b"last"
+        assert len(raw.peers) == 1
+
+
 # -- through HttpProvider: proxies from the environment ------------------------------------
 
 SSE = b"".join(p for p in sse(openai_chunk("Hi"), openai_chunk(finish="stop"))
