@@ -12,7 +12,8 @@ at p50 and from 1.88 to 1.69 ms at p99 (``bench/findings.md``, "third round").
 connection is under way: one non-blocking ``send``, no yield. Whatever the kernel did not
 take (the send buffer is full: a slow reader) goes Hypercorn's way, lock and all, which
 waits until the socket is writable; a failed send is a closed connection, as in Hypercorn.
-TLS connections always go Hypercorn's way.
+TLS connections always go Hypercorn's way. And a connection's objects are freed when it
+ends, not left as a cycle for the garbage collector (``TCPServer.run``).
 
 Hypercorn builds its handler by name in ``hypercorn.trio.run``; ``install`` points that name
 here. If a Hypercorn release moves it, ``install`` leaves Hypercorn as it is and Chorus
@@ -34,6 +35,20 @@ log = logging.getLogger("chorus")
 
 
 class TCPServer(HypercornTCPServer):
+    async def run(self) -> None:
+        """Serve the connection; then let go of its protocol, so it is freed at once.
+
+        The handler holds the protocol and the protocol holds the handler's
+        ``protocol_send``: a cycle of ~34 objects per connection (h11's state, a lock, the
+        socket) that only the garbage collector frees, and since a connection outlives a
+        few collections, mostly a full one: a pause for every stream in flight. Once
+        ``run`` returns, Hypercorn's task group has ended every task of the connection.
+        """
+        try:
+            await super().run()
+        finally:
+            self.__dict__.clear()
+
     async def protocol_send(self, event: Event) -> None:
         stream = self.stream
         # -1 once closed (never write to a number reused since), or for TLS.
