@@ -35,7 +35,9 @@ SlotHook = Callable[[SlotState, str, dict[str, Any]], None]
 
 RETRY_AFTER_CAP = 30.0
 STEP_TOKENS = 8  # text items a slot queues in a row before it lets other tasks run
-IDLE_SLACK = 0.01  # seconds the idle timeout may fire early rather than move per token
+# The idle timeout may fire this share of itself late (60 s: up to ~0.94 s), rather than
+# move its deadline on every token (see ``_attempt``).
+IDLE_SLACK = 1 / 64
 
 
 class _Meter:
@@ -194,6 +196,7 @@ async def _attempt(
         t = route.timeouts
         total_deadline = sent_at + t.total if t.total is not None else math.inf
         idle = t.idle if t.idle is not None else math.inf
+        slack = idle * IDLE_SLACK
         phase = "first_token"
         with trio.CancelScope() as timer:
             first = sent_at + t.first_token if t.first_token is not None else math.inf
@@ -222,12 +225,18 @@ async def _attempt(
                             for c in event.tool_calls
                         ]
                     if phase == "idle":
-                        # Moving a deadline re-files it in trio's deadline heap; per token
-                        # that is measurable, so a later one moves only once it is
-                        # IDLE_SLACK stale (an earlier one, from first-token, at once).
-                        due = min(trio.current_time() + idle, total_deadline)
-                        if due < timer.deadline or due - timer.deadline > IDLE_SLACK:
-                            timer.deadline = due
+                        # Moving a deadline re-files it in trio's deadline heap: per token,
+                        # that was a few per cent of a slot's work. So the deadline is
+                        # set ``slack`` past where it is due and moves only once it falls
+                        # short (about once per ``slack`` seconds of a steady answer); an
+                        # earlier one (from the first-token phase) moves at once. A silent
+                        # upstream is cut between ``idle`` and ``idle + slack`` after its
+                        # last event.
+                        due = trio.current_time() + idle
+                        deadline = timer.deadline
+                        if ((due > deadline and deadline < total_deadline)
+                                or deadline > due + slack):
+                            timer.deadline = min(due + slack, total_deadline)
         if timer.cancelled_caught:
             now = trio.current_time()
             which = "total" if now >= total_deadline else phase
