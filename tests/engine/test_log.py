@@ -1,11 +1,15 @@
-"""The in-memory event log: ids, reads from a cursor, and what it costs the collector."""
+"""The in-memory event log: ids, reads from a cursor, what it costs the collector, and the
+wire form of its events."""
 
 from __future__ import annotations
 
 import gc
+import json
 
 import trio
 import trio.testing
+from hypothesis import given
+from hypothesis import strategies as st
 
 from app.engine.log import MemoryEventLog
 from app.engine.wire import encode_data, encode_event
@@ -50,3 +54,12 @@ async def test_wait_returns_on_append_and_on_close() -> None:
         await trio.testing.wait_all_tasks_blocked()
         log.close()
     assert log.closed
+
+
+@given(st.integers(min_value=0, max_value=64), st.text())
+def test_a_text_event_encodes_as_the_json_encoder_would(slot: int, text: str) -> None:
+    data = {"slot": slot, "text": text}
+    encoded = encode_data(data)
+    assert encoded == json.dumps(data, ensure_ascii=False, separators=(",", ":"))
+    assert "\n" not in encoded
+    assert json.loads(encoded) == data
