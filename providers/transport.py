@@ -247,25 +247,23 @@ class Connection:
             return pending
         framing, limit = self.framing, self.read_timeout
         while not framing.done:
-            data = self._frame(await self._receive(limit, None), None)
+            data = await self._receive(limit, None)
+            try:
+                data = framing.feed(data)
+            except FramingError as exc:
+                raise httpx.RemoteProtocolError(str(exc)) from exc
             if data:
                 return data
         return b""
 
     def _frame_head(self, method: bytes, head: h11.Response, request: httpx.Request) -> None:
         headers = list(head.headers)
-        try:
-            self.framing = BodyFraming.for_response(method, head.status_code, headers)
-        except FramingError as exc:
-            raise httpx.RemoteProtocolError(str(exc), request=request) from exc
         self.keep_alive = head.http_version == b"1.1" and not any(
             name == b"connection" and b"close" in value.lower() for name, value in headers)
         early = self.h11.trailing_data[0]
-        self._pending = self._frame(early, request) if early else b""
-
-    def _frame(self, data: bytes, request: httpx.Request | None) -> bytes:
         try:
-            return self.framing.feed(data)
+            self.framing = BodyFraming.for_response(method, head.status_code, headers)
+            self._pending = self.framing.feed(early) if early else b""
         except FramingError as exc:
             raise httpx.RemoteProtocolError(str(exc), request=request) from exc
 
@@ -319,7 +317,7 @@ class Connection:
         next request's answer)."""
         framing = self.framing
         return (self.keep_alive and self.h11.our_state is h11.DONE and framing.done
-                and not framing.until_close and not framing.leftover)
+                and not self._pending and not framing.until_close and not framing.leftover)
 
     def next_cycle(self) -> None:
         """Ready for the next request (h11 saw this answer's head only: a new one)."""
@@ -335,13 +333,12 @@ class Connection:
 
 
 class Body(httpx.AsyncByteStream):
-    """A response body: the connection's ``h11.Data`` events, then the connection goes back
-    to the pool if the answer was read to its end, or is closed if not."""
+    """A response body: the connection's ``body_data``, then the connection goes back to
+    the pool if the answer was read to its end (``Connection.reusable``), or is closed."""
 
     def __init__(self, conn: Connection, transport: Http11Transport) -> None:
         self._conn: Connection | None = conn
         self._transport = transport
-        self._done = False
 
     def __aiter__(self) -> AsyncIterator[bytes]:
         # An iterator object, not an async generator: one abandoned mid-body (a parser
@@ -350,18 +347,17 @@ class Body(httpx.AsyncByteStream):
 
     async def __anext__(self) -> bytes:
         conn = self._conn
-        if conn is not None and not self._done:
-            data = await conn.body_data()
+        if conn is not None:
+            data = await conn.body_data()  # b"" at once when the body is complete
             if data:
                 return data
-            self._done = True
         raise StopAsyncIteration
 
     async def aclose(self) -> None:
         conn, self._conn = self._conn, None
         if conn is None:
             return
-        if self._done and conn.reusable():
+        if conn.reusable():
             conn.next_cycle()
             self._transport.checkin(conn)
         else:
