@@ -14,7 +14,7 @@ import json
 import math
 import time
 import urllib.request
-from collections.abc import AsyncGenerator, AsyncIterator, Awaitable, Callable
+from collections.abc import AsyncGenerator, AsyncIterator
 from typing import Any
 
 import httpx
@@ -35,6 +35,7 @@ from .transport import MAX_IDLE, Http11Transport
 MAX_ERROR_BODY = 64 * 1024
 MODELS_TTL = 300.0  # seconds a discovered model list is reused (``options.models_ttl``)
 MODELS_TIMEOUT = 10.0
+MAX_URLS = 256  # parsed request URLs kept per provider (``_url``)
 
 
 class HttpProvider:
@@ -54,8 +55,13 @@ class HttpProvider:
                 transport = Http11Transport(max_idle=_max_idle(config))
             client = make_client(config, transport)
         self._client = client
-        self._send = _sender(client, transport)
+        # Straight to Chorus's transport when the provider has it: the client's
+        # per-request work (URL merging, cookies, auth and redirect hooks) is unused here
+        # and cost as much as the transport itself. Otherwise through the client (a proxy
+        # from the environment, or a client given by tests or an embedder).
+        self._transport = transport
         self._timeouts = client.timeout.as_dict()  # what the client itself would send
+        self._urls: dict[str, httpx.URL] = {}
         self._models: list[str] | None = None
         self._models_at = -math.inf
         self._models_lock = trio.Lock()
@@ -63,9 +69,9 @@ class HttpProvider:
     async def stream(self, request: ChatRequest) -> AsyncGenerator[ProviderEvent, None]:
         parser = self.wire.parser()
         try:
-            # Built in a call of its own, so that nothing of the request (its body, headers
+            # Sent by a call of its own, so that nothing of the request (its body, headers
             # and parsed URL) stays referenced by this frame while the answer streams.
-            response = await self._send(self._http_request(request))
+            response = await self._send(request)
             try:
                 if response.status_code >= 400:
                     raise await self._status_error(response)
@@ -85,10 +91,34 @@ class HttpProvider:
         except httpx.HTTPError as exc:
             raise self.map_error(exc) from exc
 
-    def _http_request(self, request: ChatRequest) -> httpx.Request:
+    async def _send(self, request: ChatRequest) -> httpx.Response:
+        """The wire protocol's request, sent; the answer as it starts."""
         spec = self.wire.build_request(self.config, request)
-        return httpx.Request(spec.method, spec.url, headers=spec.headers, json=spec.json,
-                             extensions={"timeout": self._timeouts})
+        url = self._url(spec.url)
+        if self._transport is None:
+            return await self._client.send(
+                httpx.Request(spec.method, url, headers=spec.headers, json=spec.json,
+                              extensions={"timeout": self._timeouts}), stream=True)
+        headers = [(name.encode("latin-1"), value.encode("latin-1"))
+                   for name, value in spec.headers.items()]
+        body = b""
+        if spec.json is not None:  # as httpx encodes ``json=``
+            body = json.dumps(spec.json, ensure_ascii=False, separators=(",", ":"),
+                              allow_nan=False).encode("utf-8")
+            headers.append((b"Content-Type", b"application/json"))
+        return await self._transport.send(spec.method, url, headers, body, self._timeouts)
+
+    def _url(self, url: str) -> httpx.URL:
+        """``url`` parsed, once: a provider sends to one URL, or one per model (Gemini).
+        httpx's parser checks every character and the host's address, about 60 % of what
+        building a request cost (45 of 75 µs, ``bench/findings.md``); a parsed URL is
+        immutable, so it is kept (up to ``MAX_URLS``, then the cache starts over)."""
+        parsed = self._urls.get(url)
+        if parsed is None:
+            if len(self._urls) >= MAX_URLS:
+                self._urls.clear()
+            parsed = self._urls[url] = httpx.URL(url)
+        return parsed
 
     async def list_models(self) -> list[str]:
         """The configured models, else the upstream's own list, cached ``models_ttl`` s.
@@ -182,23 +212,6 @@ def _max_idle(config: ProviderConfig) -> int:
     """Idle connections kept per provider: a busy stream reuses one at once, so a small
     reserve keeps the reuse (``transport.MAX_IDLE``)."""
     return max(1, min(config.max_concurrency, MAX_IDLE))
-
-
-Sender = Callable[[httpx.Request], Awaitable[httpx.Response]]
-
-
-def _sender(client: httpx.AsyncClient, transport: Http11Transport | None) -> Sender:
-    """How ``stream`` sends: straight to Chorus's transport when the provider has it (the
-    client's per-request work: URL merging, cookies, auth and redirect hooks, is unused
-    here and cost as much as the transport itself), else through the client (a proxy
-    from the environment, or a client given to the provider by tests or an embedder)."""
-    if transport is not None:
-        return transport.handle_async_request
-
-    async def send(request: httpx.Request) -> httpx.Response:
-        return await client.send(request, stream=True)
-
-    return send
 
 
 def _proxied(url: str | None) -> bool:

@@ -1,4 +1,4 @@
-"""The httpx transport Chorus talks to providers with: HTTP/1.1, h11 on trio streams.
+"""The httpx transport Chorus talks to providers with: HTTP/1.1 on trio streams.
 
 httpx's default transport (httpcore's pool) costs more than everything else Chorus does per
 request: it walks and polls every pooled connection when a request starts and ends, and
@@ -8,9 +8,11 @@ each upstream read cost more than the engine's whole handling of it (``bench/fin
 
 This transport is the least that streaming a JSON request's answer needs:
 
-- one ``h11.Connection`` per socket, for the request and the answer's head; the request
-  head and body leave in one write; the answer's body is unframed by ``BodyFraming``
-  (``providers/framing.py``), a read at a time rather than h11's event per chunk;
+- the request's head is written and the answer's head read by ``providers/head.py``, and
+  the answer's body unframed by ``BodyFraming`` (``providers/framing.py``), a read at a
+  time: h11's state machine and validation, and httpx's ``Request``, cost more per request
+  than the rest of a stream's setup (``bench/findings.md``); the request's head and body
+  leave in one write;
 - a last-in-first-out list of idle connections per origin, bounded by ``max_idle``; an
   idle connection is checked with one non-blocking poll before reuse (a peer that closed
   it made it readable) and dropped after ``keepalive_expiry`` seconds;
@@ -20,6 +22,10 @@ This transport is the least that streaming a JSON request's answer needs:
 - a request that finds its reused connection closed by the peer before a byte of answer
   came back is sent once more on a new connection (the peer never read it);
 - errors are httpx's own types, so callers map them in one place as before.
+
+Requests come either as ``httpx.Request`` (``handle_async_request``: the transport of an
+``httpx.AsyncClient``) or, on the streaming path, as method, parsed URL, headers and body
+(``send``), which skips building an ``httpx.Request`` at all.
 
 It speaks HTTP/1.1 only, also over TLS (ALPN offers ``http/1.1``): one connection per
 concurrent answer, which is what streaming answers need anyway. A provider behind a proxy
@@ -36,11 +42,11 @@ import time
 from collections.abc import AsyncIterator
 from typing import Any
 
-import h11
 import httpx
 import trio
 
 from .framing import BodyFraming, FramingError
+from .head import HeadError, HeadReader, ResponseHead, request_head
 
 READ_SIZE = 64 * 1024
 MAX_IDLE = 16  # idle connections kept per origin
@@ -61,23 +67,45 @@ class Http11Transport(httpx.AsyncBaseTransport):
         self._closed = False
 
     async def handle_async_request(self, request: httpx.Request) -> httpx.Response:
+        body = await _body(request)
+        # The body is sent whole, so it is framed by its length whatever httpx chose.
+        headers = [(name, value) for name, value in request.headers.raw
+                   if name.lower() not in (b"content-length", b"transfer-encoding")]
+        if body or len(headers) < len(request.headers.raw):
+            headers.append((b"Content-Length", b"%d" % len(body)))
+        return await self._request(request.method, request.url, headers, body,
+                                   request.extensions.get("timeout", {}))
+
+    async def send(self, method: str, url: httpx.URL, headers: list[tuple[bytes, bytes]],
+                   body: bytes, timeouts: dict[str, float | None]) -> httpx.Response:
+        """Send ``body`` with ``headers`` (``Host`` and ``Content-Length`` are added) and
+        return the answer as it starts: the streaming path, with no ``httpx.Request``."""
+        headers = [(b"Host", url.netloc), *headers, (b"Content-Length", b"%d" % len(body))]
+        return await self._request(method, url, headers, body, timeouts)
+
+    async def _request(self, method: str, url: httpx.URL, headers: list[tuple[bytes, bytes]],
+                       body: bytes, timeouts: dict[str, float | None]) -> httpx.Response:
         if self._closed:
             raise RuntimeError("the transport is closed")
-        origin = _origin(request.url)
-        timeouts: dict[str, float | None] = request.extensions.get("timeout", {})
-        body = await _body(request)
+        origin = _origin(url)
+        try:
+            head = request_head(method, url.raw_path, headers)
+        except HeadError as exc:
+            raise httpx.LocalProtocolError(str(exc)) from exc
+        message = head + body if body else head
+        framing_method = method.encode("ascii")
         conn = self._checkout(origin)
         if conn is not None:
             try:
-                return await conn.send(request, body, timeouts, self)
+                return await conn.send(framing_method, message, timeouts, self)
             except _PeerClosedIdle:
                 pass  # the peer closed it as we reused it: it never read this request
         conn = await self._connect(origin, timeouts.get("connect"))
         try:
-            return await conn.send(request, body, timeouts, self)
+            return await conn.send(framing_method, message, timeouts, self)
         except _PeerClosedIdle as exc:
             raise httpx.RemoteProtocolError("the server closed the connection without an "
-                                            "answer", request=request) from exc
+                                            "answer") from exc
 
     async def aclose(self) -> None:
         self._closed = True
@@ -144,10 +172,11 @@ class _PeerClosedIdle(Exception):
 
 
 class Connection:
-    """One socket and its h11 state; used by one request at a time."""
+    """One socket and the state of its current exchange; used by one request at a time."""
 
-    __slots__ = ("_fd", "_full", "_pending", "answered", "framing", "h11", "idle_since",
-                 "keep_alive", "origin", "read", "read_timeout", "reused", "sock", "stream")
+    __slots__ = ("_fd", "_full", "_pending", "answered", "framing", "idle_since",
+                 "keep_alive", "origin", "read", "read_timeout", "reused", "sent", "sock",
+                 "stream")
 
     def __init__(self, origin: Origin, stream: trio.abc.Stream,
                  sock: trio.socket.SocketType, *, plain: bool) -> None:
@@ -157,7 +186,7 @@ class Connection:
         self._fd = sock.fileno()
         self.read = self._read_plain if plain else self._read_stream
         self._full = False  # the last plain read filled its buffer: more may be waiting
-        self.h11 = h11.Connection(h11.CLIENT)
+        self.sent = False  # the current request went out whole
         self.idle_since = 0.0
         self.reused = False
         self.answered = False  # a byte of the current answer has arrived
@@ -173,71 +202,58 @@ class Connection:
         poller.register(self._fd, select.POLLIN)
         return not poller.poll(0)
 
-    async def send(self, request: httpx.Request, body: bytes, timeouts: dict[str, Any],
+    async def send(self, method: bytes, message: bytes, timeouts: dict[str, Any],
                    transport: Http11Transport) -> httpx.Response:
-        """Send the request (head and body in one write) and read the answer's head."""
+        """Send the request (its head and body, in one write) and read the answer's head."""
         reused, self.reused, self.answered = self.reused, True, False
         self.read_timeout = timeouts.get("read")
         try:
             try:
-                await self._write(self._encode(request, body), timeouts.get("write"), request)
-                event = await self.next_event(request)
-                while type(event) is h11.InformationalResponse:
-                    event = await self.next_event(request)
+                await self._write(message, timeouts.get("write"))
+                self.sent = True
+                head = await self._read_head()
             except (httpx.RemoteProtocolError, httpx.WriteError, httpx.ReadError):
                 if reused and not self.answered:
                     raise _PeerClosedIdle from None
                 raise
-            assert type(event) is h11.Response
-            # h11 read the head; the body is framed here (``providers/framing.py``),
-            # starting with what came in the same reads as the head. (A peer that closed
-            # meanwhile is seen by the body's next read: a closed socket reads empty again.)
-            self._frame_head(request.method.encode("ascii"), event, request)
+            self._frame_head(method, head)
         except BaseException:
             await self.close()
             raise
         return httpx.Response(
-            event.status_code, headers=event.headers.raw_items(),
-            stream=Body(self, transport),
-            extensions={"http_version": b"HTTP/1.1", "reason_phrase": event.reason},
+            head.status_code, headers=head.headers, stream=Body(self, transport),
+            extensions={"http_version": b"HTTP/" + head.http_version,
+                        "reason_phrase": head.reason},
         )  # no ``request=``: a streaming answer need not keep its request alive (httpx's
         # client sets it on responses it returns; ``HttpProvider.stream`` needs none)
 
-    def _encode(self, request: httpx.Request, body: bytes) -> bytes:
-        try:
-            out = self.h11.send(h11.Request(method=request.method,
-                                            target=request.url.raw_path,
-                                            headers=request.headers.raw)) or b""
-            if body:
-                out += self.h11.send(h11.Data(data=body)) or b""
-            out += self.h11.send(h11.EndOfMessage()) or b""
-        except h11.LocalProtocolError as exc:
-            raise httpx.LocalProtocolError(str(exc), request=request) from exc
-        return out
-
-    async def _write(self, data: bytes, limit: float | None, request: httpx.Request) -> None:
+    async def _write(self, data: bytes, limit: float | None) -> None:
         try:
             with trio.fail_after(math.inf if limit is None else limit):
                 await self.stream.send_all(data)
         except trio.TooSlowError as exc:
-            raise httpx.WriteTimeout("the server did not take the request in time",
-                                     request=request) from exc
+            raise httpx.WriteTimeout("the server did not take the request in time") from exc
         except (OSError, trio.BrokenResourceError) as exc:
-            raise httpx.WriteError(f"sending the request failed: {exc}",
-                                   request=request) from exc
+            raise httpx.WriteError(f"sending the request failed: {exc}") from exc
 
-    async def next_event(self, request: httpx.Request | None = None) -> Any:
-        """The next h11 event, reading from the socket as it needs (within ``read_timeout``
-        of each read, when it is set)."""
-        limit = self.read_timeout
+    async def _read_head(self) -> ResponseHead:
+        """The answer's head (informational ones skipped), reading as it needs, within
+        ``read_timeout`` of each read when it is set; what came after it is kept for the
+        body."""
+        reader, limit = HeadReader(), self.read_timeout
         while True:
+            data = await self._receive(limit)
+            if not data:
+                raise httpx.RemoteProtocolError(
+                    "the server closed the connection mid-head" if self.answered
+                    else "the server closed the connection without an answer")
             try:
-                event = self.h11.next_event()
-            except h11.RemoteProtocolError as exc:
-                raise httpx.RemoteProtocolError(str(exc), request=request) from exc
-            if event is not h11.NEED_DATA:
-                return event
-            self.h11.receive_data(await self._receive(limit, request))
+                head = reader.feed(data)
+            except HeadError as exc:
+                raise httpx.RemoteProtocolError(str(exc)) from exc
+            if head is not None:
+                self._pending = reader.rest  # framed in ``_frame_head``
+                return head
 
     async def body_data(self) -> bytes:
         """The answer body's next bytes; ``b""`` once it is complete."""
@@ -247,7 +263,7 @@ class Connection:
             return pending
         framing, limit = self.framing, self.read_timeout
         while not framing.done:
-            data = await self._receive(limit, None)
+            data = await self._receive(limit)
             try:
                 data = framing.feed(data)
             except FramingError as exc:
@@ -256,18 +272,18 @@ class Connection:
                 return data
         return b""
 
-    def _frame_head(self, method: bytes, head: h11.Response, request: httpx.Request) -> None:
-        headers = list(head.headers)
+    def _frame_head(self, method: bytes, head: ResponseHead) -> None:
+        headers = head.lowered()
         self.keep_alive = head.http_version == b"1.1" and not any(
             name == b"connection" and b"close" in value.lower() for name, value in headers)
-        early = self.h11.trailing_data[0]
+        early = self._pending
         try:
             self.framing = BodyFraming.for_response(method, head.status_code, headers)
             self._pending = self.framing.feed(early) if early else b""
         except FramingError as exc:
-            raise httpx.RemoteProtocolError(str(exc), request=request) from exc
+            raise httpx.RemoteProtocolError(str(exc)) from exc
 
-    async def _receive(self, limit: float | None, request: httpx.Request | None) -> bytes:
+    async def _receive(self, limit: float | None) -> bytes:
         """One read (within ``limit`` seconds, when set), errors as httpx's."""
         try:
             if limit is None:  # the streaming case: no scope per read
@@ -276,11 +292,9 @@ class Connection:
                 with trio.fail_after(limit):
                     data = await self.read()
         except trio.TooSlowError as exc:
-            raise httpx.ReadTimeout("the server did not answer in time",
-                                    request=request) from exc
+            raise httpx.ReadTimeout("the server did not answer in time") from exc
         except (OSError, trio.BrokenResourceError) as exc:
-            raise httpx.ReadError(f"reading the answer failed: {exc}",
-                                  request=request) from exc
+            raise httpx.ReadError(f"reading the answer failed: {exc}") from exc
         if data:
             self.answered = True
         return data
@@ -316,12 +330,12 @@ class Connection:
         say, a 408 before closing an idle connection would otherwise have it read as the
         next request's answer)."""
         framing = self.framing
-        return (self.keep_alive and self.h11.our_state is h11.DONE and framing.done
+        return (self.keep_alive and self.sent and framing.done
                 and not self._pending and not framing.until_close and not framing.leftover)
 
     def next_cycle(self) -> None:
-        """Ready for the next request (h11 saw this answer's head only: a new one)."""
-        self.h11 = h11.Connection(h11.CLIENT)
+        """Ready for the next request."""
+        self.sent = False
         self.framing = BodyFraming(length=0)
 
     def close_now(self) -> None:

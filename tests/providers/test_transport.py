@@ -336,6 +336,54 @@ async def test_informational_answers_before_the_real_one_are_skipped(start: Star
         assert len(raw.peers) == 1
 
 
+async def test_send_writes_exactly_the_head_and_body_it_was_given_plus_host_and_length(
+    start: Start,
+) -> None:
+    answer = ok(b"fine", "X-Case: Kept")
+    with trio.fail_after(5):
+        raw = await start(lambda conn, nth, req: [answer[:1], answer[1:9], 0.01,
+                                                  *(bytes([b]) for b in answer[9:])])
+        async with Http11Transport() as transport:
+            url = httpx.URL(raw.url + "/v1/chat/completions?alt=sse")
+            for n in range(2):
+                r = await transport.send("POST", url, [(b"Accept", b"text/event-stream")],
+                                         b'{"n":%d}' % n, {"read": 2.0})
+                assert (r.status_code, r.reason_phrase, r.http_version) == (200, "OK",
+                                                                            "HTTP/1.1")
+                assert r.headers.raw[-1] == (b"X-Case", b"Kept")
+                assert b"".join([part async for part in r.stream]) == b"fine"
+                await r.aclose()
+    port = raw.url.rsplit(":", 1)[1]
+    assert raw.peers[0].requests == [
+        b"POST /v1/chat/completions?alt=sse HTTP/1.1\r\nHost: 127.0.0.1:%s\r\n"
+        b"Accept: text/event-stream\r\nContent-Length: 7\r\n\r\n{\"n\":%d}" % (port.encode(), n)
+        for n in range(2)]  # one connection, reused
+
+
+async def test_a_header_that_would_split_the_head_is_refused_before_anything_is_sent(
+    start: Start,
+) -> None:
+    with trio.fail_after(5):
+        raw = await start(lambda conn, nth, req: ok())
+        async with Http11Transport() as transport:
+            with pytest.raises(httpx.LocalProtocolError, match="line break"):
+                await transport.send("POST", httpx.URL(raw.url), [
+                    (b"Authorization", b"Bearer k\r\nX-Injected: 1")], b"{}", {})
+    assert raw.peers == []
+
+
+async def test_a_malformed_answer_head_is_a_protocol_error_and_its_connection_closed(
+    start: Start,
+) -> None:
+    with trio.fail_after(5):
+        broken = b"HTTP/1.1 200 OK\r\ncontent-length: 0\r\nbroken line\r\n\r\n"
+        raw = await start(lambda conn, nth, req: broken)
+        async with client() as c:
+            with pytest.raises(httpx.RemoteProtocolError, match="malformed header line"):
+                await c.get(raw.url)
+            await raw.peers[0].eof.wait()
+
+
 async def test_a_chunked_answer_in_odd_pieces_is_read_whole_and_its_connection_kept(
     start: Start,
 ) -> None:
@@ -412,7 +460,8 @@ SSE_ANSWER = CHUNKED[:-2] + b"content-type: text/event-stream\r\n\r\n" + chunk(S
 
 
 async def ask(base_url: str) -> tuple[Any, str]:
-    """The provider's ``_send`` for ``base_url``, and the text it streams."""
+    """The provider's own transport for ``base_url`` (``None``: it sends through the
+    httpx client), and the text it streams."""
     provider: Any = create(ProviderConfig(name="p", type="openai", base_url=base_url,
                                           api_key="k", timeouts=Timeouts(connect=2.0)))
     try:
@@ -420,7 +469,7 @@ async def ask(base_url: str) -> tuple[Any, str]:
             events = [e async for e in provider.stream(ChatRequest("m", [Message("user", "hi")]))]
     finally:
         await provider.aclose()
-    return provider._send, "".join(e.text for e in events if isinstance(e, TextDelta))
+    return provider._transport, "".join(e.text for e in events if isinstance(e, TextDelta))
 
 
 @pytest.fixture
@@ -437,8 +486,8 @@ async def test_an_environment_proxy_carries_the_request(
     proxy: Raw, monkeypatch: pytest.MonkeyPatch, variable: str,
 ) -> None:
     monkeypatch.setenv(variable, proxy.url)
-    send, text = await ask("http://example.invalid/v1")
-    assert not isinstance(getattr(send, "__self__", None), Http11Transport)  # via the client
+    transport, text = await ask("http://example.invalid/v1")
+    assert transport is None  # via the client
     assert text == "Hi"
     assert proxy.peers[0].requests[0].startswith(
         b"POST http://example.invalid/v1/chat/completions HTTP/1.1\r\n")
@@ -453,8 +502,8 @@ async def test_no_proxy_sends_straight_to_the_upstream(
     monkeypatch.setenv("NO_PROXY", "localhost,127.0.0.1")
     assert _proxied("http://example.invalid/v1")
     assert not _proxied(upstream.url)
-    send, text = await ask(upstream.url + "/v1")
-    assert isinstance(getattr(send, "__self__", None), Http11Transport)  # straight to it
+    transport, text = await ask(upstream.url + "/v1")
+    assert isinstance(transport, Http11Transport)  # straight to it
     assert text == "Hello world"
     assert upstream.seen[0].path == "/v1/chat/completions"
     assert proxy.peers == []
