@@ -12,7 +12,8 @@ is timed, the garbage collector's pauses are taken out of the step they fell in 
 counted on their own), and each step over ``LONG`` is filed under the two places its task
 was suspended, before and after ("from the last upstream read to the channel send"): a
 step that long delays every token that arrives meanwhile, so these are what make the tail.
-The file is rewritten as JSON every two seconds.
+``CHORUS_STEP_PROBE_LONG_MS`` sets ``LONG`` (0 files every step: a census of which steps a
+stream's life is made of). The file is rewritten as JSON every two seconds.
 """
 
 from __future__ import annotations
@@ -27,6 +28,7 @@ import trio
 
 ENV = "CHORUS_MERGE_PROBE"
 STEP_ENV = "CHORUS_STEP_PROBE"
+LONG_ENV = "CHORUS_STEP_PROBE_LONG_MS"
 LONG = 0.0003  # seconds: a step this long is filed under its suspension points
 _MERGE_TASK = "Hub._life"  # the task that runs Stream.run, and with it the merge loop
 
@@ -102,9 +104,10 @@ class MergeProbe(trio.abc.Instrument):
 
 
 class StepProbe(trio.abc.Instrument):
-    def __init__(self, path: str, every: float = 2.0) -> None:
+    def __init__(self, path: str, every: float = 2.0, long: float = LONG) -> None:
         self.path = path
         self.every = every
+        self.long_step = long
         self._written = time.perf_counter()
         self._step_started = 0.0
         self._gc_at_step = 0.0  # GC seconds when the step began: its share is taken out
@@ -112,7 +115,7 @@ class StepProbe(trio.abc.Instrument):
         self._stepping: trio.lowlevel.Task | None = None
         # task name -> [steps, seconds, seconds in steps over LONG, longest]
         self.steps: dict[str, list[float]] = {}
-        # "task | suspended at ==> suspended at" -> [steps, seconds]
+        # "task | suspended at ==> suspended at" -> [steps, seconds, longest]
         self.long: dict[str, list[float]] = {}
         self.gc = GcPauses()
 
@@ -132,12 +135,13 @@ class StepProbe(trio.abc.Instrument):
         row[0] += 1
         row[1] += took
         row[3] = max(row[3], took)
-        if took > LONG:
+        if took > self.long_step:
             row[2] += took
             where = f"{name} | {self._where_before} ==> {suspended_at(task)}"
-            long = self.long.setdefault(where, [0, 0.0])
+            long = self.long.setdefault(where, [0, 0.0, 0.0])
             long[0] += 1
             long[1] += took
+            long[2] = max(long[2], took)
         if now - self._written > self.every:
             self._written = now
             self.write()
@@ -152,7 +156,8 @@ class StepProbe(trio.abc.Instrument):
             "gc": {k: {"collections": int(v[0]), "ms": round(v[1] * ms, 1),
                        "longest_ms": round(v[2] * ms, 3)}
                    for k, v in sorted(self.gc.by_generation.items())},
-            "long_steps": {k: {"steps": int(v[0]), "ms": round(v[1] * ms, 1)}
+            "long_steps": {k: {"steps": int(v[0]), "ms": round(v[1] * ms, 1),
+                               "longest_ms": round(v[2] * ms, 3)}
                            for k, v in sorted(self.long.items(), key=lambda kv: -kv[1][1])},
         }
         with open(self.path, "w", encoding="utf-8") as f:
@@ -187,4 +192,6 @@ def install_from_env() -> None:
         trio.lowlevel.add_instrument(MergeProbe(path))
     path = os.environ.get(STEP_ENV)
     if path:
-        trio.lowlevel.add_instrument(StepProbe(path))
+        long = os.environ.get(LONG_ENV)
+        trio.lowlevel.add_instrument(
+            StepProbe(path, long=LONG if long is None else float(long) / 1000))
