@@ -10,7 +10,7 @@ of the token itself (``bench/findings.md``). Here one read's bytes become at mos
 it arrives, before the chunk is complete (a slow upstream's token must not wait for the
 next).
 
-Three framings, as RFC 9112 section 6.3 orders them (the head was already checked by h11):
+Three framings, as RFC 9112 section 6.3 orders them (the head was read by ``head.py``):
 no body (HEAD, 1xx, 204, 304), ``Transfer-Encoding: chunked``, ``Content-Length: n``;
 anything else is read until the peer closes the connection.
 """
@@ -61,22 +61,28 @@ class BodyFraming:
     @classmethod
     def for_response(cls, method: bytes, status: int,
                      headers: list[tuple[bytes, bytes]]) -> BodyFraming:
-        """The framing of a response to ``method`` with ``status`` and (lower-cased, as h11
-        gives them) ``headers``."""
+        """The framing of a response to ``method`` with ``status`` and (lower-cased)
+        ``headers``. The codings of every ``Transfer-Encoding`` header count (chunked only
+        when it is the last); ``Content-Length`` must be digits, and several of them (or
+        a list) must agree, or the answer could be read two ways."""
         if method == b"HEAD" or status < 200 or status in (204, 304):
             return cls(length=0)
-        length: int | None = None
+        codings: list[bytes] = []
+        lengths: set[bytes] = set()
         for name, value in headers:
             if name == b"transfer-encoding":
-                if value.split(b",")[-1].strip().lower() == b"chunked":
-                    return cls(chunked=True)
-                return cls()  # another coding last: the body runs until close
-            if name == b"content-length":
-                try:
-                    length = int(value)
-                except ValueError:
-                    raise FramingError(f"bad Content-Length {value!r}") from None
-        return cls(length=length)
+                codings += [c.strip().lower() for c in value.split(b",")]
+            elif name == b"content-length":
+                lengths.update(v.strip() for v in value.split(b","))
+        if codings:
+            # Another coding last: the body runs until the peer closes.
+            return cls(chunked=True) if codings[-1] == b"chunked" else cls()
+        if not lengths:
+            return cls()
+        if len(lengths) > 1 or not next(iter(lengths)).isdigit():
+            shown = b", ".join(sorted(lengths))
+            raise FramingError(f"bad Content-Length {shown!r}")
+        return cls(length=int(next(iter(lengths))))
 
     def feed(self, data: bytes) -> bytes:
         """The payload in ``data`` (and what was held back from earlier feeds); ``b""`` when

@@ -101,11 +101,24 @@ def test_a_body_with_neither_runs_until_the_peer_closes() -> None:
     assert framing.done
 
 
+@pytest.mark.parametrize("lengths", [
+    [b"7", b"8"], [b"7, 8"], [b"+7"], [b"7_0"], [b"-1"], [b"0x7"], [b""], [b"seven"],
+])
+def test_a_content_length_that_could_be_read_two_ways_is_an_error(lengths: list[bytes]) -> None:
+    with pytest.raises(FramingError, match="bad Content-Length"):
+        BodyFraming.for_response(b"GET", 200, [(b"content-length", v) for v in lengths])
+
+
 @pytest.mark.parametrize(("method", "status", "headers", "kind"), [
     (b"GET", 200, [(b"transfer-encoding", b"chunked")], "chunked"),
     (b"GET", 200, [(b"content-length", b"7"), (b"transfer-encoding", b"gzip, chunked")],
      "chunked"),
     (b"GET", 200, [(b"content-length", b"7")], "length"),
+    (b"GET", 200, [(b"content-length", b"7, 7"), (b"content-length", b" 7")], "length"),
+    (b"GET", 200, [(b"transfer-encoding", b"gzip"), (b"transfer-encoding", b"chunked")],
+     "chunked"),
+    (b"GET", 200, [(b"transfer-encoding", b"chunked"), (b"transfer-encoding", b"gzip")],
+     "close"),
     (b"GET", 200, [(b"content-type", b"text/plain")], "close"),
     (b"HEAD", 200, [(b"content-length", b"7")], "none"),
     (b"GET", 204, [], "none"),
