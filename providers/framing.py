@@ -1,14 +1,14 @@
 """HTTP/1.1 response-body framing, sans I/O: what of the bytes read is the body, and where
 it ends.
 
-The transport (``providers/transport.py``) lets h11 read the answer's head, then decodes the
-body here. h11 turns every chunk of a chunked body into an event, walks its state machine
-and validates the chunk header with a regular expression: for a streamed answer of one
-token per chunk, that was more of the upstream read's cost than the SSE and JSON parsing
-of the token itself (``bench/findings.md``). Here one read's bytes become at most one
-``bytes`` of payload, however many chunks they hold, and a chunk's payload is handed on as
-it arrives, before the chunk is complete (a slow upstream's token must not wait for the
-next).
+The transport (``providers/transport.py``) reads the answer's head (``head.py``), then
+decodes the body here. h11, which Chorus used before, turns every chunk of a chunked body
+into an event, walks its state machine and validates the chunk header with a regular
+expression: for a streamed answer of one token per chunk, that was more of the upstream
+read's cost than the SSE and JSON parsing of the token itself (``bench/findings.md``).
+Here one read's bytes become at most one ``bytes`` of payload, however many chunks they
+hold, and a chunk's payload is handed on as it arrives, before the chunk is complete (a
+slow upstream's token must not wait for the next).
 
 Three framings, as RFC 9112 section 6.3 orders them (the head was read by ``head.py``):
 no body (HEAD, 1xx, 204, 304), ``Transfer-Encoding: chunked``, ``Content-Length: n``;
