@@ -99,32 +99,51 @@ class OpenAIStreamParser(SSEStreamParser):
         if event.event == "error":  # Groq: a named event, then the body ends without [DONE]
             raise _named_error(event.data)
         chunk = load_object(event.data)
-        usage = obj(chunk.get("usage")) or obj(obj(chunk.get("x_groq")).get("usage"))
-        tokens = count(usage.get("prompt_tokens")), count(usage.get("completion_tokens"))
+        # The common chunk holds one choice with a bit of text and no usage: it goes through
+        # here with no helper calls and nothing built that is not handed on (this parser is
+        # a good part of a relayed token's cost, ``bench/findings.md``).
+        usage = chunk.get("usage")
+        groq = chunk.get("x_groq")
+        tokens: tuple[int | None, int | None] | None = None
+        if usage is not None or groq is not None:
+            usage = obj(usage) or obj(obj(groq).get("usage"))
+            tokens = count(usage.get("prompt_tokens")), count(usage.get("completion_tokens"))
         if chunk.get("error"):  # OpenAI, OpenRouter: an error chunk, then [DONE]
-            out.extend(self._usage.report(*tokens))  # OpenRouter's has what it billed
+            if tokens is not None:
+                out.extend(self._usage.report(*tokens))  # OpenRouter's has what it billed
             raise error_from(chunk["error"])
-        for choice in objs(chunk.get("choices")):
-            if choice.get("index", 0) == 0:
-                self._choice(choice, out)
-        out.extend(self._usage.report(*tokens))
+        choices = chunk.get("choices")
+        if isinstance(choices, list):
+            for choice in choices:
+                if isinstance(choice, dict) and choice.get("index", 0) == 0:
+                    self._choice(choice, out)
+        if tokens is not None:
+            out.extend(self._usage.report(*tokens))
 
     def _choice(self, choice: dict[str, Any], out: list[ProviderEvent]) -> None:
-        delta = obj(choice.get("delta"))
-        # DeepSeek and llama.cpp say reasoning_content; vLLM (since 0.10), Ollama, Groq and
-        # OpenRouter say reasoning. https://docs.vllm.ai/en/latest/features/reasoning_outputs/
-        reasoning = string(delta.get("reasoning_content")) or string(delta.get("reasoning"))
-        if reasoning:
-            out.append(ReasoningDelta(reasoning))
-        # A refusal is the model's answer too, sent in its own field.
-        for key in ("content", "refusal"):
-            text = string(delta.get(key))
-            if text:
-                out.extend(self._think.feed(text))
-        for call in objs(delta.get("tool_calls")):
-            self._tool_fragment(call)
-        reason = string(choice.get("finish_reason"))  # Ollama before 0.1.39 sent ""
-        if reason:
+        delta = choice.get("delta")
+        if isinstance(delta, dict):
+            # DeepSeek and llama.cpp say reasoning_content; vLLM (since 0.10), Ollama, Groq
+            # and OpenRouter say reasoning.
+            # https://docs.vllm.ai/en/latest/features/reasoning_outputs/
+            reasoning = delta.get("reasoning_content")
+            if not (reasoning and isinstance(reasoning, str)):
+                reasoning = delta.get("reasoning")
+            if reasoning and isinstance(reasoning, str):
+                out.append(ReasoningDelta(reasoning))
+            # A refusal is the model's answer too, sent in its own field.
+            text = delta.get("content")
+            if text and isinstance(text, str):
+                self._think.feed_into(text, out)
+            text = delta.get("refusal")
+            if text and isinstance(text, str):
+                self._think.feed_into(text, out)
+            calls = delta.get("tool_calls")
+            if calls is not None:
+                for call in objs(calls):
+                    self._tool_fragment(call)
+        reason = choice.get("finish_reason")  # Ollama before 0.1.39 sent ""
+        if reason and isinstance(reason, str):
             self._finish = reason
 
     def _tool_fragment(self, call: dict[str, Any]) -> None:

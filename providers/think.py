@@ -13,12 +13,10 @@ its ``think`` option) put the model's thinking into the answer between tags. The
 
 from __future__ import annotations
 
-from .events import ReasoningDelta, TextDelta
+from .events import ProviderEvent, ReasoningDelta, TextDelta
 
 OPEN = "<think>"
 CLOSE = "</think>"
-
-Piece = TextDelta | ReasoningDelta
 
 
 class ThinkSplitter:
@@ -27,8 +25,18 @@ class ThinkSplitter:
         self._held = ""
         self._trim = False  # drop the whitespace that follows a tag
 
-    def feed(self, text: str) -> list[Piece]:
-        out: list[Piece] = []
+    def feed(self, text: str) -> list[ProviderEvent]:
+        out: list[ProviderEvent] = []
+        self.feed_into(text, out)
+        return out
+
+    def feed_into(self, text: str, out: list[ProviderEvent]) -> None:
+        """``feed``, appending to ``out``: once the answer has begun, a chunk's text is
+        the answer as it is, and that common case costs one check."""
+        if self._state == "answer" and not self._trim:
+            if text:
+                out.append(TextDelta(text))
+            return
         buf = self._held + text
         self._held = ""
         if self._state == "start":
@@ -37,7 +45,7 @@ class ThinkSplitter:
                 self._state, self._trim, buf = "think", True, head[len(OPEN) :]
             elif OPEN.startswith(head):  # only whitespace, or a prefix of the tag, so far
                 self._held = buf
-                return out
+                return
             else:
                 self._state = "answer"
         if self._state == "think":
@@ -47,15 +55,14 @@ class ThinkSplitter:
                 keep = _partial_suffix(buf, CLOSE)
                 self._held = buf[len(buf) - keep :]
                 _add(out, ReasoningDelta, buf[: len(buf) - keep])
-                return out
+                return
             _add(out, ReasoningDelta, buf[:at])
             self._state, self._trim, buf = "answer", True, buf[at + len(CLOSE) :]
         _add(out, TextDelta, self._trimmed(buf))
-        return out
 
-    def flush(self) -> list[Piece]:
+    def flush(self) -> list[ProviderEvent]:
         """End of text: a held tag prefix (or leading whitespace) was content after all."""
-        out: list[Piece] = []
+        out: list[ProviderEvent] = []
         _add(out, ReasoningDelta if self._state == "think" else TextDelta, self._held)
         self._held = ""
         return out
@@ -67,7 +74,7 @@ class ThinkSplitter:
         return text
 
 
-def _add(out: list[Piece], kind: type[TextDelta] | type[ReasoningDelta], text: str) -> None:
+def _add(out: list[ProviderEvent], kind: type[TextDelta] | type[ReasoningDelta], text: str) -> None:
     if text:
         out.append(kind(text))
 

@@ -173,6 +173,15 @@ class TestChunks:
         got = parse(sse(delta(reasoning_content="a", reasoning="a")))
         assert got.events == [ReasoningDelta("a"), Finish("stop")]
 
+    def test_reasoning_of_the_wrong_type_falls_back_to_the_other_field(self) -> None:
+        got = parse(sse(delta(reasoning_content=5, reasoning="r"), delta(content="x")))
+        assert got.events == [ReasoningDelta("r"), TextDelta("x"), Finish("stop")]
+
+    def test_an_empty_usage_object_falls_back_to_x_groq(self) -> None:
+        chunk = {**delta("stop"), "usage": {},
+                 "x_groq": {"usage": {"prompt_tokens": 7, "completion_tokens": 8}}}
+        assert parse(sse(chunk)).usage == Usage(7, 8)
+
     def test_a_refusal_is_answer_text(self) -> None:
         got = parse(sse(delta(content=None, refusal="I can't help with that.")))
         assert got.text == "I can't help with that."
