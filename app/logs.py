@@ -13,6 +13,7 @@ nothing per chunk. Keys are never logged: not ours, not the upstreams'.
 
 from __future__ import annotations
 
+import functools
 import logging
 import re
 import secrets
@@ -50,8 +51,10 @@ def fields(**values: Any) -> dict[str, Any]:
 def quote(value: Any) -> str:
     if value is None:
         return "-"
+    if isinstance(value, int):  # bool too: a number is never quoted
+        return str(value)
     if isinstance(value, float):
-        value = round(value, 3)
+        return str(round(value, 3))
     text = str(value)
     if text and _BARE.match(text):
         return text
@@ -59,11 +62,17 @@ def quote(value: Any) -> str:
     return '"' + text.replace("\n", "\\n").replace("\r", "\\r") + '"'
 
 
+@functools.lru_cache(maxsize=4)
+def _second(epoch: int) -> str:
+    """The timestamp's date and time to the second, formatted once per second."""
+    return time.strftime("%Y-%m-%dT%H:%M:%S", time.gmtime(epoch))
+
+
 class KeyValueFormatter(logging.Formatter):
     def format(self, record: logging.LogRecord) -> str:
-        ts = time.strftime("%Y-%m-%dT%H:%M:%S", time.gmtime(record.created))
-        parts = [f"ts={ts}.{int(record.msecs):03d}Z", f"level={record.levelname.lower()}",
-                 f"logger={record.name}", f"request_id={quote(request_id.get())}"]
+        parts = [f"ts={_second(int(record.created))}.{int(record.msecs):03d}Z",
+                 f"level={record.levelname.lower()}", f"logger={record.name}",
+                 f"request_id={quote(request_id.get())}"]
         extra = getattr(record, "fields", None)
         if isinstance(extra, dict):
             parts.append(f"event={quote(record.getMessage())}")

@@ -5,6 +5,7 @@ from __future__ import annotations
 import io
 import logging
 import re
+import time
 
 import pytest
 import trio
@@ -175,7 +176,8 @@ def test_a_record_is_always_one_parseable_line() -> None:
     try:
         record = log.makeRecord("chorus.test", logging.INFO, __file__, 1, "slot.end", (),
                                 None, extra=fields(model="a b", note='say "hi"\nthen=go',
-                                                   empty="", none=None, ms=1.23456))
+                                                   empty="", none=None, ms=1.23456,
+                                                   n=7, ok=True))
         line = formatter.format(record)
         try:
             raise ValueError("boom\nwith a second line")
@@ -189,7 +191,9 @@ def test_a_record_is_always_one_parseable_line() -> None:
         request_id.reset(token)
     assert line == ('ts=' + line.split()[0][3:] + ' level=info logger=chorus.test request_id=r1'
                     ' event=slot.end model="a b" note="say \\"hi\\"\\nthen=go" empty="" '
-                    'none=- ms=1.235')
+                    'none=- ms=1.235 n=7 ok=True')
+    second = time.strftime("%Y-%m-%dT%H:%M:%S", time.gmtime(record.created))
+    assert line.startswith(f"ts={second}.{int(record.msecs):03d}Z ")
     assert "\n" not in error_line
     assert LINE.match(error_line)
     assert 'msg="it failed: x"' in error_line
