@@ -48,7 +48,12 @@ import trio
 from .framing import BodyFraming, FramingError
 from .head import HeadError, HeadReader, ResponseHead, request_head
 
-READ_SIZE = 64 * 1024
+# Bytes taken from the upstream per read. Everything one read holds is parsed in the slot
+# task's one step, before the slot yields: at 64 KiB (~300 tokens of a fast upstream) that
+# step took up to 7 ms, during which the merge task and every other stream waited. 4 KiB
+# bounds it to ~1 ms with no more CPU per token at saturation (``bench/findings.md``);
+# an upstream at a model's real speed sends far less than that between reads.
+READ_SIZE = 4 * 1024
 MAX_IDLE = 16  # idle connections kept per origin
 KEEPALIVE_EXPIRY = 20.0  # seconds an idle connection is kept
 
