@@ -109,6 +109,8 @@ class Hub:
             self._release(stream.owner)  # ``open`` took the counts; this task always runs
         await trio.sleep(self.settings.retention)
         self._streams.pop(stream.id, None)
+        if stream.readers == 0:  # a reader still catching up keeps the whole log
+            await stream.log.discard()
 
     def _release(self, owner: str) -> None:
         self.active -= 1

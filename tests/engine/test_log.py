@@ -11,7 +11,7 @@ import trio.testing
 from hypothesis import given
 from hypothesis import strategies as st
 
-from app.engine.log import MemoryEventLog
+from app.engine.log import DISCARD_SLICE, MemoryEventLog
 from app.engine.wire import encode_data, encode_event
 
 
@@ -54,6 +54,29 @@ async def test_wait_returns_on_append_and_on_close() -> None:
         await trio.testing.wait_all_tasks_blocked()
         log.close()
     assert log.closed
+
+
+async def test_discard_frees_the_entries_a_slice_at_a_time() -> None:
+    """Freeing a long log at once was one step of milliseconds; other tasks run between
+    its slices."""
+    log = MemoryEventLog()
+    log.append_nowait([("delta", {"slot": 0, "text": str(i)}) for i in range(3 * DISCARD_SLICE)])
+    log.close()
+    seen: list[int] = []
+
+    async def watch() -> None:
+        while True:
+            seen.append(log.last_id)
+            await trio.lowlevel.checkpoint()
+
+    async with trio.open_nursery() as nursery:
+        nursery.start_soon(watch)
+        await trio.lowlevel.checkpoint()  # the watch has seen the whole log
+        await log.discard()
+        nursery.cancel_scope.cancel()
+    assert log.last_id == 0
+    assert await log.since(0) == []
+    assert any(0 < n < 3 * DISCARD_SLICE for n in seen), "other tasks ran while it freed"
 
 
 @given(st.integers(min_value=0, max_value=64), st.text())

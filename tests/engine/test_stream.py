@@ -13,7 +13,18 @@ from app.engine import Hub, StreamSettings
 from app.engine.log import MemoryEventLog
 from providers import Finish, TextDelta, Usage
 
-from ..support.engine import DEMO, Event, Scripted, by_slot, collect, plans, route, run, text_of
+from ..support.engine import (
+    DEMO,
+    Event,
+    Scripted,
+    by_slot,
+    collect,
+    parse,
+    plans,
+    route,
+    run,
+    text_of,
+)
 
 TERMINAL = {"model.done", "model.error", "model.stopped"}
 
@@ -168,6 +179,37 @@ async def test_every_reader_sees_the_same_events_under_the_same_ids(autojump_clo
     assert [(e.id, e.type, e.data) for e in first] == [(e.id, e.type, e.data) for e in results[0]]
 
 
+async def test_a_stream_is_forgotten_after_retention_and_its_log_freed(autojump_clock):
+    hub = Hub(StreamSettings(resume_grace=0, retention=60))
+    async with trio.open_nursery() as nursery:
+        await nursery.start(hub.run)
+        stream = await hub.open("o", plans("fast"), reader=True)
+        events = await collect(stream, attached=True)
+        await trio.sleep(59)
+        assert hub.get(stream.id, "o") is stream
+        assert stream.log.last_id == len(events)
+        await trio.sleep(2)
+        assert hub.get(stream.id, "o") is None
+        assert stream.log.last_id == 0
+        hub.close()
+
+
+async def test_a_reader_still_reading_at_the_end_of_retention_keeps_the_log(autojump_clock):
+    hub = Hub(StreamSettings(resume_grace=0, retention=60, max_read=2))
+    async with trio.open_nursery() as nursery:
+        await nursery.start(hub.run)
+        stream = await hub.open("o", plans("fast"), reader=True)
+        await stream.done.wait()
+        body = stream.follow(0, attached=True)
+        first = await body.__anext__()  # a reader that has taken one batch and no more
+        await trio.sleep(61)
+        assert hub.get(stream.id, "o") is None
+        rest = [chunk async for chunk in body]
+        assert parse(first + b"".join(rest), 0)[-1].type == "stream.done"
+        assert stream.log.last_id > 0
+        hub.close()
+
+
 async def test_resume_after_an_id_gives_each_later_event_once(autojump_clock) -> None:
     hub = Hub(StreamSettings(resume_grace=10))
     async with trio.open_nursery() as nursery:
@@ -176,8 +218,6 @@ async def test_resume_after_an_id_gives_each_later_event_once(autojump_clock) ->
         part: list[Event] = []
         body = stream.follow(0, attached=True)
         async for chunk in body:
-            from ..support.engine import parse
-
             part.extend(parse(chunk, 0))
             if len(part) >= 20:
                 break
