@@ -118,7 +118,7 @@ class OllamaStreamParser(StreamParserBase):
             out.append(ReasoningDelta(reasoning))
         text = string(message.get("content")) or string(chunk.get("response"))
         if text:
-            out.extend(self._think.feed(text))
+            self._think.feed_into(text, out)
         for call in objs(message.get("tool_calls")):
             function = obj(call.get("function"))
             self._tools.append(
