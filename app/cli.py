@@ -141,10 +141,9 @@ class _HypercornConfig(HypercornConfig):
     response ends. A slow reader opens its window now and then and is not cut.
     https://man7.org/linux/man-pages/man7/tcp.7.html
 
-    TCP keep-alive probes reap connections whose peer vanished while idle: under
-    quart-trio, Hypercorn's ``keep_alive_timeout`` never fires (its idle timer is armed in
-    a ``nursery.start`` that quart-trio's end-of-request cancel lands in), so an idle
-    keep-alive connection stays until its client closes it or stops answering probes.
+    TCP keep-alive probes reap a connection whose peer vanished while its request is
+    being worked on and nothing is sent to it. A connection idle between requests is closed
+    after ``keep_alive_timeout``, and at once when the server shuts down (``app.tcp``).
     """
 
     stall_timeout = 0.0

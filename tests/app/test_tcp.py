@@ -1,4 +1,5 @@
-"""Chorus's Hypercorn connection handler: writes leave at once, whole and in order."""
+"""Chorus's Hypercorn connection handler: writes leave at once, whole and in order; an idle
+connection is closed after the keep-alive timeout, and at once when the server shuts down."""
 
 from __future__ import annotations
 
@@ -8,13 +9,17 @@ from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from typing import Any
 
+import pytest
 import trio
 import trio.testing
 from hypercorn.app_wrappers import ASGIWrapper
 from hypercorn.config import Config as HypercornConfig
 from hypercorn.events import Closed, RawData
 from hypercorn.trio import run as hypercorn_run
+from hypercorn.trio import serve
 from hypercorn.trio.worker_context import WorkerContext
+from quart import request
+from quart_trio import QuartTrio
 
 from app import tcp
 
@@ -58,6 +63,7 @@ async def read_exactly(stream: trio.SocketStream, n: int) -> bytes:
 def test_serve_uses_this_handler() -> None:
     assert tcp.install()
     assert hypercorn_run.TCPServer is tcp.TCPServer
+    assert hypercorn_run.WorkerContext is tcp.WorkerContext
     assert tcp.install()  # again: nothing changes
 
 
@@ -131,3 +137,141 @@ async def test_a_finished_connection_is_freed_at_once_not_by_the_collector() -> 
     finally:
         gc.enable()
         await client.aclose()
+
+
+# -- the keep-alive timeout ------------------------------------------------------------------
+
+KEEP_ALIVE = 30.0  # seconds, on trio's mock clock
+REQUEST = b"POST / HTTP/1.1\r\nhost: x\r\ncontent-length: 2\r\n\r\nhi"
+
+
+@pytest.fixture
+def autojump_clock() -> trio.testing.MockClock:
+    return trio.testing.MockClock(autojump_threshold=0)
+
+
+def answering_after(delay: float) -> QuartTrio:
+    """A quart-trio app, as Chorus is one: Hypercorn's own idle timer never fired under it."""
+    app = QuartTrio(__name__)
+
+    @app.post("/")
+    async def answer() -> str:
+        await request.get_data()
+        await trio.sleep(delay)
+        return "ok"
+
+    return app
+
+
+@asynccontextmanager
+async def serving(delay: float = 0.0) -> AsyncIterator[tuple[int, trio.Event, trio.Event]]:
+    """Hypercorn's trio worker with Chorus's handler: (port, shut it down, it has ended)."""
+    assert tcp.install()
+    config = HypercornConfig()
+    config.bind = ["127.0.0.1:0"]
+    config.accesslog = config.errorlog = None
+    config.keep_alive_timeout = KEEP_ALIVE
+    config.graceful_timeout = 1000.0
+    stop, stopped = trio.Event(), trio.Event()
+
+    async def run(*, task_status: trio.TaskStatus[list[str]]) -> None:
+        try:
+            await serve(answering_after(delay), config,  # type: ignore[arg-type]
+                        shutdown_trigger=stop.wait, task_status=task_status)
+        finally:
+            stopped.set()
+
+    async with trio.open_nursery() as nursery:
+        binds = await nursery.start(run)
+        yield int(binds[0].rsplit(":", 1)[1]), stop, stopped
+        stop.set()
+
+
+async def ask(port: int) -> trio.SocketStream:
+    """A keep-alive connection that has had one answer."""
+    client = await trio.open_tcp_stream("127.0.0.1", port)
+    await client.send_all(REQUEST)
+    answer = b""
+    while not answer.endswith(b"ok"):
+        chunk = await client.receive_some(1 << 16)
+        assert chunk, "closed before the answer"
+        answer += chunk
+    assert answer.startswith(b"HTTP/1.1 200")
+    return client
+
+
+async def closed_after(client: trio.SocketStream) -> float:
+    """Seconds until the server closes the connection (it sends nothing before)."""
+    start = trio.current_time()
+    with trio.fail_after(KEEP_ALIVE * 10):
+        assert await client.receive_some(1 << 16) == b""
+    return trio.current_time() - start
+
+
+async def test_an_idle_connection_is_closed_after_the_keep_alive_timeout(autojump_clock) -> None:
+    async with serving() as (port, _, _):
+        client = await ask(port)
+        assert await closed_after(client) == pytest.approx(KEEP_ALIVE, abs=0.01)
+        await client.aclose()
+
+
+async def test_a_connection_that_never_asks_is_closed_after_the_timeout(autojump_clock) -> None:
+    async with serving() as (port, _, _):
+        client = await trio.open_tcp_stream("127.0.0.1", port)
+        assert await closed_after(client) == pytest.approx(KEEP_ALIVE, abs=0.01)
+        await client.aclose()
+
+
+async def test_each_answer_gives_the_connection_a_new_idle_timeout(autojump_clock) -> None:
+    async with serving() as (port, _, _):
+        client = await ask(port)
+        await trio.sleep(KEEP_ALIVE * 0.9)
+        await client.send_all(REQUEST)  # the same connection, not yet timed out
+        answer = b""
+        while not answer.endswith(b"ok"):
+            answer += await client.receive_some(1 << 16)
+        assert await closed_after(client) == pytest.approx(KEEP_ALIVE, abs=0.01)
+        await client.aclose()
+
+
+async def test_an_answer_slower_than_the_timeout_is_not_cut(autojump_clock) -> None:
+    async with serving(delay=KEEP_ALIVE * 3) as (port, _, _):
+        start = trio.current_time()
+        client = await ask(port)
+        assert trio.current_time() - start == pytest.approx(KEEP_ALIVE * 3, abs=0.01)
+        await client.aclose()
+
+
+async def test_a_shutdown_closes_idle_connections_at_once(autojump_clock) -> None:
+    # Hypercorn's own idle task never ran under quart-trio, and a shutdown waited for idle
+    # connections until the graceful timeout (here 1000 s).
+    async with serving() as (port, stop, stopped):
+        client = await ask(port)
+        await trio.sleep(1.0)
+        start = trio.current_time()
+        stop.set()
+        assert await closed_after(client) < 0.01
+        await stopped.wait()
+        assert trio.current_time() - start < 0.01
+        await client.aclose()
+
+
+async def test_idle_connections_are_forgotten_when_they_end(autojump_clock, monkeypatch) -> None:
+    contexts: list[tcp.WorkerContext] = []
+    init = tcp.WorkerContext.__init__
+
+    def remember(self: tcp.WorkerContext, max_requests: int | None) -> None:
+        init(self, max_requests)
+        contexts.append(self)
+
+    monkeypatch.setattr(tcp.WorkerContext, "__init__", remember)
+    async with serving() as (port, _, _):
+        clients = [await ask(port) for _ in range(3)]
+        await trio.testing.wait_all_tasks_blocked()  # the server is done with the answers
+        assert len(contexts[0].idle) == 3
+        await clients[0].aclose()  # the client leaves
+        await closed_after(clients[1])  # the keep-alive timeout
+        await clients[1].aclose()
+        await trio.testing.wait_all_tasks_blocked()
+        assert contexts[0].idle == set()
+        await clients[2].aclose()
