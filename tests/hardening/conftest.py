@@ -177,6 +177,7 @@ def log_lines() -> Iterator[io.StringIO]:
     """Everything logged during the test, as ``chorus serve`` writes it (at DEBUG)."""
     root = logging.getLogger()
     saved = root.handlers[:], root.level, {n: logging.getLogger(n).level for n in QUIET}
+    flags = {name: getattr(logging, name) for name in LOGGING_FLAGS}
     buffer = io.StringIO()
     configure_logging("debug", buffer)
     try:
@@ -186,6 +187,11 @@ def log_lines() -> Iterator[io.StringIO]:
         root.setLevel(saved[1])
         for name, level in saved[2].items():
             logging.getLogger(name).setLevel(level)
+        for name, value in flags.items():
+            setattr(logging, name, value)
+
+
+LOGGING_FLAGS = ("_srcfile", "logThreads", "logProcesses", "logMultiprocessing")
 
 
 def as_events(events: list[tuple[int, str, dict[str, Any]]]) -> list[Event]:

@@ -200,6 +200,27 @@ def test_a_record_is_always_one_parseable_line() -> None:
     assert "ValueError: boom\\nwith a second line" in error_line
 
 
+def test_records_skip_the_lookups_no_line_prints(log_lines) -> None:
+    # The caller's file, line and function, the thread and the process are looked up for
+    # every record unless logging is told not to: most of a record's cost, never printed.
+    records: list[logging.LogRecord] = []
+
+    class Keep(logging.Handler):
+        def emit(self, record: logging.LogRecord) -> None:
+            records.append(record)
+
+    keep = Keep()
+    logging.getLogger().addHandler(keep)
+    try:
+        logging.getLogger("chorus.test").info("slot.end", extra=fields(n=1))
+    finally:
+        logging.getLogger().removeHandler(keep)
+    [record] = records
+    assert (record.funcName, record.lineno) == ("(unknown function)", 0)
+    assert (record.thread, record.process, record.processName) == (None, None, None)
+    assert "event=slot.end n=1" in log_lines.getvalue()
+
+
 @pytest.mark.parametrize(("given", "kept"), [
     ("abc-123", True), ("a" * 128, True), ("a" * 129, False), ("", False), (None, False),
     ("x y", False), ("é", False), ("id\r\nSet-Cookie: a=b", False),
