@@ -99,7 +99,7 @@ def configure_logging(level: str = "info", stream: Any = None) -> logging.Handle
     # "Optimization" section); the flags skip the thread, process and multiprocessing
     # lookups. They were a third of a record's cost: a stream's two lines, 256k
     # instructions before, 175k after (``bench/findings.md``).
-    logging._srcfile = None  # type: ignore[attr-defined]
+    logging._srcfile = None
     logging.logThreads = logging.logProcesses = logging.logMultiprocessing = False
     for name in QUIET:
         logging.getLogger(name).setLevel(logging.WARNING)
