@@ -12,6 +12,7 @@ from __future__ import annotations
 import gc
 import secrets
 from collections.abc import Callable, Sequence
+from functools import partial
 
 import trio
 
@@ -107,10 +108,16 @@ class Hub:
             await stream.run(task_status=task_status)
         finally:
             self._release(stream.owner)  # ``open`` took the counts; this task always runs
-        await trio.sleep(self.settings.retention)
+        # Kept for ``retention`` by a timer, not by this task asleep: with the default
+        # ten minutes, a busy server holds thousands of finished streams at a time.
+        self.timers.call_later(self.settings.retention, partial(self._forget, stream))
+
+    def _forget(self, stream: Stream) -> None:
         self._streams.pop(stream.id, None)
-        if stream.readers == 0:  # a reader still catching up keeps the whole log
-            await stream.log.discard()
+        if stream.readers == 0 and self._nursery is not None:
+            # A reader still catching up keeps the whole log; otherwise it is freed a slice
+            # at a time, by a task of its own (a timer callback must be quick).
+            self._nursery.start_soon(stream.log.discard)
 
     def _release(self, owner: str) -> None:
         self.active -= 1

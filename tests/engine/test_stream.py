@@ -194,6 +194,33 @@ async def test_a_stream_is_forgotten_after_retention_and_its_log_freed(autojump_
         hub.close()
 
 
+def task_count() -> int:
+    """Every task of this trio run, found from the root task down."""
+    todo, count = [trio.lowlevel.current_root_task()], 0
+    while todo:
+        task = todo.pop()
+        count += 1
+        for nursery in task.child_nurseries:
+            todo.extend(nursery.child_tasks)
+    return count
+
+
+async def test_a_finished_stream_is_kept_without_a_task_of_its_own(autojump_clock):
+    # A busy server keeps thousands of finished streams for ``retention`` (ten minutes by
+    # default): a sleeping task each would hold its frames and cancel scope all that time.
+    hub = Hub(StreamSettings(resume_grace=0, retention=60))
+    async with trio.open_nursery() as nursery:
+        await nursery.start(hub.run)
+        idle = task_count()
+        streams = [await hub.open("o", plans("fast"), reader=True) for _ in range(3)]
+        for stream in streams:
+            await collect(stream, attached=True)
+        await trio.testing.wait_all_tasks_blocked()
+        assert task_count() == idle
+        assert all(hub.get(s.id, "o") is s for s in streams)
+        hub.close()
+
+
 async def test_a_reader_still_reading_at_the_end_of_retention_keeps_the_log(autojump_clock):
     hub = Hub(StreamSettings(resume_grace=0, retention=60, max_read=2))
     async with trio.open_nursery() as nursery:
