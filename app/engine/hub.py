@@ -10,6 +10,7 @@ carry them between instances.
 from __future__ import annotations
 
 import gc
+import math
 import secrets
 from collections.abc import Callable, Sequence
 from functools import partial
@@ -56,6 +57,8 @@ class Hub:
         self.active = 0
         self.closing = False
         self.timers = Timers()  # every stream's reader watch, stall check and keep-alive
+        # Logs of forgotten streams, freed one after another by the hub's own task.
+        self._forgotten, self._to_free = trio.open_memory_channel[EventLog](math.inf)
 
     async def run(self, *, task_status: trio.TaskStatus[None] = trio.TASK_STATUS_IGNORED) -> None:
         """Host every stream until cancelled; ``shutdown()`` first for a clean end."""
@@ -69,7 +72,8 @@ class Hub:
             await nursery.start(self.timers.run)
             self._nursery = nursery
             task_status.started()
-            await trio.sleep_forever()
+            async for log in self._to_free:
+                await log.discard()
 
     def close(self) -> None:
         """Cancel everything the hub runs, at once (after ``shutdown`` for a clean end)."""
@@ -114,10 +118,8 @@ class Hub:
 
     def _forget(self, stream: Stream) -> None:
         self._streams.pop(stream.id, None)
-        if stream.readers == 0 and self._nursery is not None:
-            # A reader still catching up keeps the whole log; otherwise it is freed a slice
-            # at a time, by a task of its own (a timer callback must be quick).
-            self._nursery.start_soon(stream.log.discard)
+        if stream.readers == 0:  # a reader still catching up keeps the whole log
+            self._forgotten.send_nowait(stream.log)  # freed by ``run``, a slice at a time
 
     def _release(self, owner: str) -> None:
         self.active -= 1
