@@ -136,3 +136,14 @@ def test_ab_compares_two_trees_in_alternating_runs(capsys: pytest.CaptureFixture
     assert ", 0 errors" in out
     summary = [line for line in out.splitlines() if line.startswith(("A (", "B ("))]
     assert len(summary) == 2
+
+
+def test_instruction_counts_are_read_from_callgrind_output() -> None:
+    from bench.instructions import total_instructions
+
+    dump = (b"# callgrind format\nversion: 1\ncreator: callgrind-3.19.0\npid: 7\n"
+            b"events: Ir\nsummary: 664240812\n\nfl=(1) x.c\nfn=(1) main\n3 5\n"
+            b"totals: 664240812\n")
+    assert total_instructions(dump) == 664240812
+    with pytest.raises(ValueError, match="not a callgrind output"):
+        total_instructions(b"events: Ir\ntotals: 5\n")

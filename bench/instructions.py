@@ -1,0 +1,107 @@
+"""Instructions the server executes per stream: a count that does not move with the machine.
+
+    .venv/bin/python -m bench.instructions                 # this tree, 100 one-token streams
+    .venv/bin/python -m bench.instructions --source /tmp/chorus-before --streams 200
+
+CPU time per stream moves by 20 % from one run to the next on a shared virtual machine,
+more than most changes to a stream's setup are worth. Instructions do not: Chorus runs
+under ``valgrind --tool=callgrind`` with counting off, a few streams warm it up, then the
+counters run for ``--streams`` back-to-back one-token streams only (each on a fresh
+connection, as the load generator makes them) and the total is divided by their number.
+Runs of the same tree agree within 0.3 %. The count is the server process's alone (the
+fake upstream and the client run outside valgrind); the kernel's work is not in it.
+
+Needs valgrind (``apt-get install valgrind``); the server runs about 50 times slower under
+it, so a run takes 20-30 s.
+"""
+
+from __future__ import annotations
+
+import argparse
+import re
+import shutil
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import trio
+
+from . import procs
+from .client import Target, run_stream
+from .upstream import model_name
+
+WARM_UP = 30
+MODEL = model_name(0, 1, 0)  # one token at once: a stream that is all setup and teardown
+_SUMMARY = re.compile(rb"^summary:\s+(\d+)", re.MULTILINE)
+
+
+def total_instructions(dump: bytes) -> int:
+    """The ``summary:`` line of a callgrind output file: every instruction counted."""
+    match = _SUMMARY.search(dump)
+    if match is None:
+        raise ValueError("no summary line: not a callgrind output file")
+    return int(match.group(1))
+
+
+async def _streams(target: Target, count: int) -> None:
+    for i in range(count):
+        result = await run_stream(target, MODEL, f"I{i}", 1,
+                                  deadline_ns=time.monotonic_ns() + 60_000_000_000)
+        if not result.complete:
+            raise RuntimeError(f"stream {i} did not complete: {result.error}")
+
+
+def _control(*args: str) -> None:
+    subprocess.run(["callgrind_control", *args], check=True, stdout=subprocess.DEVNULL,
+                   stderr=subprocess.DEVNULL)
+
+
+def measure(source: Path, streams: int) -> int:
+    """Instructions per one-token stream of the Chorus tree at ``source``."""
+    server_cores, load_cores = procs.cpus()
+    workdir = procs.ROOT / "bench" / "results" / "tmp"
+    workdir.mkdir(parents=True, exist_ok=True)
+    out = workdir / "callgrind.out"
+    for old in workdir.glob("callgrind.out*"):
+        old.unlink()
+    upstream = procs.upstream_proc(load_cores, workdir / "instructions-upstream.log").start()
+    chorus = procs.chorus_proc(upstream.port, server_cores, workdir, name="instructions",
+                               source=source)
+    chorus.argv = ["valgrind", "--tool=callgrind", "--instr-atstart=no",
+                   f"--callgrind-out-file={out}", *chorus.argv]
+    try:
+        chorus.start(ready_timeout=300)
+        target = Target("chorus", chorus.port, "chorus")
+        trio.run(_streams, target, WARM_UP)
+        pid = str(chorus.pid)
+        _control("--instr=on", pid)
+        trio.run(_streams, target, streams)
+        _control("--dump", pid)
+        _control("--instr=off", pid)
+    finally:
+        chorus.stop()
+        upstream.stop()
+    # The first dump holds the counted streams (the last, written at exit, the rest).
+    return total_instructions(Path(f"{out}.1").read_bytes()) // streams
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(prog="python -m bench.instructions",
+                                     description=__doc__.split("\n")[0])
+    parser.add_argument("--source", type=Path, default=procs.ROOT,
+                        help="the Chorus source tree to count (default: this one)")
+    parser.add_argument("--streams", type=int, default=100, help="streams counted")
+    args = parser.parse_args(argv)
+    if shutil.which("valgrind") is None or shutil.which("callgrind_control") is None:
+        parser.error("valgrind is not installed (apt-get install valgrind)")
+    if not (args.source / "app" / "cli.py").exists():
+        parser.error(f"{args.source} is not a Chorus source tree (no app/cli.py)")
+    per_stream = measure(args.source.resolve(), args.streams)
+    print(f"{per_stream} instructions per one-token stream ({args.streams} streams, "
+          f"{args.source})")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
