@@ -291,7 +291,8 @@ class Stream:
                         reader.blocked_since = None
                         if reader.cut:
                             return
-                    continue
+                    if self.log.last_id > after:
+                        continue  # more was logged meanwhile; else wait, not ask for nothing
                 if self.log.closed:
                     return
                 await self.log.wait(after)
