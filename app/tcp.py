@@ -61,12 +61,13 @@ class IdleTimer:
     once the server is shutting down gets a deadline in the past: it closes at once.
     """
 
-    __slots__ = ("_server", "deadline", "scope")
+    __slots__ = ("_server", "deadline", "read_deadline", "scope")
 
     def __init__(self, server: TCPServer) -> None:
         self._server = server
         self.deadline = math.inf
         self.scope: trio.CancelScope | None = None  # the read under way, if any
+        self.read_deadline = math.inf  # its own bound (Hypercorn's ``read_timeout``)
 
     async def restart(self, task_group: object, action: Callable[..., Any]) -> None:
         """The connection is idle (Hypercorn's task and action to run are not needed)."""
@@ -95,7 +96,7 @@ class IdleTimer:
     def _move(self, deadline: float) -> None:
         self.deadline = deadline
         if self.scope is not None:
-            self.scope.deadline = deadline
+            self.scope.deadline = min(deadline, self.read_deadline)
 
 
 class _Terminated(EventWrapper):
@@ -136,8 +137,8 @@ class TCPServer(HypercornTCPServer):
         timer = self.idle_task
         read_timeout = self.config.read_timeout or math.inf
         while True:
-            deadline = min(timer.deadline, trio.current_time() + read_timeout)
-            with trio.CancelScope(deadline=deadline) as scope:
+            timer.read_deadline = trio.current_time() + read_timeout
+            with trio.CancelScope(deadline=min(timer.deadline, timer.read_deadline)) as scope:
                 timer.scope = scope
                 try:
                     data = await self.stream.receive_some(MAX_RECV)

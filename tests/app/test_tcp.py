@@ -4,6 +4,7 @@ connection is closed after the keep-alive timeout, and at once when the server s
 from __future__ import annotations
 
 import gc
+import math
 import weakref
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
@@ -164,13 +165,15 @@ def answering_after(delay: float) -> QuartTrio:
 
 
 @asynccontextmanager
-async def serving(delay: float = 0.0) -> AsyncIterator[tuple[int, trio.Event, trio.Event]]:
+async def serving(delay: float = 0.0, read_timeout: float | None = None,
+                  ) -> AsyncIterator[tuple[int, trio.Event, trio.Event]]:
     """Hypercorn's trio worker with Chorus's handler: (port, shut it down, it has ended)."""
     assert tcp.install()
     config = HypercornConfig()
     config.bind = ["127.0.0.1:0"]
     config.accesslog = config.errorlog = None
     config.keep_alive_timeout = KEEP_ALIVE
+    config.read_timeout = read_timeout
     config.graceful_timeout = 1000.0
     stop, stopped = trio.Event(), trio.Event()
 
@@ -240,6 +243,37 @@ async def test_an_answer_slower_than_the_timeout_is_not_cut(autojump_clock) -> N
         client = await ask(port)
         assert trio.current_time() - start == pytest.approx(KEEP_ALIVE * 3, abs=0.01)
         await client.aclose()
+
+
+async def test_read_timeout_still_bounds_a_read_while_a_request_is_busy(autojump_clock) -> None:
+    # The request's head has come (the connection is busy: no keep-alive deadline), its
+    # body stalls: Hypercorn's ``read_timeout`` ends the wait, as in Hypercorn.
+    async with serving(read_timeout=10.0) as (port, _, _):
+        client = await trio.open_tcp_stream("127.0.0.1", port)
+        await client.send_all(REQUEST[:-1])  # one byte of the body short
+        start = trio.current_time()
+        with trio.fail_after(KEEP_ALIVE * 10):
+            while await client.receive_some(1 << 16):
+                pass  # whatever the server says before it closes
+        assert trio.current_time() - start == pytest.approx(10.0, abs=0.01)
+        await client.aclose()
+
+
+async def test_moving_the_keep_alive_deadline_keeps_the_reads_own_bound() -> None:
+    async with connected() as (server, _):
+        timer = server.idle_task
+        assert server.config.keep_alive_timeout == 5
+        with trio.CancelScope() as read:  # a read under way, bounded by read_timeout
+            timer.scope, timer.read_deadline = read, trio.current_time() + 2
+            await timer.stop()  # busy: no keep-alive deadline
+            assert read.deadline == timer.read_deadline
+            await timer.restart(None, print)  # idle for at most 5 s: the read's 2 s first
+            assert read.deadline == timer.read_deadline
+            timer.read_deadline = math.inf
+            await timer.restart(None, print)
+            assert read.deadline == timer.deadline < math.inf
+            timer.expire()
+            assert read.deadline == -math.inf
 
 
 async def test_a_shutdown_closes_idle_connections_at_once(autojump_clock) -> None:
