@@ -2,6 +2,7 @@
 
     .venv/bin/python -m bench.instructions                 # this tree, 100 one-token streams
     .venv/bin/python -m bench.instructions --source /tmp/chorus-before --streams 200
+    .venv/bin/python -m bench.instructions --slots 9       # nine models per stream
 
 CPU time per stream moves by 20 % from one run to the next on a shared virtual machine,
 more than most changes to a stream's setup are worth. Instructions do not: Chorus runs
@@ -44,9 +45,9 @@ def total_instructions(dump: bytes) -> int:
     return int(match.group(1))
 
 
-async def _streams(target: Target, count: int) -> None:
+async def _streams(target: Target, count: int, slots: int) -> None:
     for i in range(count):
-        result = await run_stream(target, MODEL, f"I{i}", 1,
+        result = await run_stream(target, MODEL, f"I{i}", slots,
                                   deadline_ns=time.monotonic_ns() + 60_000_000_000)
         if not result.complete:
             raise RuntimeError(f"stream {i} did not complete: {result.error}")
@@ -57,8 +58,8 @@ def _control(*args: str) -> None:
                    stderr=subprocess.DEVNULL)
 
 
-def measure(source: Path, streams: int) -> int:
-    """Instructions per one-token stream of the Chorus tree at ``source``."""
+def measure(source: Path, streams: int, slots: int = 1) -> int:
+    """Instructions per one-token stream of ``slots`` slots, for the tree at ``source``."""
     server_cores, load_cores = procs.cpus()
     workdir = procs.ROOT / "bench" / "results" / "tmp"
     workdir.mkdir(parents=True, exist_ok=True)
@@ -73,10 +74,10 @@ def measure(source: Path, streams: int) -> int:
     try:
         chorus.start(ready_timeout=300)
         target = Target("chorus", chorus.port, "chorus")
-        trio.run(_streams, target, WARM_UP)
+        trio.run(_streams, target, WARM_UP, slots)
         pid = str(chorus.pid)
         _control("--instr=on", pid)
-        trio.run(_streams, target, streams)
+        trio.run(_streams, target, streams, slots)
         _control("--dump", pid)
         _control("--instr=off", pid)
     finally:
@@ -92,14 +93,15 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--source", type=Path, default=procs.ROOT,
                         help="the Chorus source tree to count (default: this one)")
     parser.add_argument("--streams", type=int, default=100, help="streams counted")
+    parser.add_argument("--slots", type=int, default=1, help="models per stream (default 1)")
     args = parser.parse_args(argv)
     if shutil.which("valgrind") is None or shutil.which("callgrind_control") is None:
         parser.error("valgrind is not installed (apt-get install valgrind)")
     if not (args.source / "app" / "cli.py").exists():
         parser.error(f"{args.source} is not a Chorus source tree (no app/cli.py)")
-    per_stream = measure(args.source.resolve(), args.streams)
-    print(f"{per_stream} instructions per one-token stream ({args.streams} streams, "
-          f"{args.source})")
+    per_stream = measure(args.source.resolve(), args.streams, args.slots)
+    print(f"{per_stream} instructions per one-token stream of {args.slots} slot(s) "
+          f"({args.streams} streams, {args.source})")
     return 0
 
 
