@@ -25,6 +25,10 @@ on a fresh connection. ``IdleTimer`` takes its place: the connection's read of t
 request carries the keep-alive deadline, moved as the connection turns idle or busy, and
 ``WorkerContext`` ends the reads of idle connections when the server shuts down.
 
+``DirectBody`` lets an SSE body write its chunks through ``protocol_send`` itself once
+the head is out, on HTTP/1.1: an ASGI message through Quart, Hypercorn and h11 per write
+cost an eighth of a relayed token's instructions.
+
 Hypercorn builds its handler and its worker context by name in ``hypercorn.trio.run``;
 ``install`` points those names here. If a Hypercorn release moves them, ``install`` leaves
 Hypercorn as it is and Chorus serves the same, one scheduler round per write slower and
@@ -37,11 +41,14 @@ import logging
 import math
 import os
 import sys
-from collections.abc import Callable
-from typing import Any
+from collections.abc import Awaitable, Callable
+from contextvars import ContextVar
+from typing import Any, Protocol
 
+import h11
 import trio
 from hypercorn.events import Closed, Event, RawData
+from hypercorn.protocol.h11 import H11Protocol
 from hypercorn.trio import run as hypercorn_run
 from hypercorn.trio.tcp_server import MAX_RECV
 from hypercorn.trio.tcp_server import TCPServer as HypercornTCPServer
@@ -49,6 +56,10 @@ from hypercorn.trio.worker_context import EventWrapper
 from hypercorn.trio.worker_context import WorkerContext as HypercornWorkerContext
 
 log = logging.getLogger("chorus")
+
+# The connection a task serves: set in the connection's own task, from which Hypercorn
+# starts the application's, so a response's tasks find the socket their bytes go to.
+connection: ContextVar[TCPServer | None] = ContextVar("chorus_connection", default=None)
 
 
 class IdleTimer:
@@ -162,11 +173,40 @@ class TCPServer(HypercornTCPServer):
         few collections, mostly a full one: a pause for every stream in flight. Once
         ``run`` returns, Hypercorn's task group has ended every task of the connection.
         """
+        connection.set(self)
         try:
             await super().run()
         finally:
             self.idle_task.forget()
             self.__dict__.clear()
+
+    def chunk_writer(self) -> Callable[[bytes], Awaitable[None]] | None:
+        """A writer of the response's body straight to the socket, in h11's chunked
+        framing, or ``None`` where that is not what h11 writes: not HTTP/1.1 (h11 ends a
+        1.0 body by closing), no head sent yet, a HEAD request, a body of known length,
+        a WebSocket, HTTP/2.
+
+        h11 keeps no count of a chunked body, so chunks written past it leave its state
+        as it is, and the end of the response (Quart's last message) goes through it.
+        """
+        protocol = getattr(getattr(self, "protocol", None), "protocol", None)
+        if not isinstance(protocol, H11Protocol):
+            return None
+        conn = protocol.connection
+        stream = protocol.stream
+        if (type(conn) is not h11.Connection or conn.our_state is not h11.SEND_BODY
+                or conn.their_http_version != b"1.1"
+                or getattr(stream, "scope", {}).get("method") == "HEAD"):
+            return None
+        headers = (getattr(stream, "response", None) or {}).get("headers", ())
+        if any(name.lower() in (b"content-length", b"transfer-encoding")
+               for name, _ in headers):
+            return None  # framed by the application: h11's own writer must see each byte
+        return self._write_chunk
+
+    async def _write_chunk(self, data: bytes) -> None:
+        if data:
+            await self.protocol_send(RawData(data=b"%x\r\n%s\r\n" % (len(data), data)))
 
     async def protocol_send(self, event: Event) -> None:
         stream = self.stream
@@ -189,6 +229,48 @@ class TCPServer(HypercornTCPServer):
             # halfway would corrupt the response.
             with trio.CancelScope(shield=True):
                 await super().protocol_send(RawData(data=data[sent:]))
+
+
+class WritableBody(Protocol):
+    def __aiter__(self) -> WritableBody: ...
+
+    async def __anext__(self) -> bytes: ...
+
+    async def write_all(self, write: Callable[[bytes], Awaitable[None]]) -> None: ...
+
+    async def aclose(self) -> None: ...
+
+
+class DirectBody:
+    """A streamed response body whose writes skip Quart, Hypercorn and h11 once the head
+    is out: each write goes from the body to ``TCPServer.protocol_send`` in h11's chunk
+    framing. On the way through the framework a write was an ASGI message, Hypercorn's
+    event, h11's event and framing: ~46k instructions each, an eighth of a relayed
+    token's (``bench/findings.md``). Where the connection is not Chorus's HTTP/1.1
+    handler (``TCPServer.chunk_writer``), the writes go the framework's way.
+    """
+
+    __slots__ = ("_body", "_decided")
+
+    def __init__(self, body: WritableBody) -> None:
+        self._body = body
+        self._decided = False
+
+    def __aiter__(self) -> DirectBody:
+        return self
+
+    async def __anext__(self) -> bytes:
+        if not self._decided:  # the first call comes once the head has been sent
+            self._decided = True
+            server = connection.get()
+            write = server.chunk_writer() if server is not None else None
+            if write is not None:
+                await self._body.write_all(write)
+                raise StopAsyncIteration
+        return await self._body.__anext__()
+
+    async def aclose(self) -> None:
+        await self._body.aclose()
 
 
 def install() -> bool:

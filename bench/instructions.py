@@ -3,6 +3,7 @@
     .venv/bin/python -m bench.instructions                 # this tree, 100 one-token streams
     .venv/bin/python -m bench.instructions --source /tmp/chorus-before --streams 200
     .venv/bin/python -m bench.instructions --slots 9       # nine models per stream
+    .venv/bin/python -m bench.instructions --tokens 50 --gap 40   # 50 tokens, one a write
 
 CPU time per stream moves by 20 % from one run to the next on a shared virtual machine,
 more than most changes to a stream's setup are worth. Instructions do not: Chorus runs
@@ -33,7 +34,6 @@ from .client import Target, run_stream
 from .upstream import model_name
 
 WARM_UP = 30
-MODEL = model_name(0, 1, 0)  # one token at once: a stream that is all setup and teardown
 _SUMMARY = re.compile(rb"^summary:\s+(\d+)", re.MULTILINE)
 
 
@@ -45,9 +45,9 @@ def total_instructions(dump: bytes) -> int:
     return int(match.group(1))
 
 
-async def _streams(target: Target, count: int, slots: int) -> None:
+async def _streams(target: Target, count: int, slots: int, model: str) -> None:
     for i in range(count):
-        result = await run_stream(target, MODEL, f"I{i}", slots,
+        result = await run_stream(target, model, f"I{i}", slots,
                                   deadline_ns=time.monotonic_ns() + 60_000_000_000)
         if not result.complete:
             raise RuntimeError(f"stream {i} did not complete: {result.error}")
@@ -58,8 +58,12 @@ def _control(*args: str) -> None:
                    stderr=subprocess.DEVNULL)
 
 
-def measure(source: Path, streams: int, slots: int = 1) -> int:
-    """Instructions per one-token stream of ``slots`` slots, for the tree at ``source``."""
+def measure(source: Path, streams: int, slots: int = 1, tokens: int = 1,
+            gap_ms: float = 0.0) -> int:
+    """Instructions per stream of ``slots`` slots answering ``tokens`` tokens ``gap_ms``
+    apart, for the tree at ``source``. One token at once (the default) is a stream that
+    is all setup and teardown; tokens far enough apart are one write each."""
+    model = model_name(0, tokens, gap_ms)
     server_cores, load_cores = procs.cpus()
     workdir = procs.ROOT / "bench" / "results" / "tmp"
     workdir.mkdir(parents=True, exist_ok=True)
@@ -74,10 +78,10 @@ def measure(source: Path, streams: int, slots: int = 1) -> int:
     try:
         chorus.start(ready_timeout=300)
         target = Target("chorus", chorus.port, "chorus")
-        trio.run(_streams, target, WARM_UP, slots)
+        trio.run(_streams, target, WARM_UP if tokens == 1 else 3, slots, model)
         pid = str(chorus.pid)
         _control("--instr=on", pid)
-        trio.run(_streams, target, streams, slots)
+        trio.run(_streams, target, streams, slots, model)
         _control("--dump", pid)
         _control("--instr=off", pid)
     finally:
@@ -94,14 +98,19 @@ def main(argv: list[str] | None = None) -> int:
                         help="the Chorus source tree to count (default: this one)")
     parser.add_argument("--streams", type=int, default=100, help="streams counted")
     parser.add_argument("--slots", type=int, default=1, help="models per stream (default 1)")
+    parser.add_argument("--tokens", type=int, default=1, help="tokens per answer (default 1)")
+    parser.add_argument("--gap", type=float, default=0.0,
+                        help="milliseconds between tokens (under valgrind the server is ~50 "
+                             "times slower: 40 keeps one token per write)")
     args = parser.parse_args(argv)
     if shutil.which("valgrind") is None or shutil.which("callgrind_control") is None:
         parser.error("valgrind is not installed (apt-get install valgrind)")
     if not (args.source / "app" / "cli.py").exists():
         parser.error(f"{args.source} is not a Chorus source tree (no app/cli.py)")
-    per_stream = measure(args.source.resolve(), args.streams, args.slots)
-    print(f"{per_stream} instructions per one-token stream of {args.slots} slot(s) "
-          f"({args.streams} streams, {args.source})")
+    per_stream = measure(args.source.resolve(), args.streams, args.slots, args.tokens,
+                         args.gap)
+    print(f"{per_stream} instructions per stream of {args.slots} slot(s), {args.tokens} "
+          f"token(s) {args.gap:g} ms apart ({args.streams} streams, {args.source})")
     return 0
 
 

@@ -10,7 +10,9 @@ from quart import Blueprint, Response, jsonify, request
 from app.catalog import UnknownModel
 from app.engine import SlotPlan, Stream, TooManyStreams
 from app.engine.hub import ShuttingDown
+from app.engine.stream import SSEBody
 from app.limits import cap_max_tokens, check_messages
+from app.tcp import DirectBody
 
 from .bodies import PASS_THROUGH_ROLES, StreamBody, parse_stop_body, parse_stream_body
 from .context import chorus, json_body, owner
@@ -123,6 +125,8 @@ async def snapshot(stream_id: str) -> Response:
 
 
 def sse_response(body: AsyncIterator[bytes], stream: Stream) -> Response:
+    if isinstance(body, SSEBody):
+        body = DirectBody(body)  # its writes skip the framework where the server allows
     response = Response(body, status=200, headers={
         "Content-Type": "text/event-stream; charset=utf-8",
         "Cache-Control": "no-cache",

@@ -4,6 +4,7 @@ connection is closed after the keep-alive timeout, and at once when the server s
 from __future__ import annotations
 
 import gc
+import json
 import math
 import weakref
 from collections.abc import AsyncIterator
@@ -16,6 +17,8 @@ import trio.testing
 from hypercorn.app_wrappers import ASGIWrapper
 from hypercorn.config import Config as HypercornConfig
 from hypercorn.events import Closed, RawData
+from hypercorn.protocol.events import Body
+from hypercorn.protocol.h11 import H11Protocol
 from hypercorn.trio import run as hypercorn_run
 from hypercorn.trio import serve
 from hypercorn.trio.worker_context import WorkerContext
@@ -23,6 +26,7 @@ from quart import request
 from quart_trio import QuartTrio
 
 from app import tcp
+from bench.client import Dechunker
 
 
 class Seen:
@@ -309,3 +313,82 @@ async def test_idle_connections_are_forgotten_when_they_end(autojump_clock, monk
         await trio.testing.wait_all_tasks_blocked()
         assert contexts[0].idle == set()
         await clients[2].aclose()
+
+
+# -- SSE writes straight to the socket ------------------------------------------------------
+
+async def raw_sse(port: int, version: bytes, client: trio.SocketStream | None = None) -> bytes:
+    """A 20-token demo stream asked for over HTTP/``version`` (on ``client``, left open,
+    or a connection of its own); the whole answer as sent."""
+    body = json.dumps({"models": ["demo/ttft=0,rate=500,tokens=20"],
+                       "messages": [{"role": "user", "content": "hi"}]}).encode()
+    stream = client or await trio.open_tcp_stream("127.0.0.1", port)
+    await stream.send_all(b"POST /v1/streams HTTP/%s\r\nhost: x\r\naccept: text/event-stream\r\n"
+                          b"content-type: application/json\r\ncontent-length: %d\r\n\r\n%s"
+                          % (version, len(body), body))
+    answer = b""
+    with trio.fail_after(10):
+        while not answer.endswith(b"0\r\n\r\n" if version == b"1.1" else b"\n\n") or (
+                b"stream.done" not in answer):
+            chunk = await stream.receive_some(1 << 16)
+            if not chunk:
+                break
+            answer += chunk
+    if client is None:
+        await stream.aclose()
+    return answer
+
+
+def unchunk(body: bytes) -> bytes:
+    decoder = Dechunker()
+    out = decoder.feed(body)
+    assert decoder.done
+    return out
+
+
+@pytest.mark.parametrize("version", [b"1.1", b"1.0"])
+async def test_sse_writes_skip_the_framework_on_http_1_1_only(
+    start_server, monkeypatch, version: bytes,
+) -> None:
+    # On HTTP/1.1 each event leaves as a chunk written by Chorus (app.tcp.DirectBody), not
+    # as a message through Quart, Hypercorn and h11; HTTP/1.0 ends the body by closing, so
+    # its writes go the framework's way. The bytes a client reads are the same.
+    bodies: list[bytes] = []
+    send = H11Protocol.stream_send
+
+    async def counted(self: H11Protocol, event: Any) -> None:
+        if type(event) is Body:
+            bodies.append(event.data)
+        await send(self, event)
+
+    monkeypatch.setattr(H11Protocol, "stream_send", counted)
+    server = await start_server("[server]\nresume_grace = 0.0\n")
+    port = int(server.url.rsplit(":", 1)[1])
+    answer = await raw_sse(port, version)
+    head, _, body = answer.partition(b"\r\n\r\n")
+    assert head.startswith(b"HTTP/1.1 200")
+    if version == b"1.1":
+        assert b"transfer-encoding: chunked" in head.lower()
+        events = unchunk(body)
+        assert bodies == []
+    else:
+        events = body
+        assert b"".join(bodies) == events
+    parsed = [json.loads(line[6:]) for line in events.split(b"\n") if line.startswith(b"data: ")]
+    assert sum(1 for e in parsed if "text" in e) == 20
+    assert events.count(b"event: stream.done") == 1
+
+
+async def test_a_connection_serves_the_next_request_after_a_direct_sse_body(
+    start_server,
+) -> None:
+    server = await start_server("[server]\nresume_grace = 0.0\n")
+    port = int(server.url.rsplit(":", 1)[1])
+    client = await trio.open_tcp_stream("127.0.0.1", port)
+    try:
+        for _ in range(2):  # h11 ended the first body and took the second request
+            head, _, body = (await raw_sse(port, b"1.1", client)).partition(b"\r\n\r\n")
+            assert head.startswith(b"HTTP/1.1 200")
+            assert unchunk(body).count(b"event: stream.done") == 1
+    finally:
+        await client.aclose()
