@@ -41,9 +41,9 @@ import logging
 import math
 import os
 import sys
-from collections.abc import Awaitable, Callable
+from collections.abc import AsyncIterator, Awaitable, Callable
 from contextvars import ContextVar
-from typing import Any, Protocol
+from typing import Any
 
 import h11
 import trio
@@ -231,28 +231,18 @@ class TCPServer(HypercornTCPServer):
                 await super().protocol_send(RawData(data=data[sent:]))
 
 
-class WritableBody(Protocol):
-    def __aiter__(self) -> WritableBody: ...
-
-    async def __anext__(self) -> bytes: ...
-
-    async def write_all(self, write: Callable[[bytes], Awaitable[None]]) -> None: ...
-
-    async def aclose(self) -> None: ...
-
-
 class DirectBody:
     """A streamed response body whose writes skip Quart, Hypercorn and h11 once the head
-    is out: each write goes from the body to ``TCPServer.protocol_send`` in h11's chunk
+    is out: each piece of ``body`` goes to ``TCPServer.protocol_send`` in h11's chunk
     framing. On the way through the framework a write was an ASGI message, Hypercorn's
     event, h11's event and framing: ~46k instructions each, an eighth of a relayed
     token's (``bench/findings.md``). Where the connection is not Chorus's HTTP/1.1
-    handler (``TCPServer.chunk_writer``), the writes go the framework's way.
+    handler (``TCPServer.chunk_writer``), the pieces go the framework's way.
     """
 
     __slots__ = ("_body", "_decided")
 
-    def __init__(self, body: WritableBody) -> None:
+    def __init__(self, body: AsyncIterator[bytes]) -> None:
         self._body = body
         self._decided = False
 
@@ -265,12 +255,15 @@ class DirectBody:
             server = connection.get()
             write = server.chunk_writer() if server is not None else None
             if write is not None:
-                await self._body.write_all(write)
+                async for data in self._body:
+                    await write(data)
                 raise StopAsyncIteration
         return await self._body.__anext__()
 
     async def aclose(self) -> None:
-        await self._body.aclose()
+        aclose = getattr(self._body, "aclose", None)
+        if aclose is not None:
+            await aclose()
 
 
 def install() -> bool:

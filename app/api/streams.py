@@ -10,7 +10,6 @@ from quart import Blueprint, Response, jsonify, request
 from app.catalog import UnknownModel
 from app.engine import SlotPlan, Stream, TooManyStreams
 from app.engine.hub import ShuttingDown
-from app.engine.stream import SSEBody
 from app.limits import cap_max_tokens, check_messages
 from app.tcp import DirectBody
 
@@ -125,9 +124,9 @@ async def snapshot(stream_id: str) -> Response:
 
 
 def sse_response(body: AsyncIterator[bytes], stream: Stream) -> Response:
-    if isinstance(body, SSEBody):
-        body = DirectBody(body)  # its writes skip the framework where the server allows
-    response = Response(body, status=200, headers={
+    """``body`` as an event stream; on HTTP/1.1 its writes skip Quart, Hypercorn and h11
+    once the head is out (``app.tcp.DirectBody``)."""
+    response = Response(DirectBody(body), status=200, headers={
         "Content-Type": "text/event-stream; charset=utf-8",
         "Cache-Control": "no-cache",
         "X-Accel-Buffering": "no",  # tell nginx-like proxies not to buffer the stream

@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import logging
 import time
-from collections.abc import AsyncGenerator, Awaitable, Callable, Iterable, Sequence
+from collections.abc import AsyncGenerator, Iterable, Sequence
 from dataclasses import dataclass
 from typing import Any, Protocol
 
@@ -357,12 +357,6 @@ class SSEBody:
     async def __anext__(self) -> bytes:
         batch = await self._batches.__anext__()
         return b"".join([e.wire for e in batch]) if batch else PING
-
-    async def write_all(self, write: Callable[[bytes], Awaitable[None]]) -> None:
-        """Hand every write to ``write`` until the stream ends: the same bytes as iterating,
-        for a server that can take them without a trip through its framework per write."""
-        async for batch in self._batches:
-            await write(b"".join([e.wire for e in batch]) if batch else PING)
 
     async def aclose(self) -> None:
         await self._batches.aclose()

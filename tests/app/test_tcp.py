@@ -27,6 +27,8 @@ from quart_trio import QuartTrio
 
 from app import tcp
 from bench.client import Dechunker
+from providers import ChatRequest, Message, ProviderConfig, TextDelta
+from providers.demo import DemoProvider
 
 
 class Seen:
@@ -317,19 +319,27 @@ async def test_idle_connections_are_forgotten_when_they_end(autojump_clock, monk
 
 # -- SSE writes straight to the socket ------------------------------------------------------
 
-async def raw_sse(port: int, version: bytes, client: trio.SocketStream | None = None) -> bytes:
+DEMO = "demo/ttft=0,rate=500,tokens=20"
+ASKS = {  # path: (body, what its last event holds)
+    "/v1/streams": ({"models": [DEMO]}, b"stream.done"),
+    "/v1/chat/completions": ({"model": DEMO, "stream": True}, b"[DONE]"),
+}
+
+
+async def raw_sse(port: int, version: bytes, client: trio.SocketStream | None = None,
+                  path: str = "/v1/streams") -> bytes:
     """A 20-token demo stream asked for over HTTP/``version`` (on ``client``, left open,
     or a connection of its own); the whole answer as sent."""
-    body = json.dumps({"models": ["demo/ttft=0,rate=500,tokens=20"],
-                       "messages": [{"role": "user", "content": "hi"}]}).encode()
+    ask, last = ASKS[path]
+    body = json.dumps({**ask, "messages": [{"role": "user", "content": "hi"}]}).encode()
     stream = client or await trio.open_tcp_stream("127.0.0.1", port)
-    await stream.send_all(b"POST /v1/streams HTTP/%s\r\nhost: x\r\naccept: text/event-stream\r\n"
+    await stream.send_all(b"POST %s HTTP/%s\r\nhost: x\r\naccept: text/event-stream\r\n"
                           b"content-type: application/json\r\ncontent-length: %d\r\n\r\n%s"
-                          % (version, len(body), body))
+                          % (path.encode(), version, len(body), body))
     answer = b""
     with trio.fail_after(10):
         while not answer.endswith(b"0\r\n\r\n" if version == b"1.1" else b"\n\n") or (
-                b"stream.done" not in answer):
+                last not in answer):
             chunk = await stream.receive_some(1 << 16)
             if not chunk:
                 break
@@ -346,9 +356,10 @@ def unchunk(body: bytes) -> bytes:
     return out
 
 
+@pytest.mark.parametrize("path", list(ASKS))
 @pytest.mark.parametrize("version", [b"1.1", b"1.0"])
 async def test_sse_writes_skip_the_framework_on_http_1_1_only(
-    start_server, monkeypatch, version: bytes,
+    start_server, monkeypatch, version: bytes, path: str,
 ) -> None:
     # On HTTP/1.1 each event leaves as a chunk written by Chorus (app.tcp.DirectBody), not
     # as a message through Quart, Hypercorn and h11; HTTP/1.0 ends the body by closing, so
@@ -364,7 +375,7 @@ async def test_sse_writes_skip_the_framework_on_http_1_1_only(
     monkeypatch.setattr(H11Protocol, "stream_send", counted)
     server = await start_server("[server]\nresume_grace = 0.0\n")
     port = int(server.url.rsplit(":", 1)[1])
-    answer = await raw_sse(port, version)
+    answer = await raw_sse(port, version, path=path)
     head, _, body = answer.partition(b"\r\n\r\n")
     assert head.startswith(b"HTTP/1.1 200")
     if version == b"1.1":
@@ -374,9 +385,21 @@ async def test_sse_writes_skip_the_framework_on_http_1_1_only(
     else:
         events = body
         assert b"".join(bodies) == events
-    parsed = [json.loads(line[6:]) for line in events.split(b"\n") if line.startswith(b"data: ")]
-    assert sum(1 for e in parsed if "text" in e) == 20
-    assert events.count(b"event: stream.done") == 1
+    data = [line[6:] for line in events.split(b"\n") if line.startswith(b"data: ")]
+    parsed = [json.loads(d) for d in data if d != b"[DONE]"]
+    if path == "/v1/streams":
+        text = "".join(e["text"] for e in parsed if "text" in e)
+    else:
+        text = "".join(c["delta"].get("content") or "" for e in parsed for c in e["choices"])
+    assert text == await demo_answer()
+    assert events.count(ASKS[path][1]) == 1
+
+
+async def demo_answer() -> str:
+    """The text the demo model of these tests answers, from the provider itself."""
+    request = ChatRequest(DEMO.split("/", 1)[1], (Message("user", "hi"),))
+    provider = DemoProvider(ProviderConfig(name="demo", type="demo"))
+    return "".join([e.text async for e in provider.stream(request) if type(e) is TextDelta])
 
 
 async def test_a_connection_serves_the_next_request_after_a_direct_sse_body(
