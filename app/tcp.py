@@ -205,7 +205,7 @@ class TCPServer(HypercornTCPServer):
         return self._write_chunk
 
     async def _write_chunk(self, data: bytes) -> None:
-        if data:
+        if data:  # an empty chunk would be the body's end, which is h11's to write
             await self.protocol_send(RawData(data=b"%x\r\n%s\r\n" % (len(data), data)))
 
     async def protocol_send(self, event: Event) -> None:
