@@ -146,7 +146,8 @@ async def _latency(ctx: Ctx, servers: list[Server], log: Any) -> dict[str, Any]:
             lat[name][str(c)] = r
             log(f"  {name:9} c={c:<4} ttft p50 {r['ttft_lag_ms']['p50']} ms, chunk p50 "
                 f"{r['chunk_lag_ms']['p50']} p99 {r['chunk_lag_ms']['p99']} ms, "
-                f"cpu/token {r['cpu_us_per_token']} us, errors {r['errors']}")
+                f"cpu/token {r['cpu_us_per_token']} us, steal {r['steal_pct']} %, "
+                f"errors {r['errors']}")
     return lat
 
 
@@ -204,6 +205,7 @@ def main(argv: list[str] | None = None) -> int:
         print(f"[{time.monotonic() - started:6.1f}s] {message}", flush=True)
 
     ensure_matplotlib(log)
+    ticks_at_start = procs.cpu_ticks()
     server_cores, load_cores = procs.cpus()
     os.sched_setaffinity(0, load_cores)
     results: dict[str, Any] = {"machine": machine(), "plan": plan.__dict__ | {
@@ -265,6 +267,7 @@ def main(argv: list[str] | None = None) -> int:
         results["micro"] = micro.run_all()
     results["notes"] += ctx.notes
     results["machine"]["load_average_at_end"] = os.getloadavg()
+    results["machine"]["steal_pct"] = (procs.cpu_ticks() - ticks_at_start).steal_pct
     results["seconds"] = round(time.monotonic() - started, 1)
     if args.only:
         out = workdir / "only.json"

@@ -64,8 +64,8 @@ def main(argv: list[str] | None = None) -> int:
                 runs[side].append(out)
                 lag = out["chunk_lag_ms"]
                 print(f"run {i + 1} {side}: chunk lag p50 {lag['p50']} p99 {lag['p99']} ms, "
-                      f"{out['cpu_us_per_token']} us CPU per token, {out['errors']} errors",
-                      flush=True)
+                      f"{out['cpu_us_per_token']} us CPU per token, {out['errors']} errors, "
+                      f"{out['steal_pct']} % of the server's core stolen", flush=True)
     finally:
         for proc in reversed(running):
             proc.stop()

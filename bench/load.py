@@ -16,7 +16,7 @@ from typing import Any
 import trio
 
 from .client import StreamResult, Target, run_stream
-from .procs import Proc
+from .procs import CpuTicks, Proc, cpu_ticks
 from .stats import summary
 
 _tags = itertools.count()
@@ -39,17 +39,18 @@ class Sample:
     results: list[StreamResult]
     wall: float  # seconds
     cpu: float  # server CPU seconds
+    ticks: CpuTicks  # of the server's cores (of all cores for the direct floor)
 
 
 async def run_load(target: Target, load: Load, proc: Proc | None) -> dict[str, Any]:
     sample = await collect(target, load, proc)
-    return summarise(sample.results, sample.wall, sample.cpu)
+    return summarise(sample.results, sample.wall, sample.cpu, sample.ticks)
 
 
 def pooled(samples: list[Sample]) -> dict[str, Any]:
     """One summary over every run's streams (percentiles over all their tokens)."""
     return summarise([r for s in samples for r in s.results], sum(s.wall for s in samples),
-                     sum(s.cpu for s in samples))
+                     sum(s.cpu for s in samples), sum((s.ticks for s in samples), CpuTicks()))
 
 
 async def collect(target: Target, load: Load, proc: Proc | None) -> Sample:
@@ -58,6 +59,8 @@ async def collect(target: Target, load: Load, proc: Proc | None) -> Sample:
     stop_at = start + int(load.duration * 1e9)
     hard = stop_at + int(load.grace * 1e9)
     cpu0 = proc.cpu() if proc else 0.0
+    cores = proc.cores if proc else None
+    ticks0 = cpu_ticks(cores)
     rng = random.Random(7)
 
     async def worker(delay: float) -> None:
@@ -72,10 +75,11 @@ async def collect(target: Target, load: Load, proc: Proc | None) -> Sample:
             nursery.start_soon(worker, rng.uniform(0, load.stagger))
     wall = (time.monotonic_ns() - start) / 1e9
     cpu = (proc.cpu() - cpu0) if proc else 0.0
-    return Sample(results, wall, cpu)
+    return Sample(results, wall, cpu, cpu_ticks(cores) - ticks0)
 
 
-def summarise(results: list[StreamResult], wall: float, cpu: float) -> dict[str, Any]:
+def summarise(results: list[StreamResult], wall: float, cpu: float,
+              ticks: CpuTicks | None = None) -> dict[str, Any]:
     first: list[float] = []
     lags: list[float] = []
     tokens = 0
@@ -93,6 +97,7 @@ def summarise(results: list[StreamResult], wall: float, cpu: float) -> dict[str,
         "wall_s": round(wall, 3),
         "server_cpu_s": round(cpu, 3),
         "cpu_us_per_token": round(cpu / tokens * 1e6, 1) if tokens else None,
+        "steal_pct": ticks.steal_pct if ticks else None,
         "tokens_per_s": round(tokens / wall, 1) if wall else None,
         "ttft_lag_ms": summary(first, 1e-3),
         "chunk_lag_ms": summary(lags, 1e-3),

@@ -113,7 +113,8 @@ def _page(r: dict[str, Any], plots: list[str], out: Path, json_path: Path) -> li
           f"Quart {v.get('quart')}, quart-trio {v.get('quart-trio')}, h11 {v['h11']}, "
           f"httpx {v['httpx']}. Load average from other work on the machine: "
           f"{_loads(m['load_average_at_start'])} at the start, "
-          f"{_loads(m.get('load_average_at_end'))} at the end.", "",
+          f"{_loads(m.get('load_average_at_end'))} at the end. "
+          f"{_steal(m.get('steal_pct'))}", "",
           "**Setup.** The server under test runs alone on one core (CPU affinity), in its own "
           "process; the fake upstream (`bench/upstream.py`) and the load generator "
           "(`bench/client.py`, raw sockets) share the other core. Every upstream token carries "
@@ -146,6 +147,13 @@ def _page(r: dict[str, Any], plots: list[str], out: Path, json_path: Path) -> li
     return L
 
 
+def _steal(pct: float | None) -> str:
+    if pct is None:
+        return ""
+    return (f"Time stolen by the hypervisor (the cores had work, another guest ran): "
+            f"{pct:.1f} % over the run.")
+
+
 def _loads(values: Any) -> str:
     if not values:
         return "—"
@@ -171,9 +179,12 @@ def _latency_section(r: dict[str, Any]) -> list[str]:
             f"runs {plan['target_rounds']} such rounds, taking turns, and the table pools "
             "them: one round's p99 moves by 10-20 % from one minute to the next on this "
             "machine." if plan.get("target_rounds", 1) > 1 else ""), "",
+         "*Steal*: the share of the server's core (for the floor, of every core) that the "
+         "hypervisor gave to other guests during the runs; each stolen slice is a pause "
+         "of everything on that core, which lands in the tail.", "",
          "| server | c | streams run | TTFT lag p50 | p99 | chunk lag p50 | p99 | max | "
-         "server CPU µs/token | incomplete |",
-         "|---|---|---|---|---|---|---|---|---|---|"]
+         "server CPU µs/token | steal % | incomplete |",
+         "|---|---|---|---|---|---|---|---|---|---|---|"]
     for name, by_c in lat.items():
         for c, x in by_c.items():
             L.append(f"| {NAMES.get(name, name)} | {c} | {x['streams']} | "
@@ -183,6 +194,7 @@ def _latency_section(r: dict[str, Any]) -> list[str]:
                      f"{_f(x['chunk_lag_ms']['p99'], digits=3)} | "
                      f"{_f(x['chunk_lag_ms']['max'], digits=1)} | "
                      f"{_cpu(name, x)} | "
+                     f"{_f(x.get('steal_pct'), digits=1)} | "
                      f"{x['streams'] - x['complete']} |")
     return [*L, ""]
 

@@ -47,6 +47,23 @@ def test_model_name_round_trips() -> None:
     assert spec == Spec(ttft=0.02, tokens=50, gap=0.005, stamped=False, chars=3, max_seconds=9)
 
 
+def test_steal_is_read_per_core_from_proc_stat() -> None:
+    stat = ("cpu  811900 5821 79819 5118031 3596 0 17850 70668 0 0\n"
+            "cpu0 400000 2000 40000 2500000 1500 0 9000 30000 0 0\n"
+            "cpu1 411900 3821 39819 2618031 2096 0 8850 40668 120 0\n"
+            "intr 123 4 5\nctxt 99\n")
+    one = procs.parse_cpu_ticks(stat, {1})
+    assert one == procs.CpuTicks(total=411900 + 3821 + 39819 + 2618031 + 2096 + 8850 + 40668,
+                                 steal=40668)  # guest time is inside user time already
+    both = procs.parse_cpu_ticks(stat, {0, 1})
+    assert both.steal == 70668
+    assert procs.parse_cpu_ticks(stat).steal == 70668  # the summary line
+    later = procs.CpuTicks(both.total + 1000, both.steal + 50)
+    assert (later - both).steal_pct == 5.0
+    assert procs.CpuTicks().steal_pct is None  # no ticks elapsed: no share to give
+    assert procs.parse_cpu_ticks("", {3}) == procs.CpuTicks()
+
+
 @pytest.fixture(scope="module")
 def running(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[procs.Proc, procs.Proc,
                                                                        Path]]:
@@ -85,6 +102,7 @@ async def test_every_part_measures(running: tuple[procs.Proc, procs.Proc, Path])
         assert pooled[s.name]["rounds"] == 2
         assert pooled[s.name]["tokens"] > 0
         assert pooled[s.name]["errors"] == 0
+        assert 0.0 <= pooled[s.name]["steal_pct"] <= 100.0
     results["saturation"] = {"chorus-1": await scenarios.saturation(ctx, one)}
     assert results["saturation"]["chorus-1"]["tokens_per_s"] > 100
 
@@ -115,6 +133,7 @@ async def test_every_part_measures(running: tuple[procs.Proc, procs.Proc, Path])
     page = (out / "benchmarks.md").read_text()
     assert "## Targets" in page
     assert "python -m bench" in page
+    assert "| steal % |" in page
     json.dumps(results, default=str)
 
 
@@ -134,6 +153,7 @@ def test_ab_compares_two_trees_in_alternating_runs(capsys: pytest.CaptureFixture
     runs = [line.split(":")[0] for line in out.splitlines() if line.startswith("run ")]
     assert runs == ["run 1 A", "run 1 B", "run 2 B", "run 2 A"]
     assert ", 0 errors" in out
+    assert "% of the server's core stolen" in out
     summary = [line for line in out.splitlines() if line.startswith(("A (", "B ("))]
     assert len(summary) == 2
 
