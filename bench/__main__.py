@@ -139,10 +139,12 @@ async def _latency(ctx: Ctx, servers: list[Server], log: Any) -> dict[str, Any]:
     lat: dict[str, dict[str, Any]] = {s.name: {} for s in servers}
     p = ctx.plan
     for c in p.concurrency:
-        rounds = p.target_rounds if c == p.target_concurrency else 1
-        if rounds > 1:
-            log(f"  c={c}: {rounds} rounds, each server in turn, pooled")
-        for name, r in (await scenarios.latency(ctx, servers, c, rounds)).items():
+        rounds, spare = ((p.target_rounds, p.target_spare_rounds)
+                         if c == p.target_concurrency else (1, 0))
+        if rounds + spare > 1:
+            log(f"  c={c}: {rounds + spare} rounds, each server in turn; the {rounds} with the "
+                "least stolen CPU time pooled")
+        for name, r in (await scenarios.latency(ctx, servers, c, rounds, spare)).items():
             lat[name][str(c)] = r
             log(f"  {name:9} c={c:<4} ttft p50 {r['ttft_lag_ms']['p50']} ms, chunk p50 "
                 f"{r['chunk_lag_ms']['p50']} p99 {r['chunk_lag_ms']['p99']} ms, "

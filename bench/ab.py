@@ -65,7 +65,7 @@ def main(argv: list[str] | None = None) -> int:
                 lag = out["chunk_lag_ms"]
                 print(f"run {i + 1} {side}: chunk lag p50 {lag['p50']} p99 {lag['p99']} ms, "
                       f"{out['cpu_us_per_token']} us CPU per token, {out['errors']} errors, "
-                      f"{out['steal_pct']} % of the server's core stolen", flush=True)
+                      f"{out['steal_pct']} % of the CPU time stolen", flush=True)
     finally:
         for proc in reversed(running):
             proc.stop()

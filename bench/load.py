@@ -39,7 +39,7 @@ class Sample:
     results: list[StreamResult]
     wall: float  # seconds
     cpu: float  # server CPU seconds
-    ticks: CpuTicks  # of the server's cores (of all cores for the direct floor)
+    ticks: CpuTicks  # of every core: the server's and the load's are both on a token's path
 
 
 async def run_load(target: Target, load: Load, proc: Proc | None) -> dict[str, Any]:
@@ -59,8 +59,7 @@ async def collect(target: Target, load: Load, proc: Proc | None) -> Sample:
     stop_at = start + int(load.duration * 1e9)
     hard = stop_at + int(load.grace * 1e9)
     cpu0 = proc.cpu() if proc else 0.0
-    cores = proc.cores if proc else None
-    ticks0 = cpu_ticks(cores)
+    ticks0 = cpu_ticks()
     rng = random.Random(7)
 
     async def worker(delay: float) -> None:
@@ -75,7 +74,7 @@ async def collect(target: Target, load: Load, proc: Proc | None) -> Sample:
             nursery.start_soon(worker, rng.uniform(0, load.stagger))
     wall = (time.monotonic_ns() - start) / 1e9
     cpu = (proc.cpu() - cpu0) if proc else 0.0
-    return Sample(results, wall, cpu, cpu_ticks(cores) - ticks0)
+    return Sample(results, wall, cpu, cpu_ticks() - ticks0)
 
 
 def summarise(results: list[StreamResult], wall: float, cpu: float,

@@ -175,13 +175,11 @@ def _latency_section(r: dict[str, Any]) -> list[str]:
          "long as the run lasts; *incomplete* counts the streams still running when the run "
          "was cut "
          f"({plan['latency_grace']} s after the last start)."
-         + (f" At c = {plan['target_concurrency']}, where the targets are read, every server "
-            f"runs {plan['target_rounds']} such rounds, taking turns, and the table pools "
-            "them: one round's p99 moves by 10-20 % from one minute to the next on this "
-            "machine." if plan.get("target_rounds", 1) > 1 else ""), "",
-         "*Steal*: the share of the server's core (for the floor, of every core) that the "
-         "hypervisor gave to other guests during the runs; each stolen slice is a pause "
-         "of everything on that core, which lands in the tail.", "",
+         + _rounds_text(plan), "",
+         "*Steal*: the share of the cores' time that the hypervisor gave to other guests "
+         "during the runs (from /proc/stat, every core: the server's and the load's are "
+         "both on a token's path). Each stolen slice pauses everything on its core, and "
+         "lands in the tail.", "",
          "| server | c | streams run | TTFT lag p50 | p99 | chunk lag p50 | p99 | max | "
          "server CPU µs/token | steal % | incomplete |",
          "|---|---|---|---|---|---|---|---|---|---|---|"]
@@ -196,7 +194,38 @@ def _latency_section(r: dict[str, Any]) -> list[str]:
                      f"{_cpu(name, x)} | "
                      f"{_f(x.get('steal_pct'), digits=1)} | "
                      f"{x['streams'] - x['complete']} |")
+    left = [(name, c, x) for name, by_c in lat.items() for c, x in by_c.items()
+            if x.get("all_rounds")]
+    if left:
+        L += ["", "The rounds left out, and what pooling every round would have shown:", "",
+              "| server | c | steal % of the rounds left out | chunk lag p99, all rounds | "
+              "TTFT lag p99, all rounds | steal %, all rounds |",
+              "|---|---|---|---|---|---|"]
+        for name, c, x in left:
+            a = x["all_rounds"]
+            L.append(f"| {NAMES.get(name, name)} | {c} | "
+                     f"{', '.join(_f(v, digits=1) for v in x['left_out_steal_pct'])} | "
+                     f"{_f(a['chunk_lag_ms']['p99'], digits=3)} | "
+                     f"{_f(a['ttft_lag_ms']['p99'], digits=3)} | "
+                     f"{_f(a.get('steal_pct'), digits=1)} |")
     return [*L, ""]
+
+
+def _rounds_text(plan: dict[str, Any]) -> str:
+    rounds = plan.get("target_rounds", 1)
+    spare = plan.get("target_spare_rounds", 0)
+    if rounds + spare <= 1:
+        return ""
+    text = (f" At c = {plan['target_concurrency']}, where the targets are read, every server "
+            f"runs {rounds + spare} such rounds, taking turns")
+    if not spare:
+        return text + (", and the table pools them: one round's p99 moves by 10-20 % from "
+                       "one minute to the next on this machine.")
+    return text + (f", and the table pools the {rounds} in which the hypervisor stole the "
+                   "least CPU time (chosen by that share alone, never by the figures): on a "
+                   "shared virtual machine a round with a fifth of the time stolen had ten "
+                   "times the p99 of a round with none. The rounds left out are listed below "
+                   "the table.")
 
 
 def _cpu(name: str, x: dict[str, Any]) -> str:

@@ -5,14 +5,16 @@ from __future__ import annotations
 
 import json
 import random
+from array import array
 from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
 
 from bench import procs, report, scenarios
-from bench.client import Dechunker, Target, run_stream
-from bench.scenarios import Ctx, Plan, Server
+from bench.client import Dechunker, StreamResult, Target, run_stream
+from bench.load import Sample
+from bench.scenarios import Ctx, Plan, Server, least_stolen
 from bench.upstream import Spec, model_name
 
 
@@ -64,6 +66,18 @@ def test_steal_is_read_per_core_from_proc_stat() -> None:
     assert procs.parse_cpu_ticks("", {3}) == procs.CpuTicks()
 
 
+def test_the_rounds_pooled_are_those_with_the_least_stolen_time() -> None:
+    def run(steal: int, lag_us: float) -> Sample:
+        result = StreamResult("chorus", 1, tokens=1, lags_us=array("d", [lag_us]))
+        return Sample([result], wall=1.0, cpu=0.1, ticks=procs.CpuTicks(1000, steal))
+
+    rounds = [run(200, 9000.0), run(0, 3000.0), run(30, 1000.0), run(1, 5000.0)]
+    kept, left_out = least_stolen(rounds, 2)
+    assert kept == [rounds[1], rounds[3]]  # in the order they ran; the lags play no part
+    assert left_out == [rounds[0], rounds[2]]
+    assert least_stolen(rounds, 4) == (rounds, [])
+
+
 @pytest.fixture(scope="module")
 def running(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[procs.Proc, procs.Proc,
                                                                        Path]]:
@@ -96,13 +110,15 @@ async def test_every_part_measures(running: tuple[procs.Proc, procs.Proc, Path])
         "cpu": "test", "cores": 2, "memory_gb": 1, "os": "test", "load_average_at_start": None,
         "versions": {"python": "3", "trio": "0", "h11": "0", "httpx": "0"}},
         "plan": {**Plan.quick().__dict__}, "command": "pytest", "seconds": 0, "notes": []}
-    pooled = await scenarios.latency(ctx, [direct, one], 5, rounds=2)
+    pooled = await scenarios.latency(ctx, [direct, one], 5, rounds=2, spare=1)
     for s in (direct, one):
         results["latency"][s.name] = {"5": pooled[s.name]}
         assert pooled[s.name]["rounds"] == 2
         assert pooled[s.name]["tokens"] > 0
         assert pooled[s.name]["errors"] == 0
         assert 0.0 <= pooled[s.name]["steal_pct"] <= 100.0
+        assert len(pooled[s.name]["left_out_steal_pct"]) == 1
+        assert pooled[s.name]["all_rounds"]["streams"] > pooled[s.name]["streams"]
     results["saturation"] = {"chorus-1": await scenarios.saturation(ctx, one)}
     assert results["saturation"]["chorus-1"]["tokens_per_s"] > 100
 
@@ -134,6 +150,7 @@ async def test_every_part_measures(running: tuple[procs.Proc, procs.Proc, Path])
     assert "## Targets" in page
     assert "python -m bench" in page
     assert "| steal % |" in page
+    assert "The rounds left out" in page
     json.dumps(results, default=str)
 
 
@@ -153,7 +170,7 @@ def test_ab_compares_two_trees_in_alternating_runs(capsys: pytest.CaptureFixture
     runs = [line.split(":")[0] for line in out.splitlines() if line.startswith("run ")]
     assert runs == ["run 1 A", "run 1 B", "run 2 B", "run 2 A"]
     assert ", 0 errors" in out
-    assert "% of the server's core stolen" in out
+    assert "% of the CPU time stolen" in out
     summary = [line for line in out.splitlines() if line.startswith(("A (", "B ("))]
     assert len(summary) == 2
 
