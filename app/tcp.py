@@ -27,7 +27,10 @@ request carries the keep-alive deadline, moved as the connection turns idle or b
 
 ``DirectBody`` lets an SSE body write its chunks through ``protocol_send`` itself once
 the head is out, on HTTP/1.1: an ASGI message through Quart, Hypercorn and h11 per write
-cost an eighth of a relayed token's instructions.
+cost an eighth of a relayed token's instructions. And ``ChunkOffers`` lets the merge task
+write a caught-up reader's next events itself (``offer_chunk``), so that the response's
+task sleeps on instead of being woken for each: a scheduler step, a quarter of a relayed
+token's instructions.
 
 Hypercorn builds its handler and its worker context by name in ``hypercorn.trio.run``;
 ``install`` points those names here. If a Hypercorn release moves them, ``install`` leaves
@@ -141,6 +144,8 @@ class TCPServer(HypercornTCPServer):
     def __init__(self, *args: Any) -> None:
         super().__init__(*args)
         self.idle_task: IdleTimer = IdleTimer(self)  # type: ignore[assignment]
+        # What ``offer_chunk`` took and the socket did not: the next write sends it first.
+        self.rest = b""
 
     async def _read_data(self) -> None:
         """Hypercorn's read loop, each read bounded by the keep-alive deadline (when the
@@ -208,7 +213,33 @@ class TCPServer(HypercornTCPServer):
         if data:  # an empty chunk would be the body's end, which is h11's to write
             await self.protocol_send(RawData(data=b"%x\r\n%s\r\n" % (len(data), data)))
 
+    def offer_chunk(self, data: bytes) -> bool:
+        """Write ``data`` as one chunk now, from whichever task holds it, or refuse it
+        (``False``, nothing written): when another write of the connection is under way
+        or unfinished, or the socket is full or gone. If the socket takes only part of
+        the chunk, the rest is kept in ``rest`` and goes out first with the next write
+        (``protocol_send``); the caller sees to it that one comes (``ChunkOffers.flush``).
+        """
+        stream = self.__dict__.get("stream")  # gone once the connection has ended
+        if (not data or not isinstance(stream, trio.SocketStream) or self.rest
+                or self.send_lock.locked()):
+            return False
+        fd = stream.socket.fileno()
+        if fd < 0:
+            return False
+        framed = b"%x\r\n%s\r\n" % (len(data), data)
+        try:
+            sent = os.write(fd, framed)
+        except OSError:  # full (nothing written), or closed: the reader's own write tells
+            return False
+        if sent < len(framed):
+            self.rest = framed[sent:]
+        return True
+
     async def protocol_send(self, event: Event) -> None:
+        if self.rest and type(event) is RawData:
+            event = RawData(data=self.rest + event.data)
+            self.rest = b""
         stream = self.stream
         # -1 once closed (never write to a number reused since), or for TLS.
         fd = stream.socket.fileno() if isinstance(stream, trio.SocketStream) else -1
@@ -231,13 +262,37 @@ class TCPServer(HypercornTCPServer):
                 await super().protocol_send(RawData(data=data[sent:]))
 
 
+class ChunkOffers:
+    """A ``LiveWriter`` (``app/engine/log.py``) for one response's body: the merge task
+    offers a caught-up reader's next events to ``TCPServer.offer_chunk``, which writes
+    them as chunks without waking the response's task."""
+
+    __slots__ = ("_server",)
+
+    def __init__(self, server: TCPServer) -> None:
+        self._server = server
+
+    def offer(self, data: bytes) -> bool:
+        return self._server.offer_chunk(data)
+
+    @property
+    def behind(self) -> bool:
+        return bool(self._server.__dict__.get("rest"))  # none once the connection ended
+
+    async def flush(self) -> None:
+        if self.behind:
+            await self._server.protocol_send(RawData(data=b""))
+
+
 class DirectBody:
     """A streamed response body whose writes skip Quart, Hypercorn and h11 once the head
     is out: each piece of ``body`` goes to ``TCPServer.protocol_send`` in h11's chunk
     framing. On the way through the framework a write was an ASGI message, Hypercorn's
     event, h11's event and framing: ~46k instructions each, an eighth of a relayed
-    token's (``bench/findings.md``). Where the connection is not Chorus's HTTP/1.1
-    handler (``TCPServer.chunk_writer``), the pieces go the framework's way.
+    token's (``bench/findings.md``). A body that can take a ``LiveWriter``
+    (``write_live``: the engine's ``SSEBody``) gets ``ChunkOffers`` as well. Where the
+    connection is not Chorus's HTTP/1.1 handler (``TCPServer.chunk_writer``), the pieces
+    go the framework's way.
     """
 
     __slots__ = ("_body", "_decided")
@@ -255,6 +310,10 @@ class DirectBody:
             server = connection.get()
             write = server.chunk_writer() if server is not None else None
             if write is not None:
+                assert server is not None
+                write_live = getattr(self._body, "write_live", None)
+                if write_live is not None:
+                    write_live(ChunkOffers(server))
                 async for data in self._body:
                     await write(data)
                 raise StopAsyncIteration

@@ -2,8 +2,9 @@
 
 Ids are integers from 1, strictly increasing per stream. The merge task is the only writer;
 any number of subscribers read from a cursor (``since(n)`` gives the entries with id > n) and
-``wait`` for more. A Redis backend (Streams for the log) can implement the same interface
-so that another instance can serve a resume.
+``wait`` for more, or, once caught up, ``wait_live``: then what is appended meanwhile is
+written to them by the appending task, and they sleep on. A Redis backend (Streams for the
+log) can implement the same interface so that another instance can serve a resume.
 """
 
 from __future__ import annotations
@@ -27,6 +28,28 @@ class LogEntry:
     wire: bytes  # the whole SSE event, ``id:`` to blank line, encoded once
 
 
+class LiveWriter(Protocol):
+    """Where a reader that has caught up takes its next events from the appending task
+    itself (the merge task), without its own task being woken: one scheduler step less per
+    event, a quarter of a relayed token's work (``bench/findings.md``). The HTTP layer
+    gives one per response it can write without waiting (``app/tcp.py``)."""
+
+    def offer(self, data: bytes) -> bool:
+        """Write ``data`` now without waiting, or refuse it (``False``: none of it was
+        written, and the reader's task will write it its own way)."""
+        ...
+
+    @property
+    def behind(self) -> bool:
+        """Part of what ``offer`` took is not written yet (the socket took only some): the
+        reader's task has to ``flush`` it before it waits again."""
+        ...
+
+    async def flush(self) -> None:
+        """Write what ``offer`` took and could not write at once."""
+        ...
+
+
 class EventLog(Protocol):
     @property
     def last_id(self) -> int: ...
@@ -45,6 +68,12 @@ class EventLog(Protocol):
     async def wait(self, after: int) -> None:
         """Return once an entry with id > ``after`` exists, the log is closed, or ``wake``
         was called (callers check which, and wait again if they want to)."""
+        ...
+
+    async def wait_live(self, after: int, writer: LiveWriter, limit: int) -> int:
+        """``wait``, while every batch of entries appended meanwhile (of at most ``limit``
+        wire bytes) is offered to ``writer`` as it is appended; return the id of the last
+        entry it took (``after`` if none). A backend may offer nothing and only wait."""
         ...
 
     def wake(self) -> None:
@@ -82,6 +111,7 @@ class MemoryEventLog:
         self._wires: list[bytes] = []
         self._changed = trio.Event()
         self._closed = False
+        self._live: set[_Live] = set()  # readers in ``wait_live``
 
     @property
     def last_id(self) -> int:
@@ -98,12 +128,30 @@ class MemoryEventLog:
         if self._closed:
             raise RuntimeError("append to a closed event log")
         wires = self._wires
+        before = len(wires)
         for event_type, data in events:
             wires.append(encode_event(len(wires) + 1, event_type, encode_data(data)))
             self._types.append(event_type)
             self._data.append(data)
-        self._wake()
+        if self._live:
+            self._offer(before)
+        self._changed.set()
+        self._changed = trio.Event()
         return len(wires)
+
+    def _offer(self, before: int) -> None:
+        """The entries from ``before`` on, to each live reader: one that takes them stays
+        asleep at its new place; any other is woken, to go on from where it is."""
+        wires = self._wires
+        data = b"".join(wires[before:]) if len(wires) - before > 1 else wires[before]
+        last = len(wires)
+        for live in list(self._live):
+            if (live.after == before and len(data) <= live.limit and live.writer.offer(data)):
+                live.after = last
+                if not live.writer.behind:
+                    continue
+            self._live.discard(live)
+            live.woken.set()
 
     async def since(self, after: int, limit: int | None = None) -> list[LogEntry]:
         start = max(after, 0)
@@ -116,6 +164,18 @@ class MemoryEventLog:
             await self._changed.wait()
         else:
             await trio.lowlevel.checkpoint()
+
+    async def wait_live(self, after: int, writer: LiveWriter, limit: int) -> int:
+        if len(self._wires) > after or self._closed:
+            await trio.lowlevel.checkpoint()
+            return after
+        live = _Live(after, writer, limit)
+        self._live.add(live)
+        try:
+            await live.woken.wait()
+        finally:
+            self._live.discard(live)
+        return live.after
 
     def wake(self) -> None:
         self._wake()
@@ -138,5 +198,21 @@ class MemoryEventLog:
             await trio.lowlevel.checkpoint()
 
     def _wake(self) -> None:
+        for live in self._live:
+            live.woken.set()
+        self._live.clear()
         self._changed.set()
         self._changed = trio.Event()
+
+
+class _Live:
+    """A reader in ``wait_live``: its place in the log, where its events go, and how it is
+    woken when they can't go there."""
+
+    __slots__ = ("after", "limit", "woken", "writer")
+
+    def __init__(self, after: int, writer: LiveWriter, limit: int) -> None:
+        self.after = after
+        self.writer = writer
+        self.limit = limit
+        self.woken = trio.Event()

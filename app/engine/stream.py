@@ -16,7 +16,7 @@ from typing import Any, Protocol
 
 import trio
 
-from .log import EventLog, LogEntry
+from .log import EventLog, LiveWriter, LogEntry
 from .merge import merge
 from .runner import Item, run_slot
 from .slots import DONE, ERROR, STOPPED, SlotPlan, SlotState
@@ -253,7 +253,7 @@ class Stream:
         self._notify("reader_cut", self, stalled_for)
 
     async def entries(
-        self, after: int = 0, *, attached: bool = False
+        self, after: int = 0, *, attached: bool = False, live: Live | None = None
     ) -> AsyncGenerator[list[LogEntry], None]:
         """One reader's view of the log: batches of entries after ``after``, then live ones,
         until ``stream.done``. An empty batch means the stream was silent for a while (time
@@ -265,6 +265,11 @@ class Stream:
         does not yield to the scheduler when the socket takes it at once (``app/tcp.py``),
         so a reader catching up yields before each write after the first: other tasks
         (the merge task above all) take turns with it, as they would with a slow socket.
+
+        Once caught up, a reader whose response can be written without waiting (``live``
+        holds a ``LiveWriter``) waits with ``wait_live``: what is logged meanwhile is
+        written by the merge task as it logs it, and this generator sleeps on until the
+        writer refuses something, the keep-alive tick or the end.
 
         The reader counts as attached while this generator runs; leaving (the client
         disconnects and the response is cancelled or closed) detaches it in ``finally``.
@@ -295,7 +300,16 @@ class Stream:
                         continue  # more was logged meanwhile; else wait, not ask for nothing
                 if self.log.closed:
                     return
-                await self.log.wait(after)
+                writer = live.writer if live is not None else None
+                if writer is None:
+                    await self.log.wait(after)
+                else:
+                    after = await self.log.wait_live(after, writer, settings.max_write)
+                    if writer.behind:  # the socket took only part of an offer: finish it
+                        reader.blocked_since = trio.current_time()
+                        await writer.flush()
+                        reader.blocked_since = None
+                        continue  # bytes went out: no keep-alive needed
                 fresh = True
                 if self.log.last_id <= after and not self.log.closed:  # the keep-alive tick
                     reader.blocked_since = trio.current_time()
@@ -308,7 +322,8 @@ class Stream:
 
     def follow(self, after: int = 0, *, attached: bool = False) -> SSEBody:
         """The SSE body for one reader: each batch of entries as one write, or a ping."""
-        return SSEBody(self.entries(after, attached=attached))
+        live = Live()
+        return SSEBody(self.entries(after, attached=attached, live=live), live)
 
     # -- views ----------------------------------------------------------------------------
 
@@ -338,6 +353,15 @@ class Stream:
         }
 
 
+class Live:
+    """A reader's ``LiveWriter``, once its response has one (``SSEBody.write_live``)."""
+
+    __slots__ = ("writer",)
+
+    def __init__(self) -> None:
+        self.writer: LiveWriter | None = None
+
+
 class SSEBody:
     """``entries`` as SSE bytes: one write per batch, ``: ping`` for an empty one.
 
@@ -346,10 +370,21 @@ class SSEBody:
     the client left) closes ``entries``, which detaches the reader.
     """
 
-    __slots__ = ("_batches",)
+    __slots__ = ("_batches", "_live")
 
-    def __init__(self, batches: AsyncGenerator[list[LogEntry], None]) -> None:
+    def __init__(self, batches: AsyncGenerator[list[LogEntry], None],
+                 live: Live | None = None) -> None:
         self._batches = batches
+        self._live = live
+
+    def write_live(self, writer: LiveWriter) -> bool:
+        """Let the merge task write this body's events to ``writer`` while the reader has
+        caught up (``Stream.entries``); ``False`` if this body can't (its reader has no
+        place for one). The bytes are the same as this iterator's."""
+        if self._live is None:
+            return False
+        self._live.writer = writer
+        return True
 
     def __aiter__(self) -> SSEBody:
         return self

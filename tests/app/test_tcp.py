@@ -94,6 +94,53 @@ async def test_what_the_socket_cannot_take_follows_in_order() -> None:
         assert server.protocol.events == []  # type: ignore[attr-defined]
 
 
+async def test_an_offered_chunk_leaves_at_once_from_any_task() -> None:
+    async with connected() as (server, client):
+        offers = tcp.ChunkOffers(server)
+        assert offers.offer(b"data: hi\n\n")  # no await: the merge task calls it
+        assert not offers.behind
+        assert await read_exactly(client, 15) == b"a\r\ndata: hi\n\n\r\n"
+        assert not offers.offer(b"")  # an empty chunk would end the body: h11's to write
+        async with server.send_lock:  # another write of the connection is under way
+            assert not offers.offer(b"x")
+        with trio.testing.assert_no_checkpoints():
+            await offers.flush()  # nothing left to write
+
+
+async def test_what_an_offer_could_not_write_goes_first_with_the_next_write() -> None:
+    big = bytes(range(256)) * (16 * 1024)  # 4 MiB: more than the kernel buffers hold
+    framed = b"%x\r\n%s\r\n" % (len(big), big)
+    async with connected() as (server, client), trio.open_nursery() as nursery:
+        offers = tcp.ChunkOffers(server)
+        assert offers.offer(big)  # taken: the socket has some of it, the rest is kept
+        assert offers.behind
+        assert not offers.offer(b"later")  # nothing may pass the rest
+        nursery.start_soon(offers.flush)
+        expected = framed + b"4\r\ntail\r\n"
+        nursery.start_soon(server.protocol_send, RawData(data=b"4\r\ntail\r\n"))
+        assert await read_exactly(client, len(expected)) == expected
+        assert not offers.behind
+        assert server.protocol.events == []  # type: ignore[attr-defined]
+
+
+async def test_an_offer_to_a_connection_that_ended_is_refused() -> None:
+    async with connected() as (server, client):
+        await client.aclose()
+        offers = tcp.ChunkOffers(server)
+        for _ in range(50):  # the first writes may still be taken; one after the reset fails
+            if not offers.offer(b"x" * 65536):
+                break
+            await offers.flush()
+            await trio.sleep(0.01)
+        else:
+            raise AssertionError("every offer was taken")
+        await server.stream.aclose()
+        assert not offers.offer(b"late")
+        server.__dict__.clear()  # as ``run`` leaves it
+        assert not offers.offer(b"later")
+        assert not offers.behind
+
+
 async def test_a_write_to_a_closed_connection_tells_the_protocol() -> None:
     async with connected() as (server, _):
         await server.stream.aclose()
@@ -373,6 +420,18 @@ async def test_sse_writes_skip_the_framework_on_http_1_1_only(
         await send(self, event)
 
     monkeypatch.setattr(H11Protocol, "stream_send", counted)
+    # A caught-up reader's events are written by the merge task (app.tcp.ChunkOffers),
+    # where the body is the engine's own (/v1/streams) and chunks can be written directly.
+    offered: list[bytes] = []
+    offer_chunk = tcp.TCPServer.offer_chunk
+
+    def recorded(self: tcp.TCPServer, data: bytes) -> bool:
+        taken = offer_chunk(self, data)
+        if taken:
+            offered.append(data)
+        return taken
+
+    monkeypatch.setattr(tcp.TCPServer, "offer_chunk", recorded)
     server = await start_server("[server]\nresume_grace = 0.0\n")
     port = int(server.url.rsplit(":", 1)[1])
     answer = await raw_sse(port, version, path=path)
@@ -393,6 +452,11 @@ async def test_sse_writes_skip_the_framework_on_http_1_1_only(
         text = "".join(c["delta"].get("content") or "" for e in parsed for c in e["choices"])
     assert text == await demo_answer()
     assert events.count(ASKS[path][1]) == 1
+    if version == b"1.1" and path == "/v1/streams":
+        assert offered
+        assert all(data in events for data in offered)
+    else:
+        assert offered == []
 
 
 async def demo_answer() -> str:

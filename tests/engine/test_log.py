@@ -56,6 +56,93 @@ async def test_wait_returns_on_append_and_on_close() -> None:
     assert log.closed
 
 
+class Socket:
+    """A ``LiveWriter`` over a socket of ``room`` bytes: what it takes, it keeps in order."""
+
+    def __init__(self, room: int = 1 << 20) -> None:
+        self.room = room
+        self.sent = b""
+        self.rest = b""
+        self.refusing = False
+
+    def offer(self, data: bytes) -> bool:
+        if self.refusing or self.rest:
+            return False
+        taken = min(len(data), self.room)
+        self.sent += data[:taken]
+        self.rest = data[taken:]
+        self.room -= taken
+        return True
+
+    @property
+    def behind(self) -> bool:
+        return bool(self.rest)
+
+    async def flush(self) -> None:
+        self.sent, self.rest = self.sent + self.rest, b""
+
+
+def text(i: int) -> tuple[str, dict]:
+    return ("delta", {"slot": 0, "text": f"t{i}"})
+
+
+async def test_a_live_reader_takes_what_is_logged_without_being_woken() -> None:
+    log = MemoryEventLog()
+    log.append_nowait([text(0)])
+    socket = Socket()
+    returned: list[int] = []
+
+    async def reader() -> None:
+        returned.append(await log.wait_live(1, socket, limit=1000))
+
+    async with trio.open_nursery() as nursery:
+        nursery.start_soon(reader)
+        await trio.testing.wait_all_tasks_blocked()
+        log.append_nowait([text(1)])
+        log.append_nowait([text(2), text(3)])  # one append, one write
+        await trio.testing.wait_all_tasks_blocked()
+        assert returned == []  # still asleep: the appender wrote for it
+        assert socket.sent == b"".join(e.wire for e in await log.since(1))
+        socket.refusing = True
+        log.append_nowait([text(4)])  # refused: the reader wakes where the writer stopped
+    assert returned == [4]
+    assert socket.sent == b"".join(e.wire for e in await log.since(1, limit=3))
+
+
+async def test_a_live_reader_is_woken_for_what_it_cannot_take_at_once() -> None:
+    log = MemoryEventLog()
+    big, small = Socket(), Socket(room=10)
+    returned: dict[str, int] = {}
+
+    async def reader(name: str, socket: Socket) -> None:
+        returned[name] = await log.wait_live(0, socket, limit=50)
+
+    async with trio.open_nursery() as nursery:
+        nursery.start_soon(reader, "big", big)
+        nursery.start_soon(reader, "small", small)
+        await trio.testing.wait_all_tasks_blocked()
+        log.append_nowait([text(1)])  # taken by both; the small socket only in part
+        await trio.testing.wait_all_tasks_blocked()
+        assert returned == {"small": 1}  # it has to finish the write: woken, past the entry
+        assert small.behind
+        log.append_nowait([("delta", {"slot": 0, "text": "x" * 60})])  # over the limit
+    assert returned == {"small": 1, "big": 1}  # offered nothing: it reads entry 2 itself
+    assert big.sent == (await log.since(0))[0].wire
+
+
+async def test_a_live_reader_returns_at_once_when_behind_and_on_wake_and_close() -> None:
+    log = MemoryEventLog()
+    log.append_nowait([text(1)])
+    with trio.testing.assert_checkpoints():
+        assert await log.wait_live(0, Socket(), limit=100) == 0  # entry 1 is there to read
+    for end in (log.wake, log.close):
+        async with trio.open_nursery() as nursery:
+            nursery.start_soon(log.wait_live, 1, Socket(), 100)
+            await trio.testing.wait_all_tasks_blocked()
+            end()
+    assert await log.wait_live(1, Socket(), limit=100) == 1  # closed: no waiting
+
+
 async def test_discard_frees_the_entries_a_slice_at_a_time() -> None:
     """Freeing a long log at once was one step of milliseconds; other tasks run between
     its slices."""

@@ -19,6 +19,7 @@ import h11
 import pytest
 import trio
 
+from app import tcp
 from app.engine import Hub, StreamSettings
 from providers.sse import SSEDecoder
 
@@ -185,8 +186,19 @@ async def read_response(stream: trio.SocketStream, pause: float = 0.0,
 
 
 async def test_a_slow_reader_gets_everything_in_order(
-    upstream: FakeUpstream, start_chorus: StartChorus,
+    upstream: FakeUpstream, start_chorus: StartChorus, monkeypatch: pytest.MonkeyPatch,
 ) -> None:
+    # What the merge task writes for a caught-up reader (app.tcp.ChunkOffers), whole or
+    # (the socket full) in part, goes out in order with what the reader writes itself.
+    offers: list[str] = []
+    offer_chunk = tcp.TCPServer.offer_chunk
+
+    def recorded(self: tcp.TCPServer, data: bytes) -> bool:
+        taken = offer_chunk(self, data)
+        offers.append("in part" if self.rest else "whole" if taken else "refused")
+        return taken
+
+    monkeypatch.setattr(tcp.TCPServer, "offer_chunk", recorded)
     # ~1.3 MB in slot 0, far more than the socket buffers hold, beside a small answer.
     upstream.respond = lambda seen: big_answer(40 if seen.json["model"] == "m" else 1)
     server = await start_chorus(provider(upstream, "stall_timeout = 2.0\nresume_grace = 0.0"))
@@ -200,6 +212,7 @@ async def test_a_slow_reader_gets_everything_in_order(
     text = "".join(d["text"] for _, t, d in events if t == "delta" and d["slot"] == 0)
     assert text == BIG * 40
     assert server.app.extensions["chorus"].metrics.readers_cut._value.get() == 0
+    assert offers  # the reader caught up at least once (and more when the socket had room)
 
 
 async def test_a_stalled_client_is_cut_off_and_its_slots_stopped(
