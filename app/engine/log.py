@@ -9,6 +9,7 @@ log) can implement the same interface so that another instance can serve a resum
 
 from __future__ import annotations
 
+import logging
 from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any, Protocol
@@ -16,6 +17,8 @@ from typing import Any, Protocol
 import trio
 
 from .wire import encode_data, encode_event
+
+log = logging.getLogger("chorus.stream")
 
 DISCARD_SLICE = 2048  # entries freed per step by ``discard`` (~0.25 ms)
 
@@ -146,12 +149,22 @@ class MemoryEventLog:
         data = b"".join(wires[before:]) if len(wires) - before > 1 else wires[before]
         last = len(wires)
         for live in list(self._live):
-            if (live.after == before and len(data) <= live.limit and live.writer.offer(data)):
+            if live.after == before and len(data) <= live.limit and self._taken(live, data):
                 live.after = last
                 if not live.writer.behind:
                     continue
             self._live.discard(live)
             live.woken.set()
+
+    @staticmethod
+    def _taken(live: _Live, data: bytes) -> bool:
+        """``offer``, where a writer's bug is its reader's alone: it runs in the merge task,
+        and the stream and its other readers go on."""
+        try:
+            return live.writer.offer(data)
+        except Exception:
+            log.exception("a live writer failed; its reader writes for itself")
+            return False
 
     async def since(self, after: int, limit: int | None = None) -> list[LogEntry]:
         start = max(after, 0)

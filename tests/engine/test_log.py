@@ -130,6 +130,30 @@ async def test_a_live_reader_is_woken_for_what_it_cannot_take_at_once() -> None:
     assert big.sent == (await log.since(0))[0].wire
 
 
+async def test_a_live_writer_that_fails_wakes_its_reader_and_nobody_else(caplog) -> None:
+    class Broken(Socket):
+        def offer(self, data: bytes) -> bool:
+            raise RuntimeError("bug")
+
+    log = MemoryEventLog()
+    sound = Socket()
+    returned: dict[str, int] = {}
+
+    async def reader(name: str, socket: Socket) -> None:
+        returned[name] = await log.wait_live(0, socket, limit=100)
+
+    async with trio.open_nursery() as nursery:
+        nursery.start_soon(reader, "broken", Broken())
+        nursery.start_soon(reader, "sound", sound)
+        await trio.testing.wait_all_tasks_blocked()
+        log.append_nowait([text(1)])  # the appender goes on
+        await trio.testing.wait_all_tasks_blocked()
+        assert returned == {"broken": 0}  # woken where it was, to read entry 1 itself
+        assert sound.sent == (await log.since(0))[0].wire
+        log.close()
+    assert "a live writer failed" in caplog.text
+
+
 async def test_a_live_reader_returns_at_once_when_behind_and_on_wake_and_close() -> None:
     log = MemoryEventLog()
     log.append_nowait([text(1)])
