@@ -136,7 +136,7 @@ class MemoryEventLog:
             wires.append(encode_event(len(wires) + 1, event_type, encode_data(data)))
             self._types.append(event_type)
             self._data.append(data)
-        if self._live:
+        if self._live and len(wires) > before:
             self._offer(before)
         self._changed.set()
         self._changed = trio.Event()

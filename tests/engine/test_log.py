@@ -101,6 +101,7 @@ async def test_a_live_reader_takes_what_is_logged_without_being_woken() -> None:
         log.append_nowait([text(1)])
         log.append_nowait([text(2), text(3)])  # one append, one write
         await trio.testing.wait_all_tasks_blocked()
+        log.append_nowait([])  # nothing to offer, nothing to wake it for
         assert returned == []  # still asleep: the appender wrote for it
         assert socket.sent == b"".join(e.wire for e in await log.since(1))
         socket.refusing = True
