@@ -211,7 +211,16 @@ class TCPServer(HypercornTCPServer):
 
     async def _write_chunk(self, data: bytes) -> None:
         if data:  # an empty chunk would be the body's end, which is h11's to write
-            await self.protocol_send(RawData(data=b"%x\r\n%s\r\n" % (len(data), data)))
+            await self.protocol_send(RawData(data=_chunk(data)))
+
+    def _direct_fd(self) -> int:
+        """The socket to write to straight away, or -1: TLS, a connection closed (never
+        write to a number reused since) or ended (``run`` cleared it), or another write of
+        the connection under way."""
+        stream = self.__dict__.get("stream")
+        if not isinstance(stream, trio.SocketStream) or self.send_lock.locked():
+            return -1
+        return stream.socket.fileno()
 
     def offer_chunk(self, data: bytes) -> bool:
         """Write ``data`` as one chunk now, from whichever task holds it, or refuse it
@@ -220,14 +229,10 @@ class TCPServer(HypercornTCPServer):
         the chunk, the rest is kept in ``rest`` and goes out first with the next write
         (``protocol_send``); the caller sees to it that one comes (``ChunkOffers.flush``).
         """
-        stream = self.__dict__.get("stream")  # gone once the connection has ended
-        if (not data or not isinstance(stream, trio.SocketStream) or self.rest
-                or self.send_lock.locked()):
+        fd = self._direct_fd() if data else -1
+        if fd < 0 or self.rest:
             return False
-        fd = stream.socket.fileno()
-        if fd < 0:
-            return False
-        framed = b"%x\r\n%s\r\n" % (len(data), data)
+        framed = _chunk(data)
         try:
             sent = os.write(fd, framed)
         except OSError:  # full (nothing written), or closed: the reader's own write tells
@@ -240,10 +245,8 @@ class TCPServer(HypercornTCPServer):
         if self.rest and type(event) is RawData:
             event = RawData(data=self.rest + event.data)
             self.rest = b""
-        stream = self.stream
-        # -1 once closed (never write to a number reused since), or for TLS.
-        fd = stream.socket.fileno() if isinstance(stream, trio.SocketStream) else -1
-        if type(event) is not RawData or fd < 0 or self.send_lock.locked():
+        fd = self._direct_fd()
+        if type(event) is not RawData or fd < 0:
             await super().protocol_send(event)
             return
         data = event.data
@@ -260,6 +263,11 @@ class TCPServer(HypercornTCPServer):
             # halfway would corrupt the response.
             with trio.CancelScope(shield=True):
                 await super().protocol_send(RawData(data=data[sent:]))
+
+
+def _chunk(data: bytes) -> bytes:
+    """``data`` framed as one chunk of a chunked body, as h11 frames it."""
+    return b"%x\r\n%s\r\n" % (len(data), data)
 
 
 class ChunkOffers:
@@ -308,9 +316,7 @@ class DirectBody:
         if not self._decided:  # the first call comes once the head has been sent
             self._decided = True
             server = connection.get()
-            write = server.chunk_writer() if server is not None else None
-            if write is not None:
-                assert server is not None
+            if server is not None and (write := server.chunk_writer()) is not None:
                 write_live = getattr(self._body, "write_live", None)
                 if write_live is not None:
                     write_live(ChunkOffers(server))

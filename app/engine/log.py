@@ -95,8 +95,8 @@ class EventLog(Protocol):
 
 
 class MemoryEventLog:
-    """The in-process backend: the entries' columns in lists, and a ``trio.Event`` that is
-    swapped on every append.
+    """The in-process backend: the entries' columns in lists, and a ``trio.Event`` for the
+    readers in ``wait``, made when the first of them waits and set by the next append.
 
     Entries are kept as columns (type, data, wire), not as one ``LogEntry`` each: the log
     lives for ``retention`` (600 s by default), and an object per entry is one more
@@ -112,7 +112,7 @@ class MemoryEventLog:
         self._types: list[str] = []
         self._data: list[dict[str, Any]] = []
         self._wires: list[bytes] = []
-        self._changed = trio.Event()
+        self._changed: trio.Event | None = None  # while a reader is in ``wait``
         self._closed = False
         self._live: set[_Live] = set()  # readers in ``wait_live``
 
@@ -138,8 +138,7 @@ class MemoryEventLog:
             self._data.append(data)
         if self._live and len(wires) > before:
             self._offer(before)
-        self._changed.set()
-        self._changed = trio.Event()
+        self._wake_waiting()
         return len(wires)
 
     def _offer(self, before: int) -> None:
@@ -174,6 +173,8 @@ class MemoryEventLog:
 
     async def wait(self, after: int) -> None:
         if len(self._wires) <= after and not self._closed:
+            if self._changed is None:
+                self._changed = trio.Event()
             await self._changed.wait()
         else:
             await trio.lowlevel.checkpoint()
@@ -214,8 +215,15 @@ class MemoryEventLog:
         for live in self._live:
             live.woken.set()
         self._live.clear()
-        self._changed.set()
-        self._changed = trio.Event()
+        self._wake_waiting()
+
+    def _wake_waiting(self) -> None:
+        """End every ``wait``. No event is made per append: with every reader live (or
+        none), nobody waits on one."""
+        changed = self._changed
+        if changed is not None:
+            self._changed = None
+            changed.set()
 
 
 class _Live:

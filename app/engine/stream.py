@@ -372,19 +372,14 @@ class SSEBody:
 
     __slots__ = ("_batches", "_live")
 
-    def __init__(self, batches: AsyncGenerator[list[LogEntry], None],
-                 live: Live | None = None) -> None:
+    def __init__(self, batches: AsyncGenerator[list[LogEntry], None], live: Live) -> None:
         self._batches = batches
         self._live = live
 
-    def write_live(self, writer: LiveWriter) -> bool:
+    def write_live(self, writer: LiveWriter) -> None:
         """Let the merge task write this body's events to ``writer`` while the reader has
-        caught up (``Stream.entries``); ``False`` if this body can't (its reader has no
-        place for one). The bytes are the same as this iterator's."""
-        if self._live is None:
-            return False
+        caught up (``Stream.entries``). The bytes are the same as this iterator's."""
         self._live.writer = writer
-        return True
 
     def __aiter__(self) -> SSEBody:
         return self
