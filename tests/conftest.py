@@ -11,8 +11,6 @@ from dataclasses import dataclass
 import httpx
 import pytest
 import trio
-from hypercorn.config import Config as HypercornConfig
-from hypercorn.trio import serve
 from quart_trio import QuartTrio
 
 from app import create_app, tcp
@@ -20,6 +18,7 @@ from app.config import build_config
 from app.engine import Hub
 from providers.sse import SSEDecoder
 
+from .support.serving import loopback_config, start_serving
 from .support.upstream import FakeUpstream
 
 
@@ -61,23 +60,10 @@ async def start_server(nursery: trio.Nursery) -> AsyncIterator[StartServer]:
     async def start(toml: str = "", env: dict[str, str] | None = None) -> Server:
         config = build_config(tomllib.loads(toml), env or {})
         app = create_app(config)
-        hc = HypercornConfig()
-        hc.bind = ["127.0.0.1:0"]
-        hc.accesslog = None
-        hc.errorlog = None
-        hc.graceful_timeout = 1.0
-        stop, stopped = trio.Event(), trio.Event()
-
-        async def run(*, task_status: trio.TaskStatus[list[str]]) -> None:
-            try:
-                await serve(app, hc, shutdown_trigger=stop.wait,  # type: ignore[arg-type]
-                            task_status=task_status)
-            finally:
-                stopped.set()
-
-        binds = await nursery.start(run)
+        url, stop, stopped = await start_serving(nursery, app,
+                                                 loopback_config(graceful_timeout=1.0))
         running.append((stop, stopped))
-        return Server(binds[0], app)
+        return Server(url, app)
 
     yield start
     with trio.fail_after(10):

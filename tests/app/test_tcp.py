@@ -20,7 +20,6 @@ from hypercorn.events import Closed, RawData
 from hypercorn.protocol.events import Body
 from hypercorn.protocol.h11 import H11Protocol
 from hypercorn.trio import run as hypercorn_run
-from hypercorn.trio import serve
 from hypercorn.trio.worker_context import WorkerContext
 from quart import request
 from quart_trio import QuartTrio
@@ -29,6 +28,8 @@ from app import tcp
 from bench.client import Dechunker
 from providers import ChatRequest, Message, ProviderConfig, TextDelta
 from providers.demo import DemoProvider
+
+from ..support.serving import loopback_config, start_serving
 
 
 class Seen:
@@ -222,24 +223,11 @@ async def serving(delay: float = 0.0, read_timeout: float | None = None,
                   ) -> AsyncIterator[tuple[int, trio.Event, trio.Event]]:
     """Hypercorn's trio worker with Chorus's handler: (port, shut it down, it has ended)."""
     assert tcp.install()
-    config = HypercornConfig()
-    config.bind = ["127.0.0.1:0"]
-    config.accesslog = config.errorlog = None
-    config.keep_alive_timeout = KEEP_ALIVE
-    config.read_timeout = read_timeout
-    config.graceful_timeout = 1000.0
-    stop, stopped = trio.Event(), trio.Event()
-
-    async def run(*, task_status: trio.TaskStatus[list[str]]) -> None:
-        try:
-            await serve(answering_after(delay), config,  # type: ignore[arg-type]
-                        shutdown_trigger=stop.wait, task_status=task_status)
-        finally:
-            stopped.set()
-
+    config = loopback_config(keep_alive_timeout=KEEP_ALIVE, read_timeout=read_timeout,
+                             graceful_timeout=1000.0)
     async with trio.open_nursery() as nursery:
-        binds = await nursery.start(run)
-        yield int(binds[0].rsplit(":", 1)[1]), stop, stopped
+        url, stop, stopped = await start_serving(nursery, answering_after(delay), config)
+        yield int(url.rsplit(":", 1)[1]), stop, stopped
         stop.set()
 
 

@@ -212,7 +212,8 @@ async def test_a_slow_reader_gets_everything_in_order(
     text = "".join(d["text"] for _, t, d in events if t == "delta" and d["slot"] == 0)
     assert text == BIG * 40
     assert server.app.extensions["chorus"].metrics.readers_cut._value.get() == 0
-    assert offers  # the reader caught up at least once (and more when the socket had room)
+    # The reader caught up at least once, and the merge task wrote for it (whole or in part).
+    assert set(offers) - {"refused"}
 
 
 async def test_a_stalled_client_is_cut_off_and_its_slots_stopped(
