@@ -78,7 +78,7 @@ async def collect(target: Target, load: Load, proc: Proc | None) -> Sample:
 
 
 def summarise(results: list[StreamResult], wall: float, cpu: float,
-              ticks: CpuTicks | None = None) -> dict[str, Any]:
+              ticks: CpuTicks) -> dict[str, Any]:
     first: list[float] = []
     lags: list[float] = []
     tokens = 0
@@ -96,7 +96,7 @@ def summarise(results: list[StreamResult], wall: float, cpu: float,
         "wall_s": round(wall, 3),
         "server_cpu_s": round(cpu, 3),
         "cpu_us_per_token": round(cpu / tokens * 1e6, 1) if tokens else None,
-        "steal_pct": ticks.steal_pct if ticks else None,
+        "steal_pct": ticks.steal_pct,
         "tokens_per_s": round(tokens / wall, 1) if wall else None,
         "ttft_lag_ms": summary(first, 1e-3),
         "chunk_lag_ms": summary(lags, 1e-3),

@@ -97,11 +97,11 @@ def parse_cpu_ticks(stat: str, cores: Iterable[int] | None = None) -> CpuTicks:
     return ticks
 
 
-def cpu_ticks(cores: Iterable[int] | None = None) -> CpuTicks:
-    """``parse_cpu_ticks`` of this machine now; nothing where there is no /proc/stat."""
+def cpu_ticks() -> CpuTicks:
+    """Every core's ticks on this machine now; nothing where there is no /proc/stat."""
     try:
         with open("/proc/stat") as f:
-            return parse_cpu_ticks(f.read(), cores)
+            return parse_cpu_ticks(f.read())
     except OSError:
         return CpuTicks()
 
