@@ -46,7 +46,7 @@ import os
 import sys
 from collections.abc import AsyncIterator, Awaitable, Callable
 from contextvars import ContextVar
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import h11
 import trio
@@ -57,6 +57,9 @@ from hypercorn.trio.tcp_server import MAX_RECV
 from hypercorn.trio.tcp_server import TCPServer as HypercornTCPServer
 from hypercorn.trio.worker_context import EventWrapper
 from hypercorn.trio.worker_context import WorkerContext as HypercornWorkerContext
+
+if TYPE_CHECKING:
+    from app.engine.log import LiveBatch
 
 log = logging.getLogger("chorus")
 
@@ -271,16 +274,21 @@ def _chunk(data: bytes) -> bytes:
 
 
 class ChunkOffers:
-    """A ``LiveWriter`` (``app/engine/log.py``) for one response's body: the merge task
-    offers a caught-up reader's next events to ``TCPServer.offer_chunk``, which writes
-    them as chunks without waking the response's task."""
+    """Where the merge task writes a caught-up reader's next events for one response
+    (a ``LiveWriter``, ``app/engine/log.py``): through ``TCPServer.offer_chunk``, as
+    chunks, without waking the response's task. ``offer`` writes the events' SSE bytes
+    (``/v1/streams``); a body with bytes of its own (the OpenAI front door) makes them
+    and writes them with ``offer_chunk``."""
 
     __slots__ = ("_server",)
 
     def __init__(self, server: TCPServer) -> None:
         self._server = server
 
-    def offer(self, data: bytes) -> bool:
+    def offer(self, batch: LiveBatch) -> bool:
+        return self._server.offer_chunk(batch.wire)
+
+    def offer_chunk(self, data: bytes) -> bool:
         return self._server.offer_chunk(data)
 
     @property
@@ -297,10 +305,10 @@ class DirectBody:
     is out: each piece of ``body`` goes to ``TCPServer.protocol_send`` in h11's chunk
     framing. On the way through the framework a write was an ASGI message, Hypercorn's
     event, h11's event and framing: ~46k instructions each, an eighth of a relayed
-    token's (``bench/findings.md``). A body that can take a ``LiveWriter``
-    (``write_live``: the engine's ``SSEBody``) gets ``ChunkOffers`` as well. Where the
-    connection is not Chorus's HTTP/1.1 handler (``TCPServer.chunk_writer``), the pieces
-    go the framework's way.
+    token's (``bench/findings.md``). A body that can be written live (``write_live``: the
+    engine's ``SSEBody``, the OpenAI front door's ``CompletionBody``) gets ``ChunkOffers``
+    as well. Where the connection is not Chorus's HTTP/1.1 handler
+    (``TCPServer.chunk_writer``), the pieces go the framework's way.
     """
 
     __slots__ = ("_body", "_decided")

@@ -4,6 +4,7 @@
     .venv/bin/python -m bench.instructions --source /tmp/chorus-before --streams 200
     .venv/bin/python -m bench.instructions --slots 9       # nine models per stream
     .venv/bin/python -m bench.instructions --tokens 50 --gap 40   # 50 tokens, one a write
+    .venv/bin/python -m bench.instructions --front openai  # through /v1/chat/completions
 
 CPU time per stream moves by 20 % from one run to the next on a shared virtual machine,
 more than most changes to a stream's setup are worth. Instructions do not: Chorus runs
@@ -58,11 +59,15 @@ def _control(*args: str) -> None:
                    stderr=subprocess.DEVNULL)
 
 
+FRONTS = {"streams": "chorus", "openai": "chorus-oai"}  # ``--front``: the client's kind
+
+
 def measure(source: Path, streams: int, slots: int = 1, tokens: int = 1,
-            gap_ms: float = 0.0) -> int:
+            gap_ms: float = 0.0, front: str = "streams") -> int:
     """Instructions per stream of ``slots`` slots answering ``tokens`` tokens ``gap_ms``
-    apart, for the tree at ``source``. One token at once (the default) is a stream that
-    is all setup and teardown; tokens far enough apart are one write each."""
+    apart, for the tree at ``source``, through ``front`` (a key of ``FRONTS``). One token
+    at once (the default) is a stream that is all setup and teardown; tokens far enough
+    apart are one write each."""
     model = model_name(0, tokens, gap_ms)
     server_cores, load_cores = procs.cpus()
     workdir = procs.ROOT / "bench" / "results" / "tmp"
@@ -77,7 +82,7 @@ def measure(source: Path, streams: int, slots: int = 1, tokens: int = 1,
                    f"--callgrind-out-file={out}", *chorus.argv]
     try:
         chorus.start(ready_timeout=300)
-        target = Target("chorus", chorus.port, "chorus")
+        target = Target("chorus", chorus.port, FRONTS[front])
         trio.run(_streams, target, WARM_UP if tokens == 1 else 3, slots, model)
         pid = str(chorus.pid)
         _control("--instr=on", pid)
@@ -102,15 +107,21 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--gap", type=float, default=0.0,
                         help="milliseconds between tokens (under valgrind the server is ~50 "
                              "times slower: 40 keeps one token per write)")
+    parser.add_argument("--front", choices=sorted(FRONTS), default="streams",
+                        help="the API the client streams through: /v1/streams (default) or "
+                             "the OpenAI front door, /v1/chat/completions (one slot)")
     args = parser.parse_args(argv)
+    if args.front == "openai" and args.slots != 1:
+        parser.error("--front openai streams one model (--slots 1)")
     if shutil.which("valgrind") is None or shutil.which("callgrind_control") is None:
         parser.error("valgrind is not installed (apt-get install valgrind)")
     if not (args.source / "app" / "cli.py").exists():
         parser.error(f"{args.source} is not a Chorus source tree (no app/cli.py)")
     per_stream = measure(args.source.resolve(), args.streams, args.slots, args.tokens,
-                         args.gap)
+                         args.gap, args.front)
     print(f"{per_stream} instructions per stream of {args.slots} slot(s), {args.tokens} "
-          f"token(s) {args.gap:g} ms apart ({args.streams} streams, {args.source})")
+          f"token(s) {args.gap:g} ms apart, through {args.front} ({args.streams} streams, "
+          f"{args.source})")
     return 0
 
 

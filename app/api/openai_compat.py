@@ -9,13 +9,12 @@ Shapes: https://platform.openai.com/docs/api-reference/chat
 
 from __future__ import annotations
 
-from collections.abc import AsyncGenerator, AsyncIterator, Callable
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, Protocol
 
 from quart import Blueprint, Response, jsonify
 
-from app.engine import LogEntry, Stream
+from app.engine import Live, LiveBatch, LogEntry, Stream
 from app.engine.wire import PING, encode_data
 from providers import Message
 
@@ -36,8 +35,6 @@ ERROR_STATUS = {
 }
 
 DONE = b"data: [DONE]\n\n"
-
-Entries = AsyncGenerator[list[LogEntry], None]
 
 
 @dataclass(frozen=True, slots=True)
@@ -226,6 +223,24 @@ async def api_error(exc: ApiError) -> Response:
     return response
 
 
+class ChunkSink(Protocol):
+    """Where a response's bytes go without waiting, once the HTTP layer can write them so
+    (``app/tcp.py``'s ``ChunkOffers``)."""
+
+    def offer_chunk(self, data: bytes) -> bool:
+        """Write ``data`` now, or refuse it (``False``: none of it was written)."""
+        ...
+
+    @property
+    def behind(self) -> bool:
+        """Part of what ``offer_chunk`` took is not written yet."""
+        ...
+
+    async def flush(self) -> None:
+        """Write what ``offer_chunk`` took and could not write at once."""
+        ...
+
+
 @bp.post("/v1/chat/completions")
 async def chat_completions() -> Response:
     who = owner()
@@ -236,76 +251,137 @@ async def chat_completions() -> Response:
     stream = await open_stream(who, plans, reader=True)
     completion = Completion(f"chatcmpl-{stream.id}", chat.model, int(stream.created), chat.n,
                             chat.include_usage)
-    batches = stream.entries(0, attached=True)  # closed in ``_end``: the reader leaves
+    body = CompletionBody(stream, completion)
     try:
         # Streaming or not, wait for the first chunk: until then an error can still be
         # the response's status, as OpenAI's own API does it.
-        first = await _read(batches, completion,
-                            lambda: chat.stream and completion.started)
+        await body.start(chat.stream)
     except BaseException:
-        await _end(stream, batches)
+        await body.aclose()
         raise
     if not completion.started or not chat.stream:
-        await _end(stream, batches)
+        await body.aclose()
         if completion.error is not None:
             raise completion.error
         response = jsonify(completion.result())
         response.headers["X-Chorus-Stream-Id"] = stream.id
         return response
-    return sse_response(_body(stream, batches, completion, first), stream)
+    return sse_response(body, stream)
 
 
-async def _read(batches: Entries, completion: Completion,
-                enough: Callable[[], bool]) -> list[dict[str, Any]]:
-    """Feed events to ``completion`` until it ends or ``enough()``; return the chunks."""
-    chunks: list[dict[str, Any]] = []
-    async for batch in batches:
-        for entry in batch:
-            chunks += completion.feed(entry.type, entry.data)
-        if completion.error is not None or completion.finished or enough():
-            break
-    return chunks
+class CompletionBody:
+    """A streamed completion's SSE body: the stream's events as ``chat.completion.chunk``
+    objects, one write per batch of events; ``[DONE]`` at the end, or the error that
+    ended the completion, and no ``[DONE]``.
 
+    Once the response can be written without waiting (``write_live``, on HTTP/1.1), this
+    is also its reader's ``LiveWriter``: the merge task feeds a caught-up reader's new
+    events to the completion and writes their chunks at once, as ``/v1/streams`` does
+    with the events' own bytes, and the response's task sleeps on. Both ways feed the one
+    ``Completion`` past one cursor (``_fed``), so events that an offer fed and could not
+    write are not fed twice when the reader's task reads them from the log: their chunks
+    wait in ``_unsent`` and go out first. The end (the completion finished or failed) is
+    always the reader's task's to write, since the response ends with it.
 
-async def _body(stream: Stream, batches: Entries,
-                completion: Completion, chunks: list[dict[str, Any]]) -> AsyncIterator[bytes]:
-    """The SSE body: each batch of events as one write; an error ends it without [DONE].
-
-    Nothing here opens a nursery or a cancel scope: a client that leaves cancels this
-    generator (or closes it at ``yield``), and ``finally`` stops every slot at once. (If it
-    leaves in the instant before Quart first reads the body, this generator never runs;
-    then ``entries`` is finalised when dropped, the reader leaves, and the stream's
-    ``resume_grace`` stops the slots.)
+    ``aclose`` (the response ended, or the client left) stops every slot still running,
+    closing its upstream, and leaves the log. Nothing here opens a nursery or a cancel
+    scope. (If the client leaves in the instant before Quart first reads the body,
+    ``aclose`` still runs: Quart closes a body it never read.)
     """
-    try:
-        while True:
-            wire = b"".join([_data(c) for c in chunks])
+
+    __slots__ = ("_batches", "_chunks", "_fed", "_live", "_over", "_sink", "_stream",
+                 "_unsent", "completion")
+
+    def __init__(self, stream: Stream, completion: Completion) -> None:
+        self._stream = stream
+        self.completion = completion
+        self._live = Live()
+        self._batches = stream.entries(0, attached=True, live=self._live)
+        self._sink: ChunkSink | None = None
+        self._fed = 0  # the id of the last event fed to ``completion``
+        self._chunks: list[dict[str, Any]] = []  # made of fed events, not yet written
+        self._unsent = b""  # written by neither way yet, and due before ``_chunks``
+        self._over = False  # the last bytes (``[DONE]`` or the error) are made
+
+    async def start(self, streaming: bool) -> None:
+        """Feed events until the completion ends or, when ``streaming``, has its first
+        chunk."""
+        completion = self.completion
+        async for batch in self._batches:
+            self._feed(batch)
+            if (completion.error is not None or completion.finished
+                    or (streaming and completion.started)):
+                return
+
+    def _feed(self, entries: list[LogEntry]) -> None:
+        fed, completion, chunks = self._fed, self.completion, self._chunks
+        for entry in entries:
+            if entry.id > fed:
+                chunks += completion.feed(entry.type, entry.data)
+        if entries:
+            self._fed = max(fed, entries[-1].id)
+
+    def _take(self) -> bytes:
+        """The bytes due now: what is unsent, the chunks made, and the end once reached."""
+        data = self._unsent + b"".join([_data(c) for c in self._chunks])
+        self._unsent = b""
+        self._chunks.clear()
+        if not self._over:
+            completion = self.completion
             if completion.error is not None:
-                yield wire + _data(openai_error(completion.error))
-                return
-            if completion.finished:
-                yield wire + DONE
-                return
-            if wire:
-                yield wire
-            batch = await anext(batches, None)
-            if batch is None:
-                return
+                data += _data(openai_error(completion.error))
+                self._over = True
+            elif completion.finished:
+                data += DONE
+                self._over = True
+        return data
+
+    # -- the response's own reads -----------------------------------------------------------
+
+    def __aiter__(self) -> CompletionBody:
+        return self
+
+    async def __anext__(self) -> bytes:
+        while True:
+            data = self._take()
+            if data:
+                return data
+            if self._over:
+                raise StopAsyncIteration
+            batch = await self._batches.__anext__()
             if not batch:
-                yield PING
-            chunks = [c for e in batch for c in completion.feed(e.type, e.data)]
-    finally:
-        await _end(stream, batches)
+                return PING
+            self._feed(batch)
 
+    async def aclose(self) -> None:
+        """Safe under cancellation: ``stop`` is synchronous, and closing ``entries`` runs
+        only its synchronous ``finally`` (it is paused at ``yield``, or has ended)."""
+        self._stream.stop(None, "disconnect")
+        await self._batches.aclose()
 
-async def _end(stream: Stream, batches: Entries) -> None:
-    """Stop every slot still running (closing its upstream) and leave the log.
+    # -- the merge task's writes (``LiveWriter``) ---------------------------------------
 
-    Safe under cancellation: ``stop`` is synchronous, and closing ``entries`` runs only its
-    synchronous ``finally`` (it is paused at ``yield``, or has already ended).
-    """
-    stream.stop(None, "disconnect")
-    await batches.aclose()
+    def write_live(self, sink: ChunkSink) -> None:
+        self._sink = sink
+        self._live.writer = self
+
+    def offer(self, batch: LiveBatch) -> bool:
+        if self._over or self._sink is None:
+            return False
+        self._feed(batch.entries())
+        data = self._take()
+        if self._over or (data and not self._sink.offer_chunk(data)):
+            self._unsent = data  # for the reader's task, which reads this batch anew
+            return False
+        return True
+
+    @property
+    def behind(self) -> bool:
+        return self._sink is not None and self._sink.behind
+
+    async def flush(self) -> None:
+        if self._sink is not None:
+            await self._sink.flush()
 
 
 def _data(obj: dict[str, Any]) -> bytes:

@@ -6,13 +6,16 @@ own cancel scope, writing to one bounded channel) → ``merge`` (coalesce, appen
 """
 
 from .hub import Hub, TooManyStreams
-from .log import EventLog, LogEntry, MemoryEventLog
+from .log import EventLog, LiveBatch, LiveWriter, LogEntry, MemoryEventLog
 from .slots import Route, SlotPlan, SlotState
-from .stream import Stream, StreamSettings
+from .stream import Live, Stream, StreamSettings
 
 __all__ = [
     "EventLog",
     "Hub",
+    "Live",
+    "LiveBatch",
+    "LiveWriter",
     "LogEntry",
     "MemoryEventLog",
     "Route",

@@ -10,7 +10,7 @@ log) can implement the same interface so that another instance can serve a resum
 from __future__ import annotations
 
 import logging
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from typing import Any, Protocol
 
@@ -31,15 +31,33 @@ class LogEntry:
     wire: bytes  # the whole SSE event, ``id:`` to blank line, encoded once
 
 
+class LiveBatch:
+    """What one append added, as a live reader's writer takes it: ``wire``, the events'
+    SSE bytes (joined once for every reader), or ``entries()``, made only for a writer
+    that turns the events into bytes of its own (the OpenAI front door)."""
+
+    __slots__ = ("_end", "_source", "_start", "wire")
+
+    def __init__(self, wire: bytes, source: Callable[[int, int], list[LogEntry]],
+                 start: int, end: int) -> None:
+        self.wire = wire
+        self._source = source
+        self._start = start
+        self._end = end
+
+    def entries(self) -> list[LogEntry]:
+        return self._source(self._start, self._end)
+
+
 class LiveWriter(Protocol):
     """Where a reader that has caught up takes its next events from the appending task
     itself (the merge task), without its own task being woken: one scheduler step less per
-    event, a quarter of a relayed token's work (``bench/findings.md``). The HTTP layer
-    gives one per response it can write without waiting (``app/tcp.py``)."""
+    event, a quarter of a relayed token's work (``bench/findings.md``). A response gives
+    one when it can be written without waiting (``Stream.entries``, ``app/tcp.py``)."""
 
-    def offer(self, data: bytes) -> bool:
-        """Write ``data`` now without waiting, or refuse it (``False``: none of it was
-        written, and the reader's task will write it its own way)."""
+    def offer(self, batch: LiveBatch) -> bool:
+        """Write ``batch`` now without waiting, or refuse it (``False``: none of it was
+        written, and the reader's task will read it from the log its own way)."""
         ...
 
     @property
@@ -115,6 +133,7 @@ class MemoryEventLog:
         self._changed: trio.Event | None = None  # while a reader is in ``wait``
         self._closed = False
         self._live: set[_Live] = set()  # readers in ``wait_live``
+        self._range = self._entries  # one bound method for every ``LiveBatch``
 
     @property
     def last_id(self) -> int:
@@ -147,8 +166,9 @@ class MemoryEventLog:
         wires = self._wires
         data = b"".join(wires[before:]) if len(wires) - before > 1 else wires[before]
         last = len(wires)
+        batch = LiveBatch(data, self._range, before, last)
         for live in list(self._live):
-            if live.after == before and len(data) <= live.limit and self._taken(live, data):
+            if live.after == before and len(data) <= live.limit and self._taken(live, batch):
                 live.after = last
                 if not live.writer.behind:
                     continue
@@ -156,11 +176,11 @@ class MemoryEventLog:
             live.woken.set()
 
     @staticmethod
-    def _taken(live: _Live, data: bytes) -> bool:
+    def _taken(live: _Live, batch: LiveBatch) -> bool:
         """``offer``, where a writer's bug is its reader's alone: it runs in the merge task,
         and the stream and its other readers go on."""
         try:
-            return live.writer.offer(data)
+            return live.writer.offer(batch)
         except Exception:
             log.exception("a live writer failed; its reader writes for itself")
             return False
@@ -168,6 +188,10 @@ class MemoryEventLog:
     async def since(self, after: int, limit: int | None = None) -> list[LogEntry]:
         start = max(after, 0)
         end = len(self._wires) if limit is None else min(len(self._wires), start + limit)
+        return self._entries(start, end)
+
+    def _entries(self, start: int, end: int) -> list[LogEntry]:
+        """The entries at positions ``start`` to ``end`` (ids ``start + 1`` to ``end``)."""
         types, data, wires = self._types, self._data, self._wires
         return [LogEntry(i + 1, types[i], data[i], wires[i]) for i in range(start, end)]
 

@@ -354,7 +354,7 @@ class Stream:
 
 
 class Live:
-    """A reader's ``LiveWriter``, once its response has one (``SSEBody.write_live``)."""
+    """A reader's ``LiveWriter``, once its response has one (``write_live``)."""
 
     __slots__ = ("writer",)
 
@@ -377,8 +377,8 @@ class SSEBody:
         self._live = live
 
     def write_live(self, writer: LiveWriter) -> None:
-        """Let the merge task write this body's events to ``writer`` while the reader has
-        caught up (``Stream.entries``). The bytes are the same as this iterator's."""
+        """Let the merge task write this body's events to ``writer`` (which writes their
+        ``wire``) while the reader has caught up (``Stream.entries``)."""
         self._live.writer = writer
 
     def __aiter__(self) -> SSEBody:

@@ -25,6 +25,7 @@ from quart import request
 from quart_trio import QuartTrio
 
 from app import tcp
+from app.engine.log import LiveBatch
 from bench.client import Dechunker
 from providers import ChatRequest, Message, ProviderConfig, TextDelta
 from providers.demo import DemoProvider
@@ -98,12 +99,14 @@ async def test_what_the_socket_cannot_take_follows_in_order() -> None:
 async def test_an_offered_chunk_leaves_at_once_from_any_task() -> None:
     async with connected() as (server, client):
         offers = tcp.ChunkOffers(server)
-        assert offers.offer(b"data: hi\n\n")  # no await: the merge task calls it
+        assert offers.offer_chunk(b"data: hi\n\n")  # no await: the merge task calls it
         assert not offers.behind
         assert await read_exactly(client, 15) == b"a\r\ndata: hi\n\n\r\n"
-        assert not offers.offer(b"")  # an empty chunk would end the body: h11's to write
+        assert offers.offer(LiveBatch(b"data: log\n\n", lambda start, end: [], 0, 1))
+        assert await read_exactly(client, 16) == b"b\r\ndata: log\n\n\r\n"  # its SSE bytes
+        assert not offers.offer_chunk(b"")  # an empty chunk would end the body: h11's to write
         async with server.send_lock:  # another write of the connection is under way
-            assert not offers.offer(b"x")
+            assert not offers.offer_chunk(b"x")
         with trio.testing.assert_no_checkpoints():
             await offers.flush()  # nothing left to write
 
@@ -113,9 +116,9 @@ async def test_what_an_offer_could_not_write_goes_first_with_the_next_write() ->
     framed = b"%x\r\n%s\r\n" % (len(big), big)
     async with connected() as (server, client), trio.open_nursery() as nursery:
         offers = tcp.ChunkOffers(server)
-        assert offers.offer(big)  # taken: the socket has some of it, the rest is kept
+        assert offers.offer_chunk(big)  # taken: the socket has some of it, the rest is kept
         assert offers.behind
-        assert not offers.offer(b"later")  # nothing may pass the rest
+        assert not offers.offer_chunk(b"later")  # nothing may pass the rest
         nursery.start_soon(offers.flush)
         expected = framed + b"4\r\ntail\r\n"
         nursery.start_soon(server.protocol_send, RawData(data=b"4\r\ntail\r\n"))
@@ -129,16 +132,16 @@ async def test_an_offer_to_a_connection_that_ended_is_refused() -> None:
         await client.aclose()
         offers = tcp.ChunkOffers(server)
         for _ in range(50):  # the first writes may still be taken; one after the reset fails
-            if not offers.offer(b"x" * 65536):
+            if not offers.offer_chunk(b"x" * 65536):
                 break
             await offers.flush()
             await trio.sleep(0.01)
         else:
             raise AssertionError("every offer was taken")
         await server.stream.aclose()
-        assert not offers.offer(b"late")
+        assert not offers.offer_chunk(b"late")
         server.__dict__.clear()  # as ``run`` leaves it
-        assert not offers.offer(b"later")
+        assert not offers.offer_chunk(b"later")
         assert not offers.behind
 
 
@@ -409,7 +412,8 @@ async def test_sse_writes_skip_the_framework_on_http_1_1_only(
 
     monkeypatch.setattr(H11Protocol, "stream_send", counted)
     # A caught-up reader's events are written by the merge task (app.tcp.ChunkOffers),
-    # where the body is the engine's own (/v1/streams) and chunks can be written directly.
+    # wherever chunks can be written directly: the SSE bytes of /v1/streams, the chunks
+    # of the OpenAI front door.
     offered: list[bytes] = []
     offer_chunk = tcp.TCPServer.offer_chunk
 
@@ -440,7 +444,7 @@ async def test_sse_writes_skip_the_framework_on_http_1_1_only(
         text = "".join(c["delta"].get("content") or "" for e in parsed for c in e["choices"])
     assert text == await demo_answer()
     assert events.count(ASKS[path][1]) == 1
-    if version == b"1.1" and path == "/v1/streams":
+    if version == b"1.1":
         assert offered
         assert all(data in events for data in offered)
     else:

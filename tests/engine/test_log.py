@@ -11,7 +11,7 @@ import trio.testing
 from hypothesis import given
 from hypothesis import strategies as st
 
-from app.engine.log import DISCARD_SLICE, MemoryEventLog
+from app.engine.log import DISCARD_SLICE, LiveBatch, MemoryEventLog
 from app.engine.wire import encode_data, encode_event
 
 
@@ -65,7 +65,8 @@ class Socket:
         self.rest = b""
         self.refusing = False
 
-    def offer(self, data: bytes) -> bool:
+    def offer(self, batch: LiveBatch) -> bool:
+        data = batch.wire
         if self.refusing or self.rest:
             return False
         taken = min(len(data), self.room)
@@ -133,7 +134,7 @@ async def test_a_live_reader_is_woken_for_what_it_cannot_take_at_once() -> None:
 
 async def test_a_live_writer_that_fails_wakes_its_reader_and_nobody_else(caplog) -> None:
     class Broken(Socket):
-        def offer(self, data: bytes) -> bool:
+        def offer(self, batch: LiveBatch) -> bool:
             raise RuntimeError("bug")
 
     log = MemoryEventLog()
@@ -153,6 +154,28 @@ async def test_a_live_writer_that_fails_wakes_its_reader_and_nobody_else(caplog)
         assert sound.sent == (await log.since(0))[0].wire
         log.close()
     assert "a live writer failed" in caplog.text
+
+
+async def test_a_live_writer_can_take_the_entries_an_append_made() -> None:
+    """A writer of bytes of its own (the OpenAI front door) reads the events, not the
+    wire."""
+    log = MemoryEventLog()
+    log.append_nowait([text(0)])
+    taken: list[list] = []
+
+    class Entries(Socket):
+        def offer(self, batch: LiveBatch) -> bool:
+            taken.append(batch.entries())
+            return True
+
+    async with trio.open_nursery() as nursery:
+        nursery.start_soon(log.wait_live, 1, Entries(), 1000)
+        await trio.testing.wait_all_tasks_blocked()
+        log.append_nowait([text(1), text(2)])
+        log.append_nowait([text(3)])
+        log.close()
+    assert taken == [await log.since(1, limit=2), await log.since(3)]
+    assert [e.id for batch in taken for e in batch] == [2, 3, 4]
 
 
 async def test_a_live_reader_returns_at_once_when_behind_and_on_wake_and_close() -> None:

@@ -17,6 +17,7 @@ from providers import Finish, TextDelta, Usage
 from ..support.engine import (
     DEMO,
     Event,
+    LiveSocket,
     Scripted,
     by_slot,
     collect,
@@ -357,35 +358,7 @@ async def test_a_silent_stream_is_pinged_and_a_busy_one_is_not(autojump_clock) -
             assert pings == []
 
 
-class LiveWire:
-    """A ``LiveWriter`` whose socket takes ``room`` bytes of each offer; what the merge task
-    writes through it and what the reader's task writes land in one ``out``, in order."""
-
-    def __init__(self, room: int = 1 << 20) -> None:
-        self.out = bytearray()
-        self.rest = b""
-        self.room = room
-        self.offers: Counter[str] = Counter()
-
-    def offer(self, data: bytes) -> bool:
-        if self.rest:
-            return False
-        self.out += data[:self.room]
-        self.rest = data[self.room:]
-        self.offers["in part" if self.rest else "whole"] += 1
-        return True
-
-    @property
-    def behind(self) -> bool:
-        return bool(self.rest)
-
-    async def flush(self) -> None:
-        await trio.sleep(0.01)  # the socket drains
-        self.out += self.rest
-        self.rest = b""
-
-
-async def read_live(slot_plans: list, wire: LiveWire, settings: StreamSettings) -> int:
+async def read_live(slot_plans: list, wire: LiveSocket, settings: StreamSettings) -> int:
     """Read a new stream to its end through ``follow`` with ``wire`` as its live writer;
     return how many chunks the reader's own task wrote."""
     hub = Hub(settings)
@@ -405,7 +378,7 @@ async def read_live(slot_plans: list, wire: LiveWire, settings: StreamSettings) 
 async def test_a_caught_up_reader_is_written_by_the_merge_task(autojump_clock) -> None:
     tokens = Scripted([[x for i in range(10) for x in (0.5, TextDelta(f"t{i} "))]
                        + [Finish("stop")]])
-    wire = LiveWire()
+    wire = LiveSocket()
     written = await read_live(plans(route(tokens, "m"), "fast"), wire,
                               StreamSettings(resume_grace=0))
     events = parse(bytes(wire.out), 0)
@@ -418,7 +391,7 @@ async def test_a_caught_up_reader_is_written_by_the_merge_task(autojump_clock) -
 async def test_what_the_socket_takes_in_part_is_finished_before_anything_else(
     autojump_clock,
 ) -> None:
-    wire = LiveWire(room=7)  # no event fits: every offer is taken in part
+    wire = LiveSocket(room=7)  # no event fits: every offer is taken in part
     await read_live(plans("fast", "slow"), wire, StreamSettings(resume_grace=0))
     events = parse(bytes(wire.out), 0)
     assert_grammar(events, 2)
@@ -428,7 +401,7 @@ async def test_what_the_socket_takes_in_part_is_finished_before_anything_else(
 
 async def test_a_live_reader_is_still_pinged_when_the_stream_is_silent(autojump_clock) -> None:
     silent = Scripted([[10.0, TextDelta("late"), Finish("stop")]])
-    wire = LiveWire()
+    wire = LiveSocket()
     await read_live(plans(route(silent, "m")), wire, StreamSettings(resume_grace=0, ping=1.0))
     assert bytes(wire.out).count(PING) >= 4
     assert text_of(parse(bytes(wire.out), 0), 0) == "late"
