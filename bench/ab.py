@@ -3,6 +3,7 @@
     git worktree add /tmp/chorus-before <commit>
     .venv/bin/python -m bench.ab /tmp/chorus-before            # that commit (A) vs this tree (B)
     .venv/bin/python -m bench.ab /tmp/chorus-before --rounds 8 --streams 50 --seconds 6
+    .venv/bin/python -m bench.ab /tmp/chorus-before --front openai   # /v1/chat/completions
 
 One run of the 50-stream latency load moves by 10-20 % at p99 from one minute to the next on
 a shared machine: more than most single changes are worth. So both servers are started side
@@ -22,7 +23,7 @@ from typing import Any
 import trio
 
 from . import procs
-from .client import Target
+from .client import FRONTS, Target
 from .load import Load, run_load
 from .scenarios import Plan
 from .stats import median
@@ -36,6 +37,9 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--rounds", type=int, default=6, help="runs per version (default 6)")
     parser.add_argument("--streams", type=int, default=50, help="streams open at once")
     parser.add_argument("--seconds", type=float, default=6.0, help="length of one run")
+    parser.add_argument("--front", choices=sorted(FRONTS), default="streams",
+                        help="the API streamed through: /v1/streams (default) or the OpenAI "
+                             "front door, /v1/chat/completions")
     args = parser.parse_args(argv)
     for tree in (args.before, args.after):
         if not (tree / "app" / "cli.py").exists():
@@ -59,7 +63,7 @@ def main(argv: list[str] | None = None) -> int:
         for i in range(args.rounds):
             for side in ("A", "B") if i % 2 == 0 else ("B", "A"):
                 proc = servers[side]
-                target = Target(side, proc.port, "chorus")
+                target = Target(side, proc.port, FRONTS[args.front])
                 out = trio.run(run_load, target, load, proc)
                 runs[side].append(out)
                 lag = out["chunk_lag_ms"]
@@ -69,7 +73,8 @@ def main(argv: list[str] | None = None) -> int:
     finally:
         for proc in reversed(running):
             proc.stop()
-    print(f"\nmedians of {args.rounds} runs each ({args.streams} streams, {args.seconds:g} s):")
+    print(f"\nmedians of {args.rounds} runs each ({args.streams} streams, {args.seconds:g} s, "
+          f"through {args.front}):")
     print("side | chunk lag p50 ms | chunk lag p99 ms | CPU us per token")
     for side, tree in (("A", args.before), ("B", args.after)):
         got = runs[side]

@@ -19,6 +19,10 @@ import trio
 STAMP = re.compile(rb"~(\d+)\.(\d+)~")
 
 
+# The APIs of Chorus a bench tool can stream through (``--front``): the client's kind.
+FRONTS = {"streams": "chorus", "openai": "chorus-oai"}
+
+
 @dataclass(frozen=True, slots=True)
 class Target:
     """A server to stream through: where, which path, and how it wants the body."""

@@ -31,7 +31,7 @@ from pathlib import Path
 import trio
 
 from . import procs
-from .client import Target, run_stream
+from .client import FRONTS, Target, run_stream
 from .upstream import model_name
 
 WARM_UP = 30
@@ -57,9 +57,6 @@ async def _streams(target: Target, count: int, slots: int, model: str) -> None:
 def _control(*args: str) -> None:
     subprocess.run(["callgrind_control", *args], check=True, stdout=subprocess.DEVNULL,
                    stderr=subprocess.DEVNULL)
-
-
-FRONTS = {"streams": "chorus", "openai": "chorus-oai"}  # ``--front``: the client's kind
 
 
 def measure(source: Path, streams: int, slots: int = 1, tokens: int = 1,

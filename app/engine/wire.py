@@ -12,7 +12,8 @@ from typing import Any
 PING = b": ping\n\n"
 
 _dumps = json.JSONEncoder(ensure_ascii=False, separators=(",", ":")).encode
-_string = json.encoder.encode_basestring  # what _dumps does to a str, in C
+# What _dumps does to a str (in C): for JSON put together around a string.
+encode_string = json.encoder.encode_basestring
 _TEXT_KEYS = {"slot", "text"}
 
 
@@ -24,7 +25,7 @@ def encode_data(data: dict[str, Any]) -> str:
     if data.keys() == _TEXT_KEYS:
         slot, text = data["slot"], data["text"]
         if type(slot) is int and type(text) is str:
-            return f'{{"slot":{slot},"text":{_string(text)}}}'
+            return f'{{"slot":{slot},"text":{encode_string(text)}}}'
     return _dumps(data)
 
 

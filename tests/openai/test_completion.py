@@ -5,9 +5,12 @@ from __future__ import annotations
 from typing import Any
 
 import pytest
+from hypothesis import given
+from hypothesis import strategies as st
 
 from app.api.errors import ApiError
 from app.api.openai_compat import Completion, parse_chat_body
+from app.engine.wire import encode_data
 
 USAGE = {"input_tokens": 7, "output_tokens": 2, "estimated": False}
 HELLO = [{"role": "user", "content": "hi"}]
@@ -117,3 +120,21 @@ def test_bad_bodies_name_the_field(body: Any, param: str | None, kind: str) -> N
     with pytest.raises(ApiError) as caught:
         parse_chat_body(body, 9)
     assert (caught.value.status, caught.value.param, caught.value.type) == (400, param, kind)
+
+
+@given(st.lists(st.tuples(st.integers(0, 1), st.sampled_from(["delta", "reasoning"]),
+                          st.text()), max_size=8),
+       st.booleans())
+def test_the_wire_is_every_chunk_encoded_whole(
+    texts: list[tuple[int, str, str]], include_usage: bool,
+) -> None:
+    """``wire`` puts text chunks together around their text; the bytes are the same."""
+    events = [(kind, {"slot": slot, "text": text}) for slot, kind, text in texts]
+    events += [("model.done", {"slot": 0, "finish_reason": "stop", "usage": USAGE}),
+               ("delta", {"slot": 1, "text": "late"}), ("stream.done", {"counts": {}})]
+    whole = Completion("chatcmpl-\u00e9", "m\"/x", 1, 2, include_usage)
+    fast = Completion("chatcmpl-\u00e9", "m\"/x", 1, 2, include_usage)
+    expected = b"".join(f"data: {encode_data(c)}\n\n".encode()
+                        for kind, data in events for c in whole.feed(kind, data))
+    assert b"".join(fast.wire(kind, data) for kind, data in events) == expected
+    assert fast.result() == whole.result()
