@@ -15,7 +15,7 @@ from typing import Any, Protocol
 from quart import Blueprint, Response, jsonify
 
 from app.engine import Live, LiveBatch, LogEntry, Stream
-from app.engine.wire import PING, encode_data, encode_string
+from app.engine.wire import PING, encode_data, encode_string, utf8
 from providers import Message
 
 from .bodies import StreamBody, Target, parse_messages, parse_params
@@ -167,7 +167,7 @@ class Completion:
                 text = data["text"]
                 (choice.text if kind == "delta" else choice.reasoning).append(text)
                 around = self._around.get((slot, kind)) or self._template(slot, kind)
-                return b"%s%s%s" % (around[0], encode_string(text).encode(), around[1])
+                return b"%s%s%s" % (around[0], utf8(encode_string(text)), around[1])
         return b"".join([_data(c) for c in self.feed(kind, data)])
 
     def _template(self, slot: int, kind: str) -> tuple[bytes, bytes]:
@@ -415,4 +415,4 @@ class CompletionBody:
 
 
 def _data(obj: dict[str, Any]) -> bytes:
-    return f"data: {encode_data(obj)}\n\n".encode()
+    return utf8(f"data: {encode_data(obj)}\n\n")

@@ -117,26 +117,50 @@ class Stream:
             self._stall_check = self._timers.call_later(self.settings.stall_timeout,
                                                         self._check_stalls)
         self._ping_tick = self._timers.call_later(self.settings.ping, self._keep_alive)
-        async with trio.open_nursery() as nursery:
-            async with send:
-                for state in self.slots:
-                    nursery.start_soon(run_slot, state, send.clone(), hook)
-            task_status.started()
-            await merge(receive, self.log)
-            now = trio.current_time()
-            self.ended_at = now
-            counts = {DONE: 0, ERROR: 0, STOPPED: 0}  # every slot has ended: state is one
-            for state in self.slots:
-                counts[state.state] += 1
-            await self.log.append([("stream.done", {
-                "counts": counts, "duration_ms": round((now - self.started_at) * 1000, 1),
-            })])
-            self._notify("stream_ended", self, counts)
-            self.log.close()
-            self.done.set()
+        started = False
+        try:
+            async with trio.open_nursery() as nursery:
+                async with send:
+                    for state in self.slots:
+                        nursery.start_soon(run_slot, state, send.clone(), hook)
+                task_status.started()
+                started = True
+                await merge(receive, self.log)
+                now = trio.current_time()
+                self.ended_at = now
+                counts = self._counts()  # every slot has ended: its state is one of them
+                await self.log.append([("stream.done", {
+                    "counts": counts, "duration_ms": round((now - self.started_at) * 1000, 1),
+                })])
+                self._notify("stream_ended", self, counts)
+                self.log.close()
+                self.done.set()
+        except Exception:
+            if not started:
+                raise  # ``Hub.open`` raises it: the request fails, nothing else
+            self._broke()
         for timer in (self._unattended, self._stall_check, self._ping_tick):
             if timer is not None:
                 timer.cancel()  # the watches are no longer needed
+
+    def _counts(self) -> dict[str, int]:
+        counts = {DONE: 0, ERROR: 0, STOPPED: 0}
+        for state in self.slots:
+            counts[state.state if state.state in counts else ERROR] += 1
+        return counts
+
+    def _broke(self) -> None:
+        """End this stream after a failure of its own machinery (a model's failure is an
+        event, never this): the log closes without ``stream.done``, so its readers' responses
+        end, and the failure stops here; left to rise, it would end the hub's nursery and
+        every stream of the server with it. Called in the ``except`` that caught it."""
+        log.exception("stream %s failed and ends; the server and its other streams go on",
+                      self.id)
+        self.ended_at = trio.current_time()
+        self._notify("stream_ended", self, self._counts())
+        if not self.log.closed:
+            self.log.close()
+        self.done.set()
 
     def _slot_event(self, state: SlotState, kind: str, payload: dict[str, Any]) -> None:
         self._notify("slot_event", self, state, kind, payload)

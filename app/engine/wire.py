@@ -7,6 +7,7 @@ Each event is encoded when it enters the log, so a replay or a second subscriber
 from __future__ import annotations
 
 import json
+import re
 from typing import Any
 
 PING = b": ping\n\n"
@@ -30,4 +31,42 @@ def encode_data(data: dict[str, Any]) -> str:
 
 
 def encode_event(event_id: int, event_type: str, data_json: str) -> bytes:
-    return f"id: {event_id}\nevent: {event_type}\ndata: {data_json}\n\n".encode()
+    text = f"id: {event_id}\nevent: {event_type}\ndata: {data_json}\n\n"
+    try:  # ``utf8``, without a call more per event
+        return text.encode()
+    except UnicodeEncodeError:
+        return escape_surrogates(text).encode()
+
+
+_SURROGATE = re.compile("[\ud800-\udfff]")
+
+
+def utf8(text: str) -> bytes:
+    """``text`` (JSON, or lines that hold JSON) in UTF-8.
+
+    A lone surrogate, half of a character outside the BMP, has no UTF-8 form. It comes
+    from an upstream whose JSON escapes non-ASCII and that split such a character
+    between two chunks (``"\\ud83d"``, then ``"\\ude00"``); encoding it would raise in
+    the merge task and end the stream. It goes out as the escape it came in
+    (``escape_surrogates``): valid inside a JSON string, the only place it can be, and a
+    client that joins the texts (a browser's strings are UTF-16) has the character back.
+    Free when there is none: only a failed encode looks for them.
+    """
+    try:
+        return text.encode()
+    except UnicodeEncodeError:
+        return escape_surrogates(text).encode()
+
+
+def escape_surrogates(json_text: str) -> str:
+    """Every lone surrogate in ``json_text`` as its JSON escape (see ``utf8``)."""
+    return _SURROGATE.sub(lambda m: f"\\u{ord(m.group()):04x}", json_text)
+
+
+def whole_characters(text: str) -> str:
+    """``text`` with each surrogate pair (the halves of one character, as two texts
+    joined may hold them) made one character, and a half alone made U+FFFD: what a
+    UTF-16 reader would show."""
+    if text.isascii() or _SURROGATE.search(text) is None:
+        return text
+    return text.encode("utf-16-le", "surrogatepass").decode("utf-16-le", "replace")

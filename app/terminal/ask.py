@@ -18,6 +18,8 @@ from typing import TextIO
 
 import trio
 
+from app.engine.wire import escape_surrogates
+
 from .board import Board
 from .render import render_final, render_live
 from .sources import RequestRefused, Source, SourceError
@@ -102,8 +104,9 @@ async def run(source: Source, view: View, out: TextIO, err: TextIO) -> int:
                 async for event_id, kind, data in source.events():
                     outcome.board.apply(kind, data, trio.current_time())
                     if view.json:
-                        out.write(json.dumps({"id": event_id, "event": kind, "data": data},
-                                             ensure_ascii=False) + "\n")
+                        out.write(escape_surrogates(json.dumps(
+                            {"id": event_id, "event": kind, "data": data},
+                            ensure_ascii=False)) + "\n")
                         out.flush()
                     redraw.notify()
             except SourceError as exc:

@@ -12,6 +12,8 @@ import re
 from dataclasses import dataclass, field
 from typing import Any
 
+from app.engine.wire import whole_characters
+
 # Control characters other than newline and tab would let a model's answer move the
 # cursor or recolour the terminal; they never reach the screen.
 _CONTROL = re.compile(r"[\x00-\x08\x0b-\x1f\x7f-\x9f]")
@@ -46,11 +48,11 @@ class Column:
 
     @property
     def answer(self) -> str:
-        return "".join(self.text)
+        return whole_characters("".join(self.text))
 
     @property
     def thought(self) -> str:
-        return "".join(self.reasoning)
+        return whole_characters("".join(self.reasoning))
 
     def ttft(self) -> float | None:
         """Seconds to the first token: the server's figure, else as seen here."""

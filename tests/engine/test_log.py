@@ -12,7 +12,7 @@ from hypothesis import given
 from hypothesis import strategies as st
 
 from app.engine.log import DISCARD_SLICE, LiveBatch, MemoryEventLog
-from app.engine.wire import encode_data, encode_event
+from app.engine.wire import encode_data, encode_event, whole_characters
 
 
 async def test_since_gives_every_entry_after_the_cursor_with_its_wire_form() -> None:
@@ -221,3 +221,30 @@ def test_a_text_event_encodes_as_the_json_encoder_would(slot: int, text: str) ->
     assert encoded == json.dumps(data, ensure_ascii=False, separators=(",", ":"))
     assert "\n" not in encoded
     assert json.loads(encoded) == data
+
+
+ANY_CODE_POINT = st.text(st.characters(blacklist_categories=()))  # lone surrogates too
+
+
+@given(st.lists(ANY_CODE_POINT, max_size=4))
+def test_every_text_is_logged_and_reads_back_as_a_utf16_reader_joins_it(
+    texts: list[str],
+) -> None:
+    # Half a character (a lone surrogate) has no UTF-8 form: it is logged as its JSON
+    # escape, and the halves of texts joined make the character again.
+    log = MemoryEventLog()
+    log.append_nowait([("delta", {"slot": 0, "text": t}) for t in texts])
+    wire = b"".join(log._wires).decode()  # UTF-8, or this raises
+    read = [json.loads(line[6:])["text"] for line in wire.split("\n")
+            if line.startswith("data: ")]
+    assert utf16("".join(read)) == utf16("".join(texts))
+
+
+def utf16(text: str) -> bytes:
+    return text.encode("utf-16-le", "surrogatepass")
+
+
+def test_whole_characters_joins_the_halves_and_marks_a_half_alone() -> None:
+    assert whole_characters("a \ud83d" + "\ude00 b") == "a \U0001f600 b"
+    assert whole_characters("\ude00 \ud83d") == "\ufffd \ufffd"
+    assert whole_characters("plain, café") == "plain, café"

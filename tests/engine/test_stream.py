@@ -9,7 +9,7 @@ import pytest
 import trio
 import trio.testing
 
-from app.engine import Hub, StreamSettings
+from app.engine import Hub, Stream, StreamSettings
 from app.engine.log import MemoryEventLog
 from app.engine.wire import PING
 from providers import Finish, TextDelta, Usage
@@ -405,3 +405,41 @@ async def test_a_live_reader_is_still_pinged_when_the_stream_is_silent(autojump_
     await read_live(plans(route(silent, "m")), wire, StreamSettings(resume_grace=0, ping=1.0))
     assert bytes(wire.out).count(PING) >= 4
     assert text_of(parse(bytes(wire.out), 0), 0) == "late"
+
+
+async def test_a_stream_whose_machinery_fails_ends_alone(autojump_clock, caplog) -> None:
+    # Not a model's failure (those are events) but the stream's own: here its log refuses
+    # an append. The stream's reader ends without stream.done; the hub and the stream
+    # beside it go on, and the hub still opens streams.
+    class Fragile(MemoryEventLog):
+        def append_nowait(self, events):
+            if any(data.get("text") == "boom" for _, data in events):
+                raise RuntimeError("a bug in the log")
+            return super().append_nowait(events)
+
+    steady = Scripted([[x for i in range(6) for x in (0.5, TextDelta(f"t{i} "))]
+                       + [Finish("stop")]])
+    breaking = Scripted([[1.0, TextDelta("boom"), Finish("stop")]])
+    hub = Hub(StreamSettings(resume_grace=0), log_factory=Fragile)
+    got: dict[str, list[Event]] = {}
+
+    async def read(name: str, stream: Stream) -> None:
+        got[name] = await collect(stream, attached=True)
+
+    async with trio.open_nursery() as nursery:
+        await nursery.start(hub.run)
+        broken = await hub.open("owner", plans(route(breaking, "m")), reader=True)
+        fine = await hub.open("owner", plans(route(steady, "m")), reader=True)
+        nursery.start_soon(read, "broken", broken)
+        nursery.start_soon(read, "fine", fine)
+        await fine.done.wait()
+        await broken.done.wait()
+        assert hub.active == 0
+        got["after"] = await collect(await hub.open("owner", plans("fast"), reader=True),
+                                     attached=True)
+        hub.close()
+    assert "stream.done" not in [e.type for e in got["broken"]]
+    assert_grammar(got["fine"], 1)
+    assert text_of(got["fine"], 0) == "".join(f"t{i} " for i in range(6))
+    assert_grammar(got["after"], 1)
+    assert "failed and ends" in caplog.text

@@ -199,8 +199,12 @@ async def test_a_slow_reader_gets_everything_in_order(
         return taken
 
     monkeypatch.setattr(tcp.TCPServer, "offer_chunk", recorded)
-    # ~1.3 MB in slot 0, far more than the socket buffers hold, beside a small answer.
-    upstream.respond = lambda seen: big_answer(40 if seen.json["model"] == "m" else 1)
+    # ~1.3 MB in slot 0, far more than the socket buffers hold, beside a small answer. Its
+    # second word comes half a second after its first, when the reader has caught up.
+    caught_up = [*sse(openai_chunk("a"), done=False), 0.5, *sse(openai_chunk("b"), done=False)]
+    upstream.respond = lambda seen: (
+        Script(body=[*caught_up, *big_answer(40).body]) if seen.json["model"] == "m"
+        else big_answer(1))
     server = await start_chorus(provider(upstream, "stall_timeout = 2.0\nresume_grace = 0.0"))
     client = await raw_stream_request(server.url, {"models": ["up/m", "up/n"], **ASK},
                                       rcvbuf=8192)
@@ -210,9 +214,9 @@ async def test_a_slow_reader_gets_everything_in_order(
     assert ending == "complete"
     assert_grammar(as_events(events), 2)
     text = "".join(d["text"] for _, t, d in events if t == "delta" and d["slot"] == 0)
-    assert text == BIG * 40
+    assert text == "ab" + BIG * 40
     assert server.app.extensions["chorus"].metrics.readers_cut._value.get() == 0
-    # The reader caught up at least once, and the merge task wrote for it (whole or in part).
+    # The reader caught up, and the merge task wrote for it (whole or in part).
     assert set(offers) - {"refused"}
 
 

@@ -8,6 +8,7 @@ tests/api/test_upstream.py.)
 
 from __future__ import annotations
 
+import json
 import socket
 import struct
 from collections.abc import Awaitable, Callable
@@ -235,3 +236,45 @@ async def test_a_429_storm_is_retried_a_bounded_number_of_times(
     asked = [s.json["model"] for s in upstream.seen]
     assert asked.count("now") == 18 * 3
     assert asked.count("later") == 1
+
+
+SPLIT = ["a ", "\ud83d", "\ude00", " b"]  # an emoji's surrogate pair, one half per chunk
+
+
+async def test_half_a_character_passes_through_as_its_escape(
+    upstream: FakeUpstream, start_server: StartServer,
+) -> None:
+    # An upstream that escapes non-ASCII (``\ud83d`` in its JSON) may split a character
+    # outside the BMP between two chunks. Each half goes out as the same escape, so a
+    # client that joins the texts (a browser: UTF-16 strings) has the character back; it
+    # fails nothing, and the server goes on serving.
+    upstream.respond = lambda seen: openai_script(SPLIT)
+    server = await start_server(two_providers(upstream.url, upstream))
+    async with server.client() as client:
+        for _ in range(2):  # the second: the server still serves
+            async with client.stream("POST", "/v1/streams", headers=SSE,
+                                     json={"models": ["bad/m", "good/m"], **ASK}) as r:
+                events = [e async for e in read_events(r)]
+            assert events[-1][1] == "stream.done"
+            for slot in (0, 1):
+                text = "".join(d["text"] for _, t, d in events
+                               if t == "delta" and d["slot"] == slot)
+                assert utf16(text) == "a \U0001f600 b"
+        chunks = []
+        async with client.stream("POST", "/v1/chat/completions", json={
+                "model": "good/m", "stream": True, **ASK}) as r:
+            async for line in r.aiter_lines():
+                if line.startswith("data: {"):
+                    chunks.append(json.loads(line[6:]))
+        assert chunks
+        text = "".join(c["choices"][0]["delta"].get("content") or "" for c in chunks)
+        assert utf16(text) == "a \U0001f600 b"
+        whole = await client.post("/v1/chat/completions", json={"model": "good/m", **ASK})
+        assert whole.status_code == 200
+        assert utf16(whole.json()["choices"][0]["message"]["content"]) == "a \U0001f600 b"
+
+
+def utf16(text: str) -> str:
+    """``text`` as a UTF-16 client reads it: surrogate halves side by side are one
+    character."""
+    return text.encode("utf-16-le", "surrogatepass").decode("utf-16-le")

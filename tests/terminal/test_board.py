@@ -70,6 +70,14 @@ def test_control_characters_never_reach_the_terminal() -> None:
     assert board.columns[0].answer == "a[2Jb\nc\td"
 
 
+def test_the_halves_of_a_character_in_two_events_show_as_one() -> None:
+    board = board_of((0.1, "delta", {"slot": 0, "text": "a \ud83d"}),
+                     (0.2, "delta", {"slot": 0, "text": "\ude00 b"}),
+                     (0.3, "reasoning", {"slot": 1, "text": "\ud83d"}))
+    assert board.columns[0].answer == "a \U0001f600 b"
+    assert board.columns[1].thought == "\ufffd"  # half a character alone
+
+
 def test_events_for_unknown_slots_are_ignored() -> None:
     board = board_of((0.1, "delta", {"slot": 7, "text": "x"}), (0.1, "delta", {"text": "x"}))
     assert [c.answer for c in board.columns] == ["", ""]

@@ -18,6 +18,7 @@ from app.cli import main
 from app.config import WELL_KNOWN
 
 from ..conftest import StartServer
+from ..support.upstream import FakeUpstream, openai_script
 
 DEMO = '[providers.demo]\ntype = "demo"\nretries = 0\n'
 QUICK = "demo/ttft=0,rate=0,tokens=3"
@@ -141,3 +142,22 @@ async def test_local_models_still_list(chorus: Chorus, config: str) -> None:
     code, out, _ = await chorus("models", "--config", config)
     assert code == 0
     assert "demo/thinker  (simulated)" in out.splitlines()
+
+
+async def test_half_a_character_per_event_prints_as_one(
+    chorus: Chorus, start_server: StartServer, upstream: FakeUpstream,
+) -> None:
+    # An upstream that split an emoji's surrogate pair between two chunks: Chorus sends
+    # each half as its JSON escape, and what reaches the terminal is UTF-8 either way.
+    upstream.respond = lambda seen: openai_script(["a ", "\ud83d", "\ude00", " b"])
+    server = await start_server(
+        f'[providers.up]\ntype = "openai"\nbase_url = "{upstream.url}/v1"\n')
+    code, out, err = await chorus("ask", "--server", server.url, "--json", "-m", "up/m", "hi")
+    assert code == 0, err
+    out.encode("utf-8")  # a terminal's stdout takes it: no half character left raw
+    events = [json.loads(line) for line in out.splitlines()]
+    text = "".join(e["data"]["text"] for e in events if e["event"] == "delta")
+    assert text.encode("utf-16-le", "surrogatepass").decode("utf-16-le") == "a \U0001f600 b"
+    code, out, err = await chorus("ask", "--server", server.url, "-m", "up/m", "hi")
+    assert code == 0, err
+    assert "a \U0001f600 b" in out
