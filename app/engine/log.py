@@ -78,8 +78,10 @@ class EventLog(Protocol):
     @property
     def closed(self) -> bool: ...
 
-    async def append(self, events: Sequence[tuple[str, dict[str, Any]]]) -> int:
-        """Add events in order; return the id of the last one."""
+    async def append(self, events: Sequence[tuple[str, dict[str, Any]]], *,
+                     offer: bool = True) -> int:
+        """Add events in order; return the id of the last one. ``offer=False``: readers in
+        ``wait_live`` are woken to read them, not offered them."""
         ...
 
     async def since(self, after: int, limit: int | None = None) -> list[LogEntry]:
@@ -93,8 +95,9 @@ class EventLog(Protocol):
 
     async def wait_live(self, after: int, writer: LiveWriter, limit: int) -> int:
         """``wait``, while every batch of entries appended meanwhile (of at most ``limit``
-        wire bytes) is offered to ``writer`` as it is appended; return the id of the last
-        entry it took (``after`` if none). A backend may offer nothing and only wait."""
+        wire bytes, appended with ``offer``) is offered to ``writer`` as it is appended;
+        return the id of the last entry it took (``after`` if none). A backend may offer
+        nothing and only wait."""
         ...
 
     def wake(self) -> None:
@@ -143,10 +146,12 @@ class MemoryEventLog:
     def closed(self) -> bool:
         return self._closed
 
-    async def append(self, events: Sequence[tuple[str, dict[str, Any]]]) -> int:
-        return self.append_nowait(events)
+    async def append(self, events: Sequence[tuple[str, dict[str, Any]]], *,
+                     offer: bool = True) -> int:
+        return self.append_nowait(events, offer=offer)
 
-    def append_nowait(self, events: Sequence[tuple[str, dict[str, Any]]]) -> int:
+    def append_nowait(self, events: Sequence[tuple[str, dict[str, Any]]], *,
+                      offer: bool = True) -> int:
         if self._closed:
             raise RuntimeError("append to a closed event log")
         wires = self._wires
@@ -156,7 +161,10 @@ class MemoryEventLog:
             self._types.append(event_type)
             self._data.append(data)
         if self._live and len(wires) > before:
-            self._offer(before)
+            if offer:
+                self._offer(before)
+            else:
+                self._wake()  # they read it from their cursor, with what comes meanwhile
         self._wake_waiting()
         return len(wires)
 

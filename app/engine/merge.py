@@ -61,7 +61,13 @@ async def merge(receive: trio.MemoryReceiveChannel[Item], log: EventLog) -> None
                     batch.append(receive.receive_nowait())
             except (trio.WouldBlock, trio.EndOfChannel):
                 pass
-            await log.append(coalesce(batch))
+            # One item: the stream keeps up, and its live readers are written at once (the
+            # latency case). More: its slots outpace it (an upstream read brought several
+            # tokens), and throughput counts: the readers are woken instead and write after
+            # the tasks already runnable, so what comes meanwhile leaves in the same write.
+            # Written at once, at saturation, each write carried a third fewer tokens and
+            # cost ~10 % more CPU per token (``bench/findings.md``, ninth round).
+            await log.append(coalesce(batch), offer=len(batch) == 1)
             for state, kind, payload in batch:  # once logged, the slot has ended
                 if kind in TERMINAL_STATES:
                     _finish(state, kind, payload)

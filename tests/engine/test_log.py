@@ -132,6 +132,22 @@ async def test_a_live_reader_is_woken_for_what_it_cannot_take_at_once() -> None:
     assert big.sent == (await log.since(0))[0].wire
 
 
+async def test_an_append_not_offered_wakes_the_live_readers() -> None:
+    log = MemoryEventLog()
+    socket = Socket()
+    returned: list[int] = []
+
+    async def reader() -> None:
+        returned.append(await log.wait_live(0, socket, limit=1000))
+
+    async with trio.open_nursery() as nursery:
+        nursery.start_soon(reader)
+        await trio.testing.wait_all_tasks_blocked()
+        log.append_nowait([text(1), text(2)], offer=False)
+    assert returned == [0]  # woken where it was, to read both itself
+    assert socket.sent == b""
+
+
 async def test_a_live_writer_that_fails_wakes_its_reader_and_nobody_else(caplog) -> None:
     class Broken(Socket):
         def offer(self, batch: LiveBatch) -> bool:

@@ -11,6 +11,9 @@ import trio.testing
 
 from app.engine import Hub, Stream, StreamSettings
 from app.engine.log import MemoryEventLog
+from app.engine.merge import merge
+from app.engine.runner import Item
+from app.engine.slots import SlotState
 from app.engine.wire import PING
 from providers import Finish, TextDelta, Usage
 
@@ -140,9 +143,9 @@ async def test_a_slow_slot_is_never_starved_by_fast_ones() -> None:
 class SlowLog(MemoryEventLog):
     """A log whose appends take time, so the slots outrun the merge task."""
 
-    async def append(self, events):
+    async def append(self, events, *, offer=True):
         await trio.sleep(0.01)
-        return await super().append(events)
+        return await super().append(events, offer=offer)
 
 
 async def test_a_lagging_merge_coalesces_text_without_losing_or_reordering_any(
@@ -161,6 +164,30 @@ async def test_a_lagging_merge_coalesces_text_without_losing_or_reordering_any(
     alone = await run(plans("ttft=0,rate=1000,tokens=300"))
     for slot in range(3):
         assert text_of(events, slot) == text_of(alone, 0)
+
+
+async def test_live_readers_are_written_at_once_only_when_the_merge_keeps_up() -> None:
+    # One item per wake-up: the stream keeps up, its live readers get the events at once.
+    # Several: the slots outpace it, and the readers are woken to write for themselves,
+    # so that what comes meanwhile leaves in the same write (fewer writes at saturation).
+    offered: list[tuple[int, bool]] = []
+
+    class Recording(MemoryEventLog):
+        async def append(self, events, *, offer=True):
+            offered.append((len(events), offer))
+            return await super().append(events, offer=offer)
+
+    state = SlotState(plans("fast")[0])
+    send, receive = trio.open_memory_channel[Item](16)
+    async with trio.open_nursery() as nursery:
+        nursery.start_soon(merge, receive, Recording())
+        for text in ("a", "b", "c"):  # queued before the merge task wakes
+            send.send_nowait((state, "delta", text))
+        await trio.testing.wait_all_tasks_blocked()
+        await send.send((state, "delta", "d"))
+        await trio.testing.wait_all_tasks_blocked()
+        await send.aclose()
+    assert offered == [(1, False), (1, True)]  # "abc" coalesced, then "d" alone
 
 
 async def test_every_reader_sees_the_same_events_under_the_same_ids(autojump_clock) -> None:
@@ -412,10 +439,10 @@ async def test_a_stream_whose_machinery_fails_ends_alone(autojump_clock, caplog)
     # an append. The stream's reader ends without stream.done; the hub and the stream
     # beside it go on, and the hub still opens streams.
     class Fragile(MemoryEventLog):
-        def append_nowait(self, events):
+        def append_nowait(self, events, *, offer=True):
             if any(data.get("text") == "boom" for _, data in events):
                 raise RuntimeError("a bug in the log")
-            return super().append_nowait(events)
+            return super().append_nowait(events, offer=offer)
 
     steady = Scripted([[x for i in range(6) for x in (0.5, TextDelta(f"t{i} "))]
                        + [Finish("stop")]])
