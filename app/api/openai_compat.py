@@ -315,8 +315,9 @@ class CompletionBody:
 
     ``aclose`` (the response ended, or the client left) stops every slot still running,
     closing its upstream, and leaves the log. Nothing here opens a nursery or a cancel
-    scope. (If the client leaves in the instant before Quart first reads the body,
-    ``aclose`` still runs: Quart closes a body it never read.)
+    scope. (Should the client leave in the instant before Quart takes the body, nothing
+    closes it: ``entries`` is then finalised when dropped, the reader leaves, and the
+    stream's ``resume_grace`` stops the slots.)
     """
 
     __slots__ = ("_batches", "_fed", "_live", "_made", "_over", "_sink", "_stream",
