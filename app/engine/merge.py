@@ -18,6 +18,18 @@ from .runner import Item
 from .slots import DONE, ERROR, STOPPED, SlotState
 
 TEXT_KINDS = frozenset({"delta", "reasoning"})
+
+# A wake-up that took at most this many items is the latency case: the stream keeps up (a
+# token; a token with its model's end; two that came together), and its live readers are
+# written at once. More: the slots outpace the stream (an upstream read brought many
+# tokens) and throughput counts: the readers are woken instead and write after the tasks
+# already runnable, so that what comes meanwhile leaves in the same write. Written at
+# once at saturation, each write carried a third fewer tokens and cost ~10 % more CPU per
+# token. Deferring from two items on would hold back an answer's last token whenever it
+# came with its model's end, and it made the 200-stream tail longer (``bench/findings.md``,
+# ninth round).
+LIVE_ITEMS = 3
+
 TERMINAL_STATES = {"model.done": DONE, "model.error": ERROR, "model.stopped": STOPPED}
 
 
@@ -61,13 +73,7 @@ async def merge(receive: trio.MemoryReceiveChannel[Item], log: EventLog) -> None
                     batch.append(receive.receive_nowait())
             except (trio.WouldBlock, trio.EndOfChannel):
                 pass
-            # One item: the stream keeps up, and its live readers are written at once (the
-            # latency case). More: its slots outpace it (an upstream read brought several
-            # tokens), and throughput counts: the readers are woken instead and write after
-            # the tasks already runnable, so what comes meanwhile leaves in the same write.
-            # Written at once, at saturation, each write carried a third fewer tokens and
-            # cost ~10 % more CPU per token (``bench/findings.md``, ninth round).
-            await log.append(coalesce(batch), offer=len(batch) == 1)
+            await log.append(coalesce(batch), offer=len(batch) <= LIVE_ITEMS)
             for state, kind, payload in batch:  # once logged, the slot has ended
                 if kind in TERMINAL_STATES:
                     _finish(state, kind, payload)

@@ -11,7 +11,7 @@ import trio.testing
 
 from app.engine import Hub, Stream, StreamSettings
 from app.engine.log import MemoryEventLog
-from app.engine.merge import merge
+from app.engine.merge import LIVE_ITEMS, merge
 from app.engine.runner import Item
 from app.engine.slots import SlotState
 from app.engine.wire import PING
@@ -167,8 +167,8 @@ async def test_a_lagging_merge_coalesces_text_without_losing_or_reordering_any(
 
 
 async def test_live_readers_are_written_at_once_only_when_the_merge_keeps_up() -> None:
-    # One item per wake-up: the stream keeps up, its live readers get the events at once.
-    # Several: the slots outpace it, and the readers are woken to write for themselves,
+    # A few items per wake-up: the stream keeps up, its live readers get the events at
+    # once. Many: the slots outpace it, and the readers are woken to write for themselves,
     # so that what comes meanwhile leaves in the same write (fewer writes at saturation).
     offered: list[tuple[int, bool]] = []
 
@@ -181,13 +181,12 @@ async def test_live_readers_are_written_at_once_only_when_the_merge_keeps_up() -
     send, receive = trio.open_memory_channel[Item](16)
     async with trio.open_nursery() as nursery:
         nursery.start_soon(merge, receive, Recording())
-        for text in ("a", "b", "c"):  # queued before the merge task wakes
-            send.send_nowait((state, "delta", text))
-        await trio.testing.wait_all_tasks_blocked()
-        await send.send((state, "delta", "d"))
-        await trio.testing.wait_all_tasks_blocked()
+        for burst in (LIVE_ITEMS + 1, LIVE_ITEMS, 1):  # each queued before the merge wakes
+            for _ in range(burst):
+                send.send_nowait((state, "delta", "x"))
+            await trio.testing.wait_all_tasks_blocked()
         await send.aclose()
-    assert offered == [(1, False), (1, True)]  # "abc" coalesced, then "d" alone
+    assert offered == [(1, False), (1, True), (1, True)]  # each burst one event
 
 
 async def test_every_reader_sees_the_same_events_under_the_same_ids(autojump_clock) -> None:
