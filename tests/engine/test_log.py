@@ -87,27 +87,29 @@ def text(i: int) -> tuple[str, dict]:
     return ("delta", {"slot": 0, "text": f"t{i}"})
 
 
+async def read_live(log: MemoryEventLog, socket: Socket, after: int, limit: int,
+                    returned: dict[str, int], name: str = "reader") -> None:
+    """A reader in ``wait_live``; where it was sent back to goes in ``returned[name]``."""
+    returned[name] = await log.wait_live(after, socket, limit)
+
+
 async def test_a_live_reader_takes_what_is_logged_without_being_woken() -> None:
     log = MemoryEventLog()
     log.append_nowait([text(0)])
     socket = Socket()
-    returned: list[int] = []
-
-    async def reader() -> None:
-        returned.append(await log.wait_live(1, socket, limit=1000))
-
+    returned: dict[str, int] = {}
     async with trio.open_nursery() as nursery:
-        nursery.start_soon(reader)
+        nursery.start_soon(read_live, log, socket, 1, 1000, returned)
         await trio.testing.wait_all_tasks_blocked()
         log.append_nowait([text(1)])
         log.append_nowait([text(2), text(3)])  # one append, one write
         await trio.testing.wait_all_tasks_blocked()
         log.append_nowait([])  # nothing to offer, nothing to wake it for
-        assert returned == []  # still asleep: the appender wrote for it
+        assert returned == {}  # still asleep: the appender wrote for it
         assert socket.sent == b"".join(e.wire for e in await log.since(1))
         socket.refusing = True
         log.append_nowait([text(4)])  # refused: the reader wakes where the writer stopped
-    assert returned == [4]
+    assert returned == {"reader": 4}
     assert socket.sent == b"".join(e.wire for e in await log.since(1, limit=3))
 
 
@@ -115,13 +117,9 @@ async def test_a_live_reader_is_woken_for_what_it_cannot_take_at_once() -> None:
     log = MemoryEventLog()
     big, small = Socket(), Socket(room=10)
     returned: dict[str, int] = {}
-
-    async def reader(name: str, socket: Socket) -> None:
-        returned[name] = await log.wait_live(0, socket, limit=50)
-
     async with trio.open_nursery() as nursery:
-        nursery.start_soon(reader, "big", big)
-        nursery.start_soon(reader, "small", small)
+        nursery.start_soon(read_live, log, big, 0, 50, returned, "big")
+        nursery.start_soon(read_live, log, small, 0, 50, returned, "small")
         await trio.testing.wait_all_tasks_blocked()
         log.append_nowait([text(1)])  # taken by both; the small socket only in part
         await trio.testing.wait_all_tasks_blocked()
@@ -135,16 +133,12 @@ async def test_a_live_reader_is_woken_for_what_it_cannot_take_at_once() -> None:
 async def test_an_append_not_offered_wakes_the_live_readers() -> None:
     log = MemoryEventLog()
     socket = Socket()
-    returned: list[int] = []
-
-    async def reader() -> None:
-        returned.append(await log.wait_live(0, socket, limit=1000))
-
+    returned: dict[str, int] = {}
     async with trio.open_nursery() as nursery:
-        nursery.start_soon(reader)
+        nursery.start_soon(read_live, log, socket, 0, 1000, returned)
         await trio.testing.wait_all_tasks_blocked()
         log.append_nowait([text(1), text(2)], offer=False)
-    assert returned == [0]  # woken where it was, to read both itself
+    assert returned == {"reader": 0}  # woken where it was, to read both itself
     assert socket.sent == b""
 
 
@@ -156,13 +150,9 @@ async def test_a_live_writer_that_fails_wakes_its_reader_and_nobody_else(caplog)
     log = MemoryEventLog()
     sound = Socket()
     returned: dict[str, int] = {}
-
-    async def reader(name: str, socket: Socket) -> None:
-        returned[name] = await log.wait_live(0, socket, limit=100)
-
     async with trio.open_nursery() as nursery:
-        nursery.start_soon(reader, "broken", Broken())
-        nursery.start_soon(reader, "sound", sound)
+        nursery.start_soon(read_live, log, Broken(), 0, 100, returned, "broken")
+        nursery.start_soon(read_live, log, sound, 0, 100, returned, "sound")
         await trio.testing.wait_all_tasks_blocked()
         log.append_nowait([text(1)])  # the appender goes on
         await trio.testing.wait_all_tasks_blocked()
