@@ -31,11 +31,7 @@ def encode_data(data: dict[str, Any]) -> str:
 
 
 def encode_event(event_id: int, event_type: str, data_json: str) -> bytes:
-    text = f"id: {event_id}\nevent: {event_type}\ndata: {data_json}\n\n"
-    try:  # ``utf8``, without a call more per event
-        return text.encode()
-    except UnicodeEncodeError:
-        return escape_surrogates(text).encode()
+    return utf8(f"id: {event_id}\nevent: {event_type}\ndata: {data_json}\n\n")
 
 
 _SURROGATE = re.compile("[\ud800-\udfff]")
