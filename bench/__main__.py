@@ -83,7 +83,7 @@ PARTS = ("latency", "saturation", "wall", "stop", "disconnect", "wire", "memory"
          "micro")
 
 
-async def run_all(ctx: Ctx, chorus: procs.Proc, litellm: procs.Proc | None,
+async def run_all(ctx: Ctx, chorus: procs.Proc, relay: procs.Proc, litellm: procs.Proc | None,
                   results: dict[str, Any], log: Any) -> None:
     want = ctx.wants
     direct = Server("direct", Target("direct", ctx.upstream.port, "direct"), None)
@@ -91,7 +91,9 @@ async def run_all(ctx: Ctx, chorus: procs.Proc, litellm: procs.Proc | None,
           for k in (1, 3, 9)]
     # The same engine behind its OpenAI-compatible door: the like-for-like peer of LiteLLM.
     oai = Server("chorus-oai", Target("chorus-oai", chorus.port, "chorus-oai"), chorus)
-    servers = [direct, *ch, oai]
+    # The same frameworks with nothing of Chorus's own: what the stack alone costs.
+    bare = Server("relay", Target("relay", relay.port, "relay"), relay)
+    servers = [direct, *ch, oai, bare]
     peers = [oai]
     if litellm is not None:
         peers.append(Server("litellm", Target("litellm", litellm.port, "litellm",
@@ -232,6 +234,8 @@ def main(argv: list[str] | None = None) -> int:
     try:
         chorus = procs.chorus_proc(upstream.port, server_cores, workdir).start()
         running.append(chorus)
+        relay = procs.relay_proc(upstream.port, server_cores, workdir).start()
+        running.append(relay)
         litellm = None
         if litellm_ok:
             try:
@@ -241,8 +245,8 @@ def main(argv: list[str] | None = None) -> int:
             except (RuntimeError, TimeoutError) as exc:
                 results["notes"].append(f"LiteLLM did not start: {exc}")
                 litellm = None
-        trio.run(run_all, ctx, chorus, litellm, results, log)
-        for proc in (chorus, litellm):
+        trio.run(run_all, ctx, chorus, relay, litellm, results, log)
+        for proc in (chorus, relay, litellm):
             if proc is not None:
                 proc.stop()
         if want("memory"):
@@ -304,6 +308,12 @@ def _memory(ctx: Ctx, litellm_ok: bool, server_cores: set[int], running: list[pr
     fresh.stop()
     log(f"  chorus idle {mem['chorus']['idle_kb']} KB, {mem['chorus']['kb_per_stream']} "
         f"KB/stream over {mem['chorus']['streams_open']} streams")
+    bare = procs.relay_proc(upstream.port, server_cores, workdir, name="relay-mem")
+    running.append(bare.start())
+    mem["relay"] = trio.run(run_memory, ctx, Server(
+        "relay", Target("relay", bare.port, "relay"), bare), plan.rss_streams)
+    bare.stop()
+    log(f"  relay idle {mem['relay']['idle_kb']} KB, {mem['relay']['kb_per_stream']} KB/stream")
     if litellm_ok:
         ll = litellm_env.litellm_proc(upstream.port, server_cores, workdir)
         try:

@@ -30,6 +30,7 @@ class Target:
     name: str
     port: int
     # "direct" | "chorus" (/v1/streams) | "chorus-oai" (its /v1/chat/completions) | "litellm"
+    # | "relay" (``bench/relay.py``)
     kind: str
     host: str = "127.0.0.1"
     key: str = "sk-bench"

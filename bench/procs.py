@@ -192,6 +192,15 @@ def upstream_proc(cores: set[int], log_path: Path | None = None) -> Proc:
                 cores, log_path=log_path)
 
 
+def relay_proc(upstream_port: int, cores: set[int], workdir: Path, name: str = "relay") -> Proc:
+    """The bare stack (``bench/relay.py``): Quart-trio, Hypercorn and httpx relaying the
+    upstream's answer as it reads it, for what Chorus does beyond its frameworks."""
+    port = free_port()
+    return Proc(name, [python(), "-m", "bench.relay", "--port", str(port), "--upstream",
+                       f"http://127.0.0.1:{upstream_port}/v1"], port, cores,
+                log_path=workdir / f"{name}.log")
+
+
 CHORUS_TOML = """\
 [server]
 resume_grace = 0.0

@@ -468,8 +468,8 @@ async def memory(ctx: Ctx, server: Server, streams: int) -> dict[str, Any]:
     """RSS idle, after one stream, and with ``streams`` slow streams open."""
     assert server.proc is not None
     proc = server.proc
-    await get_json(server.target.port, "/healthz" if server.target.kind == "chorus"
-                   else "/health/liveliness")
+    await get_json(server.target.port, "/health/liveliness" if server.target.kind == "litellm"
+                   else "/healthz")
     idle = proc.rss_kb()
     await run_stream(server.target, model_name(1, 20, 0), tag("R"))
     warm = proc.rss_kb()

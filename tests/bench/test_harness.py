@@ -10,6 +10,7 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
+import trio
 
 from bench import procs, report, scenarios
 from bench.client import Dechunker, StreamResult, Target, run_stream
@@ -152,6 +153,55 @@ async def test_every_part_measures(running: tuple[procs.Proc, procs.Proc, Path])
     assert "| steal % |" in page
     assert "The rounds left out" in page
     json.dumps(results, default=str)
+
+
+async def test_the_bare_relay_streams_and_lets_go_of_the_upstream(
+        running: tuple[procs.Proc, procs.Proc, Path], tmp_path: Path) -> None:
+    """The comparison's bare stack relays whole answers, and a client that leaves closes the
+    upstream answer (or a cut saturation stream would go on using the server's core)."""
+    upstream, _, work = running
+    relay = procs.relay_proc(upstream.port, procs.cpus()[0], tmp_path).start()
+    try:
+        target = Target("relay", relay.port, "relay")
+        whole = await run_stream(target, model_name(0, 30, 1), "relay-whole")
+        assert whole.complete, whole.error
+        assert whole.tokens == 30
+        cut = await run_stream(target, model_name(0, 100_000, 5), "relay-cut",
+                               stop_after_tokens=3)
+        assert cut.tokens == 3
+        ctx = Ctx(Plan.quick(), upstream, work)
+        with trio.fail_after(5):
+            while await scenarios.open_upstream_answers(ctx):  # noqa: ASYNC110
+                await trio.sleep(0.02)
+        mem = await scenarios.memory(ctx, Server("relay", target, relay), 5)
+        assert mem["streams_open"] == 5
+        assert mem["kb_per_stream"] is not None
+    finally:
+        relay.stop()
+
+
+def test_the_page_sets_chorus_beside_the_bare_relay() -> None:
+    def lat(ttft: float, chunk: float, cpu: float | None) -> dict:
+        return {"50": {"ttft_lag_ms": {"p50": ttft, "p99": ttft * 4},
+                       "chunk_lag_ms": {"p50": chunk, "p99": chunk * 5},
+                       "cpu_us_per_token": cpu}}
+
+    r = {"plan": {"target_concurrency": 50},
+         "latency": {"direct": lat(0.25, 0.25, None), "chorus-1": lat(0.5, 0.5, 330.0),
+                     "relay": lat(1.0, 0.75, 456.0)},
+         "saturation": {"chorus-1": {"cpu_us_per_token": 30.5, "tokens_per_s": 30000.0},
+                        "relay": {"cpu_us_per_token": 125.5, "tokens_per_s": 7844.0}},
+         "memory": {"chorus": {"idle_kb": 54272}, "relay": {"idle_kb": 40960}}}
+    page = "\n".join(report._bare_section(r))
+    assert "| figure | Chorus, 1 slot | bare relay (Quart-trio, Hypercorn, httpx) |" in page
+    assert "| added TTFT p50 / p99, 50 streams (ms) | 0.25 / 1.00 | 0.75 / 3.00 |" in page
+    assert "| added latency per chunk p50 / p99, 50 streams (ms) | 0.25 / 1.25 | 0.50 / 2.50 |" \
+        in page
+    assert "| server CPU per token, 50 streams (µs) | 330 | 456 |" in page
+    assert "| CPU per upstream chunk at saturation (µs) | 30.5 | 125.5 |" in page
+    assert "| RSS idle (MB) | 53.0 | 40.0 |" in page
+    del r["latency"]["relay"]
+    assert report._bare_section(r) == []  # no relay in the run: no section
 
 
 def test_ab_refuses_a_directory_that_is_not_chorus(tmp_path: Path) -> None:
