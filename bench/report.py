@@ -173,6 +173,8 @@ def _bare_section(r: dict[str, Any]) -> list[str]:
             (f"added latency per chunk p50 / p99, {c} streams (ms)",
              lambda n: f"{_f(added(n, 'chunk_lag_ms', 'p50'))} / "
                        f"{_f(added(n, 'chunk_lag_ms', 'p99'))}"),
+            ("time stolen by the hypervisor in those rounds (%)",
+             lambda n: _f(_get(r, "latency", n, c, "steal_pct"), digits=1)),
             (f"server CPU per token, {c} streams (µs)",
              lambda n: _f(_get(r, "latency", n, c, "cpu_us_per_token"), digits=0)),
             ("CPU per upstream chunk at saturation (µs)",
@@ -185,7 +187,9 @@ def _bare_section(r: dict[str, Any]) -> list[str]:
          "answers (the bare relay: no parsing, merging, event log, metrics, stop or resume). "
          "The relay's column is what this stack costs on this machine when it does nothing "
          "but pass bytes on; Chorus does more per token and spends less, because its hot "
-         "path goes around the frameworks' per-chunk machinery (see the findings below).", "",
+         "path goes around the frameworks' per-chunk machinery (see the findings below). "
+         "The CPU figures are the steady comparison; the lags' tails follow the time the "
+         "hypervisor stole during each server's rounds, shown beside them.", "",
          "| figure | " + " | ".join(NAMES.get(n, n) for n in names) + " |",
          "|---|" + "---|" * len(names)]
     for label, cell in rows:

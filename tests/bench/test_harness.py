@@ -184,7 +184,7 @@ def test_the_page_sets_chorus_beside_the_bare_relay() -> None:
     def lat(ttft: float, chunk: float, cpu: float | None) -> dict:
         return {"50": {"ttft_lag_ms": {"p50": ttft, "p99": ttft * 4},
                        "chunk_lag_ms": {"p50": chunk, "p99": chunk * 5},
-                       "cpu_us_per_token": cpu}}
+                       "cpu_us_per_token": cpu, "steal_pct": 0.5}}
 
     r = {"plan": {"target_concurrency": 50},
          "latency": {"direct": lat(0.25, 0.25, None), "chorus-1": lat(0.5, 0.5, 330.0),
@@ -198,6 +198,7 @@ def test_the_page_sets_chorus_beside_the_bare_relay() -> None:
     assert "| added latency per chunk p50 / p99, 50 streams (ms) | 0.25 / 1.25 | 0.50 / 2.50 |" \
         in page
     assert "| server CPU per token, 50 streams (µs) | 330 | 456 |" in page
+    assert "| time stolen by the hypervisor in those rounds (%) | 0.5 | 0.5 |" in page
     assert "| CPU per upstream chunk at saturation (µs) | 30.5 | 125.5 |" in page
     assert "| RSS idle (MB) | 53.0 | 40.0 |" in page
     del r["latency"]["relay"]
