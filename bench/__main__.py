@@ -1,6 +1,6 @@
 """Run every benchmark, then write ``docs/benchmarks.md``, its plots and the raw JSON.
 
-    .venv/bin/python -m bench            # the full run (about 10 minutes on 2 cores)
+    .venv/bin/python -m bench            # the full run (about 11 minutes on 2 cores)
     .venv/bin/python -m bench --quick    # a small run of every part (the smoke test's size)
     .venv/bin/python -m bench --no-litellm
 

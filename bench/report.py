@@ -103,7 +103,7 @@ def _page(r: dict[str, Any], plots: list[str], out: Path, json_path: Path) -> li
     except ValueError:
         json_rel = json_path
     L = ["# Benchmarks", ""]
-    L += ["Measured by one command, from the repository root (about 10 minutes; it installs "
+    L += ["Measured by one command, from the repository root (about 11 minutes; it installs "
           "LiteLLM into `bench/.venv-litellm` the first time):", "", "```",
           "make bench          # or: .venv/bin/python -m bench [--profile] [--no-litellm]",
           "```", "",
