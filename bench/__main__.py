@@ -79,6 +79,9 @@ def machine() -> dict[str, Any]:
             "load_average_at_start": os.getloadavg()}
 
 
+# The servers whose latency figures the targets are read from (Chorus minus the floor).
+TARGET_SERVERS = frozenset({"direct", "chorus-1"})
+
 PARTS = ("latency", "saturation", "wall", "stop", "disconnect", "wire", "memory", "merge",
          "micro")
 
@@ -145,13 +148,19 @@ async def _latency(ctx: Ctx, servers: list[Server], log: Any) -> dict[str, Any]:
                          if c == p.target_concurrency else (1, 0))
         if rounds + spare > 1:
             log(f"  c={c}: {rounds + spare} rounds, each server in turn; the {rounds} with the "
-                "least stolen CPU time pooled")
-        for name, r in (await scenarios.latency(ctx, servers, c, rounds, spare)).items():
+                "least stolen CPU time pooled; up to "
+                f"{p.quiet_extra_rounds} more of {' and '.join(sorted(TARGET_SERVERS))} "
+                f"while they have had fewer than {rounds} with at most {p.quiet_steal_pct} % "
+                "stolen")
+        extra = p.quiet_extra_rounds if c == p.target_concurrency else 0
+        pooled = await scenarios.latency(ctx, servers, c, rounds, spare, quiet_for=TARGET_SERVERS,
+                                         quiet_pct=p.quiet_steal_pct, extra=extra)
+        for name, r in pooled.items():
             lat[name][str(c)] = r
             log(f"  {name:9} c={c:<4} ttft p50 {r['ttft_lag_ms']['p50']} ms, chunk p50 "
                 f"{r['chunk_lag_ms']['p50']} p99 {r['chunk_lag_ms']['p99']} ms, "
                 f"cpu/token {r['cpu_us_per_token']} us, steal {r['steal_pct']} %, "
-                f"errors {r['errors']}")
+                f"errors {r['errors']}, rounds run {r['rounds_run']}")
     return lat
 
 

@@ -271,11 +271,17 @@ def _rounds_text(plan: dict[str, Any]) -> str:
     if not spare:
         return text + (", and the table pools them: one round's p99 moves by 10-20 % from "
                        "one minute to the next on this machine.")
-    return text + (f", and the table pools the {rounds} in which the hypervisor stole the "
-                   "least CPU time (chosen by that share alone, never by the figures): on a "
-                   "shared virtual machine a round with a fifth of the time stolen had ten "
-                   "times the p99 of a round with none. The rounds left out are listed below "
-                   "the table.")
+    text += (f", and the table pools the {rounds} in which the hypervisor stole the "
+             "least CPU time (chosen by that share alone, never by the figures): on a "
+             "shared virtual machine a round with a fifth of the time stolen had ten "
+             "times the p99 of a round with none.")
+    extra = plan.get("quiet_extra_rounds", 0)
+    if extra:
+        text += (f" The floor and Chorus with one slot, whose figures the targets are read "
+                 f"from, run up to {extra} more rounds each while fewer than {rounds} of "
+                 f"theirs had at most {plan.get('quiet_steal_pct')} % of the time stolen "
+                 "(stolen time comes in spells).")
+    return text + " The rounds left out are listed below the table."
 
 
 def _cpu(name: str, x: dict[str, Any]) -> str:

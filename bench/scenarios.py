@@ -47,6 +47,12 @@ class Plan:
     target_concurrency: int = 50
     target_rounds: int = 3
     target_spare_rounds: int = 2
+    # Stolen time comes in spells of seconds to minutes. When the floor or Chorus with one
+    # slot (the servers the targets are read from) has had fewer than ``target_rounds``
+    # rounds with at most ``quiet_steal_pct`` stolen, those two run up to this many more
+    # rounds each, for a quiet spell to fall in; it costs nothing on a quiet machine.
+    quiet_steal_pct: float = 1.0
+    quiet_extra_rounds: int = 4
     saturation_streams: int = 8
     saturation_seconds: float = 5.0
     stop_trials: int = 30
@@ -63,7 +69,8 @@ class Plan:
         return cls(concurrency=(1, 5), latency_seconds=1.0, latency_grace=1.0,
                    latency_model=model_name(5, 10, 5), saturation_streams=2,
                    saturation_seconds=1.0, stop_trials=3, disconnect_trials=2,
-                   target_rounds=1, target_spare_rounds=0, backlog_streams=2,
+                   target_rounds=1, target_spare_rounds=0, quiet_extra_rounds=0,
+                   backlog_streams=2,
                    backlog_seconds=0.5, rss_streams=20,
                    wire_lengths=(20, 200), wall_repeats=1,
                    merge_tokens=500)
@@ -117,14 +124,24 @@ def _latency_load(ctx: Ctx, server: Server, concurrency: int) -> Load:
 
 
 async def latency(ctx: Ctx, servers: list[Server], concurrency: int, rounds: int = 1,
-                  spare: int = 0) -> dict[str, dict[str, Any]]:
-    """Each server under the same load, ``rounds + spare`` times in turn; per server, the
-    ``rounds`` runs with the least stolen CPU time pooled (``least_stolen``), and all of
-    them pooled as well, under ``all_rounds``, when some were left out."""
+                  spare: int = 0, *, quiet_for: frozenset[str] = frozenset(),
+                  quiet_pct: float = 0.0, extra: int = 0) -> dict[str, dict[str, Any]]:
+    """Each server under the same load, ``rounds + spare`` times in turn; then the servers
+    named in ``quiet_for`` that have had fewer than ``rounds`` quiet rounds (``short_of_quiet``)
+    run more, in turn, up to ``extra`` each. Per server, the ``rounds`` runs with the least
+    stolen CPU time are pooled (``least_stolen``), and all of them pooled as well, under
+    ``all_rounds``, when some were left out."""
     loads = {s.name: _latency_load(ctx, s, concurrency) for s in servers}
     samples: dict[str, list[Sample]] = {s.name: [] for s in servers}
     for _ in range(rounds + spare):
         for s in servers:
+            samples[s.name].append(await collect(s.target, loads[s.name], s.proc))
+    for _ in range(extra):
+        short = [s for s in servers if s.name in quiet_for
+                 and short_of_quiet(samples[s.name], rounds, quiet_pct)]
+        if not short:
+            break
+        for s in short:
             samples[s.name].append(await collect(s.target, loads[s.name], s.proc))
     out = {}
     for s in servers:
@@ -132,11 +149,20 @@ async def latency(ctx: Ctx, servers: list[Server], concurrency: int, rounds: int
         kept, left_out = least_stolen(samples[s.name], rounds)
         out[s.name] = pooled(kept) | {
             "rounds": len(kept), "client_streams": load.streams,
-            "upstream_answers": load.streams * load.slots}
+            "upstream_answers": load.streams * load.slots,
+            "rounds_run": len(samples[s.name])}
         if left_out:
             out[s.name]["left_out_steal_pct"] = [x.ticks.steal_pct for x in left_out]
             out[s.name]["all_rounds"] = pooled(samples[s.name])
     return out
+
+
+def short_of_quiet(samples: list[Sample], rounds: int, quiet_pct: float) -> bool:
+    """Whether fewer than ``rounds`` of the samples had at most ``quiet_pct`` of the cores'
+    time stolen (a sample with no ticks counted is not known to be quiet)."""
+    quiet = [x for x in samples
+             if x.ticks.steal_pct is not None and x.ticks.steal_pct <= quiet_pct]
+    return len(quiet) < rounds
 
 
 def least_stolen(samples: list[Sample], keep: int) -> tuple[list[Sample], list[Sample]]:

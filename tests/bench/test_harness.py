@@ -111,14 +111,17 @@ async def test_every_part_measures(running: tuple[procs.Proc, procs.Proc, Path])
         "cpu": "test", "cores": 2, "memory_gb": 1, "os": "test", "load_average_at_start": None,
         "versions": {"python": "3", "trio": "0", "h11": "0", "httpx": "0"}},
         "plan": {**Plan.quick().__dict__}, "command": "pytest", "seconds": 0, "notes": []}
-    pooled = await scenarios.latency(ctx, [direct, one], 5, rounds=2, spare=1)
-    for s in (direct, one):
+    # No round counts as quiet (at most -1 % stolen): Chorus, named, runs its one extra round.
+    pooled = await scenarios.latency(ctx, [direct, one], 5, rounds=2, spare=1,
+                                     quiet_for=frozenset({"chorus-1"}), quiet_pct=-1.0, extra=1)
+    for s, run in ((direct, 3), (one, 4)):
         results["latency"][s.name] = {"5": pooled[s.name]}
         assert pooled[s.name]["rounds"] == 2
+        assert pooled[s.name]["rounds_run"] == run
         assert pooled[s.name]["tokens"] > 0
         assert pooled[s.name]["errors"] == 0
         assert 0.0 <= pooled[s.name]["steal_pct"] <= 100.0
-        assert len(pooled[s.name]["left_out_steal_pct"]) == 1
+        assert len(pooled[s.name]["left_out_steal_pct"]) == run - 2
         assert pooled[s.name]["all_rounds"]["streams"] > pooled[s.name]["streams"]
     results["saturation"] = {"chorus-1": await scenarios.saturation(ctx, one)}
     assert results["saturation"]["chorus-1"]["tokens_per_s"] > 100
@@ -153,6 +156,18 @@ async def test_every_part_measures(running: tuple[procs.Proc, procs.Proc, Path])
     assert "| steal % |" in page
     assert "The rounds left out" in page
     json.dumps(results, default=str)
+
+
+async def test_more_rounds_are_wanted_until_enough_were_quiet() -> None:
+    def run(steal: int | None) -> Sample:
+        ticks = procs.CpuTicks() if steal is None else procs.CpuTicks(1000, steal)
+        return Sample([], wall=1.0, cpu=0.1, ticks=ticks)
+
+    rounds = [run(50), run(5), run(None), run(20)]  # 5 %, 0.5 %, nothing counted, 2 %
+    assert scenarios.short_of_quiet(rounds, 2, 1.0)  # one quiet round of the two wanted
+    assert not scenarios.short_of_quiet(rounds, 2, 2.0)
+    assert not scenarios.short_of_quiet(rounds, 1, 0.5)
+    assert scenarios.short_of_quiet([], 1, 100.0)
 
 
 async def test_the_bare_relay_streams_and_lets_go_of_the_upstream(
