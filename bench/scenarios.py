@@ -52,7 +52,7 @@ class Plan:
     # rounds with at most ``quiet_steal_pct`` stolen, those two run up to this many more
     # rounds each, for a quiet spell to fall in; it costs nothing on a quiet machine.
     quiet_steal_pct: float = 1.0
-    quiet_extra_rounds: int = 3
+    quiet_extra_rounds: int = 2
     saturation_streams: int = 8
     saturation_seconds: float = 5.0
     stop_trials: int = 30
