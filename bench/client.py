@@ -35,6 +35,12 @@ class Target:
     host: str = "127.0.0.1"
     key: str = "sk-bench"
 
+    @property
+    def health_path(self) -> str:
+        """The server's health check: LiteLLM's own, and ``/healthz`` elsewhere (Chorus,
+        the bare relay)."""
+        return "/health/liveliness" if self.kind == "litellm" else "/healthz"
+
     def request(self, model: str, tag: str, slots: int = 1) -> bytes:
         messages = [{"role": "user", "content": tag}]
         if self.kind == "chorus":

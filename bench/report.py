@@ -35,6 +35,13 @@ def _get(d: Any, *path: Any) -> Any:
     return d
 
 
+def _added(r: dict[str, Any], name: str, c: str, key: str, q: str) -> float | None:
+    """``name``'s lag figure (``key``, quantile ``q``) at ``c`` streams minus the floor's."""
+    v = _get(r, "latency", name, c, key, q)
+    f = _get(r, "latency", "direct", c, key, q)
+    return None if v is None or f is None else round(v - f, 3)
+
+
 def targets(r: dict[str, Any]) -> list[tuple[str, str, Any, bool | None]]:
     """(figure, target, measured, met?) for the summary table."""
     rows: list[tuple[str, str, Any, bool | None]] = []
@@ -47,15 +54,11 @@ def targets(r: dict[str, Any]) -> list[tuple[str, str, Any, bool | None]]:
     if c is None and _get(r, "latency", "chorus-1"):
         c = sorted(r["latency"]["chorus-1"], key=int)[-1]
     if c is not None:
-        lat = r["latency"]["chorus-1"][c]
-        floor = _get(r, "latency", "direct", c) or {}
         for key, label, p50, p99 in (("ttft_lag_ms", "added TTFT", 1.0, 5.0),
                                      ("chunk_lag_ms", "added latency per chunk", 0.3, 1.0)):
             for q, limit in (("p50", p50), ("p99", p99)):
-                v = _get(lat, key, q)
-                f = _get(floor, key, q)
-                added = None if v is None or f is None else round(v - f, 3)
-                row(f"{label} {q}, {c} streams (minus floor)", f"≤ {limit} ms", added, limit)
+                row(f"{label} {q}, {c} streams (minus floor)", f"≤ {limit} ms",
+                    _added(r, "chorus-1", c, key, q), limit)
     sat = _get(r, "saturation", "chorus-1", "cpu_us_per_token")
     row("CPU per relayed upstream chunk at saturation", "≤ 60 µs", sat, 60)
     ll = _get(r, "saturation", "litellm", "tokens_per_s")
@@ -157,11 +160,9 @@ def _bare_section(r: dict[str, Any]) -> list[str]:
     if not _get(r, "latency", "relay", c):
         return []
     names = [n for n in ("chorus-1", "chorus-oai", "relay") if _get(r, "latency", n, c)]
-    floor = _get(r, "latency", "direct", c) or {}
 
     def added(name: str, key: str, q: str) -> Any:
-        v, f = _get(r, "latency", name, c, key, q), _get(floor, key, q)
-        return None if v is None or f is None else round(v - f, 3)
+        return _added(r, name, c, key, q)
 
     def mb(name: str) -> Any:
         kb = _get(r, "memory", "chorus" if name == "chorus-1" else name, "idle_kb")

@@ -428,7 +428,7 @@ async def disconnect(ctx: Ctx, server: Server, healthz: bool = False) -> dict[st
 
 async def _backlogged(ctx: Ctx, server: Server, healthz: bool, gap_ms: float) -> dict[str, Any]:
     p = ctx.plan
-    path = "/healthz" if server.target.kind.startswith("chorus") else "/health/liveliness"
+    path = server.target.health_path
     idle: list[float] = []
     for _ in range(10 if healthz else 0):  # the same check with nothing running: the floor
         _, _, seconds = await get_json(server.target.port, path)
@@ -494,8 +494,7 @@ async def memory(ctx: Ctx, server: Server, streams: int) -> dict[str, Any]:
     """RSS idle, after one stream, and with ``streams`` slow streams open."""
     assert server.proc is not None
     proc = server.proc
-    await get_json(server.target.port, "/health/liveliness" if server.target.kind == "litellm"
-                   else "/healthz")
+    await get_json(server.target.port, server.target.health_path)
     idle = proc.rss_kb()
     await run_stream(server.target, model_name(1, 20, 0), tag("R"))
     warm = proc.rss_kb()
