@@ -108,6 +108,10 @@ class _Choice:
     usage: dict[str, Any] = field(default_factory=dict)
     role_sent: bool = False
 
+    def keep(self, kind: str, text: str) -> None:
+        """A text event's text, for ``result``: the answer's or the reasoning's."""
+        (self.text if kind == "delta" else self.reasoning).append(text)
+
 
 class Completion:
     """One chat completion as built from its stream's events.
@@ -142,7 +146,7 @@ class Completion:
         slot = data["slot"]
         choice = self.choices[slot]
         if kind in TEXT_KEYS:
-            (choice.text if kind == "delta" else choice.reasoning).append(data["text"])
+            choice.keep(kind, data["text"])
             return [self._chunk(slot, {TEXT_KEYS[kind]: data["text"]})]
         if kind == "model.error":
             self.error = model_error(data["error"])
@@ -165,7 +169,7 @@ class Completion:
             choice = self.choices[slot]
             if choice.role_sent:
                 text = data["text"]
-                (choice.text if kind == "delta" else choice.reasoning).append(text)
+                choice.keep(kind, text)
                 around = self._around.get((slot, kind)) or self._template(slot, kind)
                 return b"%s%s%s" % (around[0], utf8(encode_string(text)), around[1])
         return b"".join([_data(c) for c in self.feed(kind, data)])
