@@ -17,13 +17,12 @@ from __future__ import annotations
 import argparse
 import os
 import sys
-from pathlib import Path
 from typing import Any
 
 import trio
 
 from . import procs
-from .client import FRONTS, Target
+from .client import FRONTS, Target, add_front_option
 from .load import Load, run_load
 from .scenarios import Plan
 from .stats import median
@@ -31,19 +30,15 @@ from .stats import median
 
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m bench.ab", description=__doc__.split("\n")[0])
-    parser.add_argument("before", type=Path, help="source tree of version A (e.g. a worktree)")
-    parser.add_argument("--after", type=Path, default=procs.ROOT,
+    parser.add_argument("before", type=procs.source_tree,
+                        help="source tree of version A (e.g. a worktree)")
+    parser.add_argument("--after", type=procs.source_tree, default=procs.ROOT,
                         help="source tree of version B (default: this one)")
     parser.add_argument("--rounds", type=int, default=6, help="runs per version (default 6)")
     parser.add_argument("--streams", type=int, default=50, help="streams open at once")
     parser.add_argument("--seconds", type=float, default=6.0, help="length of one run")
-    parser.add_argument("--front", choices=sorted(FRONTS), default="streams",
-                        help="the API streamed through: /v1/streams (default) or the OpenAI "
-                             "front door, /v1/chat/completions")
+    add_front_option(parser)
     args = parser.parse_args(argv)
-    for tree in (args.before, args.after):
-        if not (tree / "app" / "cli.py").exists():
-            parser.error(f"{tree} is not a Chorus source tree (no app/cli.py)")
     server_cores, load_cores = procs.cpus()
     os.sched_setaffinity(0, load_cores)
     workdir = procs.ROOT / "bench" / "results" / "tmp"

@@ -8,6 +8,7 @@ upstream directly (the floor), Chorus and LiteLLM, so their figures compare.
 
 from __future__ import annotations
 
+import argparse
 import json
 import re
 import time
@@ -208,6 +209,13 @@ async def _open_response(target: Target, raw_request: bytes, rcvbuf: int | None)
         raise
 
 
+def add_front_option(parser: argparse.ArgumentParser) -> None:
+    """``--front``: the API a command's client streams through (a key of ``FRONTS``)."""
+    parser.add_argument("--front", choices=sorted(FRONTS), default="streams",
+                        help="the API the client streams through: /v1/streams (default) or "
+                             "the OpenAI front door, /v1/chat/completions (one slot)")
+
+
 @dataclass
 class StreamResult:
     """What one client stream saw. Lags are receive time minus the upstream's send stamp."""
@@ -224,18 +232,22 @@ class StreamResult:
     tokens: int = 0
     wire_bytes: int = 0
     body: bytearray | None = None  # kept when asked for (to count content bytes)
+    arrivals: array | None = None  # kept when asked for: (send stamp, receive time) pairs, ns
     complete: bool = False
     error: str = ""
 
 
 async def run_stream(target: Target, model: str, tag: str, slots: int = 1, *,
-                     keep_body: bool = False, stop_after_tokens: int | None = None,
+                     keep_body: bool = False, keep_arrivals: bool = False,
+                     stop_after_tokens: int | None = None,
                      deadline_ns: int | None = None) -> StreamResult:
     """Stream one answer to its end (or ``stop_after_tokens``, or the deadline), stamping
     every token. Never raises for the server's failures: ``error`` says what went wrong."""
     result = StreamResult(target.name, slots)
     if keep_body:
         result.body = bytearray()
+    if keep_arrivals:
+        result.arrivals = array("q")
     try:
         timeout = None if deadline_ns is None else (deadline_ns - time.monotonic_ns()) / 1e9
         with trio.move_on_after(max(timeout, 0.0) if timeout is not None else float("inf")) as cs:
@@ -258,7 +270,7 @@ async def _stream(target: Target, model: str, tag: str, slots: int, result: Stre
             result.error = f"status {response.status}"
             return
         tail = b""
-        lags = result.lags_us
+        lags, arrivals = result.lags_us, result.arrivals
         while True:
             got = await response.read()
             if got is None:
@@ -271,7 +283,10 @@ async def _stream(target: Target, model: str, tag: str, slots: int, result: Stre
             cut = data.rfind(b"\n\n") + 2
             tail, data = data[cut:], data[:cut]
             for match in STAMP.finditer(data):
-                lag = (now - int(match.group(2))) / 1000
+                stamp = int(match.group(2))
+                lag = (now - stamp) / 1000
+                if arrivals is not None:
+                    arrivals.extend((stamp, now))
                 if match.group(1) == b"0":
                     result.first_lags_us.append(lag)
                 else:

@@ -31,7 +31,7 @@ from pathlib import Path
 import trio
 
 from . import procs
-from .client import FRONTS, Target, run_stream
+from .client import FRONTS, Target, add_front_option, run_stream
 from .upstream import model_name
 
 WARM_UP = 30
@@ -96,7 +96,7 @@ def measure(source: Path, streams: int, slots: int = 1, tokens: int = 1,
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m bench.instructions",
                                      description=__doc__.split("\n")[0])
-    parser.add_argument("--source", type=Path, default=procs.ROOT,
+    parser.add_argument("--source", type=procs.source_tree, default=procs.ROOT,
                         help="the Chorus source tree to count (default: this one)")
     parser.add_argument("--streams", type=int, default=100, help="streams counted")
     parser.add_argument("--slots", type=int, default=1, help="models per stream (default 1)")
@@ -104,17 +104,13 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--gap", type=float, default=0.0,
                         help="milliseconds between tokens (under valgrind the server is ~50 "
                              "times slower: 40 keeps one token per write)")
-    parser.add_argument("--front", choices=sorted(FRONTS), default="streams",
-                        help="the API the client streams through: /v1/streams (default) or "
-                             "the OpenAI front door, /v1/chat/completions (one slot)")
+    add_front_option(parser)
     args = parser.parse_args(argv)
     if args.front == "openai" and args.slots != 1:
         parser.error("--front openai streams one model (--slots 1)")
     if shutil.which("valgrind") is None or shutil.which("callgrind_control") is None:
         parser.error("valgrind is not installed (apt-get install valgrind)")
-    if not (args.source / "app" / "cli.py").exists():
-        parser.error(f"{args.source} is not a Chorus source tree (no app/cli.py)")
-    per_stream = measure(args.source.resolve(), args.streams, args.slots, args.tokens,
+    per_stream = measure(args.source, args.streams, args.slots, args.tokens,
                          args.gap, args.front)
     print(f"{per_stream} instructions per stream of {args.slots} slot(s), {args.tokens} "
           f"token(s) {args.gap:g} ms apart, through {args.front} ({args.streams} streams, "

@@ -6,6 +6,7 @@ what is measured is the server's own cost, not its fight with the load for a cor
 
 from __future__ import annotations
 
+import argparse
 import os
 import socket
 import subprocess
@@ -18,6 +19,15 @@ from pathlib import Path
 CLK_TCK = os.sysconf("SC_CLK_TCK")
 PAGE_KB = os.sysconf("SC_PAGE_SIZE") // 1024
 ROOT = Path(__file__).resolve().parent.parent
+
+
+def source_tree(text: str) -> Path:
+    """An ``argparse`` type: the root of a Chorus source tree (another version, to run
+    beside this one), resolved."""
+    path = Path(text)
+    if not (path / "app" / "cli.py").exists():
+        raise argparse.ArgumentTypeError(f"{text} is not a Chorus source tree (no app/cli.py)")
+    return path.resolve()
 
 
 def cpus() -> tuple[set[int], set[int]]:

@@ -14,6 +14,14 @@ was suspended, before and after ("from the last upstream read to the channel sen
 step that long delays every token that arrives meanwhile, so these are what make the tail.
 ``CHORUS_STEP_PROBE_LONG_MS`` sets ``LONG`` (0 files every step: a census of which steps a
 stream's life is made of). The file is rewritten as JSON every two seconds.
+
+``CHORUS_TIMELINE_PROBE=PREFIX``: every task step and every collection, on the clock the
+benchmarks stamp tokens with (``time.monotonic_ns``), so that a token's wait can be laid
+over what the loop was doing meanwhile (``python -m bench.tail``). A step is its start, its
+end, its task's name, the collector's time inside it and the thread's CPU time: a step whose
+wall time runs far past its CPU time was preempted (another process, or the hypervisor).
+Appended as raw int64 rows to ``PREFIX.steps`` and ``PREFIX.gc`` every second, with the
+task names in ``PREFIX.names.json`` (``read_timeline`` reads them back).
 """
 
 from __future__ import annotations
@@ -22,6 +30,8 @@ import gc
 import json
 import os
 import time
+from array import array
+from dataclasses import dataclass
 from typing import Any
 
 import trio
@@ -29,6 +39,9 @@ import trio
 ENV = "CHORUS_MERGE_PROBE"
 STEP_ENV = "CHORUS_STEP_PROBE"
 LONG_ENV = "CHORUS_STEP_PROBE_LONG_MS"
+TIMELINE_ENV = "CHORUS_TIMELINE_PROBE"
+STEP_FIELDS = 5  # start_ns, end_ns, name, gc_ns, cpu_ns
+GC_FIELDS = 3  # start_ns, end_ns, generation
 LONG = 0.0003  # seconds: a step this long is filed under its suspension points
 _MERGE_TASK = "Hub._life"  # the task that runs Stream.run, and with it the merge loop
 
@@ -164,6 +177,80 @@ class StepProbe(trio.abc.Instrument):
             json.dump(report, f, indent=1)
 
 
+class TimelineProbe(trio.abc.Instrument):
+    def __init__(self, prefix: str, every: float = 1.0) -> None:
+        self.prefix = prefix
+        self.every_ns = int(every * 1e9)
+        self.names: dict[str, int] = {}
+        self._steps = array("q")
+        self._gcs = array("q")
+        self._gc_ns = 0  # the collector's time so far
+        self._gc_started = 0
+        self._at_step = (0, 0, 0)  # wall, CPU and collector's time when the step began
+        self._written = time.monotonic_ns()
+        for suffix in (".steps", ".gc"):
+            open(prefix + suffix, "wb").close()
+        gc.callbacks.append(self._callback)
+
+    def _callback(self, phase: str, info: dict[str, Any]) -> None:
+        now = time.monotonic_ns()
+        if phase == "start":
+            self._gc_started = now
+            return
+        self._gc_ns += now - self._gc_started
+        self._gcs.extend((self._gc_started, now, info["generation"]))
+
+    def before_task_step(self, task: trio.lowlevel.Task) -> None:
+        self._at_step = (time.monotonic_ns(), time.thread_time_ns(), self._gc_ns)
+
+    def after_task_step(self, task: trio.lowlevel.Task) -> None:
+        now, cpu = time.monotonic_ns(), time.thread_time_ns()
+        started, cpu_started, gc_started = self._at_step
+        if not started:
+            return  # the step the probe was installed in: it has no start
+        name = task.name.rsplit(".", 1)[-1]
+        number = self.names.get(name)
+        if number is None:
+            number = self.names[name] = len(self.names)
+            with open(self.prefix + ".names.json", "w", encoding="utf-8") as f:
+                json.dump(list(self.names), f)
+        self._steps.extend((started, now, number, self._gc_ns - gc_started, cpu - cpu_started))
+        if now - self._written > self.every_ns:
+            self._written = now
+            self.flush()
+
+    def flush(self) -> None:
+        for suffix, rows in ((".steps", self._steps), (".gc", self._gcs)):
+            with open(self.prefix + suffix, "ab") as f:
+                rows.tofile(f)
+            del rows[:]
+
+    def close(self) -> None:
+        self.flush()
+        gc.callbacks.remove(self._callback)
+
+
+@dataclass
+class Timeline:
+    """What a ``TimelineProbe`` wrote: ``steps`` and ``gcs`` as flat int64 rows."""
+
+    names: list[str]
+    steps: array[int]  # STEP_FIELDS per step
+    gcs: array[int]  # GC_FIELDS per collection
+
+
+def read_timeline(prefix: str) -> Timeline:
+    with open(prefix + ".names.json", encoding="utf-8") as f:
+        names = json.load(f)
+    rows = []
+    for suffix in (".steps", ".gc"):
+        data = array("q")
+        with open(prefix + suffix, "rb") as f:
+            data.frombytes(f.read())
+        rows.append(data)
+    return Timeline(names, rows[0], rows[1])
+
+
 # trio's scheduler internals (its traps and checkpoints): the same at every suspension.
 _TRIO_CORE = os.path.dirname(trio.lowlevel.checkpoint.__code__.co_filename)
 
@@ -195,3 +282,6 @@ def install_from_env() -> None:
         long = os.environ.get(LONG_ENV)
         trio.lowlevel.add_instrument(
             StepProbe(path, long=LONG if long is None else float(long) / 1000))
+    path = os.environ.get(TIMELINE_ENV)
+    if path:
+        trio.lowlevel.add_instrument(TimelineProbe(path))

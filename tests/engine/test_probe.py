@@ -12,7 +12,7 @@ from typing import Any
 import trio
 import trio.testing
 
-from app.engine.probe import StepProbe
+from app.engine.probe import GC_FIELDS, STEP_FIELDS, StepProbe, TimelineProbe, read_timeline
 
 
 async def probed(path: Path, *tasks: Callable[[], Awaitable[None]]) -> dict[str, Any]:
@@ -81,3 +81,39 @@ async def test_a_collection_counts_apart_from_the_step_it_fell_in(tmp_path: Path
     assert report["gc"]["2"]["ms"] >= 0.9 * took["gc"] * 1000
     # The step's own time leaves the collection out (and the ones that fell in the loop).
     assert report["steps"]["collector"]["longest_ms"] <= (took["step"] - 0.9 * took["gc"]) * 1000
+
+
+async def test_the_timeline_holds_every_step_and_collection_on_the_token_clock(
+        tmp_path: Path) -> None:
+    prefix = str(tmp_path / "timeline")
+    probe = TimelineProbe(prefix, every=3600)
+    before = time.monotonic_ns()
+
+    async def worker() -> None:
+        await trio.lowlevel.checkpoint()
+        busy(0.004)  # one step of 4 ms of CPU
+        gc.collect()
+        await trio.lowlevel.checkpoint()
+
+    trio.lowlevel.add_instrument(probe)
+    try:
+        async with trio.open_nursery() as nursery:
+            nursery.start_soon(worker)
+    finally:
+        trio.lowlevel.remove_instrument(probe)
+        probe.close()
+    after = time.monotonic_ns()
+    timeline = read_timeline(prefix)
+    rows = timeline.steps
+    steps = [rows[i:i + STEP_FIELDS] for i in range(0, len(rows), STEP_FIELDS)]
+    worker_steps = [s for s in steps if timeline.names[s[2]] == "worker"]
+    assert len(worker_steps) == 3  # start, the busy step, the end
+    start, end, _, gc_ns, cpu_ns = max(worker_steps, key=lambda s: s[1] - s[0])
+    assert before <= start < end <= after
+    assert end - start >= 4_000_000
+    assert cpu_ns >= 3_000_000  # busy: the thread ran, it was not waiting
+    pauses = [timeline.gcs[i:i + GC_FIELDS] for i in range(0, len(timeline.gcs), GC_FIELDS)]
+    full = [p for p in pauses if p[2] == 2]
+    assert full
+    assert start <= full[-1][0] <= full[-1][1] <= end
+    assert gc_ns >= full[-1][1] - full[-1][0]
