@@ -25,6 +25,14 @@ def test_an_interval_is_split_by_what_filled_it() -> None:
     assert at.spent(550, 800) == {"_life": 100, GC: 150, PREEMPTED: 0, OUTSIDE: 0}
 
 
+def test_a_wait_held_a_collection_when_they_overlap() -> None:
+    at = Attribution(STEPS, PAUSES)
+    assert at.collecting(0, 450)
+    assert at.collecting(650, 2000)
+    assert not at.collecting(0, 400)
+    assert not at.collecting(700, 2000)
+
+
 def test_a_wait_is_put_down_to_its_longest_stall() -> None:
     at = Attribution(STEPS, PAUSES)
     assert at.cause(0, 1500) == (PREEMPTED, 500)
@@ -48,6 +56,7 @@ def test_analyse_puts_the_slowest_tokens_behind_the_stall_they_waited_for() -> N
     assert figures["tokens"] == 100
     assert figures["lag_ms"]["max"] == 3.6
     assert figures["preempted_ms"] == 3.0
+    assert figures["tokens_waiting_on_gc_pct"] == 0
     assert figures["tail_causes"] == {PREEMPTED: {"tokens": 2, "mean_stall_ms": 3.0}}
     assert figures["steps_cpu_us"]["run_slot"]["max"] == 1000.0
 
