@@ -3,6 +3,7 @@
     .venv/bin/python -m bench            # the full run (about 11 minutes on 2 cores)
     .venv/bin/python -m bench --quick    # a small run of every part (the smoke test's size)
     .venv/bin/python -m bench --no-litellm
+    .venv/bin/python -m bench --page-only  # the page again from bench/benchmarks.json
 
 The processes: the fake upstream and this load generator on one core, the server under test
 alone on the other; a fresh Chorus for the memory and merge-probe parts.
@@ -206,7 +207,12 @@ def main(argv: list[str] | None = None) -> int:
                         help="where benchmarks.md and img/ go (default: docs/)")
     parser.add_argument("--json", default=str(HERE / "benchmarks.json"),
                         help="where the raw figures go")
+    parser.add_argument("--page-only", action="store_true",
+                        help="run nothing: write the page and plots anew from the raw figures "
+                        "in --json (after an edit to bench/findings.md, say)")
     args = parser.parse_args(argv)
+    if args.page_only:
+        return _page_only(Path(args.json), Path(args.out))
     plan = Plan.quick() if args.quick else Plan()
     if args.concurrency:
         plan = dataclasses.replace(plan, concurrency=tuple(args.concurrency))
@@ -293,6 +299,18 @@ def main(argv: list[str] | None = None) -> int:
     Path(args.json).write_text(json.dumps(results, indent=1, default=str) + "\n")
     report.write(results, Path(args.out), Path(args.json))
     log(f"done in {results['seconds']} s: {args.out}/benchmarks.md, {args.json}")
+    return 0
+
+
+def _page_only(json_path: Path, out: Path) -> int:
+    try:
+        results = json.loads(json_path.read_text(encoding="utf-8"))
+    except (OSError, ValueError) as exc:
+        print(f"python -m bench: cannot read the raw figures: {exc}", file=sys.stderr)
+        return 2
+    ensure_matplotlib(print)
+    report.write(results, out, json_path)
+    print(f"{out}/benchmarks.md written from {json_path} (measured in {results['seconds']} s)")
     return 0
 
 

@@ -30,9 +30,16 @@ def source_tree(text: str) -> Path:
     return path.resolve()
 
 
+# The cores this process was given when it started. A runner pins itself to the load's
+# cores after splitting them; splitting its affinity again then would put the next
+# server on the load's core (a second round of ``bench.tail`` once did just that).
+_CORES = tuple(sorted(os.sched_getaffinity(0)))
+
+
 def cpus() -> tuple[set[int], set[int]]:
-    """(the server's cores, the load's cores); one core each on a two-core machine."""
-    have = sorted(os.sched_getaffinity(0))
+    """(the server's cores, the load's cores) of the cores the process started with; one
+    core each on a two-core machine. The same answer however often it is asked."""
+    have = _CORES
     if len(have) < 2:
         return set(have), set(have)
     return {have[-1]}, set(have[:-1])

@@ -4,6 +4,7 @@ is written. Bounded: a few seconds of load against a real Chorus and the fake up
 from __future__ import annotations
 
 import json
+import os
 import random
 from array import array
 from collections.abc import Iterator
@@ -65,6 +66,20 @@ def test_steal_is_read_per_core_from_proc_stat() -> None:
     assert (later - both).steal_pct == 5.0
     assert procs.CpuTicks().steal_pct is None  # no ticks elapsed: no share to give
     assert procs.parse_cpu_ticks("", {3}) == procs.CpuTicks()
+
+
+@pytest.mark.skipif(len(os.sched_getaffinity(0)) < 2, reason="needs two cores to split")
+def test_the_server_keeps_its_own_core_after_the_runner_pins_itself() -> None:
+    server, load = procs.cpus()
+    assert server
+    assert load
+    assert not server & load
+    started_with = os.sched_getaffinity(0)
+    os.sched_setaffinity(0, load)  # what every runner does once it has split the cores
+    try:
+        assert procs.cpus() == (server, load)  # the next round's server is not on the load's
+    finally:
+        os.sched_setaffinity(0, started_with)
 
 
 def test_the_rounds_pooled_are_those_with_the_least_stolen_time() -> None:
