@@ -235,6 +235,41 @@ def test_the_page_sets_chorus_beside_the_bare_relay() -> None:
     assert report._bare_section(r) == []  # no relay in the run: no section
 
 
+def test_page_only_writes_the_committed_page_from_the_committed_figures(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """The page is made from bench/benchmarks.json and bench/findings.md alone: laid out as
+    in the repository, the two give back docs/benchmarks.md as it is committed (so an edit
+    to the findings that did not reach the page fails here)."""
+    import bench.__main__ as runner
+
+    monkeypatch.setattr(runner, "ensure_matplotlib", lambda log: None)  # no install in tests
+    (tmp_path / "bench").mkdir()
+    figures = tmp_path / "bench" / "benchmarks.json"
+    figures.write_bytes((procs.ROOT / "bench" / "benchmarks.json").read_bytes())
+    assert runner.main(["--page-only", "--json", str(figures),
+                        "--out", str(tmp_path / "docs")]) == 0
+
+    def text(page: Path) -> list[str]:  # the plots' links are there only with matplotlib
+        return [line for line in page.read_text(encoding="utf-8").splitlines()
+                if not line.startswith("![")]
+
+    assert text(tmp_path / "docs" / "benchmarks.md") == text(procs.ROOT / "docs" / "benchmarks.md")
+
+
+def test_page_only_without_figures_says_so_and_writes_nothing(
+        tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    from bench.__main__ import main
+
+    assert main(["--page-only", "--json", str(tmp_path / "none.json"),
+                 "--out", str(tmp_path)]) == 2
+    assert "cannot read the raw figures" in capsys.readouterr().err
+    assert not (tmp_path / "benchmarks.md").exists()
+    with pytest.raises(SystemExit) as refused:
+        main(["--page-only", "--quick"])  # it would measure nothing the flag asks for
+    assert refused.value.code == 2
+    assert "--page-only measures nothing" in capsys.readouterr().err
+
+
 def test_ab_refuses_a_directory_that_is_not_chorus(tmp_path: Path) -> None:
     from bench import ab
 
