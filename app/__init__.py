@@ -23,6 +23,7 @@ from app.api.errors import ApiError
 from app.catalog import Catalog
 from app.config import Config, load_config
 from app.engine import Hub, SlotState, Stream, StreamSettings
+from app.engine.events import Counts, ModelRetry, Terminal
 from app.limits import RateLimiter
 from app.logs import LogObserver, new_request_id, request_id
 from app.metrics import CONTENT_TYPE_LATEST, Metrics
@@ -43,9 +44,10 @@ def create_app(config: Config | None = None, catalog: Catalog | None = None) -> 
     app.config["JSON_SORT_KEYS"] = False
     hub = Hub(StreamSettings(ping=s.ping, attach_timeout=s.attach_timeout,
                              resume_grace=s.resume_grace, retention=s.retention,
+                             retained_bytes=s.retained_bytes,
                              stall_timeout=s.stall_timeout),
               max_streams=s.max_streams, max_per_owner=s.max_streams_per_key)
-    metrics = Metrics(lambda: hub.active)
+    metrics = Metrics(hub)
     hub.observer = _Observers(metrics, LogObserver())
     state = Chorus(config=config, catalog=catalog or Catalog(config), hub=hub,
                    metrics=metrics, rate=RateLimiter(s.rate_limit, s.rate_burst))
@@ -115,12 +117,12 @@ class _Observers:
         for o in self.observers:
             o.stream_started(stream)
 
-    def slot_event(self, stream: Stream, state: SlotState, kind: str,
-                   payload: dict[str, Any]) -> None:
+    def slot_event(self, stream: Stream, state: SlotState, event: ModelRetry | Terminal
+                   ) -> None:
         for o in self.observers:
-            o.slot_event(stream, state, kind, payload)
+            o.slot_event(stream, state, event)
 
-    def stream_ended(self, stream: Stream, counts: dict[str, int]) -> None:
+    def stream_ended(self, stream: Stream, counts: Counts) -> None:
         for o in self.observers:
             o.stream_ended(stream, counts)
 

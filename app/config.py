@@ -41,6 +41,7 @@ class ServerConfig:
     attach_timeout: float = 30.0
     resume_grace: float = 5.0
     retention: float = 600.0
+    retained_bytes: int = 256 * 1024 * 1024  # ended streams' logs kept for a resume, at most
     log_level: str = "info"
     # Hardening limits (docs/operations.md). 0 turns off the ones marked "0 = off".
     max_streams_per_key: int = 100  # concurrent streams of one API key (or the anonymous owner)
@@ -142,7 +143,7 @@ def _server(table: Mapping[str, Any], fail: Any) -> ServerConfig:
     if not 0 <= cfg.port <= 65535:
         raise fail("server.port must be between 0 and 65535", "port")
     for key in ("ping", "attach_timeout", "resume_grace", "retention", "max_tokens",
-                "rate_limit", "stall_timeout"):
+                "rate_limit", "stall_timeout", "retained_bytes"):
         if getattr(cfg, key) < 0:
             raise fail(f"server.{key} must not be negative", key)
     for key in ("max_streams", "max_streams_per_key", "max_body", "max_messages",

@@ -23,6 +23,7 @@ from contextvars import ContextVar
 from typing import Any
 
 from app.engine import SlotState, Stream
+from app.engine.events import Counts, ModelDone, ModelError, ModelRetry, Terminal
 
 request_id: ContextVar[str] = ContextVar("request_id", default="-")
 
@@ -119,44 +120,40 @@ class LogObserver:
             stream=stream.id, slots=len(stream.slots),
             models=",".join(s.model for s in stream.slots)))
 
-    def slot_event(
-        self, stream: Stream, state: SlotState, kind: str, payload: dict[str, Any]
-    ) -> None:
+    def slot_event(self, stream: Stream, state: SlotState, event: ModelRetry | Terminal
+                   ) -> None:
         key = (stream.id, state.slot)
-        if kind == "model.retry":
+        if isinstance(event, ModelRetry):
             self._retries[key] = self._retries.get(key, 0) + 1
             log.debug("slot.retry", extra=fields(
-                stream=stream.id, slot=state.slot, model=payload.get("model"),
-                attempt=payload.get("attempt"), reason=payload.get("reason")))
+                stream=stream.id, slot=state.slot, model=event.model,
+                attempt=event.attempt, reason=event.reason))
             return
-        usage = payload.get("usage") or {}
-        timing = payload.get("timing") or {}
-        error = payload.get("error") or {}
         values: dict[str, Any] = {
             "stream": stream.id, "slot": state.slot, "model": state.model,
-            "outcome": kind.removeprefix("model."),
+            "outcome": event.outcome,
         }
-        if kind == "model.done":
-            values["finish"] = payload.get("finish_reason")
-        elif kind == "model.error":
-            values["error"] = error.get("type")
-            if error.get("status") is not None:
-                values["status"] = error.get("status")
+        if isinstance(event, ModelDone):
+            values["finish"] = event.finish_reason
+        elif isinstance(event, ModelError):
+            values["error"] = event.error.type
+            if event.error.status is not None:
+                values["status"] = event.error.status
         else:
-            values["reason"] = payload.get("reason")
+            values["reason"] = event.reason
         values.update(
-            ttft_ms=timing.get("ttft_ms"), duration_ms=timing.get("duration_ms"),
-            tokens_in=usage.get("input_tokens"), tokens_out=usage.get("output_tokens"),
+            ttft_ms=event.timing.ttft_ms, duration_ms=event.timing.duration_ms,
+            tokens_in=event.usage.input_tokens, tokens_out=event.usage.output_tokens,
             retries=self._retries.pop(key, 0),
         )
         log.info("slot.end", extra=fields(**values))
 
-    def stream_ended(self, stream: Stream, counts: dict[str, int]) -> None:
+    def stream_ended(self, stream: Stream, counts: Counts) -> None:
         duration = None
         if stream.ended_at is not None:
             duration = round((stream.ended_at - stream.started_at) * 1000, 1)
         log.info("stream.end", extra=fields(
-            stream=stream.id, slots=len(stream.slots), **counts, duration_ms=duration))
+            stream=stream.id, slots=len(stream.slots), **counts.data(), duration_ms=duration))
 
     def reader_cut(self, stream: Stream, stalled_for: float) -> None:
         log.info("reader.stalled", extra=fields(stream=stream.id, stalled_s=stalled_for))

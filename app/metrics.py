@@ -10,14 +10,12 @@ after ``MAX_MODELS`` distinct ones per provider further ones are counted as ``ot
 
 from __future__ import annotations
 
-from collections.abc import Callable
-from typing import Any
-
 import trio
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, generate_latest
 from prometheus_client.exposition import CONTENT_TYPE_LATEST
 
-from app.engine import SlotState, Stream
+from app.engine import Hub, SlotState, Stream
+from app.engine.events import Counts, ModelError, ModelRetry, ModelStopped, Terminal
 
 __all__ = ["CONTENT_TYPE_LATEST", "Metrics"]
 
@@ -29,10 +27,16 @@ STOP_BUCKETS = (0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.
 
 
 class Metrics:
-    def __init__(self, active_streams: Callable[[], int]) -> None:
+    def __init__(self, hub: Hub) -> None:
         r = self.registry = CollectorRegistry()
         Gauge("chorus_streams_active", "Streams running now", registry=r).set_function(
-            active_streams)
+            lambda: hub.active)
+        Gauge("chorus_retained_log_bytes",
+              "Bytes of the logs of ended streams kept for a resume (at most "
+              "[server] retained_bytes)", registry=r).set_function(lambda: hub.retained_bytes)
+        Gauge("chorus_streams_forgotten_early",
+              "Ended streams forgotten before their retention, to keep within "
+              "retained_bytes", registry=r).set_function(lambda: hub.forgotten_early)
         self.streams = Counter("chorus_streams", "Streams started", registry=r)
         model = ["provider", "model"]
         self.slots = Counter("chorus_slots", "Slots ended, by outcome (done, error, stopped)",
@@ -80,35 +84,31 @@ class Metrics:
     def stream_started(self, stream: Stream) -> None:
         self.streams.inc()
 
-    def slot_event(
-        self, stream: Stream, state: SlotState, kind: str, payload: dict[str, Any]
-    ) -> None:
+    def slot_event(self, stream: Stream, state: SlotState, event: ModelRetry | Terminal
+                   ) -> None:
         provider, model = self._labels(state.model)
-        if kind == "model.retry":
+        if isinstance(event, ModelRetry):
             self.retries.labels(provider).inc()
-            self.upstream_errors.labels(provider, str(payload.get("reason"))).inc()
+            self.upstream_errors.labels(provider, event.reason).inc()
             return
-        outcome = kind.removeprefix("model.")
-        self.slots.labels(provider, model, outcome).inc()
-        if kind == "model.error":
-            error = payload.get("error") or {}
-            self.upstream_errors.labels(provider, str(error.get("type"))).inc()
-        elif kind == "model.stopped":
+        self.slots.labels(provider, model, event.outcome).inc()
+        if isinstance(event, ModelError):
+            self.upstream_errors.labels(provider, event.error.type).inc()
+        elif isinstance(event, ModelStopped):
             asked = stream.stop_asked.get(state.slot)
             if asked is not None:
-                self.stop_latency.labels(str(payload.get("reason"))).observe(
+                self.stop_latency.labels(event.reason).observe(
                     max(0.0, trio.current_time() - asked))
-        timing = payload.get("timing") or {}
-        if timing.get("ttft_ms") is not None:
-            self.ttft.labels(provider, model).observe(timing["ttft_ms"] / 1000)
-        if timing.get("duration_ms") is not None:
-            self.duration.labels(provider, model).observe(timing["duration_ms"] / 1000)
-        usage = payload.get("usage") or {}
-        for direction, key in (("in", "input_tokens"), ("out", "output_tokens")):
-            if usage.get(key):
-                self.tokens.labels(provider, model, direction).inc(usage[key])
+        timing, usage = event.timing, event.usage
+        if timing.ttft_ms is not None:
+            self.ttft.labels(provider, model).observe(timing.ttft_ms / 1000)
+        self.duration.labels(provider, model).observe(timing.duration_ms / 1000)
+        if usage.input_tokens:
+            self.tokens.labels(provider, model, "in").inc(usage.input_tokens)
+        if usage.output_tokens:
+            self.tokens.labels(provider, model, "out").inc(usage.output_tokens)
 
-    def stream_ended(self, stream: Stream, counts: dict[str, int]) -> None:
+    def stream_ended(self, stream: Stream, counts: Counts) -> None:
         return None
 
     def reader_cut(self, stream: Stream, stalled_for: float) -> None:

@@ -13,7 +13,7 @@ import pytest
 import trio
 from quart_trio import QuartTrio
 
-from app import create_app, tcp
+from app import create_app
 from app.config import build_config
 from app.engine import Hub
 from providers.sse import SSEDecoder
@@ -54,7 +54,6 @@ async def start_server(nursery: trio.Nursery) -> AsyncIterator[StartServer]:
     At the end of the test each server shuts down the way a real one does (the lifespan's
     shutdown runs), so no stream, task or upstream connection outlives its test.
     """
-    tcp.install()  # Hypercorn with Chorus's connection handler, as ``chorus serve`` runs it
     running: list[tuple[trio.Event, trio.Event]] = []
 
     async def start(toml: str = "", env: dict[str, str] | None = None) -> Server:

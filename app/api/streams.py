@@ -8,10 +8,8 @@ import trio
 from quart import Blueprint, Response, jsonify, request
 
 from app.catalog import UnknownModel
-from app.engine import SlotPlan, Stream, TooManyStreams
-from app.engine.hub import ShuttingDown
+from app.engine import ShuttingDown, SlotPlan, Stream, TooManyStreams
 from app.limits import cap_max_tokens, check_messages
-from app.tcp import DirectBody
 
 from .bodies import PASS_THROUGH_ROLES, StreamBody, parse_stop_body, parse_stream_body
 from .context import chorus, json_body, owner
@@ -44,12 +42,13 @@ async def create_stream() -> Response:
     return response
 
 
-async def open_stream(who: str, plans: list[SlotPlan], *, reader: bool) -> Stream:
+async def open_stream(who: str, plans: list[SlotPlan], *, reader: bool,
+                      resumable: bool = True) -> Stream:
     """``hub.open``, with its refusals as HTTP errors: 429 at a stream limit (total or per
     key), 503 while the server shuts down; both with ``Retry-After``."""
     ch = chorus()
     try:
-        return await ch.hub.open(who, plans, reader=reader)
+        return await ch.hub.open(who, plans, reader=reader, resumable=resumable)
     except ShuttingDown as exc:
         ch.metrics.rejected.labels("shutting_down").inc()
         raise ApiError(503, "unavailable", str(exc), headers={"Retry-After": "5"}) from exc
@@ -105,6 +104,11 @@ async def stream_events(stream_id: str) -> Response:
             raise ValueError(raw)
     except ValueError as exc:
         raise invalid("Last-Event-ID must be a non-negative integer", "Last-Event-ID") from exc
+    last = stream.log.last_id
+    if after > last:  # an id this stream never sent: the client has the wrong stream
+        raise invalid(f"Last-Event-ID {after} is past this stream's last event ({last}); "
+                      "resume from an id this stream sent, or 0 for all of it",
+                      "Last-Event-ID")
     return sse_response(stream.follow(after), stream)
 
 
@@ -124,9 +128,8 @@ async def snapshot(stream_id: str) -> Response:
 
 
 def sse_response(body: AsyncIterator[bytes], stream: Stream) -> Response:
-    """``body`` as an event stream; on HTTP/1.1 its writes skip Quart, Hypercorn and h11
-    once the head is out (``app.tcp.DirectBody``)."""
-    response = Response(DirectBody(body), status=200, headers={
+    """``body`` as an event stream, written by Quart from the response's own task."""
+    response = Response(body, status=200, headers={
         "Content-Type": "text/event-stream; charset=utf-8",
         "Cache-Control": "no-cache",
         "X-Accel-Buffering": "no",  # tell nginx-like proxies not to buffer the stream

@@ -1,27 +1,32 @@
 """The Chorus engine: streams of slots running concurrently under trio, merged into a log.
 
 Flow: ``Hub.open`` → ``Stream.run`` (one nursery: a ``run_slot`` task per slot, each in its
-own cancel scope, writing to one bounded channel) → ``merge`` (coalesce, append to the
-``EventLog``) → ``Stream.follow`` (each reader's SSE body, read from the log).
+own cancel scope, writing typed events to one bounded channel) → ``merge`` (coalesce,
+append to the ``EventLog``) → ``Stream.follow`` (each reader's SSE body, read from the log
+in the response's own task).
 """
 
-from .hub import Hub, TooManyStreams
-from .log import EventLog, LiveBatch, LiveWriter, LogEntry, MemoryEventLog
+from . import events
+from .hub import Hub, ShuttingDown, TooManyStreams
+from .log import EventLog, LogEntry, MemoryEventLog
+from .readers import Reader, SSEBody
 from .slots import Route, SlotPlan, SlotState
-from .stream import Live, Stream, StreamSettings
+from .stream import Stream, StreamObserver, StreamSettings
 
 __all__ = [
     "EventLog",
     "Hub",
-    "Live",
-    "LiveBatch",
-    "LiveWriter",
     "LogEntry",
     "MemoryEventLog",
+    "Reader",
     "Route",
+    "SSEBody",
+    "ShuttingDown",
     "SlotPlan",
     "SlotState",
     "Stream",
+    "StreamObserver",
     "StreamSettings",
     "TooManyStreams",
+    "events",
 ]

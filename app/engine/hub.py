@@ -2,14 +2,15 @@
 
 It creates streams (ids with 128 random bits), finds them for their owner only, caps how
 many run at once (in total and per owner), stops them all on shutdown (and refuses new ones
-from then on), and forgets each one ``retention`` seconds after its ``stream.done``.
-The stop signal and the log sit behind ``Stream``/``EventLog`` so a Redis backend can later
+from then on), and forgets each one when nobody can resume it any more: a resumable
+stream ``retention`` seconds after its ``stream.done`` (or sooner, oldest first, when the
+retained logs together pass ``retained_bytes``), any other at once.
+The stop signal and the log sit behind ``Stream``/``EventLog`` so a Redis backend can
 carry them between instances.
 """
 
 from __future__ import annotations
 
-import gc
 import math
 import secrets
 from collections.abc import Callable, Sequence
@@ -18,10 +19,9 @@ from functools import partial
 import trio
 
 from .log import EventLog, MemoryEventLog
-from .probe import install_from_env
 from .slots import SlotPlan
 from .stream import Stream, StreamObserver, StreamSettings
-from .timers import Timers
+from .timers import Timer, Timers
 
 
 class TooManyStreams(Exception):
@@ -57,17 +57,15 @@ class Hub:
         self.active = 0
         self.closing = False
         self.timers = Timers()  # every stream's reader watch, stall check and keep-alive
+        # Ended streams kept for a resume, oldest first, each with its retention timer.
+        self._retained: dict[str, tuple[Stream, Timer]] = {}
+        self.retained_bytes = 0  # the retained logs' sizes, summed
+        self.forgotten_early = 0  # streams forgotten before their retention, for memory
         # Logs of forgotten streams, freed one after another by the hub's own task.
         self._forgotten, self._to_free = trio.open_memory_channel[EventLog](math.inf)
 
     async def run(self, *, task_status: trio.TaskStatus[None] = trio.TASK_STATUS_IGNORED) -> None:
         """Host every stream until cancelled; ``shutdown()`` first for a clean end."""
-        install_from_env()  # the benchmarks' merge-loop probe; nothing unless asked for
-        # Everything alive now (modules, the app, its config) lives as long as the process.
-        # Frozen, the collector stops walking it: a full collection of a started server
-        # otherwise stops every stream for ~25 ms (60k objects), far over the merge
-        # loop's 10 ms budget. Streams' own objects are still collected as before.
-        gc.freeze()
         async with trio.open_nursery() as nursery:
             await nursery.start(self.timers.run)
             self._nursery = nursery
@@ -80,8 +78,11 @@ class Hub:
         if self._nursery is not None:
             self._nursery.cancel_scope.cancel()
 
-    async def open(self, owner: str, plans: Sequence[SlotPlan], *, reader: bool = False) -> Stream:
+    async def open(self, owner: str, plans: Sequence[SlotPlan], *, reader: bool = False,
+                   resumable: bool = True) -> Stream:
         """Create a stream and start it. ``reader=True``: the caller reads it from the start.
+        ``resumable=False``: nobody can come back to it (an OpenAI client cannot), so its
+        log is not kept once it ends and its reader is done.
 
         The counts are taken before the first ``await``, so concurrent calls cannot
         together overshoot a limit.
@@ -98,7 +99,7 @@ class Hub:
             raise TooManyStreams(f"this key already runs {mine} streams; the limit is "
                                  f"{self.max_per_owner} per key")
         stream = Stream(secrets.token_urlsafe(16), owner, plans, self._log_factory(),
-                        self.settings, self.timers, self.observer)
+                        self.settings, self.timers, self.observer, resumable=resumable)
         if reader:
             stream.attach()  # handed over to the caller's ``follow(attached=True)``
         self._streams[stream.id] = stream
@@ -112,13 +113,28 @@ class Hub:
             await stream.run(task_status=task_status)
         finally:
             self._release(stream.owner)  # ``open`` took the counts; this task always runs
+        if not stream.resumable:
+            self._forget(stream)
+            return
         # Kept for ``retention`` by a timer, not by this task asleep: with the default
         # ten minutes, a busy server holds thousands of finished streams at a time.
-        self.timers.call_later(self.settings.retention, partial(self._forget, stream))
+        timer = self.timers.call_later(self.settings.retention, partial(self._forget, stream))
+        self._retained[stream.id] = (stream, timer)
+        self.retained_bytes += stream.log.size
+        while self.retained_bytes > self.settings.retained_bytes and self._retained:
+            oldest, _ = next(iter(self._retained.values()))
+            self.forgotten_early += 1
+            self._forget(oldest)
 
     def _forget(self, stream: Stream) -> None:
+        """The stream is gone (404). Its log is freed now, unless a reader still catching
+        up holds it (it is then freed with that reader)."""
         self._streams.pop(stream.id, None)
-        if stream.readers == 0:  # a reader still catching up keeps the whole log
+        kept = self._retained.pop(stream.id, None)
+        if kept is not None:
+            kept[1].cancel()
+            self.retained_bytes -= stream.log.size
+        if stream.readers == 0:
             self._forgotten.send_nowait(stream.log)  # freed by ``run``, a slice at a time
 
     def _release(self, owner: str) -> None:

@@ -18,20 +18,34 @@ import math
 import random
 from collections.abc import Callable
 from contextlib import aclosing
-from typing import Any
 
 import trio
 
 from providers import Finish, ProviderError, ReasoningDelta, TextDelta, Usage
 from providers.errors import TimeoutError_
 
+from .events import (
+    Delta,
+    ModelDone,
+    ModelError,
+    ModelRetry,
+    ModelStart,
+    ModelStopped,
+    Reasoning,
+    SlotError,
+    SlotEvent,
+    SlotTiming,
+    SlotUsage,
+    Terminal,
+    ToolCall,
+)
 from .slots import RUNNING, Route, SlotState
 
 log = logging.getLogger("chorus.slot")
 
-Item = tuple[SlotState, str, Any]  # (slot, event type, payload): what slots send the merge task
-# Told of ``model.retry`` and of the terminal item, just before each is sent (metrics, logs).
-SlotHook = Callable[[SlotState, str, dict[str, Any]], None]
+Send = trio.MemorySendChannel[SlotEvent]  # where slots send the merge task their events
+# Told of ``model.retry`` and of the terminal event, just before each is sent (metrics, logs).
+SlotHook = Callable[[SlotState, ModelRetry | Terminal], None]
 
 RETRY_AFTER_CAP = 30.0
 STEP_TOKENS = 8  # text items a slot queues in a row before it lets other tasks run
@@ -53,26 +67,24 @@ class _Meter:
         self.output: int | None = None
         self.chars = 0
         self.finish = "stop"
-        self.tool_calls: list[dict[str, Any]] = []
+        self.tool_calls: tuple[ToolCall, ...] = ()
         self.queued = 0  # text items queued since the slot last yielded (see _send_text)
 
-    def usage(self) -> dict[str, Any]:
+    def usage(self) -> SlotUsage:
         estimated = self.output is None
         output = self.output if self.output is not None else math.ceil(self.chars / 4)
-        return {"input_tokens": self.input, "output_tokens": output, "estimated": estimated}
+        return SlotUsage(self.input, output, estimated)
 
-    def timing(self, now: float) -> dict[str, Any]:
+    def timing(self) -> SlotTiming:
+        now = trio.current_time()
         ttft = None if self.first is None or self.start is None else self.first - self.start
         duration = 0.0 if self.start is None else now - self.start
-        usage = self.usage()
+        output = self.usage().output_tokens
         tps = None
-        if self.first is not None and now > self.first and usage["output_tokens"]:
-            tps = round(usage["output_tokens"] / (now - self.first), 2)
-        return {
-            "ttft_ms": None if ttft is None else round(ttft * 1000, 1),
-            "duration_ms": round(duration * 1000, 1),
-            "tokens_per_s": tps,
-        }
+        if self.first is not None and now > self.first and output:
+            tps = round(output / (now - self.first), 2)
+        return SlotTiming(None if ttft is None else round(ttft * 1000, 1),
+                          round(duration * 1000, 1), tps)
 
 
 def backoff(attempt: int, retry_after: float | None) -> float | None:
@@ -86,30 +98,27 @@ def backoff(attempt: int, retry_after: float | None) -> float | None:
     return 0.25 * 2.0 ** (attempt - 1) * random.uniform(0.8, 1.2)
 
 
-async def run_slot(
-    state: SlotState, send: trio.MemorySendChannel[Item], hook: SlotHook | None = None
-) -> None:
-    """The slot's task. Returns after sending its one terminal item."""
+async def run_slot(state: SlotState, send: Send, hook: SlotHook | None = None) -> None:
+    """The slot's task. Returns after sending its one terminal event."""
     meter = _Meter()
+    slot = state.slot
     async with send:
-        outcome: Item | None = None
+        outcome: Terminal | None = None
         with state.scope:
             try:
                 await _run_routes(state, send, meter, hook)
-                outcome = (state, "model.done", _done(state, meter))
+                outcome = ModelDone(slot, meter.finish, meter.usage(), meter.timing(),
+                                    meter.tool_calls)
             except ProviderError as exc:
-                outcome = (state, "model.error", _failed(state, meter, exc.to_dict()))
+                error = SlotError(exc.type, exc.message, exc.retryable, exc.status)
+                outcome = ModelError(slot, error, meter.usage(), meter.timing())
             except Exception:
-                log.exception("slot=%d model=%s internal error", state.slot, state.model)
-                error = {"type": "internal", "message": "Chorus failed on this slot",
-                         "retryable": False}
-                outcome = (state, "model.error", _failed(state, meter, error))
+                log.exception("slot=%d model=%s internal error", slot, state.model)
+                error = SlotError("internal", "Chorus failed on this slot")
+                outcome = ModelError(slot, error, meter.usage(), meter.timing())
         if outcome is None:  # the slot's own scope was cancelled: a stop
-            now = trio.current_time()
-            outcome = (state, "model.stopped", {
-                "slot": state.slot, "reason": state.stop_reason or "user",
-                "usage": meter.usage(), "timing": meter.timing(now),
-            })
+            outcome = ModelStopped(slot, state.stop_reason or "user", meter.usage(),
+                                   meter.timing())
         # The upstream answer is closed and the limiter given back. Let the other tasks
         # run before the outcome's bookkeeping (the observer's metrics and log line): a
         # slot's end is then two steps of ~0.2 ms instead of one of ~0.4 ms that every
@@ -117,28 +126,12 @@ async def run_slot(
         # (``bench/findings.md``, "the tail").
         await trio.lowlevel.cancel_shielded_checkpoint()
         if hook is not None:
-            hook(*outcome)
+            hook(state, outcome)
         await send.send(outcome)
 
 
-def _done(state: SlotState, meter: _Meter) -> dict[str, Any]:
-    data = {
-        "slot": state.slot, "finish_reason": meter.finish, "usage": meter.usage(),
-        "timing": meter.timing(trio.current_time()),
-    }
-    if meter.tool_calls:
-        data["tool_calls"] = meter.tool_calls
-    return data
-
-
-def _failed(state: SlotState, meter: _Meter, error: dict[str, Any]) -> dict[str, Any]:
-    return {"slot": state.slot, "error": error, "usage": meter.usage(),
-            "timing": meter.timing(trio.current_time())}
-
-
-async def _run_routes(
-    state: SlotState, send: trio.MemorySendChannel[Item], meter: _Meter, hook: SlotHook | None
-) -> None:
+async def _run_routes(state: SlotState, send: Send, meter: _Meter, hook: SlotHook | None
+                      ) -> None:
     retries_sent = 0
     last: ProviderError | None = None
     for index, route in enumerate(state.plan.routes):
@@ -146,10 +139,8 @@ async def _run_routes(
             assert last is not None
             retries_sent += 1
             state.model = route.ref
-            await _send_retry(send, hook, state, {
-                "slot": state.slot, "attempt": retries_sent, "reason": last.type,
-                "model": route.ref,
-            })
+            await _send_retry(send, hook, state,
+                              ModelRetry(state.slot, retries_sent, last.type, route.ref))
         attempt = 0
         while True:
             try:
@@ -166,33 +157,27 @@ async def _run_routes(
                 if delay is None:
                     break
                 retries_sent += 1
-                await _send_retry(send, hook, state, {
-                    "slot": state.slot, "attempt": retries_sent, "reason": exc.type,
-                    "model": route.ref,
-                })
+                await _send_retry(send, hook, state,
+                                  ModelRetry(state.slot, retries_sent, exc.type, route.ref))
                 await trio.sleep(delay)
     assert last is not None
     raise last
 
 
-async def _send_retry(
-    send: trio.MemorySendChannel[Item], hook: SlotHook | None, state: SlotState,
-    payload: dict[str, Any],
-) -> None:
+async def _send_retry(send: Send, hook: SlotHook | None, state: SlotState,
+                      retry: ModelRetry) -> None:
     if hook is not None:
-        hook(state, "model.retry", payload)
-    await send.send((state, "model.retry", payload))
+        hook(state, retry)
+    await send.send(retry)
 
 
-async def _attempt(
-    state: SlotState, route: Route, send: trio.MemorySendChannel[Item], meter: _Meter
-) -> None:
+async def _attempt(state: SlotState, route: Route, send: Send, meter: _Meter) -> None:
     async with _Taken(route.limiter):
         state.state = RUNNING
         sent_at = trio.current_time()
         if meter.start is None:
             meter.start = sent_at
-            await _put(send, (state, "model.start", {"slot": state.slot, "model": route.ref}))
+            await _put(send, ModelStart(state.slot, route.ref))
         t = route.timeouts
         total_deadline = sent_at + t.total if t.total is not None else math.inf
         idle = t.idle if t.idle is not None else math.inf
@@ -210,8 +195,8 @@ async def _attempt(
                             meter.first = trio.current_time()
                             phase = "idle"
                         meter.chars += len(event.text)
-                        kind = "delta" if isinstance(event, TextDelta) else "reasoning"
-                        await _send_text(send, (state, kind, event.text), meter)
+                        kind = Delta if isinstance(event, TextDelta) else Reasoning
+                        await _send_text(send, kind(state.slot, event.text), meter)
                     elif isinstance(event, Usage):
                         if event.input_tokens is not None:
                             meter.input = event.input_tokens
@@ -219,11 +204,9 @@ async def _attempt(
                             meter.output = event.output_tokens
                     elif isinstance(event, Finish):
                         meter.finish = event.reason
-                        meter.tool_calls = [
-                            {"index": c.index, "id": c.id, "name": c.name,
-                             "arguments": c.arguments}
-                            for c in event.tool_calls
-                        ]
+                        meter.tool_calls = tuple(
+                            ToolCall(c.index, c.id, c.name, c.arguments)
+                            for c in event.tool_calls)
                     if phase == "idle":
                         # Moving a deadline re-files it in trio's deadline heap: per token,
                         # that was a few per cent of a slot's work. So the deadline is
@@ -267,14 +250,14 @@ class _Taken:
         self._limiter.release()
 
 
-async def _put(send: trio.MemorySendChannel[Item], item: Item) -> None:
+async def _put(send: Send, item: SlotEvent) -> None:
     try:
         send.send_nowait(item)
     except trio.WouldBlock:
         await send.send(item)
 
 
-async def _send_text(send: trio.MemorySendChannel[Item], item: Item, meter: _Meter) -> None:
+async def _send_text(send: Send, item: Delta | Reasoning, meter: _Meter) -> None:
     """Queue a text item without a scheduler round trip, up to ``STEP_TOKENS`` in a row.
 
     One upstream read often holds many tokens; ``send.send`` would yield to the scheduler

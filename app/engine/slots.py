@@ -12,12 +12,12 @@ import trio
 
 from providers import ChatRequest, Provider, Timeouts
 
-# Slot states, as the snapshot and the stop API report them.
+from .events import DONE, ERROR, STOPPED, ModelStopped, SlotError, SlotTiming, SlotUsage, Terminal
+
+# Slot states, as the snapshot and the stop API report them (and DONE, ERROR, STOPPED).
 QUEUED = "queued"
 RUNNING = "running"
-DONE = "done"
-ERROR = "error"
-STOPPED = "stopped"
+__all__ = ["DONE", "ERROR", "QUEUED", "RUNNING", "STOPPED", "Route", "SlotPlan", "SlotState"]
 
 
 @dataclass(frozen=True, slots=True)
@@ -46,17 +46,15 @@ class SlotPlan:
 @dataclass(slots=True)
 class SlotState:
     """Mutable record of one slot. The slot task writes ``state``; the merge task writes
-    the terminal outcome once it is logged. The slot's text lives only in the log."""
+    the terminal outcome once it is logged (``finish``). The slot's text lives only in the
+    log."""
 
     plan: SlotPlan
     scope: trio.CancelScope = field(default_factory=trio.CancelScope)
     state: str = QUEUED
     model: str = ""
     stop_reason: str | None = None
-    usage: dict[str, object] = field(default_factory=dict)
-    timing: dict[str, object] = field(default_factory=dict)
-    error: dict[str, object] | None = None
-    finish_reason: str | None = None
+    outcome: Terminal | None = None  # the slot's terminal event, once logged
     ended: trio.Event = field(default_factory=trio.Event)
 
     def __post_init__(self) -> None:
@@ -74,6 +72,30 @@ class SlotState:
             self.stop_reason = reason
         self.scope.cancel()
         return True
+
+    def finish(self, event: Terminal) -> None:
+        """Record the slot's terminal event: it is in the log, the slot has ended."""
+        self.outcome = event
+        self.state = event.outcome
+        if isinstance(event, ModelStopped):
+            self.stop_reason = event.reason
+        self.ended.set()
+
+    @property
+    def usage(self) -> SlotUsage | None:
+        return None if self.outcome is None else self.outcome.usage
+
+    @property
+    def timing(self) -> SlotTiming | None:
+        return None if self.outcome is None else self.outcome.timing
+
+    @property
+    def error(self) -> SlotError | None:
+        return getattr(self.outcome, "error", None)
+
+    @property
+    def finish_reason(self) -> str | None:
+        return getattr(self.outcome, "finish_reason", None)
 
     def summary(self) -> dict[str, object]:
         return {"slot": self.slot, "model": self.model, "state": self.state}

@@ -8,30 +8,34 @@ from __future__ import annotations
 
 import json
 import re
-from typing import Any
+
+from .events import Delta, Event, Reasoning
 
 PING = b": ping\n\n"
 
 _dumps = json.JSONEncoder(ensure_ascii=False, separators=(",", ":")).encode
 # What _dumps does to a str (in C): for JSON put together around a string.
 encode_string = json.encoder.encode_basestring
-_TEXT_KEYS = {"slot", "text"}
 
 
-def encode_data(data: dict[str, Any]) -> str:
-    """Compact JSON; never contains a raw newline, so it fits on one ``data:`` line.
+def encode_data(event: Event) -> str:
+    """The event's JSON, compact; never holds a raw newline, so it fits one ``data:`` line.
 
-    A text event (``{"slot": n, "text": "…"}``, most of what a stream logs) is put
-    together here: the same bytes as the encoder gives, in a third of its time."""
-    if data.keys() == _TEXT_KEYS:
-        slot, text = data["slot"], data["text"]
-        if type(slot) is int and type(text) is str:
-            return f'{{"slot":{slot},"text":{encode_string(text)}}}'
-    return _dumps(data)
+    A text event (most of what a stream logs) is put together here: the same bytes as
+    the encoder gives for its ``data()``, in a third of the time."""
+    if isinstance(event, Delta | Reasoning):
+        return f'{{"slot":{event.slot},"text":{encode_string(event.text)}}}'
+    return _dumps(event.data())
 
 
-def encode_event(event_id: int, event_type: str, data_json: str) -> bytes:
-    return utf8(f"id: {event_id}\nevent: {event_type}\ndata: {data_json}\n\n")
+def encode_event(event_id: int, event: Event) -> bytes:
+    """The whole SSE event, ``id:`` to the blank line."""
+    return utf8(f"id: {event_id}\nevent: {event.type}\ndata: {encode_data(event)}\n\n")
+
+
+def encode_json(obj: object) -> str:
+    """Any JSON value, as compact as an event's data."""
+    return _dumps(obj)
 
 
 _SURROGATE = re.compile("[\ud800-\udfff]")

@@ -10,17 +10,14 @@ import trio
 import trio.testing
 
 from app.engine import Hub, Stream, StreamSettings
+from app.engine.events import Delta, ModelStart, Reasoning
 from app.engine.log import MemoryEventLog
-from app.engine.merge import LIVE_ITEMS, merge
-from app.engine.runner import Item
-from app.engine.slots import SlotState
-from app.engine.wire import PING
+from app.engine.merge import coalesce
 from providers import Finish, TextDelta, Usage
 
 from ..support.engine import (
     DEMO,
     Event,
-    LiveSocket,
     Scripted,
     by_slot,
     collect,
@@ -143,9 +140,9 @@ async def test_a_slow_slot_is_never_starved_by_fast_ones() -> None:
 class SlowLog(MemoryEventLog):
     """A log whose appends take time, so the slots outrun the merge task."""
 
-    async def append(self, events, *, offer=True):
+    async def append(self, events):
         await trio.sleep(0.01)
-        return await super().append(events, offer=offer)
+        return await super().append(events)
 
 
 async def test_a_lagging_merge_coalesces_text_without_losing_or_reordering_any(
@@ -166,27 +163,12 @@ async def test_a_lagging_merge_coalesces_text_without_losing_or_reordering_any(
         assert text_of(events, slot) == text_of(alone, 0)
 
 
-async def test_live_readers_are_written_at_once_only_when_the_merge_keeps_up() -> None:
-    # A few items per wake-up: the stream keeps up, its live readers get the events at
-    # once. Many: the slots outpace it, and the readers are woken to write for themselves,
-    # so that what comes meanwhile leaves in the same write (fewer writes at saturation).
-    offered: list[tuple[int, bool]] = []
-
-    class Recording(MemoryEventLog):
-        async def append(self, events, *, offer=True):
-            offered.append((len(events), offer))
-            return await super().append(events, offer=offer)
-
-    state = SlotState(plans("fast")[0])
-    send, receive = trio.open_memory_channel[Item](16)
-    async with trio.open_nursery() as nursery:
-        nursery.start_soon(merge, receive, Recording())
-        for burst in (LIVE_ITEMS + 1, LIVE_ITEMS, 1):  # each queued before the merge wakes
-            for _ in range(burst):
-                send.send_nowait((state, "delta", "x"))
-            await trio.testing.wait_all_tasks_blocked()
-        await send.aclose()
-    assert offered == [(1, False), (1, True), (1, True)]  # each burst one event
+def test_coalescing_joins_each_slots_consecutive_text_of_one_kind() -> None:
+    batch = [Delta(0, "a"), Delta(1, "x"), Delta(0, "b"), Reasoning(0, "r"), Delta(0, "c"),
+             ModelStart(2, "m"), Delta(1, "y")]
+    assert coalesce(batch) == [Delta(0, "ab"), Delta(1, "xy"), Reasoning(0, "r"),
+                               Delta(0, "c"), ModelStart(2, "m")]
+    assert coalesce([Delta(0, "only")]) == [Delta(0, "only")]
 
 
 async def test_every_reader_sees_the_same_events_under_the_same_ids(autojump_clock) -> None:
@@ -384,64 +366,15 @@ async def test_a_silent_stream_is_pinged_and_a_busy_one_is_not(autojump_clock) -
             assert pings == []
 
 
-async def read_live(slot_plans: list, wire: LiveSocket, settings: StreamSettings) -> int:
-    """Read a new stream to its end through ``follow`` with ``wire`` as its live writer;
-    return how many chunks the reader's own task wrote."""
-    hub = Hub(settings)
-    written = 0
-    async with trio.open_nursery() as nursery:
-        await nursery.start(hub.run)
-        stream = await hub.open("owner", slot_plans, reader=True)
-        body = stream.follow(0, attached=True)
-        body.write_live(wire)
-        async for chunk in body:
-            wire.out += chunk
-            written += 1
-        hub.close()
-    return written
-
-
-async def test_a_caught_up_reader_is_written_by_the_merge_task(autojump_clock) -> None:
-    tokens = Scripted([[x for i in range(10) for x in (0.5, TextDelta(f"t{i} "))]
-                       + [Finish("stop")]])
-    wire = LiveSocket()
-    written = await read_live(plans(route(tokens, "m"), "fast"), wire,
-                              StreamSettings(resume_grace=0))
-    events = parse(bytes(wire.out), 0)
-    assert_grammar(events, 2)
-    assert text_of(events, 0) == "".join(f"t{i} " for i in range(10))
-    assert wire.offers["whole"] >= 10  # each of the slow slot's tokens, at least
-    assert written < len(events) / 2  # the reader's task woke for a few of them only
-
-
-async def test_what_the_socket_takes_in_part_is_finished_before_anything_else(
-    autojump_clock,
-) -> None:
-    wire = LiveSocket(room=7)  # no event fits: every offer is taken in part
-    await read_live(plans("fast", "slow"), wire, StreamSettings(resume_grace=0))
-    events = parse(bytes(wire.out), 0)
-    assert_grammar(events, 2)
-    assert wire.offers["in part"] > 0
-    assert wire.offers["whole"] == 0
-
-
-async def test_a_live_reader_is_still_pinged_when_the_stream_is_silent(autojump_clock) -> None:
-    silent = Scripted([[10.0, TextDelta("late"), Finish("stop")]])
-    wire = LiveSocket()
-    await read_live(plans(route(silent, "m")), wire, StreamSettings(resume_grace=0, ping=1.0))
-    assert bytes(wire.out).count(PING) >= 4
-    assert text_of(parse(bytes(wire.out), 0), 0) == "late"
-
-
 async def test_a_stream_whose_machinery_fails_ends_alone(autojump_clock, caplog) -> None:
     # Not a model's failure (those are events) but the stream's own: here its log refuses
     # an append. The stream's reader ends without stream.done; the hub and the stream
     # beside it go on, and the hub still opens streams.
     class Fragile(MemoryEventLog):
-        def append_nowait(self, events, *, offer=True):
-            if any(data.get("text") == "boom" for _, data in events):
+        def append_nowait(self, events):
+            if any(getattr(event, "text", None) == "boom" for event in events):
                 raise RuntimeError("a bug in the log")
-            return super().append_nowait(events, offer=offer)
+            return super().append_nowait(events)
 
     steady = Scripted([[x for i in range(6) for x in (0.5, TextDelta(f"t{i} "))]
                        + [Finish("stop")]])

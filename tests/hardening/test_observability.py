@@ -105,8 +105,8 @@ async def test_observers_hear_of_slot_ends_not_of_deltas(autojump_clock) -> None
         def stream_started(self, stream):
             calls.append("stream_started")
 
-        def slot_event(self, stream, state, kind, payload):
-            calls.append(kind)
+        def slot_event(self, stream, state, event):
+            calls.append(event.type)
 
         def stream_ended(self, stream, counts):
             calls.append("stream_ended")

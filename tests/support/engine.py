@@ -3,14 +3,13 @@
 from __future__ import annotations
 
 import json
-from collections import Counter
 from collections.abc import AsyncIterator, Callable, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
 import trio
 
-from app.engine import Hub, LiveBatch, Route, SlotPlan, Stream, StreamSettings
+from app.engine import Hub, Route, SlotPlan, Stream, StreamSettings
 from providers import ChatRequest, Message, ProviderConfig, ProviderEvent, Timeouts
 from providers.demo import DemoProvider
 
@@ -120,39 +119,3 @@ def by_slot(events: list[Event], slot: int) -> list[Event]:
 
 def text_of(events: list[Event], slot: int, kind: str = "delta") -> str:
     return "".join(e.data["text"] for e in events if e.type == kind and e.data["slot"] == slot)
-
-
-class LiveSocket:
-    """What the HTTP layer gives a response that can be written live (``app.tcp``'s
-    ``ChunkOffers``), over a socket that takes ``room`` bytes of each offer and refuses
-    every ``refuse``-th one. What the merge task writes through it and what the response's
-    own task writes (``out += ...``) land in one ``out``, in order."""
-
-    def __init__(self, room: int = 1 << 20, refuse: int = 0) -> None:
-        self.out = bytearray()
-        self.rest = b""
-        self.room = room
-        self.refuse = refuse
-        self.offers: Counter[str] = Counter()
-
-    def offer(self, batch: LiveBatch) -> bool:
-        return self.offer_chunk(batch.wire)
-
-    def offer_chunk(self, data: bytes) -> bool:
-        self.offers["made"] += 1
-        if self.rest or (self.refuse and self.offers["made"] % self.refuse == 0):
-            self.offers["refused"] += 1
-            return False
-        self.out += data[:self.room]
-        self.rest = data[self.room:]
-        self.offers["in part" if self.rest else "whole"] += 1
-        return True
-
-    @property
-    def behind(self) -> bool:
-        return bool(self.rest)
-
-    async def flush(self) -> None:
-        await trio.sleep(0.01)  # the socket drains
-        self.out += self.rest
-        self.rest = b""

@@ -1,6 +1,6 @@
-"""The OpenAI front door's streamed body when the merge task writes it (a caught-up reader
-on HTTP/1.1): the same chunks, in order, each once, whichever task writes them; under
-trio's MockClock, without a server."""
+"""The OpenAI front door's streamed body, read from the stream's log in the response's own
+task: every chunk in order and once, the end, and what leaving does; under trio's
+MockClock, without a server."""
 
 from __future__ import annotations
 
@@ -11,13 +11,14 @@ import pytest
 import trio
 import trio.testing
 
-from app.api.openai_compat import DONE, Completion, CompletionBody
+from app.api.completion import DONE, Completion
+from app.api.openai_compat import CompletionBody
 from app.engine import Hub, StreamSettings
 from app.engine.wire import PING
 from providers import Finish, TextDelta
 from providers.errors import UpstreamError
 
-from ..support.engine import LiveSocket, Scripted, plans, route
+from ..support.engine import Scripted, plans, route
 
 
 @pytest.fixture
@@ -32,33 +33,28 @@ def slow(*texts: str, then: Any = None) -> Scripted:
     return Scripted([[*script, then if then is not None else Finish("stop")]])
 
 
-async def complete(models: list[Any], sink: LiveSocket | None,
-                   settings: StreamSettings | None = None) -> tuple[bytes, int, Any]:
+async def complete(models: list[Any], settings: StreamSettings | None = None
+                   ) -> tuple[bytes, int, Any]:
     """Stream a completion of ``models`` (one choice each) as the front door does; return
-    the bytes a client reads, how many writes the response's own task made, and the
-    stream."""
+    the bytes a client reads, how many writes the response made, and the stream."""
     hub = Hub(settings or StreamSettings(resume_grace=0))
     out = bytearray()
     written = 0
     async with trio.open_nursery() as nursery:
         await nursery.start(hub.run)
-        stream = await hub.open("owner", plans(*models), reader=True)
-        completion = Completion("chatcmpl-x", "m", 0, len(models))
+        stream = await hub.open("owner", plans(*models), reader=True, resumable=False)
+        completion = Completion("chatcmpl-x", "m", 0, ["m"] * len(models))
         body = CompletionBody(stream, completion)
         await body.start(True)
-        target = out
-        if sink is not None:
-            body.write_live(sink)
-            target = sink.out
         try:
             async for data in body:
-                target += data
+                out += data
                 written += 1
         finally:
             await body.aclose()
         await stream.done.wait()
         hub.close()
-    return bytes(sink.out if sink is not None else out), written, stream
+    return bytes(out), written, stream
 
 
 def chunks(wire: bytes) -> list[Any]:
@@ -85,40 +81,23 @@ def contents(parsed: list[Any], index: int = 0) -> list[str]:
 TEXTS = [f"t{i} " for i in range(12)]
 
 
-async def test_a_caught_up_completion_is_written_by_the_merge_task(autojump_clock) -> None:
-    sink = LiveSocket()
-    wire, written, _ = await complete([route(slow(*TEXTS), "m")], sink)
+async def test_every_chunk_goes_out_once_in_order_then_done(autojump_clock) -> None:
+    wire, written, _ = await complete([route(slow(*TEXTS), "m")])
     parsed = chunks(wire)
     assert contents(parsed) == TEXTS  # each once, in order
     assert parsed[-1] == "[DONE]"
     assert parsed[-2]["choices"][0]["finish_reason"] == "stop"
     assert [c["delta"].get("role") for p in parsed[:-1] for c in p["choices"]].count(
         "assistant") == 1
-    # Every token but the first (read before the response began) and the last (which may
-    # reach the merge task with the model's end, two items: then the reader is woken).
-    assert sink.offers["whole"] >= len(TEXTS) - 2
-    assert written <= 4  # the first chunk, the end, and at most two wakes between
+    assert written >= len(TEXTS) - 1  # a token half a second apart is its own write
 
 
-async def test_the_same_bytes_whichever_task_writes_them(autojump_clock) -> None:
-    models = [route(slow(*TEXTS), "m"), route(slow(*TEXTS[:5]), "m")]
-    alone, _, _ = await complete(models, None)
-    sockets = [LiveSocket(), LiveSocket(refuse=2), LiveSocket(room=9), LiveSocket(9, refuse=3)]
-    for sink in sockets:
-        live, _, _ = await complete(models, sink)
-        # The two choices' chunks may interleave either way (their tokens are due at the
-        # same instants); each choice's own are the same, and so is the end.
-        assert by_choice(chunks(live)) == by_choice(chunks(alone)), sink.offers
-    assert sink.offers["refused"]
-    assert sink.offers["in part"]
-
-
-async def test_a_refused_offer_is_not_fed_twice(autojump_clock) -> None:
-    sink = LiveSocket(refuse=2)  # every other offer: the reader's task reads those events anew
-    wire, written, _ = await complete([route(slow(*TEXTS), "m")], sink)
-    assert contents(chunks(wire)) == TEXTS
-    assert sink.offers["refused"] >= 4
-    assert written >= sink.offers["refused"]  # each refused batch went out the other way
+async def test_two_choices_each_get_their_own_chunks(autojump_clock) -> None:
+    wire, _, _ = await complete([route(slow(*TEXTS), "m"), route(slow(*TEXTS[:5]), "m")])
+    parsed = chunks(wire)
+    assert contents(parsed, 0) == TEXTS
+    assert contents(parsed, 1) == TEXTS[:5]
+    assert parsed[-1] == "[DONE]"
 
 
 async def test_an_error_ends_the_body_while_the_other_choice_still_runs(
@@ -126,8 +105,7 @@ async def test_an_error_ends_the_body_while_the_other_choice_still_runs(
 ) -> None:
     failing = slow("a ", "b ", then=UpstreamError("boom", status=400))
     running = slow(*TEXTS)
-    sink = LiveSocket()
-    wire, _, stream = await complete([route(running, "m"), route(failing, "m")], sink)
+    wire, _, stream = await complete([route(running, "m"), route(failing, "m")])
     parsed = chunks(wire)
     assert "[DONE]" not in parsed
     assert parsed[-1]["error"]["message"]  # the error is the last thing written, once
