@@ -123,12 +123,21 @@ async def run_server(
         task_status.started(binds)
 
 
+GRACEFUL_TIMEOUT = 1.0  # seconds open responses get to finish once streams have ended
+
+
 def hypercorn_config(server: ServerConfig, host: str, port: int) -> HypercornConfig:
     hc = _HypercornConfig()
     hc.bind = [f"[{host}]:{port}" if ":" in host else f"{host}:{port}"]
     hc.accesslog = None
     hc.errorlog = None  # our own line says where we listen
-    hc.graceful_timeout = 5.0
+    # By the time Hypercorn's graceful phase begins, the shutdown trigger has ended every
+    # stream (``hub.shutdown``): what is left is writing their last events, and requests
+    # that take moments. And Hypercorn's trio worker under quart-trio never closes a
+    # keep-alive connection that sits idle (its idle task does not start once a response
+    # has been sent), so each one holds the exit for the whole graceful timeout: keep it
+    # short.
+    hc.graceful_timeout = GRACEFUL_TIMEOUT
     hc.keep_alive_timeout = 75.0
     hc.stall_timeout = server.stall_timeout
     return hc

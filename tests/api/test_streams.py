@@ -88,12 +88,17 @@ async def test_several_subscribers_see_identical_events(server: Server) -> None:
 
         async def follow() -> None:
             async with client.stream("GET", created["events_url"]) as r:
+                assert r.status_code == 200
                 results.append([e async for e in read_events(r)])
 
         async with trio.open_nursery() as nursery:
             for _ in range(3):
                 nursery.start_soon(follow)
+    assert len(results) == 3
     assert results[0] == results[1] == results[2]
+    assert [t for _, t, _ in results[0]].count("model.done") == 3
+    assert results[0][-1][1] == "stream.done"
+    assert [i for i, _, _ in results[0]] == list(range(1, len(results[0]) + 1))
 
 
 async def test_stop_one_slot_reports_states_and_others_finish(server: Server) -> None:
@@ -213,6 +218,11 @@ async def test_unknown_stream_and_bad_last_event_id(server: Server) -> None:
         created = (await client.post("/v1/streams", json={"models": ["demo/fast"], **ASK})).json()
         r = await client.get(created["events_url"], headers={"Last-Event-ID": "abc"})
         assert r.status_code == 400
+        # An id this stream never sent: the client holds another stream's id, or made one
+        # up. Said at once, not answered with a keep-alive per missing event.
+        r = await client.get(created["events_url"], headers={"Last-Event-ID": "100000"})
+        assert (r.status_code, r.json()["error"]["param"]) == (400, "Last-Event-ID")
+        assert "past this stream's last event" in r.json()["error"]["message"]
         r = await client.post(created["stop_url"], json={"slots": [5]})
         assert (r.status_code, r.json()["error"]["param"]) == (400, "slots")
         r = await client.get("/no/such/route")

@@ -5,6 +5,7 @@ from __future__ import annotations
 from array import array
 
 from app.engine.probe import Timeline
+
 from bench import tail
 from bench.tail import GC, OUTSIDE, PREEMPTED, Attribution, Step
 from bench.upstream import model_name

@@ -1,0 +1,88 @@
+"""The hub's memory: what it keeps of ended streams, for how long, and within what budget;
+and readers that hold a stream before they read it. Under trio's MockClock."""
+
+from __future__ import annotations
+
+import gc
+
+import pytest
+import trio
+import trio.testing
+
+from app.engine import Hub, StreamSettings
+
+from ..support.engine import collect, plans
+
+
+@pytest.fixture
+def autojump_clock() -> trio.testing.MockClock:
+    return trio.testing.MockClock(autojump_threshold=0)
+
+
+async def test_a_stream_nobody_can_resume_is_forgotten_when_it_ends(autojump_clock) -> None:
+    hub = Hub(StreamSettings(resume_grace=0, retention=600))
+    async with trio.open_nursery() as nursery:
+        await nursery.start(hub.run)
+        stream = await hub.open("o", plans("fast"), reader=True, resumable=False)
+        events = await collect(stream, attached=True)
+        assert events[-1].type == "stream.done"  # its reader read it whole
+        await trio.testing.wait_all_tasks_blocked()
+        assert hub.get(stream.id, "o") is None
+        assert hub.streams() == []
+        assert hub.retained_bytes == 0
+        hub.close()
+
+
+async def test_retained_logs_stay_within_their_byte_budget_oldest_forgotten_first(
+    autojump_clock,
+) -> None:
+    hub = Hub(StreamSettings(resume_grace=0, retention=600, retained_bytes=6000))
+    async with trio.open_nursery() as nursery:
+        await nursery.start(hub.run)
+        ids = []
+        for _ in range(6):
+            stream = await hub.open("o", plans("ttft=0,rate=0,tokens=20"), reader=True)
+            await collect(stream, attached=True)
+            ids.append(stream.id)
+            assert hub.retained_bytes <= 6000
+        kept = [i for i in ids if hub.get(i, "o") is not None]
+        assert 0 < len(kept) < len(ids)
+        assert kept == ids[-len(kept):]  # the newest are kept, the oldest forgotten
+        assert hub.forgotten_early == len(ids) - len(kept)
+        hub.close()
+
+
+async def test_a_reader_holds_its_stream_from_the_moment_it_is_made(autojump_clock) -> None:
+    """A response that has its body but has not begun writing it yet (Quart sends the head
+    first) still reads the whole stream, though retention passed meanwhile."""
+    hub = Hub(StreamSettings(resume_grace=0, retention=5))
+    async with trio.open_nursery() as nursery:
+        await nursery.start(hub.run)
+        stream = await hub.open("o", plans("fast"), reader=True)
+        whole = await collect(stream, attached=True)
+        body = stream.follow(0)  # made, not yet iterated
+        assert stream.readers == 1
+        await trio.sleep(10)  # retention is over: the stream is gone for new requests
+        assert hub.get(stream.id, "o") is None
+        chunks = [chunk async for chunk in body]
+        assert b"".join(chunks).count(b"\nevent: ") == len(whole)  # everything, not nothing
+        assert stream.readers == 0
+        hub.close()
+
+
+async def test_a_reader_dropped_unread_lets_its_stream_go(autojump_clock) -> None:
+    """Should a response never be sent, its body is never closed: dropping it detaches
+    the reader, and the stream's grace runs as if the client had left."""
+    hub = Hub(StreamSettings(resume_grace=1, attach_timeout=100))
+    async with trio.open_nursery() as nursery:
+        await nursery.start(hub.run)
+        stream = await hub.open("o", plans("hang"))
+        body = stream.follow(0)
+        assert stream.readers == 1
+        del body
+        gc.collect()
+        assert stream.readers == 0
+        with trio.fail_after(5):
+            await stream.done.wait()
+        assert stream.slots[0].stop_reason == "disconnect"
+        hub.close()
