@@ -112,7 +112,7 @@ async def run_server(
 
     async with trio.open_nursery() as nursery:
         binds = await nursery.start(
-            partial(hypercorn_serve, app, hc, shutdown_trigger=shutdown_trigger)  # type: ignore[arg-type]
+            partial(hypercorn_serve, app, hc, shutdown_trigger=shutdown_trigger)
         )
         names = ", ".join(sorted(config.providers))
         print(f"Chorus is listening on {binds[0]}  (providers: {names})", flush=True)
