@@ -26,8 +26,9 @@ SCRIPT = Path(__file__).resolve().parents[2] / "scripts" / "system-packages"
 FRONTEND_LOCK = Path("/var/lib/dpkg/lock-frontend")
 # Installed wherever the terminal tests run; apt-get leaves a present package as it is.
 PRESENT = "tmux"
-# apt says it is waiting once a second: the lock is held through this many of its reports.
-REPORTS_BEFORE_RELEASE = 3
+# apt says it is waiting once a second: the lock is held until it has said so this many
+# times, about two seconds.
+REPORTS_BEFORE_RELEASE = 2
 BOUND = 120.0
 
 pytestmark = [
