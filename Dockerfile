@@ -8,10 +8,14 @@ ENV PYTHONDONTWRITEBYTECODE=1 \
     PIP_NO_CACHE_DIR=1
 
 WORKDIR /srv/chorus
+# The pinned runtime packages first, in a layer of their own that a code change leaves
+# cached; then Chorus itself, which adds no package the lock has not pinned.
+COPY requirements.lock ./
+RUN pip install -r requirements.lock
 COPY pyproject.toml README.md ./
 COPY app ./app
 COPY providers ./providers
-RUN pip install . && useradd --system --uid 10001 --home-dir /srv/chorus chorus
+RUN pip install --no-deps . && useradd --system --uid 10001 --home-dir /srv/chorus chorus
 
 USER chorus
 EXPOSE 8000
