@@ -59,6 +59,7 @@ class ProviderConfig:
     fallbacks: Mapping[str, tuple[str, ...]] = field(default_factory=dict)
     retries: int = 2
     options: Mapping[str, Any] = field(default_factory=dict)
+    http2: bool = False  # offered by ALPN on https; see ``providers.http`` for the default
 
 
 @dataclass(frozen=True, slots=True)

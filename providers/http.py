@@ -1,10 +1,13 @@
 """The one place that does HTTP for every wire protocol, and maps httpx errors to ours.
 
 A wire protocol (pure) builds the request and parses the body; ``HttpProvider`` sends it
-with one shared ``httpx.AsyncClient`` per provider (connection reuse, HTTP/2 where the
-upstream offers it) and streams the body through the parser. Cancelling the caller's scope
-while ``stream`` is suspended closes the response, and with it the upstream connection, at
-once: httpx does not return a half-read connection to the pool.
+through one ``httpx.AsyncClient`` per provider, on httpx's own transport (connection reuse,
+proxies from the environment, HTTP/2 by ALPN where the provider's ``http2`` allows it), and
+streams the body through the parser. Cancelling the caller's scope while ``stream`` is
+suspended closes the response at once. On HTTP/1.1 that closes its connection (httpx never
+pools a half-read one), so the upstream sees the stop. On HTTP/2 httpx (httpcore 1.0) only
+stops reading the stream: it sends no RST_STREAM, and the upstream goes on generating
+(``docs/providers.md``), which is why ``http2`` is off unless a provider turns it on.
 """
 
 from __future__ import annotations
@@ -13,8 +16,7 @@ import email.utils
 import json
 import math
 import time
-import urllib.request
-from collections.abc import AsyncGenerator, AsyncIterator
+from collections.abc import AsyncGenerator
 from typing import Any
 
 import httpx
@@ -30,12 +32,13 @@ from .errors import (
     error_for_status,
 )
 from .events import ProviderEvent
-from .transport import MAX_IDLE, Http11Transport
 
 MAX_ERROR_BODY = 64 * 1024
 MODELS_TTL = 300.0  # seconds a discovered model list is reused (``options.models_ttl``)
 MODELS_TIMEOUT = 10.0
 MAX_URLS = 256  # parsed request URLs kept per provider (``_url``)
+MAX_IDLE = 16  # idle connections kept per provider: a busy stream reuses one at once
+KEEPALIVE_EXPIRY = 20.0  # seconds an idle connection is kept
 
 
 class HttpProvider:
@@ -49,18 +52,7 @@ class HttpProvider:
     ) -> None:
         self.config = config
         self.wire = wire
-        transport = None
-        if client is None:
-            if not _proxied(config.base_url):
-                transport = Http11Transport(max_idle=_max_idle(config))
-            client = make_client(config, transport)
-        self._client = client
-        # Straight to Chorus's transport when the provider has it: the client's
-        # per-request work (URL merging, cookies, auth and redirect hooks) is unused here
-        # and cost as much as the transport itself. Otherwise through the client (a proxy
-        # from the environment, or a client given by tests or an embedder).
-        self._transport = transport
-        self._timeouts = client.timeout.as_dict()  # what the client itself would send
+        self._client = client if client is not None else make_client(config)
         self._urls: dict[str, httpx.URL] = {}
         self._models: list[str] | None = None
         self._models_at = -math.inf
@@ -75,7 +67,7 @@ class HttpProvider:
             try:
                 if response.status_code >= 400:
                     raise await self._status_error(response)
-                async for chunk in _body(response):
+                async for chunk in response.aiter_bytes():
                     for event in parser.feed(chunk):
                         yield event
                     # An error the upstream sent mid-read is raised after the events before
@@ -94,19 +86,9 @@ class HttpProvider:
     async def _send(self, request: ChatRequest) -> httpx.Response:
         """The wire protocol's request, sent; the answer as it starts."""
         spec = self.wire.build_request(self.config, request)
-        url = self._url(spec.url)
-        if self._transport is None:
-            return await self._client.send(
-                httpx.Request(spec.method, url, headers=spec.headers, json=spec.json,
-                              extensions={"timeout": self._timeouts}), stream=True)
-        headers = [(name.encode("latin-1"), value.encode("latin-1"))
-                   for name, value in spec.headers.items()]
-        body = b""
-        if spec.json is not None:  # as httpx encodes ``json=``
-            body = json.dumps(spec.json, ensure_ascii=False, separators=(",", ":"),
-                              allow_nan=False).encode("utf-8")
-            headers.append((b"Content-Type", b"application/json"))
-        return await self._transport.send(spec.method, url, headers, body, self._timeouts)
+        built = self._client.build_request(spec.method, self._url(spec.url),
+                                           headers=spec.headers, json=spec.json)
+        return await self._client.send(built, stream=True)
 
     def _url(self, url: str) -> httpx.URL:
         """``url`` parsed, once: a provider sends to one URL, or one per model (Gemini).
@@ -165,6 +147,11 @@ class HttpProvider:
             return TransportError(f"could not connect to {where}")
         if isinstance(exc, httpx.RemoteProtocolError):
             return TransportError(f"{where} closed the connection mid-stream")
+        if isinstance(exc, httpx.LocalProtocolError):
+            # Refused before a byte left: a header value HTTP forbids, such as an API key
+            # pasted with its line break. Sending it again cannot succeed.
+            return BadRequestError(f"the request to {where} has a malformed header "
+                                   "(an API key with a line break?)")
         if isinstance(exc, httpx.DecodingError):
             return ProtocolError(f"{where} sent a body that could not be decoded")
         if isinstance(exc, httpx.TransportError):
@@ -193,46 +180,26 @@ class HttpProvider:
         return text
 
 
-def make_client(config: ProviderConfig,
-                transport: Http11Transport | None) -> httpx.AsyncClient:
-    """A client for one provider, on Chorus's own HTTP/1.1 transport (``transport.py``, and
-    why), or with ``transport=None`` on httpx's own, which is how a proxy from the
-    environment (``HTTPS_PROXY``, ``NO_PROXY``...) is honoured: httpx mounts those only
-    when it picks the transports itself. Only ``connect`` is an httpx timeout:
-    first-token, idle and total are the engine's (httpx's default 5 s read timeout would
-    cut slow thinkers)."""
-    timeout = httpx.Timeout(None, connect=config.timeouts.connect)
-    if transport is None:
-        limits = httpx.Limits(max_connections=None, max_keepalive_connections=_max_idle(config))
-        return httpx.AsyncClient(timeout=timeout, limits=limits, follow_redirects=False)
-    return httpx.AsyncClient(timeout=timeout, transport=transport, follow_redirects=False)
+def make_client(config: ProviderConfig) -> httpx.AsyncClient:
+    """A client for one provider on httpx's own transport, which also honours a proxy from
+    the environment (``HTTPS_PROXY``, ``NO_PROXY``...) and ``SSL_CERT_FILE``.
 
-
-def _max_idle(config: ProviderConfig) -> int:
-    """Idle connections kept per provider: a busy stream reuses one at once, so a small
-    reserve keeps the reuse (``transport.MAX_IDLE``)."""
-    return max(1, min(config.max_concurrency, MAX_IDLE))
-
-
-def _proxied(url: str | None) -> bool:
-    """Whether an environment proxy applies to ``url`` (``urllib``'s reading of the
-    ``*_PROXY`` and ``NO_PROXY`` variables, which httpx follows too)."""
-    if not url:
-        return False
-    parts = httpx.URL(url)
-    proxies = urllib.request.getproxies()
-    if not (proxies.get(parts.scheme) or proxies.get("all")):
-        return False
-    return not urllib.request.proxy_bypass(parts.host)
-
-
-def _body(response: httpx.Response) -> AsyncIterator[bytes]:
-    """The response body as it arrives. An uncompressed body (Chorus asks for no
-    compression) is read straight from the transport's stream: httpx's own iteration adds
-    a decoder, a chunker and two generator layers per upstream read, for nothing."""
-    if "content-encoding" in response.headers:
-        return response.aiter_bytes()
-    return aiter(response.stream)  # type: ignore[arg-type]
+    Only ``connect`` is an httpx timeout: first-token, idle and total are the engine's, and
+    httpx's default 5 s read timeout would cut a model that thinks for a minute. No
+    connection limit: ``max_concurrency`` bounds the answers in flight, and each HTTP/1.1
+    answer needs a connection of its own. Compression is refused: a compressing server or
+    proxy may hold tokens back to fill a block.
+    """
+    return httpx.AsyncClient(
+        timeout=httpx.Timeout(None, connect=config.timeouts.connect),
+        limits=httpx.Limits(max_connections=None,
+                            max_keepalive_connections=max(1, min(config.max_concurrency,
+                                                                 MAX_IDLE)),
+                            keepalive_expiry=KEEPALIVE_EXPIRY),
+        http2=config.http2,
+        follow_redirects=False,
+        headers={"Accept-Encoding": "identity"},
+    )
 
 
 def parse_retry_after(value: str | None) -> float | None:
