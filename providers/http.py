@@ -16,6 +16,7 @@ import email.utils
 import json
 import math
 import time
+import traceback
 from collections.abc import AsyncGenerator
 from typing import Any
 
@@ -39,6 +40,11 @@ MODELS_TIMEOUT = 10.0
 MAX_URLS = 256  # parsed request URLs kept per provider (``_url``)
 MAX_IDLE = 16  # idle connections kept per provider: a busy stream reuses one at once
 KEEPALIVE_EXPIRY = 20.0  # seconds an idle connection is kept
+
+# What httpx raises: its ``HTTPError`` family, and ``InvalidURL`` (not among them) for a URL
+# it cannot parse.
+HttpxError = httpx.HTTPError | httpx.InvalidURL
+HTTPX_ERRORS = (httpx.HTTPError, httpx.InvalidURL)
 
 
 class HttpProvider:
@@ -80,8 +86,8 @@ class HttpProvider:
         except ProviderError as exc:
             exc.message = self.redact(exc.message)
             raise
-        except httpx.HTTPError as exc:
-            raise self.map_error(exc) from exc
+        except HTTPX_ERRORS as exc:
+            raise self.map_error(exc) from self._cause(exc)
 
     async def _send(self, request: ChatRequest) -> httpx.Response:
         """The wire protocol's request, sent; the answer as it starts."""
@@ -124,8 +130,8 @@ class HttpProvider:
                                                       headers=dict(spec.headers))
         except trio.TooSlowError as exc:
             raise TimeoutError_(f"{self.config.name} did not list its models in time") from exc
-        except httpx.HTTPError as exc:
-            raise self.map_error(exc) from exc
+        except HTTPX_ERRORS as exc:
+            raise self.map_error(exc) from self._cause(exc)
         if response.status_code >= 400:
             detail = _error_detail(response.content[:MAX_ERROR_BODY])
             message = f"{self.config.name} answered {response.status_code} listing models"
@@ -136,7 +142,7 @@ class HttpProvider:
     async def aclose(self) -> None:
         await self._client.aclose()
 
-    def map_error(self, exc: httpx.HTTPError) -> ProviderError:
+    def map_error(self, exc: HttpxError) -> ProviderError:
         """httpx's errors, as the engine's types; the one place this mapping lives."""
         where = self.config.name
         if isinstance(exc, httpx.ConnectTimeout):
@@ -146,7 +152,7 @@ class HttpProvider:
         if isinstance(exc, httpx.ConnectError):
             return TransportError(f"could not connect to {where}")
         if isinstance(exc, httpx.RemoteProtocolError):
-            return TransportError(f"{where} closed the connection mid-stream")
+            return TransportError(f"{where} broke off the answer or the HTTP protocol")
         if isinstance(exc, httpx.LocalProtocolError):
             # Refused before a byte left: a header value HTTP forbids, such as an API key
             # pasted with its line break. Sending it again cannot succeed.
@@ -154,10 +160,10 @@ class HttpProvider:
                                    "(an API key with a line break?)")
         if isinstance(exc, httpx.DecodingError):
             return ProtocolError(f"{where} sent a body that could not be decoded")
-        if isinstance(exc, httpx.TransportError):
-            return TransportError(f"the connection to {where} failed")
         if isinstance(exc, httpx.InvalidURL | httpx.UnsupportedProtocol):
             return BadRequestError(f"the base_url of {where} is not a valid URL")
+        if isinstance(exc, httpx.TransportError):
+            return TransportError(f"the connection to {where} failed")
         return TransportError(f"request to {where} failed")
 
     async def _status_error(self, response: httpx.Response) -> ProviderError:
@@ -172,6 +178,17 @@ class HttpProvider:
             message += f": {detail}"
         retry_after = parse_retry_after(response.headers.get("retry-after"))
         return error_for_status(response.status_code, self.redact(message), retry_after)
+
+    def _cause(self, exc: HttpxError) -> HttpxError | None:
+        """``exc``, to chain to the mapped error, unless it or its own causes show the API
+        key (httpx quotes a header value it refuses, escaped): a logged traceback prints
+        every cause."""
+        key = self.config.api_key
+        if not key:
+            return exc
+        shown = "".join(traceback.format_exception(exc))
+        forms = (key, repr(key)[1:-1], repr(key.encode("utf-8", "replace"))[2:-1])
+        return None if any(form in shown for form in forms) else exc
 
     def redact(self, text: str) -> str:
         key = self.config.api_key
