@@ -14,18 +14,8 @@ import httpx
 import pytest
 import trio
 
-from providers import create
+from providers import create, errors
 from providers.base import ChatRequest, Message, ProviderConfig, Timeouts
-from providers.errors import (
-    AuthError,
-    BadRequestError,
-    ProtocolError,
-    ProviderError,
-    RateLimitError,
-    TimeoutError_,
-    TransportError,
-    UpstreamError,
-)
 from providers.events import ProviderEvent, TextDelta
 from providers.http import HttpProvider, parse_retry_after
 from tests.support.upstream import FakeUpstream, Script, Seen, openai_chunk, openai_script, sse
@@ -54,7 +44,7 @@ def text(events: list[ProviderEvent]) -> str:
     return "".join(e.text for e in events if isinstance(e, TextDelta))
 
 
-async def fails(p: HttpProvider) -> tuple[ProviderError, list[ProviderEvent]]:
+async def fails(p: HttpProvider) -> tuple[errors.ProviderError, list[ProviderEvent]]:
     """The error an answer ends with, and the events that came before it."""
     got: list[ProviderEvent] = []
 
@@ -63,7 +53,7 @@ async def fails(p: HttpProvider) -> tuple[ProviderError, list[ProviderEvent]]:
             got.append(event)
 
     try:
-        with pytest.raises(ProviderError) as info:
+        with pytest.raises(errors.ProviderError) as info:
             await read()
     finally:
         await p.aclose()
@@ -117,7 +107,7 @@ async def test_connecting_is_bounded_by_the_connect_timeout(
     address = await raw_server(nursery, silent)
     began = trio.current_time()
     error, _ = await fails(provider(f"https://{address}", connect=3.0))
-    assert type(error) is TimeoutError_
+    assert type(error) is errors.TimeoutError_
     assert error.message == "connecting to p timed out"
     assert 3.0 <= trio.current_time() - began < 3.5
 
@@ -128,7 +118,7 @@ async def test_a_refused_connection_is_a_retryable_connection_error() -> None:
     port = sock.getsockname()[1]
     sock.close()  # nothing listens there now
     error, _ = await fails(provider(f"http://127.0.0.1:{port}"))
-    assert type(error) is TransportError
+    assert type(error) is errors.TransportError
     assert (error.message, error.retryable) == ("could not connect to p", True)
 
 
@@ -136,18 +126,18 @@ IN_TWO_MINUTES = "an HTTP-date 120 s from when the answer is sent"
 
 
 @pytest.mark.parametrize(("status", "headers", "kind", "retry_after"), [
-    (401, [], AuthError, None),
-    (403, [], AuthError, None),
-    (429, [("retry-after", "7")], RateLimitError, 7.0),
-    (429, [("retry-after", IN_TWO_MINUTES)], RateLimitError, 120.0),
-    (429, [], RateLimitError, None),
-    (400, [], BadRequestError, None),
-    (504, [], TimeoutError_, None),
-    (503, [], UpstreamError, None),
+    (401, [], errors.AuthError, None),
+    (403, [], errors.AuthError, None),
+    (429, [("retry-after", "7")], errors.RateLimitError, 7.0),
+    (429, [("retry-after", IN_TWO_MINUTES)], errors.RateLimitError, 120.0),
+    (429, [], errors.RateLimitError, None),
+    (400, [], errors.BadRequestError, None),
+    (504, [], errors.TimeoutError_, None),
+    (503, [], errors.UpstreamError, None),
 ])
 async def test_an_error_status_becomes_its_error_type(
     upstream: FakeUpstream, status: int, headers: list[tuple[str, str]],
-    kind: type[ProviderError], retry_after: float | None,
+    kind: type[errors.ProviderError], retry_after: float | None,
 ) -> None:
     def respond(seen: Seen) -> Script:
         date = email.utils.formatdate(time.time() + 120, usegmt=True)
@@ -164,7 +154,7 @@ async def test_an_error_status_becomes_its_error_type(
     if retry_after is None:
         assert getattr(error, "retry_after", None) is None
     else:
-        assert isinstance(error, RateLimitError)
+        assert isinstance(error, errors.RateLimitError)
         assert error.retry_after == pytest.approx(retry_after, abs=2)
 
 
@@ -180,7 +170,7 @@ async def test_an_upstream_that_echoes_the_key_has_it_redacted(upstream: FakeUps
     upstream.respond = lambda seen: Script(
         status=500, headers=JSON, body=[f'{{"error": {{"message": "bad {KEY}"}}}}'.encode()])
     error, _ = await fails(provider(upstream.url))
-    assert type(error) is UpstreamError
+    assert type(error) is errors.UpstreamError
     assert error.message == "p answered 500: bad [redacted]"
     assert error.retryable
 
@@ -191,7 +181,7 @@ async def test_a_key_http_forbids_is_refused_before_anything_is_sent_and_never_s
     # A key pasted with its line break would split the request's head.
     key = "sk-pasted\nX-Injected: 1"
     error, _ = await fails(provider(upstream.url, key=key))
-    assert type(error) is BadRequestError
+    assert type(error) is errors.BadRequestError
     assert not error.retryable
     assert upstream.seen == []
     # httpx quotes the header value it refused: that error is not chained, since a logged
@@ -206,7 +196,7 @@ async def test_an_answer_cut_off_mid_body_is_a_connection_error_after_its_events
     upstream.respond = lambda seen: Script(
         body=[*sse(openai_chunk("par"), done=False), b'data: {"choi'], end="drop")
     error, events = await fails(provider(upstream.url))
-    assert type(error) is TransportError
+    assert type(error) is errors.TransportError
     assert error.message == "p broke off the answer or the HTTP protocol"
     assert text(events) == "par"
 
@@ -219,7 +209,7 @@ async def test_a_malformed_answer_head_is_a_connection_error(nursery: trio.Nurse
 
     address = await raw_server(nursery, broken)
     error, _ = await fails(provider(f"http://{address}"))
-    assert type(error) is TransportError
+    assert type(error) is errors.TransportError
 
 
 async def test_a_body_that_cannot_be_decoded_is_a_protocol_error(upstream: FakeUpstream) -> None:
@@ -227,7 +217,7 @@ async def test_a_body_that_cannot_be_decoded_is_a_protocol_error(upstream: FakeU
         headers=[("content-type", "text/event-stream"), ("content-encoding", "gzip")],
         body=[b"this is not gzip"])
     error, _ = await fails(provider(upstream.url))
-    assert type(error) is ProtocolError
+    assert type(error) is errors.ProtocolError
 
 
 @pytest.mark.parametrize("how", ["cancel", "aclose"])
@@ -288,7 +278,7 @@ async def test_models_are_listed_with_the_same_client_and_errors(upstream: FakeU
         assert await p.list_models() == ["a", "b"]
         assert upstream.seen[0].path == "/v1/models"
         fresh = provider(upstream.url)
-        with pytest.raises(AuthError, match=r"listing models: \[redacted\]"):
+        with pytest.raises(errors.AuthError, match=r"listing models: \[redacted\]"):
             await fresh.list_models()
         await fresh.aclose()
     finally:
@@ -298,19 +288,19 @@ async def test_models_are_listed_with_the_same_client_and_errors(upstream: FakeU
 def test_httpx_errors_map_to_one_provider_error_each() -> None:
     p = provider("http://127.0.0.1:9")
     request = httpx.Request("GET", "http://127.0.0.1:9")
-    cases: list[tuple[httpx.HTTPError, type[ProviderError]]] = [
-        (httpx.ConnectTimeout("t"), TimeoutError_),
-        (httpx.ReadTimeout("t"), TimeoutError_),
-        (httpx.PoolTimeout("t"), TimeoutError_),
-        (httpx.ConnectError("c"), TransportError),
-        (httpx.ReadError("r"), TransportError),
-        (httpx.WriteError("w"), TransportError),
-        (httpx.RemoteProtocolError("r"), TransportError),
-        (httpx.LocalProtocolError("l"), BadRequestError),
-        (httpx.DecodingError("d"), ProtocolError),
-        (httpx.UnsupportedProtocol("u"), BadRequestError),
-        (httpx.InvalidURL("i"), BadRequestError),
-        (httpx.TooManyRedirects("r", request=request), TransportError),
+    cases: list[tuple[httpx.HTTPError, type[errors.ProviderError]]] = [
+        (httpx.ConnectTimeout("t"), errors.TimeoutError_),
+        (httpx.ReadTimeout("t"), errors.TimeoutError_),
+        (httpx.PoolTimeout("t"), errors.TimeoutError_),
+        (httpx.ConnectError("c"), errors.TransportError),
+        (httpx.ReadError("r"), errors.TransportError),
+        (httpx.WriteError("w"), errors.TransportError),
+        (httpx.RemoteProtocolError("r"), errors.TransportError),
+        (httpx.LocalProtocolError("l"), errors.BadRequestError),
+        (httpx.DecodingError("d"), errors.ProtocolError),
+        (httpx.UnsupportedProtocol("u"), errors.BadRequestError),
+        (httpx.InvalidURL("i"), errors.BadRequestError),
+        (httpx.TooManyRedirects("r", request=request), errors.TransportError),
     ]
     for exc, kind in cases:
         assert type(p.map_error(exc)) is kind, exc
