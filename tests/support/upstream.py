@@ -256,17 +256,9 @@ class TlsUpstream:
         return self.seen[n - 1]
 
     async def _app(self, scope: dict[str, Any], receive: Any, send: Any) -> None:
-        if scope["type"] == "lifespan":
-            while (await receive())["type"] != "lifespan.shutdown":
-                await send({"type": "lifespan.startup.complete"})
-            await send({"type": "lifespan.shutdown.complete"})
+        body = await asgi_request(scope, receive, send)
+        if body is None:
             return
-        body = b""
-        while True:
-            message = await receive()
-            body += message.get("body", b"")
-            if not message.get("more_body"):
-                break
         query = scope["query_string"].decode()
         seen = Seen(scope["method"], scope["path"] + (f"?{query}" if query else ""),
                     {k.decode().lower(): v.decode() for k, v in scope["headers"]},
@@ -298,3 +290,19 @@ class TlsUpstream:
         seen.closed.set()
         scope.cancel()
 
+
+
+async def asgi_request(scope: dict[str, Any], receive: Any, send: Any) -> bytes | None:
+    """An ASGI upstream's first steps: the request's whole body, or ``None`` for the
+    server's lifespan messages, answered here."""
+    if scope["type"] == "lifespan":
+        while (await receive())["type"] != "lifespan.shutdown":
+            await send({"type": "lifespan.startup.complete"})
+        await send({"type": "lifespan.shutdown.complete"})
+        return None
+    body = b""
+    while True:
+        message = await receive()
+        body += message.get("body", b"")
+        if not message.get("more_body"):
+            return body
