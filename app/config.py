@@ -156,7 +156,7 @@ def _server(table: Mapping[str, Any], fail: Any) -> ServerConfig:
 
 
 _PROVIDER_KEYS = {"type", "base_url", "api_key_env", "api_key", "models", "max_concurrency",
-                  "timeouts", "fallbacks", "retries", "options"}
+                  "timeouts", "fallbacks", "retries", "options", "http2"}
 
 
 def _provider(
@@ -217,6 +217,7 @@ def _provider(
         name=name, type=type_, base_url=base_url, api_key=api_key, models=tuple(models),
         max_concurrency=max_concurrency, timeouts=timeouts, fallbacks=fallbacks,
         retries=retries, options=_table(table.get("options", {}), f"{where}.options", fail),
+        http2=_check(table.get("http2", False), bool, f"{where}.http2", fail),
     )
 
 

@@ -59,6 +59,7 @@ class ProviderConfig:
     fallbacks: Mapping[str, tuple[str, ...]] = field(default_factory=dict)
     retries: int = 2
     options: Mapping[str, Any] = field(default_factory=dict)
+    http2: bool = False  # offer HTTP/2 by ALPN on https (off: see ``providers.http``, why)
 
 
 @dataclass(frozen=True, slots=True)

@@ -1,10 +1,13 @@
 """The one place that does HTTP for every wire protocol, and maps httpx errors to ours.
 
 A wire protocol (pure) builds the request and parses the body; ``HttpProvider`` sends it
-with one shared ``httpx.AsyncClient`` per provider (connection reuse, HTTP/2 where the
-upstream offers it) and streams the body through the parser. Cancelling the caller's scope
-while ``stream`` is suspended closes the response, and with it the upstream connection, at
-once: httpx does not return a half-read connection to the pool.
+through one ``httpx.AsyncClient`` per provider, on httpx's own transport (connection reuse,
+proxies from the environment, HTTP/2 by ALPN where the provider's ``http2`` allows it), and
+streams the body through the parser. Cancelling the caller's scope while ``stream`` is
+suspended closes the response at once. On HTTP/1.1 that closes its connection (httpx never
+pools a half-read one), so the upstream sees the stop. On HTTP/2 httpx (httpcore 1.0) only
+stops reading the stream: it sends no RST_STREAM, and the upstream goes on generating
+(``docs/providers.md``), which is why ``http2`` is off unless a provider turns it on.
 """
 
 from __future__ import annotations
@@ -13,8 +16,8 @@ import email.utils
 import json
 import math
 import time
-import urllib.request
-from collections.abc import AsyncGenerator, AsyncIterator
+import traceback
+from collections.abc import AsyncGenerator
 from typing import Any
 
 import httpx
@@ -30,12 +33,18 @@ from .errors import (
     error_for_status,
 )
 from .events import ProviderEvent
-from .transport import MAX_IDLE, Http11Transport
 
 MAX_ERROR_BODY = 64 * 1024
 MODELS_TTL = 300.0  # seconds a discovered model list is reused (``options.models_ttl``)
 MODELS_TIMEOUT = 10.0
 MAX_URLS = 256  # parsed request URLs kept per provider (``_url``)
+MAX_IDLE = 16  # idle connections kept per provider: a busy stream reuses one at once
+KEEPALIVE_EXPIRY = 20.0  # seconds an idle connection is kept
+
+# What httpx raises: its ``HTTPError`` family, and ``InvalidURL`` (not among them) for a URL
+# it cannot parse.
+HttpxError = httpx.HTTPError | httpx.InvalidURL
+HTTPX_ERRORS = (httpx.HTTPError, httpx.InvalidURL)
 
 
 class HttpProvider:
@@ -49,18 +58,7 @@ class HttpProvider:
     ) -> None:
         self.config = config
         self.wire = wire
-        transport = None
-        if client is None:
-            if not _proxied(config.base_url):
-                transport = Http11Transport(max_idle=_max_idle(config))
-            client = make_client(config, transport)
-        self._client = client
-        # Straight to Chorus's transport when the provider has it: the client's
-        # per-request work (URL merging, cookies, auth and redirect hooks) is unused here
-        # and cost as much as the transport itself. Otherwise through the client (a proxy
-        # from the environment, or a client given by tests or an embedder).
-        self._transport = transport
-        self._timeouts = client.timeout.as_dict()  # what the client itself would send
+        self._client = client if client is not None else make_client(config)
         self._urls: dict[str, httpx.URL] = {}
         self._models: list[str] | None = None
         self._models_at = -math.inf
@@ -75,7 +73,7 @@ class HttpProvider:
             try:
                 if response.status_code >= 400:
                     raise await self._status_error(response)
-                async for chunk in _body(response):
+                async for chunk in response.aiter_bytes():
                     for event in parser.feed(chunk):
                         yield event
                     # An error the upstream sent mid-read is raised after the events before
@@ -88,25 +86,15 @@ class HttpProvider:
         except ProviderError as exc:
             exc.message = self.redact(exc.message)
             raise
-        except httpx.HTTPError as exc:
-            raise self.map_error(exc) from exc
+        except HTTPX_ERRORS as exc:
+            raise self.map_error(exc) from self._cause(exc)
 
     async def _send(self, request: ChatRequest) -> httpx.Response:
         """The wire protocol's request, sent; the answer as it starts."""
         spec = self.wire.build_request(self.config, request)
-        url = self._url(spec.url)
-        if self._transport is None:
-            return await self._client.send(
-                httpx.Request(spec.method, url, headers=spec.headers, json=spec.json,
-                              extensions={"timeout": self._timeouts}), stream=True)
-        headers = [(name.encode("latin-1"), value.encode("latin-1"))
-                   for name, value in spec.headers.items()]
-        body = b""
-        if spec.json is not None:  # as httpx encodes ``json=``
-            body = json.dumps(spec.json, ensure_ascii=False, separators=(",", ":"),
-                              allow_nan=False).encode("utf-8")
-            headers.append((b"Content-Type", b"application/json"))
-        return await self._transport.send(spec.method, url, headers, body, self._timeouts)
+        built = self._client.build_request(spec.method, self._url(spec.url),
+                                           headers=spec.headers, json=spec.json)
+        return await self._client.send(built, stream=True)
 
     def _url(self, url: str) -> httpx.URL:
         """``url`` parsed, once: a provider sends to one URL, or one per model (Gemini).
@@ -142,8 +130,8 @@ class HttpProvider:
                                                       headers=dict(spec.headers))
         except trio.TooSlowError as exc:
             raise TimeoutError_(f"{self.config.name} did not list its models in time") from exc
-        except httpx.HTTPError as exc:
-            raise self.map_error(exc) from exc
+        except HTTPX_ERRORS as exc:
+            raise self.map_error(exc) from self._cause(exc)
         if response.status_code >= 400:
             detail = _error_detail(response.content[:MAX_ERROR_BODY])
             message = f"{self.config.name} answered {response.status_code} listing models"
@@ -154,7 +142,7 @@ class HttpProvider:
     async def aclose(self) -> None:
         await self._client.aclose()
 
-    def map_error(self, exc: httpx.HTTPError) -> ProviderError:
+    def map_error(self, exc: HttpxError) -> ProviderError:
         """httpx's errors, as the engine's types; the one place this mapping lives."""
         where = self.config.name
         if isinstance(exc, httpx.ConnectTimeout):
@@ -164,13 +152,18 @@ class HttpProvider:
         if isinstance(exc, httpx.ConnectError):
             return TransportError(f"could not connect to {where}")
         if isinstance(exc, httpx.RemoteProtocolError):
-            return TransportError(f"{where} closed the connection mid-stream")
+            return TransportError(f"{where} broke off the answer or the HTTP protocol")
+        if isinstance(exc, httpx.LocalProtocolError):
+            # Refused before a byte left: a header value HTTP forbids, such as an API key
+            # pasted with its line break. Sending it again cannot succeed.
+            return BadRequestError(f"the request to {where} has a malformed header "
+                                   "(an API key with a line break?)")
         if isinstance(exc, httpx.DecodingError):
             return ProtocolError(f"{where} sent a body that could not be decoded")
-        if isinstance(exc, httpx.TransportError):
-            return TransportError(f"the connection to {where} failed")
         if isinstance(exc, httpx.InvalidURL | httpx.UnsupportedProtocol):
             return BadRequestError(f"the base_url of {where} is not a valid URL")
+        if isinstance(exc, httpx.TransportError):
+            return TransportError(f"the connection to {where} failed")
         return TransportError(f"request to {where} failed")
 
     async def _status_error(self, response: httpx.Response) -> ProviderError:
@@ -186,6 +179,17 @@ class HttpProvider:
         retry_after = parse_retry_after(response.headers.get("retry-after"))
         return error_for_status(response.status_code, self.redact(message), retry_after)
 
+    def _cause(self, exc: HttpxError) -> HttpxError | None:
+        """``exc``, to chain to the mapped error, unless it or its own causes show the API
+        key (httpx quotes a header value it refuses, escaped): a logged traceback prints
+        every cause."""
+        key = self.config.api_key
+        if not key:
+            return exc
+        shown = "".join(traceback.format_exception(exc))
+        forms = (key, repr(key)[1:-1], repr(key.encode("utf-8", "replace"))[2:-1])
+        return None if any(form in shown for form in forms) else exc
+
     def redact(self, text: str) -> str:
         key = self.config.api_key
         if key and key in text:
@@ -193,46 +197,26 @@ class HttpProvider:
         return text
 
 
-def make_client(config: ProviderConfig,
-                transport: Http11Transport | None) -> httpx.AsyncClient:
-    """A client for one provider, on Chorus's own HTTP/1.1 transport (``transport.py``, and
-    why), or with ``transport=None`` on httpx's own, which is how a proxy from the
-    environment (``HTTPS_PROXY``, ``NO_PROXY``...) is honoured: httpx mounts those only
-    when it picks the transports itself. Only ``connect`` is an httpx timeout:
-    first-token, idle and total are the engine's (httpx's default 5 s read timeout would
-    cut slow thinkers)."""
-    timeout = httpx.Timeout(None, connect=config.timeouts.connect)
-    if transport is None:
-        limits = httpx.Limits(max_connections=None, max_keepalive_connections=_max_idle(config))
-        return httpx.AsyncClient(timeout=timeout, limits=limits, follow_redirects=False)
-    return httpx.AsyncClient(timeout=timeout, transport=transport, follow_redirects=False)
+def make_client(config: ProviderConfig) -> httpx.AsyncClient:
+    """A client for one provider on httpx's own transport, which also honours a proxy from
+    the environment (``HTTPS_PROXY``, ``NO_PROXY``...) and ``SSL_CERT_FILE``.
 
-
-def _max_idle(config: ProviderConfig) -> int:
-    """Idle connections kept per provider: a busy stream reuses one at once, so a small
-    reserve keeps the reuse (``transport.MAX_IDLE``)."""
-    return max(1, min(config.max_concurrency, MAX_IDLE))
-
-
-def _proxied(url: str | None) -> bool:
-    """Whether an environment proxy applies to ``url`` (``urllib``'s reading of the
-    ``*_PROXY`` and ``NO_PROXY`` variables, which httpx follows too)."""
-    if not url:
-        return False
-    parts = httpx.URL(url)
-    proxies = urllib.request.getproxies()
-    if not (proxies.get(parts.scheme) or proxies.get("all")):
-        return False
-    return not urllib.request.proxy_bypass(parts.host)
-
-
-def _body(response: httpx.Response) -> AsyncIterator[bytes]:
-    """The response body as it arrives. An uncompressed body (Chorus asks for no
-    compression) is read straight from the transport's stream: httpx's own iteration adds
-    a decoder, a chunker and two generator layers per upstream read, for nothing."""
-    if "content-encoding" in response.headers:
-        return response.aiter_bytes()
-    return aiter(response.stream)  # type: ignore[arg-type]
+    Only ``connect`` is an httpx timeout: first-token, idle and total are the engine's, and
+    httpx's default 5 s read timeout would cut a model that thinks for a minute. No
+    connection limit: ``max_concurrency`` bounds the answers in flight, and each HTTP/1.1
+    answer needs a connection of its own. Compression is refused: a compressing server or
+    proxy may hold tokens back to fill a block.
+    """
+    return httpx.AsyncClient(
+        timeout=httpx.Timeout(None, connect=config.timeouts.connect),
+        limits=httpx.Limits(max_connections=None,
+                            max_keepalive_connections=max(1, min(config.max_concurrency,
+                                                                 MAX_IDLE)),
+                            keepalive_expiry=KEEPALIVE_EXPIRY),
+        http2=config.http2,
+        follow_redirects=False,
+        headers={"Accept-Encoding": "identity"},
+    )
 
 
 def parse_retry_after(value: str | None) -> float | None:

@@ -48,6 +48,7 @@ models = ["qwen3-8b"]
 max_concurrency = 4
 timeouts = { connect = 5, first_token = 60, idle = 30, total = 600 }
 fallbacks = { "qwen3-8b" = ["demo/fast"] }
+http2 = true
 """)
     config = load_config(path, env={"GPU1_KEY": "secret", "CHORUS_DEMO": "1"})
     gpu = config.providers["gpu1"]
@@ -56,7 +57,8 @@ fallbacks = { "qwen3-8b" = ["demo/fast"] }
     assert gpu.models == ("qwen3-8b",)
     assert gpu.timeouts.first_token == 60.0
     assert gpu.fallbacks == {"qwen3-8b": ("demo/fast",)}
-    assert "demo" in config.providers
+    assert gpu.http2 is True
+    assert config.providers["demo"].http2 is False  # off unless a provider turns it on
 
 
 @pytest.mark.parametrize(
@@ -70,6 +72,8 @@ fallbacks = { "qwen3-8b" = ["demo/fast"] }
         ("[providers.x]\ntype = \"openai\"\napi_key_env = \"NOPE_KEY\"\n", 3, "NOPE_KEY"),
         ("[providers.x]\ntype = \"openai\"\nbase_url = \"ftp://x\"\n", 3, "http://"),
         ("[providers.x]\ntype = \"openai\"\ntimeouts = { idle = -1 }\n", 3, "positive"),
+        ("[providers.x]\ntype = \"openai\"\nhttp2 = \"yes\"\n", 3,
+         "providers.x.http2 must be true or false"),
         ("[server\nport = 1\n", 1, "not valid TOML"),
         ("[elsewhere]\n", 1, "unknown section [elsewhere]"),
     ],

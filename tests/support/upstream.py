@@ -1,9 +1,10 @@
-"""A scriptable upstream on loopback, speaking real HTTP/1.1 (h11) over real sockets.
+"""A scriptable upstream on loopback, speaking real HTTP/1.1 (h11) over real sockets, and
+the same scripts served by Hypercorn over TLS, with HTTP/2 offered by ALPN.
 
 Each request is answered by a ``Script``: a status, headers, and a body made of byte
 chunks and pauses, then an ending (finish the body, drop the connection, or hang). The
-server records every request and the moment the client closed its connection, so tests
-can prove that a stop really closed the upstream.
+server records every request and the moment the client closed its connection (or, on
+HTTP/2, ended its stream), so tests can prove that a stop really closed the upstream.
 """
 
 from __future__ import annotations
@@ -11,10 +12,14 @@ from __future__ import annotations
 import json
 from collections.abc import Callable
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Any
 
 import h11
 import trio
+import trustme
+
+from .serving import loopback_config, start_serving
 
 
 @dataclass
@@ -39,6 +44,8 @@ class Seen:
     closed_at: float | None = None
     closed: trio.Event = field(default_factory=trio.Event)
     bytes_sent: int = 0
+    http_version: str = "1.1"
+    peer_port: int = 0  # the client's port: one per connection
 
 
 Responder = Callable[[Seen], Script]
@@ -215,3 +222,87 @@ class FakeUpstream:
             seen.closed_at = trio.current_time()
             seen.closed.set()
             scope.cancel()
+
+
+class TlsUpstream:
+    """``Script`` answers over TLS, from Hypercorn: HTTP/2 when the client offers it by ALPN
+    (unless ``http2=False``), else HTTP/1.1. ``ca_file`` is the certificate authority to
+    trust. ``closed`` is set when the request ends before its answer did (the connection
+    closed, or the client reset its HTTP/2 stream). Endings: "finish" and "hang"."""
+
+    def __init__(self, respond: Responder, *, http2: bool = True) -> None:
+        self.respond = respond
+        self.http2 = http2
+        self.seen: list[Seen] = []
+        self.url = ""
+        self.ca_file = ""
+        self._arrived = trio.Event()
+
+    async def start(self, nursery: trio.Nursery, directory: Path) -> str:
+        ca = trustme.CA()
+        self.ca_file = str(directory / "ca.pem")
+        ca.cert_pem.write_to_path(self.ca_file)
+        pem = str(directory / "server.pem")
+        ca.issue_cert("127.0.0.1").private_key_and_cert_chain_pem.write_to_path(pem)
+        config = loopback_config(certfile=pem, keyfile=pem, alpn_protocols=(
+            ["h2", "http/1.1"] if self.http2 else ["http/1.1"]))
+        self.url, _, _ = await start_serving(nursery, self._app, config)
+        return self.url
+
+    async def wait_for_request(self, n: int = 1) -> Seen:
+        while len(self.seen) < n:
+            await self._arrived.wait()
+            self._arrived = trio.Event()
+        return self.seen[n - 1]
+
+    async def _app(self, scope: dict[str, Any], receive: Any, send: Any) -> None:
+        body = await asgi_request(scope, receive, send)
+        if body is None:
+            return
+        query = scope["query_string"].decode()
+        seen = Seen(scope["method"], scope["path"] + (f"?{query}" if query else ""),
+                    {k.decode().lower(): v.decode() for k, v in scope["headers"]},
+                    json.loads(body) if body else None, trio.current_time(),
+                    http_version=scope["http_version"], peer_port=scope["client"][1])
+        self.seen.append(seen)
+        self._arrived.set()
+        script = self.respond(seen)
+        async with trio.open_nursery() as nursery:
+            nursery.start_soon(self._watch_end, receive, seen, nursery.cancel_scope)
+            await send({"type": "http.response.start", "status": script.status,
+                        "headers": [(k.encode(), v.encode()) for k, v in script.headers]})
+            for part in script.body:
+                if isinstance(part, float | int):
+                    await trio.sleep(part)
+                    continue
+                await send({"type": "http.response.body", "body": part, "more_body": True})
+                seen.bytes_sent += len(part)
+            if script.end == "hang":
+                await trio.sleep_forever()
+            await send({"type": "http.response.body", "body": b""})
+            nursery.cancel_scope.cancel()
+
+    @staticmethod
+    async def _watch_end(receive: Any, seen: Seen, scope: trio.CancelScope) -> None:
+        while (await receive())["type"] != "http.disconnect":
+            pass
+        seen.closed_at = trio.current_time()
+        seen.closed.set()
+        scope.cancel()
+
+
+
+async def asgi_request(scope: dict[str, Any], receive: Any, send: Any) -> bytes | None:
+    """An ASGI upstream's first steps: the request's whole body, or ``None`` for the
+    server's lifespan messages, answered here."""
+    if scope["type"] == "lifespan":
+        while (await receive())["type"] != "lifespan.shutdown":
+            await send({"type": "lifespan.startup.complete"})
+        await send({"type": "lifespan.shutdown.complete"})
+        return None
+    body = b""
+    while True:
+        message = await receive()
+        body += message.get("body", b"")
+        if not message.get("more_body"):
+            return body
