@@ -40,7 +40,6 @@ from .logstore import (
     new_id,
 )
 from .sources import RequestRefused, Target, Where, open_source
-from .transcript import console, print_answers
 
 ENDS = ("exit", "quit")
 
@@ -108,6 +107,8 @@ async def _turn(where: Where, slots: list[Target], params: dict[str, Any],
 def chat(session: Session, where: Where, params: dict[str, Any], term: Terminal,
          store: LogStore | None) -> int:
     """Read prompts until the end; 0, or 2 if the very first request is refused."""
+    from .transcript import console, print_answers  # rich: loaded when it is used
+
     con = console(term.out, color=term.view.color)
     while True:
         try:

@@ -18,7 +18,6 @@ from app.cli import COMMANDS, EXTENSIONS
 from .board import clean
 from .home import log_path
 from .logstore import LogError, LogStore
-from .transcript import console, print_conversation, when
 
 PROMPT_WIDTH = 60  # characters of the first prompt shown in the list
 
@@ -42,6 +41,8 @@ def add_command(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> Non
 
 
 def logs(args: argparse.Namespace) -> int:
+    from .transcript import when  # rich: loaded when it is used
+
     path = log_path(os.environ)
     if args.logs_action == "path":
         print(path)
@@ -72,6 +73,8 @@ def logs(args: argparse.Namespace) -> int:
 
 
 def _show(log: LogStore, args: argparse.Namespace) -> int:
+    from .transcript import console, print_conversation
+
     conversation = log.conversation(args.cid)
     if args.json:
         print(json.dumps(dataclasses.asdict(conversation), ensure_ascii=False, indent=2))
