@@ -5,8 +5,6 @@ history goes up with every turn, Ctrl-C stops the upstreams and gives the prompt
 from __future__ import annotations
 
 import json
-import sys
-from collections.abc import AsyncIterator
 from pathlib import Path
 from typing import Any
 
@@ -14,19 +12,7 @@ import pytest
 import trio
 
 from ..support.upstream import FakeUpstream, Script, Seen, openai_script
-from .tmux import Tmux
-
-CHORUS = [sys.executable, "-m", "app"]
-
-
-@pytest.fixture
-async def tmux() -> AsyncIterator[Tmux]:
-    terminal = Tmux()
-    try:
-        yield terminal
-    finally:
-        with trio.CancelScope(shield=True):
-            await terminal.close()
+from .tmux import CHORUS, Tmux
 
 
 @pytest.fixture
@@ -124,17 +110,24 @@ async def test_ctrl_c_stops_the_upstreams_and_gives_the_prompt_back(
     assert first["answers"][0]["text"] == kept[1]
 
 
+async def one_turn(tmux: Tmux, argv: list[str], prompt: str, answer: str) -> str:
+    """Start a chat, ask ``prompt``, see ``answer``, leave; what the screen held."""
+    await tmux.start(argv)
+    await tmux.wait_for(at_prompt)
+    await say(tmux, prompt)
+    await tmux.wait_for(lambda s: answer in s and at_prompt(s))
+    await say(tmux, "quit")
+    code, screen = await tmux.exit_code()
+    assert code == 0
+    return screen
+
+
 async def test_continue_carries_on_the_latest_conversation_and_logs_show_it(
     tmux: Tmux, upstream: FakeUpstream, config: str,
 ) -> None:
     upstream.respond = numbered
-    await tmux.start([*CHORUS, "chat", "--config", config, "-m", "up/a"])
-    await tmux.wait_for(at_prompt)
-    await say(tmux, "remember 42")
-    await tmux.wait_for(lambda s: "a-saw-1" in s and at_prompt(s))
-    await say(tmux, "quit")
-    code, screen = await tmux.exit_code()
-    assert code == 0
+    await one_turn(tmux, [*CHORUS, "chat", "--config", config, "-m", "up/a"],
+                   "remember 42", "a-saw-1")
     await tmux.close()
 
     await tmux.start([*CHORUS, "chat", "--config", config, "-c"])  # no -m: its own models
@@ -173,13 +166,8 @@ async def test_no_log_keeps_nothing(
     tmux: Tmux, upstream: FakeUpstream, config: str, chorus_home: Path,
 ) -> None:
     upstream.respond = numbered
-    await tmux.start([*CHORUS, "chat", "--config", config, "-m", "up/a", "--no-log"])
-    await tmux.wait_for(at_prompt)
-    await say(tmux, "off the record")
-    await tmux.wait_for(lambda s: "a-saw-1" in s and at_prompt(s))
-    await say(tmux, "exit")
-    code, screen = await tmux.exit_code()
-    assert code == 0
+    screen = await one_turn(tmux, [*CHORUS, "chat", "--config", config, "-m", "up/a",
+                                   "--no-log"], "off the record", "a-saw-1")
     assert "logged as conversation" not in screen
     assert not (chorus_home / "logs.db").exists()
     assert await chorus("logs", "--json") == []

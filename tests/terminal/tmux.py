@@ -11,11 +11,13 @@ import os
 import re
 import secrets
 import shlex
+import sys
 import tempfile
 from collections.abc import Callable, Sequence
 
 import trio
 
+CHORUS = [sys.executable, "-m", "app"]  # the command line, as a terminal user runs it
 POLL = 0.05  # seconds between two looks at the screen
 # How long a screen may take to come: generous, as a busy machine may take seconds just to
 # start Python; a wait ends as soon as the screen is there.
