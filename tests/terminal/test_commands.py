@@ -1,59 +1,22 @@
 """``chorus ask``, ``models`` and ``logs`` as scripts use them: output, ``--json``, exit
 codes, the log, the default model, a pipe closed early, the help.
 
-``main()`` runs in a worker thread (its own ``trio.run``), so the servers of the test keep
-running in the test's loop; the real process in a real terminal is ``test_ask_terminal``.
+The real process in a real terminal is ``test_ask_terminal``.
 """
 
 from __future__ import annotations
 
-import io
 import json
 import shlex
-from collections.abc import Awaitable, Callable
 from pathlib import Path
 
 import pytest
 import trio
 
-from app.cli import main
-from app.config import WELL_KNOWN
-
 from ..conftest import StartServer
 from ..support.upstream import FakeUpstream, openai_script
+from .conftest import DEMO, QUICK, Chorus
 from .tmux import CHORUS
-
-DEMO = '[providers.demo]\ntype = "demo"\nretries = 0\n'
-QUICK = "demo/ttft=0,rate=0,tokens=3"
-
-Result = tuple[int, str, str]  # exit code, stdout, stderr
-Chorus = Callable[..., Awaitable[Result]]
-
-
-@pytest.fixture
-def chorus(capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch) -> Chorus:
-    """``await chorus("ask", …, stdin="…")``: run the command line, as a script would."""
-    for name in ("CHORUS_CONFIG", "CHORUS_API_KEY", *(w[1] for w in WELL_KNOWN.values())):
-        monkeypatch.delenv(name, raising=False)
-    monkeypatch.setenv("COLUMNS", "80")
-
-    async def run(*argv: str, stdin: str = "", **env: str) -> Result:
-        monkeypatch.setattr("sys.stdin", io.StringIO(stdin))
-        for key, value in env.items():
-            monkeypatch.setenv(key, value)
-
-        def command() -> int:
-            try:
-                return main(list(argv))
-            except SystemExit as exc:  # argparse's usage errors
-                return int(exc.code or 0)
-
-        with trio.fail_after(10):
-            code = await trio.to_thread.run_sync(command)
-        out, err = capsys.readouterr()
-        return code, out, err
-
-    return run
 
 
 @pytest.fixture
