@@ -1,4 +1,5 @@
-"""The terminal sub-commands, added to ``chorus``: ``ask``, and ``--server`` for ``models``.
+"""The terminal sub-commands, added to ``chorus``: ``ask``; ``--server`` and ``default``
+for ``models``; and the options, the default model and the log that ``chat`` shares.
 
 Exit codes: 0 every model done; 1 a model failed or the stream broke off; 2 a usage or
 config error, or a request the server refused as given; 130 stopped with Ctrl-C.
