@@ -28,7 +28,15 @@ from providers import Message
 
 from .ask import Outcome, View, ending, follow
 from .board import Board
-from .commands import UsageError, add_model_options, parse_params, pick_models, store, where
+from .commands import (
+    UsageError,
+    add_model_options,
+    hush_warnings,
+    parse_params,
+    pick_models,
+    store,
+    where,
+)
 from .home import log_path
 from .logstore import (
     Answer,
@@ -188,6 +196,7 @@ def chat_command(args: argparse.Namespace) -> int:
     tty = sys.stdout.isatty()
     term = Terminal(View(live=tty, color=tty and "NO_COLOR" not in os.environ),
                     raw=args.raw, out=sys.stdout, err=sys.stderr)
+    hush_warnings(term.view)
     if sys.stdin.isatty():
         import readline  # noqa: F401  (line editing and history for input())
     return chat(session, where(args, config), params, term, store(args, config))

@@ -21,6 +21,7 @@ from app.cli import COMMANDS, EXTENSIONS
 from app.config import Config, load_config
 from providers import Message
 
+from .ask import View
 from .home import SettingsError, default_models, log_path, logging_on, set_default_models
 from .logstore import LogStore
 from .sources import Where
@@ -80,6 +81,12 @@ def pick_models(given: list[str] | None, config: Config, command: str) -> list[s
     return chosen
 
 
+def hush_warnings(view: View) -> None:
+    """On a live screen, a provider's logged warning would land in the middle of it."""
+    if view.live:
+        logging.getLogger().addHandler(logging.NullHandler())
+
+
 def where(args: argparse.Namespace, config: Config) -> Where:
     return Where(config, args.server, os.environ.get(KEY_ENV))
 
@@ -115,7 +122,7 @@ def read_prompt(prompt: str | None) -> str:
 
 
 def ask(args: argparse.Namespace) -> int:
-    from .ask import View, run
+    from .ask import run
     from .logstore import exchange_of, new_id
     from .sources import RequestRefused, open_source, targets
 
@@ -132,9 +139,8 @@ def ask(args: argparse.Namespace) -> int:
     tty = sys.stdout.isatty()
     view = View(live=tty, json=args.json, color=tty and "NO_COLOR" not in os.environ,
                 reasoning=args.reasoning)
-    if view.live and not view.json:
-        # A provider's warning would land in the middle of the live screen.
-        logging.getLogger().addHandler(logging.NullHandler())
+    if not view.json:
+        hush_warnings(view)
     log = store(args, config)
 
     async def main() -> int:
