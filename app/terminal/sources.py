@@ -62,10 +62,15 @@ def targets(models: Sequence[str], messages: Sequence[Message]) -> list[Target]:
 
 
 def stream_body(slots: Sequence[Target], params: dict[str, Any]) -> dict[str, Any]:
-    """The ``POST /v1/streams`` body, each target carrying its own messages."""
-    return {"models": [{"model": t.model,
-                        "messages": [{"role": m.role, "content": m.content}
-                                     for m in t.messages]} for t in slots],
+    """The ``POST /v1/streams`` body: the messages once when every model is sent the same,
+    else each target with its own."""
+    def wire(messages: Sequence[Message]) -> list[dict[str, str]]:
+        return [{"role": m.role, "content": m.content} for m in messages]
+
+    if len({t.messages for t in slots}) == 1:
+        return {"models": [t.model for t in slots], "messages": wire(slots[0].messages),
+                "params": params}
+    return {"models": [{"model": t.model, "messages": wire(t.messages)} for t in slots],
             "params": params}
 
 
