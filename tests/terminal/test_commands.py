@@ -169,7 +169,7 @@ async def test_ask_logs_each_exchange(chorus: Chorus, config: str, chorus_home: 
     done, failed = exchange["answers"]
     assert (done["text"], done["outcome"], done["output_tokens"]) == ("This is a ", "done", 3)
     assert failed["outcome"] == "error"
-    assert "429" in failed["reason"] or "rate" in failed["reason"]
+    assert failed["reason"] == "rate_limit: simulated upstream error 429"
     assert exchange["at"] > 1.7e9  # Unix time
 
     code, out, _ = await chorus("logs")
