@@ -11,15 +11,20 @@ from typing import Any
 import pytest
 import trio
 
+from ..conftest import StartServer
 from ..support.upstream import FakeUpstream, Script, Seen, openai_script
 from .tmux import CHORUS, Tmux
+
+
+def up_toml(upstream: FakeUpstream) -> str:
+    return (f'[providers.up]\ntype = "openai"\nbase_url = "{upstream.url}/v1"\n'
+            "retries = 0\n")
 
 
 @pytest.fixture
 def config(tmp_path: Path, upstream: FakeUpstream) -> str:
     path = tmp_path / "chorus.toml"
-    path.write_text(f'[providers.up]\ntype = "openai"\nbase_url = "{upstream.url}/v1"\n'
-                    "retries = 0\n")
+    path.write_text(up_toml(upstream))
     return str(path)
 
 
@@ -75,11 +80,16 @@ async def test_each_model_gets_its_own_history_turn_after_turn(
         ]
 
 
+@pytest.mark.parametrize("remote", [False, True], ids=["in-process", "server"])
 async def test_ctrl_c_stops_the_upstreams_and_gives_the_prompt_back(
-    tmux: Tmux, upstream: FakeUpstream, config: str,
+    tmux: Tmux, upstream: FakeUpstream, config: str, start_server: StartServer, remote: bool,
 ) -> None:
     upstream.respond = lambda seen: openai_script([f"w{i} " for i in range(400)], gap=0.05)
-    await tmux.start([*CHORUS, "chat", "--config", config, "-m", "up/a", "-m", "up/b"])
+    where = ["--config", config]
+    if remote:
+        server = await start_server(up_toml(upstream))
+        where = ["--server", server.url]
+    await tmux.start([*CHORUS, "chat", *where, "-m", "up/a", "-m", "up/b"])
     await tmux.wait_for(at_prompt)
     await say(tmux, "go on and on")
     await tmux.wait_for(lambda s: s.count("w5") == 2)
