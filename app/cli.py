@@ -1,5 +1,8 @@
 """The ``chorus`` command line: ``serve`` runs the server, ``models`` lists models.
 
+Output to a pipe that closes early (``chorus ask --json … | head -1``) ends the command
+quietly with status 141, as a Unix tool killed by SIGPIPE would (``quiet_broken_pipe``).
+
 ``chorus serve`` refuses a non-loopback address unless API keys are configured, because a
 keyless Chorus would let anyone on the network spend the upstream keys. On SIGINT/SIGTERM it
 refuses new streams, stops the live ones (``model.stopped`` with reason ``shutdown``), lets
@@ -31,8 +34,13 @@ from app.logs import configure_logging, fields
 COMMANDS: dict[str, Callable[[argparse.Namespace], int]] = {}
 
 
+DESCRIPTION = ("Chorus streams several LLMs' answers side by side: serve them over HTTP "
+               "and SSE with a browser page, or ask and chat in the terminal.")
+BROKEN_PIPE = 128 + signal.SIGPIPE  # the status a shell shows for a tool SIGPIPE ended
+
+
 def main(argv: Sequence[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(prog="chorus", description=__doc__.splitlines()[0])
+    parser = argparse.ArgumentParser(prog="chorus", description=DESCRIPTION)
     sub = parser.add_subparsers(dest="command", required=True)
     p = sub.add_parser("serve", help="run the server and the browser UI")
     p.add_argument("--config", help="TOML config file (default: $CHORUS_CONFIG, else none)")
@@ -50,6 +58,26 @@ def main(argv: Sequence[str] | None = None) -> int:
         return 2
     except KeyboardInterrupt:
         return 130
+    except (BrokenPipeError, BaseExceptionGroup) as exc:
+        if not _only_broken_pipes(exc):
+            raise
+        return quiet_broken_pipe()
+
+
+def _only_broken_pipes(exc: BaseException) -> bool:
+    if isinstance(exc, BaseExceptionGroup):
+        return all(_only_broken_pipes(e) for e in exc.exceptions)
+    return isinstance(exc, BrokenPipeError)
+
+
+def quiet_broken_pipe() -> int:
+    """The reader of standard output has gone: point stdout at /dev/null so that the
+    interpreter's last flush at exit has nowhere to fail, and end with 141.
+    https://docs.python.org/3/library/signal.html#note-on-sigpipe"""
+    devnull = os.open(os.devnull, os.O_WRONLY)
+    os.dup2(devnull, sys.stdout.fileno())
+    os.close(devnull)
+    return BROKEN_PIPE
 
 
 # Other modules (e.g. a terminal client) add sub-commands here: f(subparsers) -> None.
@@ -178,23 +206,51 @@ class _HypercornConfig(HypercornConfig):
 
 
 def models(args: argparse.Namespace) -> int:
+    """Every configured provider's models; 1, with each failing provider's reason on
+    stderr, when one cannot list them (down, no key), so that a script never takes a
+    short list for the whole one."""
     from app.catalog import Catalog
+    from providers import ProviderError
 
     config = load_config(args.config)
+    failed: dict[str, str] = {}
+    found: dict[str, list[str]] = {}
+    simulated: set[str] = set()
 
-    async def listing() -> list[dict[str, object]]:
+    async def listing() -> None:
         catalog = Catalog(config)
+
+        async def one(name: str) -> None:
+            provider = catalog.providers[name]
+            if provider.simulated:
+                simulated.add(name)
+            try:
+                found[name] = await provider.list_models()
+            except ProviderError as exc:
+                failed[name] = exc.message
+
         try:
-            return await catalog.list_models()
+            async with trio.open_nursery() as nursery:
+                for name in catalog.providers:
+                    nursery.start_soon(one, name)
         finally:
             await catalog.aclose()
 
-    for model in trio.run(listing):
-        note = "  (simulated)" if model.get("simulated") else ""
-        print(f"{model['id']}{note}")
-    return 0
+    trio.run(listing)
+    for name in config.providers:
+        note = "  (simulated)" if name in simulated else ""
+        for model in found.get(name, ()):
+            print(f"{name}/{model}{note}")
+    for name, why in failed.items():
+        print(f"chorus models: provider {name!r} cannot list its models: {why}",
+              file=sys.stderr)
+    return 1 if failed else 0
 
 
 COMMANDS.update({"serve": serve, "models": models})
 
-import app.terminal.commands  # noqa: E402, F401  (adds ``ask``, and ``--server`` to ``models``)
+# The terminal client adds ``ask``, ``chat``, ``logs``, and ``--server`` and ``default`` to
+# ``models``.
+import app.terminal.chat  # noqa: E402
+import app.terminal.commands  # noqa: E402
+import app.terminal.logview  # noqa: E402, F401

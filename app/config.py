@@ -54,8 +54,17 @@ class ServerConfig:
 
 
 @dataclass(frozen=True, slots=True)
+class CliConfig:
+    """``[cli]``: the terminal client's settings (``chorus ask``, ``chorus chat``)."""
+
+    log: bool = True  # keep every exchange in the local log database
+    default_models: tuple[str, ...] = ()  # the models used when no ``-m`` is given
+
+
+@dataclass(frozen=True, slots=True)
 class Config:
     server: ServerConfig = field(default_factory=ServerConfig)
+    cli: CliConfig = field(default_factory=CliConfig)
     providers: Mapping[str, ProviderConfig] = field(default_factory=dict)
     api_keys: tuple[str, ...] = ()
     source: Path | None = None
@@ -104,11 +113,13 @@ def build_config(
     def in_section(section: str) -> Any:
         return lambda message, key=None: fail(message, key, section)
 
-    unknown = set(raw) - {"server", "providers"}
+    unknown = set(raw) - {"server", "providers", "cli"}
     if unknown:
         name = sorted(unknown)[0]
-        raise fail(f"unknown section [{name}] (expected [server] and [providers.NAME])", name)
+        raise fail(f"unknown section [{name}] (expected [server], [cli] and [providers.NAME])",
+                   name)
     server = _server(_table(raw.get("server", {}), "server", fail), in_section("server"))
+    cli = _cli(_table(raw.get("cli", {}), "cli", fail), in_section("cli"))
     providers: dict[str, ProviderConfig] = {}
     for name, table in _table(raw.get("providers", {}), "providers", fail).items():
         where = in_section(f"providers.{name}")
@@ -121,7 +132,7 @@ def build_config(
     if not providers or _asked_for_demo(env):
         providers.setdefault("demo", ProviderConfig(name="demo", type="demo"))
     keys = tuple(k.strip() for k in env.get(server.api_keys_env, "").split(",") if k.strip())
-    return Config(server=server, providers=providers, api_keys=keys, source=source,
+    return Config(server=server, cli=cli, providers=providers, api_keys=keys, source=source,
                   demo_implicit=implicit)
 
 
@@ -153,6 +164,18 @@ def _server(table: Mapping[str, Any], fail: Any) -> ServerConfig:
     if cfg.ping == 0:
         raise fail("server.ping must be positive", "ping")
     return cfg
+
+
+def _cli(table: Mapping[str, Any], fail: Any) -> CliConfig:
+    for key in table:
+        if key not in ("log", "default_models"):
+            raise fail(f"unknown setting cli.{key}", key)
+    log = _check(table.get("log", True), bool, "cli.log", fail)
+    models = _check(table.get("default_models", []), list, "cli.default_models", fail)
+    if not all(isinstance(m, str) and "/" in m for m in models):
+        raise fail("cli.default_models must be a list of model refs ('provider/model')",
+                   "default_models")
+    return CliConfig(log=log, default_models=tuple(models))
 
 
 _PROVIDER_KEYS = {"type", "base_url", "api_key_env", "api_key", "models", "max_concurrency",

@@ -88,8 +88,16 @@ class _Redraw:
         self._changed = trio.Event()
 
 
-async def run(source: Source, view: View, out: TextIO, err: TextIO) -> int:
-    """Read ``source`` to its end (or Ctrl-C), showing it per ``view``; the exit code."""
+async def run(source: Source, view: View, out: TextIO, err: TextIO) -> Outcome:
+    """Read ``source`` to its end (or Ctrl-C), showing it per ``view``, then print the
+    answers side by side and how the run ended."""
+    outcome = await follow(source, view, out)
+    report(outcome, view, out, err)
+    return outcome
+
+
+async def follow(source: Source, view: View, out: TextIO) -> Outcome:
+    """Read ``source`` into a board to its end (or Ctrl-C), drawing it live per ``view``."""
     outcome = Outcome(Board())
     redraw = _Redraw()
     live = view.live and not view.json
@@ -112,8 +120,7 @@ async def run(source: Source, view: View, out: TextIO, err: TextIO) -> int:
             except SourceError as exc:
                 outcome.failure = exc
             nursery.cancel_scope.cancel()
-    _report(outcome, view, out, err)
-    return outcome.exit_code()
+    return outcome
 
 
 async def _interrupts(source: Source, reading: trio.CancelScope, outcome: Outcome) -> None:
@@ -142,7 +149,8 @@ async def _draw(board: Board, screen: Screen, redraw: _Redraw, view: View) -> No
         await trio.sleep(FRAME)  # a frame-rate cap: a burst of events is drawn once
 
 
-def _report(outcome: Outcome, view: View, out: TextIO, err: TextIO) -> None:
+def report(outcome: Outcome, view: View, out: TextIO, err: TextIO) -> None:
+    """The answers side by side (unless ``--json``), then on ``err`` why it ended early."""
     board = outcome.board
     if not view.json and board.columns:
         width = shutil.get_terminal_size().columns
@@ -150,10 +158,15 @@ def _report(outcome: Outcome, view: View, out: TextIO, err: TextIO) -> None:
                              reasoning=view.reasoning)
         out.write("\n".join(lines) + "\n")
         out.flush()
+    ending(outcome, err)
+
+
+def ending(outcome: Outcome, err: TextIO) -> None:
+    """Why the run ended early, if it did."""
     if outcome.failure is not None:
         err.write(f"chorus: {outcome.failure}\n")
     elif outcome.interrupted:
         err.write("chorus: stopped (Ctrl-C)\n")
-    elif not board.ended:
+    elif not outcome.board.ended:
         err.write("chorus: the stream broke off before its end\n")
     err.flush()

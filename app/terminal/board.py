@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import math
 import re
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -23,6 +24,12 @@ ENDED = frozenset({"done", "error", "stopped"})
 
 def clean(text: str) -> str:
     return _CONTROL.sub("", text.replace("\r\n", "\n"))
+
+
+def labels(models: Sequence[str]) -> list[str]:
+    """Each slot's name: its model, numbered from the second time a model repeats."""
+    return [m if m not in models[:i] else f"{m} #{models[: i + 1].count(m)}"
+            for i, m in enumerate(models)]
 
 
 @dataclass(slots=True)
@@ -40,6 +47,8 @@ class Column:
     ttft_ms: float | None = None  # the server's, once the model has ended
     tokens: int | None = None  # the server's count, once the model has ended
     estimated: bool = True
+    input_tokens: int | None = None
+    duration_ms: float | None = None
     tokens_per_s: float | None = None
     retries: int = 0
     finish_reason: str | None = None
@@ -128,6 +137,9 @@ class Board:
         timing = data.get("timing") or {}
         column.ttft_ms = timing.get("ttft_ms")
         column.tokens_per_s = timing.get("tokens_per_s")
+        column.duration_ms = timing.get("duration_ms")
+        if isinstance(usage.get("input_tokens"), int):
+            column.input_tokens = usage["input_tokens"]
         column.finish_reason = data.get("finish_reason")
         column.stop_reason = data.get("reason")
         error = data.get("error")

@@ -1,4 +1,5 @@
-"""The terminal sub-commands, added to ``chorus``: ``ask``, and ``--server`` for ``models``.
+"""The terminal sub-commands, added to ``chorus``: ``ask``; ``--server`` and ``default``
+for ``models``; and the options, the default model and the log that ``chat`` shares.
 
 Exit codes: 0 every model done; 1 a model failed or the stream broke off; 2 a usage or
 config error, or a request the server refused as given; 130 stopped with Ctrl-C.
@@ -11,13 +12,19 @@ import json
 import logging
 import os
 import sys
+import time
 from typing import Any
 
 import trio
 
 from app.cli import COMMANDS, EXTENSIONS
-from app.config import load_config
+from app.config import Config, load_config
 from providers import Message
+
+from .ask import View
+from .home import SettingsError, default_models, log_path, logging_on, set_default_models
+from .logstore import LogStore
+from .sources import Where
 
 KEY_ENV = "CHORUS_API_KEY"
 SERVER_HELP = (f"a running Chorus, e.g. http://127.0.0.1:8000 (its key from ${KEY_ENV}); "
@@ -33,20 +40,62 @@ def add_commands(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> No
         "ask", help="stream several models' answers side by side in the terminal",
         description="Ask every model at once and watch the answers side by side. Ctrl-C "
                     "stops them all (the upstreams close) and prints what arrived.")
-    p.add_argument("-m", "--model", dest="models", action="append", required=True,
-                   metavar="REF", help="a model ref such as demo/fast; repeat for more")
+    add_model_options(p)
     p.add_argument("prompt", nargs="?", help="the question; '-' or none: read standard input")
+    p.add_argument("--json", action="store_true",
+                   help="print the raw events, one JSON object per line")
+    p.add_argument("--reasoning", action="store_true", help="print the models' reasoning too")
+    p = sub.choices["models"]
+    p.add_argument("--server", metavar="URL", help=SERVER_HELP)
+    actions = p.add_subparsers(dest="models_action", metavar="default")
+    d = actions.add_parser(
+        "default", help="show or set the models used when -m is not given",
+        description="With no MODEL, print the default models; with MODELs, store them as "
+                    "the default (in settings.json beside the log).")
+    d.add_argument("set", nargs="*", metavar="MODEL", help="a model ref such as demo/fast")
+
+
+def add_model_options(p: argparse.ArgumentParser) -> None:
+    """The options ``ask`` and ``chat`` share: which models, how, where, and the log."""
+    p.add_argument("-m", "--model", dest="models", action="append", metavar="REF",
+                   help="a model ref such as demo/fast; repeat for more (default: "
+                        "'chorus models default')")
     p.add_argument("-s", "--system", help="a system message sent before the question")
     p.add_argument("-p", "--param", dest="params", action="append", default=[],
                    metavar="KEY=VALUE",
                    help="a model parameter, e.g. temperature=0 (the value is read as JSON "
                         "when it parses, else taken as a string); repeatable")
     p.add_argument("--server", metavar="URL", help=SERVER_HELP)
-    p.add_argument("--config", help="TOML config file for an in-process run")
-    p.add_argument("--json", action="store_true",
-                   help="print the raw events, one JSON object per line")
-    p.add_argument("--reasoning", action="store_true", help="print the models' reasoning too")
-    sub.choices["models"].add_argument("--server", metavar="URL", help=SERVER_HELP)
+    p.add_argument("--config", help="TOML config file (default: $CHORUS_CONFIG, else none)")
+    p.add_argument("--no-log", action="store_true",
+                   help="keep nothing of this run in the local log")
+
+
+def pick_models(given: list[str] | None, config: Config, command: str) -> list[str]:
+    """``-m``'s models; else the default ones, saying so on standard error."""
+    if given:
+        return given
+    chosen, origin = default_models(config.cli, os.environ)
+    print(f"chorus {command}: no -m given: using {', '.join(chosen)} (the default, from "
+          f"{origin}; 'chorus models default REF' sets it)", file=sys.stderr)
+    return chosen
+
+
+def hush_warnings(view: View) -> None:
+    """On a live screen, a provider's logged warning would land in the middle of it."""
+    if view.live:
+        logging.getLogger().addHandler(logging.NullHandler())
+
+
+def where(args: argparse.Namespace, config: Config) -> Where:
+    return Where(config, args.server, os.environ.get(KEY_ENV))
+
+
+def store(args: argparse.Namespace, config: Config) -> LogStore | None:
+    """The log, unless ``--no-log``, ``CHORUS_LOG=0`` or ``[cli] log = false``."""
+    if not logging_on(config.cli, os.environ, no_log=args.no_log):
+        return None
+    return LogStore(log_path(os.environ))
 
 
 def parse_params(pairs: list[str]) -> dict[str, Any]:
@@ -73,14 +122,9 @@ def read_prompt(prompt: str | None) -> str:
 
 
 def ask(args: argparse.Namespace) -> int:
-    from .ask import View, run
-    from .sources import (
-        RequestRefused,
-        ServerSource,
-        local_source,
-        server_client,
-        stream_body,
-    )
+    from .ask import run
+    from .logstore import exchange_of, new_id
+    from .sources import RequestRefused, open_source, targets
 
     try:
         prompt = read_prompt(args.prompt)
@@ -88,28 +132,30 @@ def ask(args: argparse.Namespace) -> int:
     except UsageError as exc:
         print(f"chorus ask: {exc}", file=sys.stderr)
         return 2
+    config = load_config(args.config)
+    models = pick_models(args.models, config, "ask")
     messages = [Message("system", args.system)] if args.system else []
     messages.append(Message("user", prompt))
     tty = sys.stdout.isatty()
     view = View(live=tty, json=args.json, color=tty and "NO_COLOR" not in os.environ,
                 reasoning=args.reasoning)
-    config = None if args.server else load_config(args.config)
-    if view.live and not view.json:
-        # A provider's warning would land in the middle of the live screen.
-        logging.getLogger().addHandler(logging.NullHandler())
+    if not view.json:
+        hush_warnings(view)
+    log = store(args, config)
 
     async def main() -> int:
-        if args.server:
-            body = stream_body(args.models, messages, params)
-            async with server_client(args.server, os.environ.get(KEY_ENV)) as client:
-                return await run(ServerSource(client, body), view, sys.stdout, sys.stderr)
-        assert config is not None
+        at = time.time()
         try:
-            async with local_source(config, args.models, messages, params) as source:
-                return await run(source, view, sys.stdout, sys.stderr)
+            async with open_source(where(args, config), targets(models, messages),
+                                   params) as source:
+                outcome = await run(source, view, sys.stdout, sys.stderr)
         except RequestRefused as exc:
             print(f"chorus ask: {exc}", file=sys.stderr)
             return 2
+        if log is not None and outcome.board.columns:
+            log.record_or_warn(new_id(), models, args.system,
+                               exchange_of(outcome.board, at, prompt), sys.stderr)
+        return outcome.exit_code()
 
     return trio.run(main)
 
@@ -119,6 +165,8 @@ def models(args: argparse.Namespace) -> int:
 
     from .sources import RequestRefused, SourceError, server_client, server_models
 
+    if args.models_action == "default":
+        return default_command(args)
     if not args.server:
         return local_models(args)
 
@@ -134,6 +182,29 @@ def models(args: argparse.Namespace) -> int:
     for model in found:
         note = "  (simulated)" if model.get("simulated") else ""
         print(f"{model['id']}{note}")
+    return 0
+
+
+def default_command(args: argparse.Namespace) -> int:
+    """``chorus models default [MODEL ...]``."""
+    config = load_config(args.config)
+    try:
+        if not args.set:
+            chosen, origin = default_models(config.cli, os.environ)
+            print("\n".join(chosen))
+            print(f"(from {origin})", file=sys.stderr)
+            return 0
+        bad = [ref for ref in args.set if "/" not in ref.strip("/")]
+        if bad:
+            print(f"chorus models default: {bad[0]!r} is not a model ref: write it as "
+                  "'provider/model' ('chorus models' lists them)", file=sys.stderr)
+            return 2
+        path = set_default_models(args.set, os.environ)
+    except SettingsError as exc:
+        print(f"chorus models default: {exc}", file=sys.stderr)
+        return 1
+    print(f"default model{'s' if len(args.set) > 1 else ''}: {', '.join(args.set)} "
+          f"(stored in {path})")
     return 0
 
 

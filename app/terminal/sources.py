@@ -12,6 +12,7 @@ from __future__ import annotations
 import json
 from collections.abc import AsyncIterator, Sequence
 from contextlib import asynccontextmanager
+from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, Protocol
 
 import httpx
@@ -20,6 +21,8 @@ import trio
 from app.config import Config
 from providers import Message
 from providers.sse import SSEDecoder
+
+from .board import labels
 
 if TYPE_CHECKING:
     from app.engine import Stream
@@ -45,11 +48,29 @@ class Source(Protocol):
         ...
 
 
-def stream_body(models: Sequence[str], messages: Sequence[Message],
-                params: dict[str, Any]) -> dict[str, Any]:
-    """The ``POST /v1/streams`` body for these models."""
-    return {"models": list(models),
-            "messages": [{"role": m.role, "content": m.content} for m in messages],
+@dataclass(frozen=True, slots=True)
+class Target:
+    """One slot to run: a model ref and the messages it is sent (its own history)."""
+
+    model: str
+    messages: tuple[Message, ...]
+
+
+def targets(models: Sequence[str], messages: Sequence[Message]) -> list[Target]:
+    """The same messages for every model."""
+    return [Target(model, tuple(messages)) for model in models]
+
+
+def stream_body(slots: Sequence[Target], params: dict[str, Any]) -> dict[str, Any]:
+    """The ``POST /v1/streams`` body: the messages once when every model is sent the same,
+    else each target with its own."""
+    def wire(messages: Sequence[Message]) -> list[dict[str, str]]:
+        return [{"role": m.role, "content": m.content} for m in messages]
+
+    if len({t.messages for t in slots}) == 1:
+        return {"models": [t.model for t in slots], "messages": wire(slots[0].messages),
+                "params": params}
+    return {"models": [{"model": t.model, "messages": wire(t.messages)} for t in slots],
             "params": params}
 
 
@@ -133,7 +154,7 @@ class LocalSource:
 
 
 @asynccontextmanager
-async def local_source(config: Config, models: Sequence[str], messages: Sequence[Message],
+async def local_source(config: Config, slots: Sequence[Target],
                        params: dict[str, Any]) -> AsyncIterator[LocalSource]:
     """Run a hub for one stream; the hub and the providers close on the way out.
 
@@ -151,12 +172,12 @@ async def local_source(config: Config, models: Sequence[str], messages: Sequence
     catalog = Catalog(config)
     try:
         plans = []
-        for i, ref in enumerate(models):
+        names = labels([t.model for t in slots])
+        for i, (target, label) in enumerate(zip(slots, names, strict=True)):
             try:
-                routes = catalog.route(ref, messages, params)
+                routes = catalog.route(target.model, target.messages, params)
             except UnknownModel as exc:
                 raise RequestRefused(str(exc)) from exc
-            label = ref if ref not in models[:i] else f"{ref} #{models[: i + 1].count(ref)}"
             plans.append(SlotPlan(i, label, routes))
         hub = Hub(StreamSettings(ping=3600.0), max_streams=1)
         async with trio.open_nursery() as nursery:
@@ -167,3 +188,25 @@ async def local_source(config: Config, models: Sequence[str], messages: Sequence
     finally:
         with trio.CancelScope(shield=True):
             await catalog.aclose()
+
+
+@dataclass(frozen=True, slots=True)
+class Where:
+    """Where the models run: a server at ``url`` (with its ``key``), else in this process
+    with ``config``."""
+
+    config: Config
+    url: str | None = None
+    key: str | None = None
+
+
+@asynccontextmanager
+async def open_source(where: Where, slots: Sequence[Target],
+                      params: dict[str, Any]) -> AsyncIterator[Source]:
+    """A stream of ``slots`` on a server or in this process, closed on the way out."""
+    if where.url:
+        async with server_client(where.url, where.key) as client:
+            yield ServerSource(client, stream_body(slots, params))
+    else:
+        async with local_source(where.config, slots, params) as source:
+            yield source

@@ -3,8 +3,6 @@
 from __future__ import annotations
 
 import re
-import sys
-from collections.abc import AsyncIterator
 from pathlib import Path
 
 import pytest
@@ -12,19 +10,7 @@ import trio
 
 from ..conftest import StartServer
 from ..support.upstream import FakeUpstream, openai_script
-from .tmux import Tmux
-
-CHORUS = [sys.executable, "-m", "app"]
-
-
-@pytest.fixture
-async def tmux() -> AsyncIterator[Tmux]:
-    terminal = Tmux()
-    try:
-        yield terminal
-    finally:
-        with trio.CancelScope(shield=True):
-            await terminal.close()
+from .tmux import CHORUS, Tmux
 
 
 def token_counts(screen: str) -> list[int]:

@@ -1,56 +1,22 @@
-"""``chorus ask`` and ``chorus models`` as scripts use them: output, ``--json``, exit codes.
+"""``chorus ask``, ``models`` and ``logs`` as scripts use them: output, ``--json``, exit
+codes, the log, the default model, a pipe closed early, the help.
 
-``main()`` runs in a worker thread (its own ``trio.run``), so the servers of the test keep
-running in the test's loop; the real process in a real terminal is ``test_ask_terminal``.
+The real process in a real terminal is ``test_ask_terminal``.
 """
 
 from __future__ import annotations
 
-import io
 import json
-from collections.abc import Awaitable, Callable
+import shlex
 from pathlib import Path
 
 import pytest
 import trio
 
-from app.cli import main
-from app.config import WELL_KNOWN
-
 from ..conftest import StartServer
 from ..support.upstream import FakeUpstream, openai_script
-
-DEMO = '[providers.demo]\ntype = "demo"\nretries = 0\n'
-QUICK = "demo/ttft=0,rate=0,tokens=3"
-
-Result = tuple[int, str, str]  # exit code, stdout, stderr
-Chorus = Callable[..., Awaitable[Result]]
-
-
-@pytest.fixture
-def chorus(capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch) -> Chorus:
-    """``await chorus("ask", …, stdin="…")``: run the command line, as a script would."""
-    for name in ("CHORUS_CONFIG", "CHORUS_API_KEY", *(w[1] for w in WELL_KNOWN.values())):
-        monkeypatch.delenv(name, raising=False)
-    monkeypatch.setenv("COLUMNS", "80")
-
-    async def run(*argv: str, stdin: str = "", **env: str) -> Result:
-        monkeypatch.setattr("sys.stdin", io.StringIO(stdin))
-        for key, value in env.items():
-            monkeypatch.setenv(key, value)
-
-        def command() -> int:
-            try:
-                return main(list(argv))
-            except SystemExit as exc:  # argparse's usage errors
-                return int(exc.code or 0)
-
-        with trio.fail_after(10):
-            code = await trio.to_thread.run_sync(command)
-        out, err = capsys.readouterr()
-        return code, out, err
-
-    return run
+from .conftest import DEMO, QUICK, Chorus
+from .tmux import CHORUS
 
 
 @pytest.fixture
@@ -90,7 +56,6 @@ async def test_a_prompt_from_stdin_and_plain_output_off_a_terminal(
     (["-m", QUICK], "the prompt is empty"),
     (["-m", QUICK, "-p", "temperature", "hi"], "--param takes KEY=VALUE"),
     (["-m", QUICK, "-p", "temperature=5", "hi"], "params.temperature must be a number"),
-    (["hi"], "the following arguments are required: -m/--model"),
 ])
 async def test_usage_errors_exit_2(
     chorus: Chorus, config: str, args: list[str], message: str,
@@ -161,3 +126,117 @@ async def test_half_a_character_per_event_prints_as_one(
     code, out, err = await chorus("ask", "--server", server.url, "-m", "up/m", "hi")
     assert code == 0, err
     assert "a \U0001f600 b" in out
+
+
+async def test_without_m_the_default_model_answers_and_says_so(
+    chorus: Chorus, config: str,
+) -> None:
+    code, out, err = await chorus("ask", "--config", config, "hi")
+    assert code == 0, err
+    assert out.splitlines()[0].strip() == "demo/fast"
+    assert "no -m given: using demo/fast (the default, from the built-in fallback" in err
+
+    code, out, _ = await chorus("models", "default", QUICK, "demo/slow")
+    assert code == 0
+    assert f"{QUICK}, demo/slow" in out
+    code, out, _ = await chorus("models", "default")
+    assert out.splitlines() == [QUICK, "demo/slow"]
+    code, out, err = await chorus("ask", "--config", config, "--json", "hi")
+    assert code == 0, err
+    start = json.loads(out.splitlines()[0])["data"]
+    assert [s["model"] for s in start["slots"]] == [QUICK, "demo/slow"]
+    assert f"using {QUICK}, demo/slow" in err
+
+
+async def test_a_default_that_is_no_model_ref_is_refused(chorus: Chorus) -> None:
+    code, _, err = await chorus("models", "default", "fast")
+    assert code == 2
+    assert "'fast' is not a model ref: write it as 'provider/model'" in err
+
+
+async def test_ask_logs_each_exchange(chorus: Chorus, config: str, chorus_home: Path) -> None:
+    code, _, _ = await chorus("ask", "--config", config, "-s", "terse", "-m", QUICK,
+                              "-m", "demo/error-429", "log me")
+    assert code == 1
+    code, out, _ = await chorus("logs", "--json")
+    (listed,) = json.loads(out)
+    assert listed["models"] == [QUICK, "demo/error-429"]
+    assert listed["first_prompt"] == "log me"
+    code, out, _ = await chorus("logs", "show", listed["id"], "--json")
+    whole = json.loads(out)
+    assert whole["system"] == "terse"
+    (exchange,) = whole["exchanges"]
+    done, failed = exchange["answers"]
+    assert (done["text"], done["outcome"], done["output_tokens"]) == ("This is a ", "done", 3)
+    assert failed["outcome"] == "error"
+    assert failed["reason"] == "rate_limit: simulated upstream error 429"
+    assert exchange["at"] > 1.7e9  # Unix time
+
+    code, out, _ = await chorus("logs")
+    assert code == 0
+    assert listed["id"] in out
+    assert "log me" in out
+    code, out, _ = await chorus("logs", "path")
+    assert out.strip() == str(chorus_home / "logs.db")
+
+
+@pytest.mark.parametrize(("flags", "env", "toml"), [
+    (["--no-log"], {}, ""),
+    ([], {"CHORUS_LOG": "0"}, ""),
+    ([], {}, "[cli]\nlog = false\n"),
+], ids=["--no-log", "CHORUS_LOG=0", "[cli] log = false"])
+async def test_logging_turned_off_logs_nothing(
+    chorus: Chorus, tmp_path: Path, chorus_home: Path,
+    flags: list[str], env: dict[str, str], toml: str,
+) -> None:
+    path = tmp_path / "off.toml"
+    path.write_text(DEMO + toml)
+    code, _, err = await chorus("ask", "--config", str(path), *flags, "-m", QUICK, "hi", **env)
+    assert code == 0, err
+    assert not (chorus_home / "logs.db").exists()  # (on by default: test_ask_logs_each_…)
+
+
+async def test_a_models_listing_that_misses_a_provider_fails(chorus: Chorus, tmp_path: Path,
+                                                             ) -> None:
+    listener = trio.socket.socket()
+    await listener.bind(("127.0.0.1", 0))
+    port = listener.getsockname()[1]
+    listener.close()  # a port that nothing listens on
+    path = tmp_path / "down.toml"
+    down = (f'[providers.down]\ntype = "openai"\nbase_url = "http://127.0.0.1:{port}/v1"\n'
+            'api_key = "sk-test"\nretries = 0\n')
+    path.write_text(down)
+    code, out, err = await chorus("models", "--config", str(path))
+    assert code == 1
+    assert out == ""
+    assert "chorus models: provider 'down' cannot list its models" in err
+
+    path.write_text(DEMO + down)  # the others are still listed, and it still fails
+    code, out, err = await chorus("models", "--config", str(path))
+    assert code == 1
+    assert "demo/fast  (simulated)" in out.splitlines()
+    assert "provider 'down'" in err
+
+
+async def test_a_reader_that_leaves_early_ends_it_quietly(config: str) -> None:
+    # Far more than a pipe holds, so chorus is still writing when head has gone.
+    ask = [*CHORUS, "ask", "--config", config, "--no-log", "--json",
+           "-m", "demo/ttft=0,rate=0,tokens=5000", "hi"]
+    script = f"{shlex.join(ask)} | head -1; echo status=${{PIPESTATUS[0]}} >&2"
+    with trio.fail_after(60):
+        done = await trio.run_process(["bash", "-c", script], capture_stdout=True,
+                                      capture_stderr=True)
+    assert json.loads(done.stdout)["event"] == "stream.start"
+    err = done.stderr.decode()
+    assert "Traceback" not in err
+    assert "BrokenPipeError" not in err
+    assert err.strip().splitlines()[-1] == "status=141"
+
+
+@pytest.mark.parametrize("command", [[], ["ask"], ["chat"], ["logs"], ["models"],
+                                     ["models", "default"], ["serve"]])
+async def test_the_help_is_plain_text(chorus: Chorus, command: list[str]) -> None:
+    code, out, _ = await chorus(*command, "--help")
+    assert code == 0
+    assert out.startswith("usage: chorus")
+    assert "``" not in out

@@ -11,12 +11,17 @@ import os
 import re
 import secrets
 import shlex
+import sys
 import tempfile
 from collections.abc import Callable, Sequence
 
 import trio
 
+CHORUS = [sys.executable, "-m", "app"]  # the command line, as a terminal user runs it
 POLL = 0.05  # seconds between two looks at the screen
+# How long a screen may take to come: generous, as a busy machine may take seconds just to
+# start Python; a wait ends as soon as the screen is there.
+WITHIN = 20.0
 
 
 class Tmux:
@@ -44,7 +49,7 @@ class Tmux:
     async def keys(self, *keys: str) -> None:
         await self.tmux("send-keys", "-t", "t", *keys)
 
-    async def wait_for(self, ready: Callable[[str], bool], within: float = 5.0) -> str:
+    async def wait_for(self, ready: Callable[[str], bool], within: float = WITHIN) -> str:
         """The screen, as soon as ``ready(screen)``; fails after ``within`` seconds."""
         screen = ""
         try:
@@ -57,7 +62,7 @@ class Tmux:
         except trio.TooSlowError:
             raise AssertionError(f"the screen never got there:\n{screen}") from None
 
-    async def exit_code(self, within: float = 5.0) -> tuple[int, str]:
+    async def exit_code(self, within: float = WITHIN) -> tuple[int, str]:
         """Wait for the command to end: its exit code and everything it left on screen."""
         await self.wait_for(lambda s: "EXIT=" in s, within)
         screen = await self.screen(history=True)
