@@ -169,16 +169,19 @@ def models(args: argparse.Namespace) -> int:
 
     config = load_config(args.config)
 
-    async def listing() -> list[dict[str, object]]:
+    async def listing() -> tuple[list[dict[str, object]], list[str]]:
         catalog = Catalog(config)
         try:
-            return await catalog.list_models()
+            return await catalog.list_models(), catalog.notes()
         finally:
             await catalog.aclose()
 
-    for model in trio.run(listing):
+    found, notes = trio.run(listing)
+    for model in found:
         note = "  (simulated)" if model.get("simulated") else ""
         print(f"{model['id']}{note}")
+    for line in notes:  # on stderr, so the list itself stays one model a line
+        print(f"note: {line}", file=sys.stderr)
     return 0
 
 

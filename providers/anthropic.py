@@ -12,7 +12,16 @@ from __future__ import annotations
 
 from typing import Any
 
-from .base import ChatRequest, HttpRequest, ProviderConfig, with_key
+from .base import (
+    ChatRequest,
+    HttpRequest,
+    ImagePart,
+    Message,
+    ProviderConfig,
+    check_images,
+    content_parts,
+    with_key,
+)
 from .errors import BadRequestError, ProtocolError
 from .events import Finish, ProviderEvent, ReasoningDelta, TextDelta
 from .sse import SSEEvent
@@ -49,11 +58,12 @@ _REASONS = {
 
 def build_request(config: ProviderConfig, request: ChatRequest) -> HttpRequest:
     """``POST /v1/messages``; system messages go to the top-level ``system`` field."""
+    check_images(config, request)
     system = [m.content for m in request.messages if m.role == "system"]
     messages = []
     for m in request.messages:
         if m.role in ("user", "assistant"):
-            messages.append({"role": m.role, "content": m.content})
+            messages.append({"role": m.role, "content": _content(m)})
         elif m.role != "system":
             raise BadRequestError(f"Anthropic models do not take {m.role!r} messages")
     body: dict[str, Any] = {
@@ -69,6 +79,24 @@ def build_request(config: ProviderConfig, request: ChatRequest) -> HttpRequest:
         body[_PARAMS.get(key, key)] = value
     body["stream"] = True
     return HttpRequest("POST", f"{_base(config)}/v1/messages", _headers(config), body)
+
+
+def _content(message: Message) -> str | list[dict[str, Any]]:
+    """Text alone as a string; with images, content blocks (an empty text block is refused
+    by the API, so ``content_parts`` leaves it out).
+    https://docs.anthropic.com/en/docs/build-with-claude/vision"""
+    if not message.images:
+        return message.content
+    return content_parts(message, _image, lambda text: {"type": "text", "text": text})
+
+
+def _image(image: ImagePart) -> dict[str, Any]:
+    inline = image.inline
+    if inline is None:
+        return {"type": "image", "source": {"type": "url", "url": image.url}}
+    media_type, data = inline
+    return {"type": "image",
+            "source": {"type": "base64", "media_type": media_type, "data": data}}
 
 
 def models_request(config: ProviderConfig) -> HttpRequest:

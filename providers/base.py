@@ -8,17 +8,40 @@ out of any wire protocol; ``providers.demo`` is a provider with no wire at all.
 
 from __future__ import annotations
 
-from collections.abc import AsyncGenerator, Mapping, Sequence
+from collections.abc import AsyncGenerator, Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any, Protocol
 
+from .errors import BadRequestError
 from .events import ProviderEvent
 
 
 @dataclass(frozen=True, slots=True)
+class ImagePart:
+    """An image in a message, as OpenAI's ``image_url`` part gives it: an ``https://`` URL
+    or a ``data:<media type>;base64,<data>`` URL. Each wire protocol maps it to its own
+    shape; one that cannot carry it raises ``BadRequestError`` for that slot alone."""
+
+    url: str
+    detail: str | None = None  # OpenAI's "low" | "high" | "auto"; others ignore it
+
+    @property
+    def inline(self) -> tuple[str, str] | None:
+        """``(media_type, base64 data)`` of a data URL; ``None`` for a link."""
+        if not self.url.startswith("data:"):
+            return None
+        head, _, data = self.url[5:].partition(",")
+        return head.split(";", 1)[0], data
+
+
+@dataclass(frozen=True, slots=True)
 class Message:
+    """One turn of the history. ``content`` is its text; ``images`` come with it (a model
+    reads them before the text, the order Anthropic's vision guide advises)."""
+
     role: str
     content: str
+    images: tuple[ImagePart, ...] = ()
 
 
 @dataclass(frozen=True, slots=True)
@@ -59,6 +82,10 @@ class ProviderConfig:
     fallbacks: Mapping[str, tuple[str, ...]] = field(default_factory=dict)
     retries: int = 2
     options: Mapping[str, Any] = field(default_factory=dict)
+    images: bool | tuple[str, ...] = True  # which models take images: all, none, or these
+
+    def takes_images(self, model: str) -> bool:
+        return self.images if isinstance(self.images, bool) else model in self.images
 
 
 @dataclass(frozen=True, slots=True)
@@ -79,6 +106,30 @@ def with_key(
     if config.api_key:
         headers[name] = prefix + config.api_key
     return headers
+
+
+def check_images(config: ProviderConfig, request: ChatRequest, *, links: bool = True) -> None:
+    """Refuse (``BadRequestError``, this slot only) images the model cannot be sent: the
+    config says it takes none, or (``links=False``) the protocol carries no URLs."""
+    images = [image for m in request.messages for image in m.images]
+    if not images:
+        return
+    ref = f"{config.name}/{request.model}"
+    if not config.takes_images(request.model):
+        raise BadRequestError(f"{ref} does not take images (its provider's 'images' setting)")
+    if not links and any(image.inline is None for image in images):
+        raise BadRequestError(f"{ref} takes images only as data: URLs (base64), not as links")
+
+
+def content_parts(
+    message: Message, image: Callable[[ImagePart], Any], text: Callable[[str], Any],
+) -> list[Any]:
+    """A message's images then its text (if any), each in a protocol's part shape: the
+    shared order of every protocol that takes a list of parts."""
+    parts = [image(one) for one in message.images]
+    if message.content:
+        parts.append(text(message.content))
+    return parts
 
 
 class StreamParser(Protocol):

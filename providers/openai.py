@@ -16,7 +16,16 @@ from __future__ import annotations
 
 from typing import Any
 
-from .base import ChatRequest, HttpRequest, ProviderConfig, with_key
+from .base import (
+    ChatRequest,
+    HttpRequest,
+    ImagePart,
+    Message,
+    ProviderConfig,
+    check_images,
+    content_parts,
+    with_key,
+)
 from .errors import ProtocolError, ProviderError, UpstreamError
 from .events import Finish, ProviderEvent, ReasoningDelta
 from .sse import SSEEvent
@@ -40,9 +49,10 @@ DEFAULT_BASE_URL = "https://api.openai.com/v1"
 
 
 def build_request(config: ProviderConfig, request: ChatRequest) -> HttpRequest:
+    check_images(config, request)
     body: dict[str, Any] = {
         "model": request.model,
-        "messages": [{"role": m.role, "content": m.content} for m in request.messages],
+        "messages": [{"role": m.role, "content": _content(m)} for m in request.messages],
         **request.params,
         "stream": True,
     }
@@ -50,6 +60,21 @@ def build_request(config: ProviderConfig, request: ChatRequest) -> HttpRequest:
     if config.options.get("include_usage", True):
         body["stream_options"] = {"include_usage": True}
     return HttpRequest("POST", f"{_base(config)}/chat/completions", _headers(config), body)
+
+
+def _content(message: Message) -> str | list[dict[str, Any]]:
+    """Text alone as a string (what every OpenAI-style server takes); with images, parts.
+    https://platform.openai.com/docs/guides/images-vision"""
+    if not message.images:
+        return message.content
+    return content_parts(message, _image, lambda text: {"type": "text", "text": text})
+
+
+def _image(image: ImagePart) -> dict[str, Any]:
+    part: dict[str, Any] = {"url": image.url}
+    if image.detail is not None:
+        part["detail"] = image.detail
+    return {"type": "image_url", "image_url": part}
 
 
 def models_request(config: ProviderConfig) -> HttpRequest:
