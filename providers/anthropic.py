@@ -12,18 +12,10 @@ from __future__ import annotations
 
 from typing import Any
 
-from .base import (
-    ChatRequest,
-    HttpRequest,
-    ImagePart,
-    Message,
-    ProviderConfig,
-    check_images,
-    content_parts,
-    with_key,
-)
+from .base import ChatRequest, HttpRequest, ImagePart, ProviderConfig, with_key
 from .errors import BadRequestError, ProtocolError
 from .events import Finish, ProviderEvent, ReasoningDelta, TextDelta
+from .images import check_images, text_or_parts
 from .sse import SSEEvent
 from .streaming import (
     TRUNCATED,
@@ -63,7 +55,7 @@ def build_request(config: ProviderConfig, request: ChatRequest) -> HttpRequest:
     messages = []
     for m in request.messages:
         if m.role in ("user", "assistant"):
-            messages.append({"role": m.role, "content": _content(m)})
+            messages.append({"role": m.role, "content": text_or_parts(m, _image)})
         elif m.role != "system":
             raise BadRequestError(f"Anthropic models do not take {m.role!r} messages")
     body: dict[str, Any] = {
@@ -81,16 +73,9 @@ def build_request(config: ProviderConfig, request: ChatRequest) -> HttpRequest:
     return HttpRequest("POST", f"{_base(config)}/v1/messages", _headers(config), body)
 
 
-def _content(message: Message) -> str | list[dict[str, Any]]:
-    """Text alone as a string; with images, content blocks (an empty text block is refused
-    by the API, so ``content_parts`` leaves it out).
-    https://docs.anthropic.com/en/docs/build-with-claude/vision"""
-    if not message.images:
-        return message.content
-    return content_parts(message, _image, lambda text: {"type": "text", "text": text})
-
-
 def _image(image: ImagePart) -> dict[str, Any]:
+    """A base64 source for a data URL, a url source for a link.
+    https://docs.anthropic.com/en/docs/build-with-claude/vision"""
     inline = image.inline
     if inline is None:
         return {"type": "image", "source": {"type": "url", "url": image.url}}

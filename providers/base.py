@@ -8,11 +8,10 @@ out of any wire protocol; ``providers.demo`` is a provider with no wire at all.
 
 from __future__ import annotations
 
-from collections.abc import AsyncGenerator, Callable, Mapping, Sequence
+from collections.abc import AsyncGenerator, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any, Protocol
 
-from .errors import BadRequestError
 from .events import ProviderEvent
 
 
@@ -106,30 +105,6 @@ def with_key(
     if config.api_key:
         headers[name] = prefix + config.api_key
     return headers
-
-
-def check_images(config: ProviderConfig, request: ChatRequest, *, links: bool = True) -> None:
-    """Refuse (``BadRequestError``, this slot only) images the model cannot be sent: the
-    config says it takes none, or (``links=False``) the protocol carries no URLs."""
-    images = [image for m in request.messages for image in m.images]
-    if not images:
-        return
-    ref = f"{config.name}/{request.model}"
-    if not config.takes_images(request.model):
-        raise BadRequestError(f"{ref} does not take images (its provider's 'images' setting)")
-    if not links and any(image.inline is None for image in images):
-        raise BadRequestError(f"{ref} takes images only as data: URLs (base64), not as links")
-
-
-def content_parts(
-    message: Message, image: Callable[[ImagePart], Any], text: Callable[[str], Any],
-) -> list[Any]:
-    """A message's images then its text (if any), each in a protocol's part shape: the
-    shared order of every protocol that takes a list of parts."""
-    parts = [image(one) for one in message.images]
-    if message.content:
-        parts.append(text(message.content))
-    return parts
 
 
 class StreamParser(Protocol):

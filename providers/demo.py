@@ -17,9 +17,10 @@ from typing import Any
 
 import trio
 
-from .base import ChatRequest, ProviderConfig, check_images
+from .base import ChatRequest, ProviderConfig
 from .errors import BadRequestError, UpstreamError, error_for_status
 from .events import Finish, ProviderEvent, ReasoningDelta, TextDelta, Usage
+from .images import check_images
 
 
 @dataclass(frozen=True, slots=True)

@@ -23,17 +23,10 @@ import mimetypes
 from typing import Any
 from urllib.parse import urlsplit
 
-from .base import (
-    ChatRequest,
-    HttpRequest,
-    ImagePart,
-    ProviderConfig,
-    check_images,
-    content_parts,
-    with_key,
-)
+from .base import ChatRequest, HttpRequest, ImagePart, ProviderConfig, with_key
 from .errors import BadRequestError, ProtocolError
 from .events import Finish, ProviderEvent, ReasoningDelta, TextDelta
+from .images import check_images, content_parts
 from .jsonarray import JSONArrayDecoder
 from .sse import SSEEvent
 from .streaming import (

@@ -13,9 +13,10 @@ from __future__ import annotations
 
 from typing import Any
 
-from .base import ChatRequest, HttpRequest, Message, ProviderConfig, check_images, with_key
+from .base import ChatRequest, HttpRequest, Message, ProviderConfig, with_key
 from .errors import BadRequestError, ProtocolError
 from .events import Finish, ProviderEvent, ReasoningDelta, Usage
+from .images import check_images
 from .ndjson import NDJSONDecoder
 from .streaming import (
     TRUNCATED,

@@ -16,18 +16,10 @@ from __future__ import annotations
 
 from typing import Any
 
-from .base import (
-    ChatRequest,
-    HttpRequest,
-    ImagePart,
-    Message,
-    ProviderConfig,
-    check_images,
-    content_parts,
-    with_key,
-)
+from .base import ChatRequest, HttpRequest, ImagePart, ProviderConfig, with_key
 from .errors import ProtocolError, ProviderError, UpstreamError
 from .events import Finish, ProviderEvent, ReasoningDelta
+from .images import check_images, text_or_parts
 from .sse import SSEEvent
 from .streaming import (
     TRUNCATED,
@@ -52,7 +44,8 @@ def build_request(config: ProviderConfig, request: ChatRequest) -> HttpRequest:
     check_images(config, request)
     body: dict[str, Any] = {
         "model": request.model,
-        "messages": [{"role": m.role, "content": _content(m)} for m in request.messages],
+        "messages": [{"role": m.role, "content": text_or_parts(m, _image)}
+                     for m in request.messages],
         **request.params,
         "stream": True,
     }
@@ -62,15 +55,8 @@ def build_request(config: ProviderConfig, request: ChatRequest) -> HttpRequest:
     return HttpRequest("POST", f"{_base(config)}/chat/completions", _headers(config), body)
 
 
-def _content(message: Message) -> str | list[dict[str, Any]]:
-    """Text alone as a string (what every OpenAI-style server takes); with images, parts.
-    https://platform.openai.com/docs/guides/images-vision"""
-    if not message.images:
-        return message.content
-    return content_parts(message, _image, lambda text: {"type": "text", "text": text})
-
-
 def _image(image: ImagePart) -> dict[str, Any]:
+    """As OpenAI takes it. https://platform.openai.com/docs/guides/images-vision"""
     part: dict[str, Any] = {"url": image.url}
     if image.detail is not None:
         part["detail"] = image.detail
