@@ -195,7 +195,7 @@ def test_the_demo_setting_keeps_or_leaves_out_the_demo_models(
 
 
 def test_a_bad_demo_setting_is_an_error(tmp_path: Path) -> None:
-    with pytest.raises(ConfigError, match="server.demo must be one of auto, always, never"):
+    with pytest.raises(ConfigError, match=r"server\.demo must be one of auto, always, never"):
         load_config(write(tmp_path, '[server]\ndemo = "sometimes"\n'), env={})
 
 
@@ -220,7 +220,7 @@ def test_images_setting(tmp_path: Path) -> None:
     assert not providers["a"].takes_images("text-only")
     assert not providers["b"].takes_images("anything")
     assert providers["c"].takes_images("anything")  # the default: the upstream decides
-    with pytest.raises(ConfigError, match="providers.d.images must be true, false or a list"):
+    with pytest.raises(ConfigError, match=r"providers\.d\.images must be true, false or a list"):
         load_config(write(tmp_path, '[providers.d]\ntype = "openai"\nimages = "yes"\n'),
                     env={})
 
