@@ -1,16 +1,13 @@
 """Request bodies, checked: JSON in, typed values out, or an ``ApiError`` naming the field.
 
-Pure functions of the parsed JSON, so every rule is testable without a server. What a body
-may carry is bounded here, before anything else sees it: nesting depth, numbers (finite,
-64-bit), output tokens, images (https or base64 data URLs, in user messages).
+Pure functions of the parsed JSON (``app.api.decoding`` bounds its depth and numbers), so
+every rule is testable without a server: fields, roles, parameters and their ranges, image
+parts (``app.api.images``).
 """
 
 from __future__ import annotations
 
-import binascii
 import difflib
-import json
-import math
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from typing import Any
@@ -19,6 +16,7 @@ from app.catalog import UnknownModel
 from providers import ImagePart, Message
 
 from .errors import ApiError, invalid
+from .images import parse_image
 
 ROLES = frozenset({"system", "user", "assistant"})
 # Roles some upstreams accept; they pass through only to providers of these types.
@@ -26,8 +24,6 @@ PASS_THROUGH_ROLES = {"developer": frozenset({"openai"}), "tool": frozenset({"op
 MODES = frozenset({"parallel"})
 STREAM_FIELDS = ("models", "messages", "params", "mode")  # a /v1/streams body's own keys
 
-MAX_DEPTH = 64  # arrays and objects inside each other; real bodies use under ten
-INT_MIN, INT_MAX = -(2**63), 2**63 - 1  # every JSON integer fits a signed 64-bit one
 MAX_OUTPUT_TOKENS = 1_000_000  # beyond any model's output; a larger ask is a mistake
 
 
@@ -46,63 +42,6 @@ class StreamBody:
     messages: tuple[Message, ...]
     params: dict[str, Any]
     mode: str = "parallel"
-
-
-def parse_json(raw: bytes) -> Any:
-    """The body's JSON, with every number finite and 64-bit (``NaN``, ``1e400`` and
-    ``10**400`` are refused) and at most ``MAX_DEPTH`` levels of nesting."""
-    try:
-        data = json.loads(raw, parse_int=_int, parse_float=_float, parse_constant=_constant)
-    except RecursionError as exc:  # deeper than the decoder's own stack allows
-        raise _too_deep() from exc
-    except (ValueError, UnicodeDecodeError) as exc:
-        raise invalid(f"the body is not valid JSON ({exc})") from exc
-    if _depth(data) > MAX_DEPTH:
-        raise _too_deep()
-    return data
-
-
-_NUMBERS = ("numbers must be finite, and integers between -2**63 and 2**63-1 "
-            "(64-bit)")
-
-
-def _int(text: str) -> int:
-    # The length check comes first: int() of a 5000-digit string is refused by Python
-    # itself, and a long one costs time to convert.
-    if len(text.lstrip("-")) > 19 or not INT_MIN <= (value := int(text)) <= INT_MAX:
-        raise invalid(f"the number {text[:30]}{'…' if len(text) > 30 else ''} is out of "
-                      f"range: {_NUMBERS}")
-    return value
-
-
-def _float(text: str) -> float:
-    value = float(text)
-    if not math.isfinite(value):
-        raise invalid(f"the number {text[:30]} is out of range: {_NUMBERS}")
-    return value
-
-
-def _constant(text: str) -> Any:
-    raise invalid(f"{text} is not a JSON number: {_NUMBERS}")
-
-
-def _too_deep() -> ApiError:
-    return invalid(f"the body nests arrays and objects more than {MAX_DEPTH} levels deep")
-
-
-def _depth(data: Any) -> int:
-    """How deep ``data`` nests, walked without recursion (the body may be hostile)."""
-    deepest = 0
-    todo = [(data, 1)]
-    while todo:
-        value, level = todo.pop()
-        if isinstance(value, dict | list):
-            if level > MAX_DEPTH:
-                return level
-            deepest = max(deepest, level)
-            todo.extend((v, level + 1) for v in (value.values() if isinstance(value, dict)
-                                                  else value))
-    return deepest
 
 
 Groups = Callable[[str], Sequence[str]]  # "group:NAME" -> its refs (``Catalog.group``)
@@ -218,44 +157,12 @@ def _content(value: Any, where: str) -> tuple[str, tuple[ImagePart, ...]]:
         if kind == "text" and isinstance(part.get("text"), str):
             texts.append(part["text"])
         elif kind == "image_url":
-            images.append(_image(part.get("image_url"), f"{where}[{i}].image_url"))
+            images.append(parse_image(part.get("image_url"), f"{where}[{i}].image_url"))
         else:
             raise invalid(f"{where}[{i}] must be a text part {{\"type\": \"text\", "
                           "\"text\": …} or an image part {\"type\": \"image_url\", "
                           "\"image_url\": {\"url\": …}}", f"{where}[{i}]")
     return "".join(texts), tuple(images)
-
-
-_DETAILS = ("low", "high", "auto")
-
-
-def _image(value: Any, where: str) -> ImagePart:
-    """An ``https://`` link or a base64 ``data:image/…`` URL (checked: it is decoded once,
-    so a model never gets data it would refuse). Its size is bounded by ``max_body``."""
-    url, detail = (value, None) if isinstance(value, str) else (None, None)
-    if isinstance(value, dict):
-        url, detail = value.get("url"), value.get("detail")
-    if detail is not None and detail not in _DETAILS:
-        raise invalid(f"{where}.detail must be one of {', '.join(_DETAILS)}", f"{where}.detail")
-    if not isinstance(url, str):
-        raise invalid(f"{where}.url must be a string", f"{where}.url")
-    if url.startswith("data:"):
-        image = ImagePart(url, detail)
-        media_type, data = image.inline or ("", "")
-        head = url[5:].partition(",")[0]
-        if not media_type.startswith("image/") or not head.endswith(";base64"):
-            raise invalid(f"{where}.url must be a data URL 'data:image/<type>;base64,<data>'",
-                          f"{where}.url")
-        try:
-            binascii.a2b_base64(data, strict_mode=True)
-        except binascii.Error as exc:
-            raise invalid(f"{where}.url holds data that is not valid base64",
-                          f"{where}.url") from exc
-        return image
-    if not url.startswith("https://") or len(url) > 8192:
-        raise invalid(f"{where}.url must be an https:// URL (at most 8192 characters) or "
-                      "a base64 data: URL", f"{where}.url")
-    return ImagePart(url, detail)
 
 
 _NUMBER_RANGES = {"temperature": (0.0, 2.0), "top_p": (0.0, 1.0),

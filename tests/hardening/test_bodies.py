@@ -5,7 +5,8 @@ from __future__ import annotations
 
 import pytest
 
-from app.api.bodies import MAX_DEPTH, MAX_OUTPUT_TOKENS, parse_json
+from app.api.bodies import MAX_OUTPUT_TOKENS
+from app.api.decoding import MAX_DEPTH, parse_json
 from app.api.errors import ApiError
 
 from ..conftest import Server
