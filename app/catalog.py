@@ -17,15 +17,12 @@ from typing import Any
 import trio
 
 from app.autodetect import ollama_url
-from app.config import WELL_KNOWN, Config, did_you_mean
+from app.config import GROUP_PREFIX, WELL_KNOWN, Config, did_you_mean
 from app.engine import Route
 from providers import ChatRequest, Message, Provider, ProviderError, create
 from providers.demo import DemoProvider, parse_spec
 
 log = logging.getLogger("chorus.catalog")
-
-
-GROUP_PREFIX = "group:"
 
 
 class UnknownModel(Exception):
@@ -70,8 +67,8 @@ class Catalog:
         ref = self.resolve(name)
         provider_name, sep, model = ref.partition("/")
         if self.is_group(name):
-            raise UnknownModel(name, f"{name!r} names a group of models: give it as "
-                                     "\"models\" of POST /v1/streams")
+            raise UnknownModel(name, f"{name!r} names a group of models: send it alone, "
+                                     f"as \"models\": \"{name}\", to POST /v1/streams")
         if not sep or not model:
             raise UnknownModel(name, f"{name!r} is not a model ref or an alias: write it as "
                                      f"'provider/model'{did_you_mean(name, self.config.aliases)}"

@@ -82,6 +82,7 @@ WELL_KNOWN = {
 _NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]*$")
 _SECTIONS = ("server", "providers", "aliases", "groups")
 DEMO_MODES = ("auto", "always", "never")
+GROUP_PREFIX = "group:"  # "group:NAME" names the members of [groups] NAME
 
 
 def did_you_mean(name: str, choices: Iterable[str]) -> str:
@@ -172,7 +173,7 @@ def _aliases(table: Mapping[str, Any], fail: Any) -> dict[str, str]:
     """``[aliases] "gpt-4o" = "openrouter/openai/gpt-4o"``: bare name -> model ref."""
     out: dict[str, str] = {}
     for name, target in table.items():
-        if "/" in name or name.startswith("group:") or not name.strip():
+        if "/" in name or name.startswith(GROUP_PREFIX) or not name.strip():
             raise fail(f"alias {name!r} must be a bare name (no '/', no 'group:')", name)
         if not isinstance(target, str) or not _is_ref(target):
             raise fail(f"aliases.{name} must be a model ref written 'provider/model', "

@@ -13,6 +13,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from app.catalog import UnknownModel
+from app.config import GROUP_PREFIX
 from providers import ImagePart, Message
 
 from .errors import ApiError, invalid
@@ -57,7 +58,7 @@ def parse_stream_body(data: Any, max_slots: int, groups: Groups | None = None) -
     if not isinstance(mode, str) or mode not in MODES:
         raise invalid(f"unknown mode {mode!r}; supported: parallel", "mode")
     models = data.get("models")
-    if isinstance(models, str) and models.startswith("group:") and groups is not None:
+    if isinstance(models, str) and models.startswith(GROUP_PREFIX) and groups is not None:
         try:
             models = list(groups(models))
         except UnknownModel as exc:

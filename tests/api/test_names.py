@@ -71,6 +71,15 @@ async def test_an_unknown_group_is_a_400_naming_it(named: Server) -> None:
     assert "did you mean 'panel'?" in error["message"]
 
 
+async def test_a_group_inside_a_list_says_how_to_send_it(named: Server) -> None:
+    async with named.client() as client:
+        r = await client.post("/v1/streams", json={"models": ["group:panel"], **ASK})
+    assert r.status_code == 400
+    assert r.json()["error"]["message"] == (
+        "'group:panel' names a group of models: send it alone, as \"models\": "
+        "\"group:panel\", to POST /v1/streams")
+
+
 async def test_models_lists_aliases_and_groups(named: Server) -> None:
     async with named.client() as client:
         listing = (await client.get("/v1/models")).json()
