@@ -44,4 +44,5 @@ def with_local_ollama(config: Config, env: dict[str, str]) -> Config:
     if demo is not None and config.demo_implicit:
         del providers["demo"]
     providers["ollama"] = ProviderConfig(name="ollama", type="ollama", base_url=url)
-    return dataclasses.replace(config, providers=providers, demo_implicit=False)
+    return dataclasses.replace(config, providers=providers, demo_implicit=False,
+                               demo_left_out=config.demo_left_out or config.demo_implicit)

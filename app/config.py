@@ -2,16 +2,20 @@
 
 With no file and no keys in the environment, Chorus serves the ``demo`` provider. Each
 well-known key present (``OPENAI_API_KEY``, ``ANTHROPIC_API_KEY``, ``GEMINI_API_KEY``,
-``OPENROUTER_API_KEY``) adds its provider, unless the file already names one of that name.
-Errors say which file, which line and what is wrong (``ConfigError``).
+``OPENROUTER_API_KEY``) adds its provider, unless the file already names one of that name;
+``[server] demo`` says whether the demo models stay then. ``[aliases]`` and ``[groups]``
+give OpenAI clients plain names. Errors say which file, which line and what is wrong, and
+suggest the name a typo was meant to be (``ConfigError``).
 """
 
 from __future__ import annotations
 
+import dataclasses
+import difflib
 import os
 import re
 import tomllib
-from collections.abc import Mapping
+from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field, fields
 from pathlib import Path
 from typing import Any
@@ -43,13 +47,16 @@ class ServerConfig:
     retention: float = 600.0
     retained_bytes: int = 256 * 1024 * 1024  # ended streams' logs kept for a resume, at most
     log_level: str = "info"
-    # Hardening limits (docs/operations.md). 0 turns off the ones marked "0 = off".
-    max_streams_per_key: int = 100  # concurrent streams of one API key (or the anonymous owner)
+    demo: str = "auto"  # demo models: "auto" (only when nothing else is set), "always", "never"
+    # Hardening limits (docs/operations.md). 0 turns off the ones marked "0 = off". The
+    # per-key ones (marked "per key") are off when no API keys are set and the file does
+    # not set them: one local user is not a crowd to share the server among.
+    max_streams_per_key: int = 100  # per key: concurrent streams of one API key
     max_messages: int = 1000  # messages in one request's history (shared or a target's own)
     max_message_chars: int = 1_000_000  # characters in one message's content
     max_tokens: int = 0  # ceiling on the output tokens a slot asks for; larger asks are clamped
-    rate_limit: float = 20.0  # requests per second per key, refilled continuously; 0 = off
-    rate_burst: int = 100  # requests a key may make at once before rate_limit applies
+    rate_limit: float = 20.0  # per key: requests per second, refilled continuously; 0 = off
+    rate_burst: int = 100  # per key: requests at once before rate_limit applies
     stall_timeout: float = 30.0  # a client that takes nothing for this long is cut off; 0 = off
 
 
@@ -69,6 +76,9 @@ class Config:
     api_keys: tuple[str, ...] = ()
     source: Path | None = None
     demo_implicit: bool = False  # demo is there only because nothing else was configured
+    demo_left_out: bool = False  # "auto" left the demo models out: other providers are set
+    aliases: Mapping[str, str] = field(default_factory=dict)  # bare name -> model ref
+    groups: Mapping[str, tuple[str, ...]] = field(default_factory=dict)  # name -> refs/aliases
 
 
 # Provider name -> (type, key variable, base_url) for keys found in the environment.
@@ -80,6 +90,15 @@ WELL_KNOWN = {
 }
 
 _NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]*$")
+_SECTIONS = ("server", "cli", "providers", "aliases", "groups")
+DEMO_MODES = ("auto", "always", "never")
+GROUP_PREFIX = "group:"  # "group:NAME" names the members of [groups] NAME
+
+
+def did_you_mean(name: str, choices: Iterable[str]) -> str:
+    """`` (did you mean 'X'?)`` for the closest of ``choices``, or nothing."""
+    close = difflib.get_close_matches(name, sorted(choices), n=1, cutoff=0.6)
+    return f" (did you mean {close[0]!r}?)" if close else ""
 
 
 def load_config(path: str | Path | None = None, env: Mapping[str, str] | None = None) -> Config:
@@ -113,12 +132,13 @@ def build_config(
     def in_section(section: str) -> Any:
         return lambda message, key=None: fail(message, key, section)
 
-    unknown = set(raw) - {"server", "providers", "cli"}
+    unknown = set(raw) - set(_SECTIONS)
     if unknown:
         name = sorted(unknown)[0]
-        raise fail(f"unknown section [{name}] (expected [server], [cli] and [providers.NAME])",
-                   name)
-    server = _server(_table(raw.get("server", {}), "server", fail), in_section("server"))
+        raise fail(f"unknown section [{name}]{did_you_mean(name, _SECTIONS)} (expected "
+                   "[server], [cli], [providers.NAME], [aliases] and [groups])", name)
+    server_table = _table(raw.get("server", {}), "server", fail)
+    server = _server(server_table, in_section("server"))
     cli = _cli(_table(raw.get("cli", {}), "cli", fail), in_section("cli"))
     providers: dict[str, ProviderConfig] = {}
     for name, table in _table(raw.get("providers", {}), "providers", fail).items():
@@ -128,16 +148,72 @@ def build_config(
         if name not in providers and env.get(key_var):
             providers[name] = ProviderConfig(name=name, type=type_, base_url=base_url,
                                              api_key=env[key_var])
-    implicit = not providers and not _asked_for_demo(env)
-    if not providers or _asked_for_demo(env):
+    demo = "always" if _asked_for_demo(env) else server.demo
+    implicit = not providers and demo == "auto"
+    left_out = bool(providers) and demo == "auto" and "demo" not in providers
+    if demo == "always" or (demo == "auto" and not providers):
         providers.setdefault("demo", ProviderConfig(name="demo", type="demo"))
     keys = tuple(k.strip() for k in env.get(server.api_keys_env, "").split(",") if k.strip())
+    if not keys:
+        server = _without_per_key_limits(server, server_table)
+    aliases = _aliases(_table(raw.get("aliases", {}), "aliases", fail), in_section("aliases"))
+    groups = _groups(_table(raw.get("groups", {}), "groups", fail), aliases,
+                     in_section("groups"))
     return Config(server=server, cli=cli, providers=providers, api_keys=keys, source=source,
-                  demo_implicit=implicit)
+                  demo_implicit=implicit, demo_left_out=left_out, aliases=aliases,
+                  groups=groups)
 
 
 def _asked_for_demo(env: Mapping[str, str]) -> bool:
     return env.get("CHORUS_DEMO", "").lower() in ("1", "true", "yes")
+
+
+def _without_per_key_limits(server: ServerConfig, table: Mapping[str, Any]) -> ServerConfig:
+    """With no keys every caller is the one anonymous owner: the per-key limits would
+    throttle a single local user (a tool sending 80 requests at once), so they are off
+    unless the file sets them. ``max_streams`` still guards the server."""
+    off: dict[str, Any] = {}
+    if "rate_limit" not in table:
+        off["rate_limit"] = 0.0
+    if "max_streams_per_key" not in table:
+        off["max_streams_per_key"] = server.max_streams
+    return dataclasses.replace(server, **off)
+
+
+def _aliases(table: Mapping[str, Any], fail: Any) -> dict[str, str]:
+    """``[aliases] "gpt-4o" = "openrouter/openai/gpt-4o"``: bare name -> model ref."""
+    out: dict[str, str] = {}
+    for name, target in table.items():
+        if "/" in name or name.startswith(GROUP_PREFIX) or not name.strip():
+            raise fail(f"alias {name!r} must be a bare name (no '/', no 'group:')", name)
+        if not isinstance(target, str) or not _is_ref(target):
+            raise fail(f"aliases.{name} must be a model ref written 'provider/model', "
+                       f"not {target!r}", name)
+        out[name] = target
+    return out
+
+
+def _groups(table: Mapping[str, Any], aliases: Mapping[str, str], fail: Any
+            ) -> dict[str, tuple[str, ...]]:
+    """``[groups] panel = ["openai/gpt-4o-mini", "demo/fast"]``: members are refs or
+    aliases, checked here so a typo is found at start-up rather than at the first call."""
+    out: dict[str, tuple[str, ...]] = {}
+    for name, members in table.items():
+        if not isinstance(members, list) or not members:
+            raise fail(f"groups.{name} must be a non-empty list of model refs or aliases",
+                       name)
+        for member in members:
+            if not isinstance(member, str) or not (_is_ref(member) or member in aliases):
+                hint = did_you_mean(member, aliases) if isinstance(member, str) else ""
+                raise fail(f"groups.{name}: {member!r} is neither a 'provider/model' ref "
+                           f"nor an alias of [aliases]{hint}", name)
+        out[name] = tuple(members)
+    return out
+
+
+def _is_ref(text: str) -> bool:
+    provider, sep, model = text.partition("/")
+    return bool(sep and provider.strip() and model.strip())
 
 
 def _server(table: Mapping[str, Any], fail: Any) -> ServerConfig:
@@ -145,7 +221,7 @@ def _server(table: Mapping[str, Any], fail: Any) -> ServerConfig:
     values: dict[str, Any] = {}
     for key, value in table.items():
         if key not in known:
-            raise fail(f"unknown setting server.{key}", key)
+            raise fail(f"unknown setting server.{key}{did_you_mean(key, known)}", key)
         default = getattr(ServerConfig(), key)
         values[key] = _check(value, type(default), f"server.{key}", fail)
     cfg = ServerConfig(**values)
@@ -163,6 +239,9 @@ def _server(table: Mapping[str, Any], fail: Any) -> ServerConfig:
             raise fail(f"server.{key} must be at least 1", key)
     if cfg.ping == 0:
         raise fail("server.ping must be positive", "ping")
+    if cfg.demo not in DEMO_MODES:
+        raise fail(f"server.demo must be one of {', '.join(DEMO_MODES)}, not {cfg.demo!r}",
+                   "demo")
     return cfg
 
 
@@ -178,8 +257,9 @@ def _cli(table: Mapping[str, Any], fail: Any) -> CliConfig:
     return CliConfig(log=log, default_models=tuple(models))
 
 
+_TIMEOUTS = ("connect", "first_token", "idle", "total")
 _PROVIDER_KEYS = {"type", "base_url", "api_key_env", "api_key", "models", "max_concurrency",
-                  "timeouts", "fallbacks", "retries", "options", "http2"}
+                  "timeouts", "fallbacks", "retries", "options", "images", "http2"}
 
 
 def _provider(
@@ -190,7 +270,8 @@ def _provider(
         raise fail(f"provider name {name!r} may hold only letters, digits, '_', '-' and '.'", name)
     for key in table:
         if key not in _PROVIDER_KEYS:
-            raise fail(f"unknown setting {where}.{key}", key)
+            raise fail(f"unknown setting {where}.{key}{did_you_mean(key, _PROVIDER_KEYS)}",
+                       key)
     type_ = table.get("type")
     if not isinstance(type_, str):
         raise fail(f"{where}.type is required (one of {', '.join(known_types())})", name)
@@ -211,8 +292,9 @@ def _provider(
     t = _table(table.get("timeouts", {}), f"{where}.timeouts", fail)
     timeouts = Timeouts()
     for key, value in t.items():
-        if key not in ("connect", "first_token", "idle", "total"):
-            raise fail(f"unknown timeout {where}.timeouts.{key}", "timeouts")
+        if key not in _TIMEOUTS:
+            raise fail(f"unknown timeout {where}.timeouts.{key}{did_you_mean(key, _TIMEOUTS)}",
+                       "timeouts")
         if isinstance(value, bool) or not isinstance(value, int | float) or value <= 0:
             raise fail(f"{where}.timeouts.{key} must be a positive number of seconds",
                        "timeouts")
@@ -236,11 +318,16 @@ def _provider(
         base_url = _check(base_url, str, f"{where}.base_url", fail)
         if not base_url.startswith(("http://", "https://")):
             raise fail(f"{where}.base_url must start with http:// or https://", "base_url")
+    images = table.get("images", True)
+    if not isinstance(images, bool) and not (
+            isinstance(images, list) and all(isinstance(m, str) and m for m in images)):
+        raise fail(f"{where}.images must be true, false or a list of model names", "images")
     return ProviderConfig(
         name=name, type=type_, base_url=base_url, api_key=api_key, models=tuple(models),
         max_concurrency=max_concurrency, timeouts=timeouts, fallbacks=fallbacks,
         retries=retries, options=_table(table.get("options", {}), f"{where}.options", fail),
         http2=_check(table.get("http2", False), bool, f"{where}.http2", fail),
+        images=images if isinstance(images, bool) else tuple(images),
     )
 
 

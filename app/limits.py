@@ -67,9 +67,12 @@ class RateLimiter:
             bucket = self._buckets[owner] = TokenBucket(self.rate, self.burst, now)
         wait = bucket.take(now)
         if wait:
+            # Rounded up, never down: "retry in 0.0 s" for a 40 ms wait invites a retry
+            # that fails again. Retry-After takes whole seconds, so at least 1.
+            tenths = math.ceil(round(wait * 10, 6)) / 10
             raise ApiError(429, "rate_limited",
                            f"too many requests for this key: at most {self.rate:g} per second "
-                           f"(bursts of {self.burst}); retry in {wait:.1f} s",
+                           f"(bursts of {self.burst}); retry in {tenths:.1f} s",
                            headers={"Retry-After": str(max(1, math.ceil(wait)))})
 
 

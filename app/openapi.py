@@ -40,21 +40,32 @@ _STREAM_ID = {"name": "id", "in": "path", "required": True, "schema": {"type": "
 SCHEMAS: dict[str, Any] = {
     "Error": _obj({"error": _obj({
         "type": {"type": "string"}, "message": {"type": "string"},
-        "param": {"type": "string"}}, ["type", "message"])}, ["error"]),
+        # null in /v1/chat/completions' OpenAI-shaped errors when no field is at fault
+        "param": {"type": ["string", "null"]}}, ["type", "message"])}, ["error"]),
     "Message": _obj({
         "role": {"type": "string", "enum": ["system", "user", "assistant", "developer", "tool"]},
-        "content": {"oneOf": [{"type": "string"}, {"type": "array", "items": _obj(
-            {"type": {"const": "text"}, "text": {"type": "string"}}, ["type", "text"])}]},
+        "content": {"oneOf": [{"type": "string"}, {"type": "array", "items": {"oneOf": [
+            _obj({"type": {"const": "text"}, "text": {"type": "string"}}, ["type", "text"]),
+            _ref("ImagePart")]}}]},
     }, ["role", "content"]),
+    "ImagePart": _obj({
+        "type": {"const": "image_url"},
+        "image_url": _obj({
+            "url": {"type": "string", "description": "https://… or data:image/<type>;base64,…"
+                                                     " (user messages only)"},
+            "detail": {"type": "string", "enum": ["low", "high", "auto"]}}, ["url"]),
+    }, ["type", "image_url"]),
     "Params": _obj({
         "temperature": {"type": "number", "minimum": 0, "maximum": 2},
         "top_p": {"type": "number", "minimum": 0, "maximum": 1},
-        "max_tokens": {"type": "integer", "minimum": 1},
+        "max_tokens": {"type": "integer", "minimum": 1, "maximum": 1_000_000},
+        "max_completion_tokens": {"type": "integer", "minimum": 1, "maximum": 1_000_000},
         "seed": {"type": "integer"},
         "stop": {"oneOf": [{"type": "string"}, {"type": "array", "items": {"type": "string"}}]},
     }, additionalProperties=True),
     "Target": {"oneOf": [
-        {"type": "string", "description": "a model ref, provider/model", "minLength": 1},
+        {"type": "string", "description": "a model ref (provider/model) or an alias",
+         "minLength": 1},
         _obj({"model": {"type": "string", "minLength": 1}, "label": {"type": "string"},
               "messages": {"type": "array", "items": _ref("Message")},
               "params": _ref("Params"),
@@ -62,11 +73,14 @@ SCHEMAS: dict[str, Any] = {
              ["model"], additionalProperties=False),
     ]},
     "StreamRequest": _obj({
-        "models": {"type": "array", "items": _ref("Target"), "minItems": 1},
+        "models": {"oneOf": [
+            {"type": "array", "items": _ref("Target"), "minItems": 1},
+            {"type": "string", "pattern": "^group:",
+             "description": "group:NAME, the members of [groups] NAME"}]},
         "messages": {"type": "array", "items": _ref("Message")},
         "params": _ref("Params"),
         "mode": {"type": "string", "enum": ["parallel"]},
-    }, ["models"]),
+    }, ["models"], additionalProperties=False),
     "SlotRef": _obj({"slot": {"type": "integer"}, "model": {"type": "string"},
                      "label": {"type": "string"}}, ["slot", "model", "label"]),
     "SlotState": _obj({"slot": {"type": "integer"}, "model": {"type": "string"},
@@ -96,7 +110,13 @@ SCHEMAS: dict[str, Any] = {
     "ModelList": _obj({"object": {"const": "list"}, "data": {"type": "array", "items": _obj({
         "id": {"type": "string"}, "object": {"const": "model"}, "created": {"type": "integer"},
         "owned_by": {"type": "string"}, "provider": {"type": "string"},
-        "simulated": {"type": "boolean"}}, ["id", "object", "provider"])},
+        "simulated": {"type": "boolean"},
+        "alias_of": {"type": "string", "description": "for an alias: the ref it stands for"}},
+        ["id", "object", "provider"])},
+        "groups": {"type": "object", "description": "[groups]: name -> member refs",
+                   "additionalProperties": {"type": "array", "items": {"type": "string"}}},
+        "notes": {"type": "array", "items": {"type": "string"},
+                  "description": "what is left out and how to bring it back"},
         "max_slots": {"type": "integer", "description": "targets one stream may have"}},
         ["object", "data"]),
 }
@@ -140,7 +160,7 @@ PATHS: dict[str, Any] = {
                       **_errors(401, 404, 429)},
     }},
     "/v1/models": {"get": {
-        "summary": "Configured models (OpenAI list shape plus provider)",
+        "summary": "Configured models and aliases (OpenAI list shape plus provider)",
         "responses": {"200": _json(_ref("ModelList"), "Models"), **_errors(401, 429)},
     }},
     "/v1/chat/completions": {"post": {

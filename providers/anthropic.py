@@ -12,9 +12,10 @@ from __future__ import annotations
 
 from typing import Any
 
-from .base import ChatRequest, HttpRequest, ProviderConfig, with_key
+from .base import ChatRequest, HttpRequest, ImagePart, ProviderConfig, with_key
 from .errors import BadRequestError, ProtocolError
 from .events import Finish, ProviderEvent, ReasoningDelta, TextDelta
+from .images import check_images, text_or_parts
 from .sse import SSEEvent
 from .streaming import (
     TRUNCATED,
@@ -49,11 +50,12 @@ _REASONS = {
 
 def build_request(config: ProviderConfig, request: ChatRequest) -> HttpRequest:
     """``POST /v1/messages``; system messages go to the top-level ``system`` field."""
+    check_images(config, request)
     system = [m.content for m in request.messages if m.role == "system"]
     messages = []
     for m in request.messages:
         if m.role in ("user", "assistant"):
-            messages.append({"role": m.role, "content": m.content})
+            messages.append({"role": m.role, "content": text_or_parts(m, _image)})
         elif m.role != "system":
             raise BadRequestError(f"Anthropic models do not take {m.role!r} messages")
     body: dict[str, Any] = {
@@ -69,6 +71,17 @@ def build_request(config: ProviderConfig, request: ChatRequest) -> HttpRequest:
         body[_PARAMS.get(key, key)] = value
     body["stream"] = True
     return HttpRequest("POST", f"{_base(config)}/v1/messages", _headers(config), body)
+
+
+def _image(image: ImagePart) -> dict[str, Any]:
+    """A base64 source for a data URL, a url source for a link.
+    https://docs.anthropic.com/en/docs/build-with-claude/vision"""
+    inline = image.inline
+    if inline is None:
+        return {"type": "image", "source": {"type": "url", "url": image.url}}
+    media_type, data = inline
+    return {"type": "image",
+            "source": {"type": "base64", "media_type": media_type, "data": data}}
 
 
 def models_request(config: ProviderConfig) -> HttpRequest:

@@ -16,9 +16,31 @@ from .events import ProviderEvent
 
 
 @dataclass(frozen=True, slots=True)
+class ImagePart:
+    """An image in a message, as OpenAI's ``image_url`` part gives it: an ``https://`` URL
+    or a ``data:<media type>;base64,<data>`` URL. Each wire protocol maps it to its own
+    shape; one that cannot carry it raises ``BadRequestError`` for that slot alone."""
+
+    url: str
+    detail: str | None = None  # OpenAI's "low" | "high" | "auto"; others ignore it
+
+    @property
+    def inline(self) -> tuple[str, str] | None:
+        """``(media_type, base64 data)`` of a data URL; ``None`` for a link."""
+        if not self.url.startswith("data:"):
+            return None
+        head, _, data = self.url[5:].partition(",")
+        return head.split(";", 1)[0], data
+
+
+@dataclass(frozen=True, slots=True)
 class Message:
+    """One turn of the history. ``content`` is its text; ``images`` come with it (a model
+    reads them before the text, the order Anthropic's vision guide advises)."""
+
     role: str
     content: str
+    images: tuple[ImagePart, ...] = ()
 
 
 @dataclass(frozen=True, slots=True)
@@ -60,6 +82,10 @@ class ProviderConfig:
     retries: int = 2
     options: Mapping[str, Any] = field(default_factory=dict)
     http2: bool = False  # offer HTTP/2 by ALPN on https (off: see ``providers.http``, why)
+    images: bool | tuple[str, ...] = True  # which models take images: all, none, or these
+
+    def takes_images(self, model: str) -> bool:
+        return self.images if isinstance(self.images, bool) else model in self.images
 
 
 @dataclass(frozen=True, slots=True)

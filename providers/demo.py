@@ -4,7 +4,8 @@ A demo model's behaviour is set by its name: a preset (``demo/fast``, ``demo/slo
 ``demo/thinker``, ``demo/flaky``, ``demo/hang``, ``demo/error-429`` …) or a spec written as
 ``key=value`` pairs, e.g. ``demo/ttft=0.2,rate=50,tokens=300,fail_after=40``. Config may add
 named presets under ``[providers.NAME.options.presets]``. It sleeps with ``trio.sleep``, so
-under ``trio.testing.MockClock`` its timing is exact.
+under ``trio.testing.MockClock`` its timing is exact. Demo models take images (unless the
+provider's ``images`` setting says otherwise) and open their answer by saying how many.
 """
 
 from __future__ import annotations
@@ -19,6 +20,7 @@ import trio
 from .base import ChatRequest, ProviderConfig
 from .errors import BadRequestError, UpstreamError, error_for_status
 from .events import Finish, ProviderEvent, ReasoningDelta, TextDelta, Usage
+from .images import check_images
 
 
 @dataclass(frozen=True, slots=True)
@@ -106,6 +108,14 @@ def _words(text: str) -> list[str]:
     return out
 
 
+def _seen(request: ChatRequest) -> str:
+    """What a demo answer opens with when it was sent images: proof they arrived."""
+    images = sum(len(m.images) for m in request.messages)
+    if not images:
+        return ""
+    return f"I was given {images} image{'s' if images != 1 else ''}. "
+
+
 class DemoProvider:
     simulated = True
 
@@ -124,6 +134,7 @@ class DemoProvider:
 
     async def stream(self, request: ChatRequest) -> AsyncGenerator[ProviderEvent, None]:
         spec = parse_spec(request.model, self.presets)
+        check_images(self.config, request)
         prompt_tokens = sum(len(m.content.split()) + 4 for m in request.messages)
         if spec.hang:
             await trio.sleep_forever()
@@ -139,12 +150,15 @@ class DemoProvider:
             yield ReasoningDelta("".join(thought[j % len(thought)] for j in range(i, end)))
             await trio.sleep(gap)
         words = _words(spec.text or _ANSWER)
+        opening = _words(_seen(request))
         sent = 0
         while sent < limit:
             if spec.fail_after is not None and sent >= spec.fail_after:
                 raise UpstreamError(f"simulated failure after {sent} tokens", status=500)
             n = min(spec.chunk, limit - sent)
-            yield TextDelta("".join(words[(sent + j) % len(words)] for j in range(n)))
+            yield TextDelta("".join(
+                opening[i] if i < len(opening) else words[(i - len(opening)) % len(words)]
+                for i in range(sent, sent + n)))
             sent += n
             if sent < limit:
                 await trio.sleep(gap)

@@ -19,11 +19,14 @@ Any other stray text is ignored, as the spec says.
 from __future__ import annotations
 
 import json
+import mimetypes
 from typing import Any
+from urllib.parse import urlsplit
 
-from .base import ChatRequest, HttpRequest, ProviderConfig, with_key
+from .base import ChatRequest, HttpRequest, ImagePart, ProviderConfig, with_key
 from .errors import BadRequestError, ProtocolError
 from .events import Finish, ProviderEvent, ReasoningDelta, TextDelta
+from .images import check_images, content_parts
 from .jsonarray import JSONArrayDecoder
 from .sse import SSEEvent
 from .streaming import (
@@ -63,6 +66,7 @@ MAX_STRAY_CHARS = 16 * 1024  # Gemini's error objects are well under 1 KiB
 
 
 def build_request(config: ProviderConfig, request: ChatRequest) -> HttpRequest:
+    check_images(config, request)
     contents = []
     system = []
     for m in request.messages:
@@ -70,7 +74,8 @@ def build_request(config: ProviderConfig, request: ChatRequest) -> HttpRequest:
             system.append({"text": m.content})
         elif m.role in ("user", "assistant"):
             role = "model" if m.role == "assistant" else "user"
-            contents.append({"role": role, "parts": [{"text": m.content}]})
+            parts = content_parts(m, _image, lambda text: {"text": text}) or [{"text": ""}]
+            contents.append({"role": role, "parts": parts})
         else:
             raise BadRequestError(f"Gemini models do not take {m.role!r} messages")
     body: dict[str, Any] = {"contents": contents}
@@ -88,6 +93,18 @@ def build_request(config: ProviderConfig, request: ChatRequest) -> HttpRequest:
         body["generationConfig"] = {**obj(body.get("generationConfig")), **generation}
     url = f"{_base(config)}/v1beta/{_model_path(request.model)}:streamGenerateContent?alt=sse"
     return HttpRequest("POST", url, _headers(config), body)
+
+
+def _image(image: ImagePart) -> dict[str, Any]:
+    """A data URL inline; a link as ``file_data``, whose ``mime_type`` Gemini requires:
+    guessed from the link's file name, else JPEG.
+    https://ai.google.dev/gemini-api/docs/vision , https://ai.google.dev/api/caching#Part"""
+    inline = image.inline
+    if inline is not None:
+        return {"inline_data": {"mime_type": inline[0], "data": inline[1]}}
+    guessed = mimetypes.guess_type(urlsplit(image.url).path)[0]
+    mime_type = guessed if guessed and guessed.startswith("image/") else "image/jpeg"
+    return {"file_data": {"file_uri": image.url, "mime_type": mime_type}}
 
 
 def models_request(config: ProviderConfig) -> HttpRequest:

@@ -13,9 +13,10 @@ from __future__ import annotations
 
 from typing import Any
 
-from .base import ChatRequest, HttpRequest, ProviderConfig, with_key
+from .base import ChatRequest, HttpRequest, Message, ProviderConfig, with_key
 from .errors import BadRequestError, ProtocolError
 from .events import Finish, ProviderEvent, ReasoningDelta, Usage
+from .images import check_images
 from .ndjson import NDJSONDecoder
 from .streaming import (
     TRUNCATED,
@@ -45,9 +46,11 @@ def build_request(config: ProviderConfig, request: ChatRequest) -> HttpRequest:
     for m in request.messages:
         if m.role not in _ROLES:
             raise BadRequestError(f"Ollama models do not take {m.role!r} messages")
+    # Ollama fetches nothing: an image must come as data (base64), not as a link.
+    check_images(config, request, links=False)
     body: dict[str, Any] = {
         "model": request.model,
-        "messages": [{"role": m.role, "content": m.content} for m in request.messages],
+        "messages": [_message(m) for m in request.messages],
     }
     options: dict[str, Any] = {}
     for key, value in request.params.items():
@@ -59,6 +62,14 @@ def build_request(config: ProviderConfig, request: ChatRequest) -> HttpRequest:
         body["options"] = options
     body["stream"] = True
     return HttpRequest("POST", f"{_base(config)}/api/chat", _headers(config), body)
+
+
+def _message(message: Message) -> dict[str, Any]:
+    """Images go beside the text as base64 strings. https://docs.ollama.com/api/chat"""
+    out: dict[str, Any] = {"role": message.role, "content": message.content}
+    if message.images:
+        out["images"] = [image.inline[1] for image in message.images if image.inline]
+    return out
 
 
 def models_request(config: ProviderConfig) -> HttpRequest:

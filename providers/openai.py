@@ -16,9 +16,10 @@ from __future__ import annotations
 
 from typing import Any
 
-from .base import ChatRequest, HttpRequest, ProviderConfig, with_key
+from .base import ChatRequest, HttpRequest, ImagePart, ProviderConfig, with_key
 from .errors import ProtocolError, ProviderError, UpstreamError
 from .events import Finish, ProviderEvent, ReasoningDelta
+from .images import check_images, text_or_parts
 from .sse import SSEEvent
 from .streaming import (
     TRUNCATED,
@@ -40,9 +41,11 @@ DEFAULT_BASE_URL = "https://api.openai.com/v1"
 
 
 def build_request(config: ProviderConfig, request: ChatRequest) -> HttpRequest:
+    check_images(config, request)
     body: dict[str, Any] = {
         "model": request.model,
-        "messages": [{"role": m.role, "content": m.content} for m in request.messages],
+        "messages": [{"role": m.role, "content": text_or_parts(m, _image)}
+                     for m in request.messages],
         **request.params,
         "stream": True,
     }
@@ -50,6 +53,14 @@ def build_request(config: ProviderConfig, request: ChatRequest) -> HttpRequest:
     if config.options.get("include_usage", True):
         body["stream_options"] = {"include_usage": True}
     return HttpRequest("POST", f"{_base(config)}/chat/completions", _headers(config), body)
+
+
+def _image(image: ImagePart) -> dict[str, Any]:
+    """As OpenAI takes it. https://platform.openai.com/docs/guides/images-vision"""
+    part: dict[str, Any] = {"url": image.url}
+    if image.detail is not None:
+        part["detail"] = image.detail
+    return {"type": "image_url", "image_url": part}
 
 
 def models_request(config: ProviderConfig) -> HttpRequest:

@@ -1,22 +1,31 @@
 """Request bodies, checked: JSON in, typed values out, or an ``ApiError`` naming the field.
 
-Pure functions of the parsed JSON, so every rule is testable without a server.
+Pure functions of the parsed JSON (``app.api.decoding`` bounds its depth and numbers), so
+every rule is testable without a server: fields, roles, parameters and their ranges, image
+parts (``app.api.images``).
 """
 
 from __future__ import annotations
 
-import json
+import difflib
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
-from providers import Message
+from app.catalog import UnknownModel
+from app.config import GROUP_PREFIX
+from providers import ImagePart, Message
 
 from .errors import ApiError, invalid
+from .images import parse_image
 
 ROLES = frozenset({"system", "user", "assistant"})
 # Roles some upstreams accept; they pass through only to providers of these types.
 PASS_THROUGH_ROLES = {"developer": frozenset({"openai"}), "tool": frozenset({"openai"})}
 MODES = frozenset({"parallel"})
+STREAM_FIELDS = ("models", "messages", "params", "mode")  # a /v1/streams body's own keys
+
+MAX_OUTPUT_TOKENS = 1_000_000  # beyond any model's output; a larger ask is a mistake
 
 
 @dataclass(frozen=True, slots=True)
@@ -36,22 +45,27 @@ class StreamBody:
     mode: str = "parallel"
 
 
-def parse_json(raw: bytes) -> Any:
-    try:
-        return json.loads(raw)
-    except (ValueError, UnicodeDecodeError) as exc:
-        raise invalid(f"the body is not valid JSON ({exc})") from exc
+Groups = Callable[[str], Sequence[str]]  # "group:NAME" -> its refs (``Catalog.group``)
 
 
-def parse_stream_body(data: Any, max_slots: int) -> StreamBody:
+def parse_stream_body(data: Any, max_slots: int, groups: Groups | None = None) -> StreamBody:
     if not isinstance(data, dict):
         raise invalid("the body must be a JSON object")
+    for key in data:
+        if key not in STREAM_FIELDS:
+            raise invalid(_unknown_field(key), key)
     mode = data.get("mode", "parallel")
     if not isinstance(mode, str) or mode not in MODES:
         raise invalid(f"unknown mode {mode!r}; supported: parallel", "mode")
     models = data.get("models")
+    if isinstance(models, str) and models.startswith(GROUP_PREFIX) and groups is not None:
+        try:
+            models = list(groups(models))
+        except UnknownModel as exc:
+            raise ApiError(400, "unknown_model", str(exc), "models") from exc
     if not isinstance(models, list) or not models:
-        raise invalid("'models' must be a non-empty list of model refs or targets", "models")
+        raise invalid("'models' must be a non-empty list of model refs or targets, or "
+                      "'group:NAME'", "models")
     if len(models) > max_slots:
         raise ApiError(400, "too_many_slots",
                        f"{len(models)} targets asked for; at most {max_slots} per stream",
@@ -64,6 +78,20 @@ def parse_stream_body(data: Any, max_slots: int) -> StreamBody:
             raise invalid("there are no messages to send: give 'messages', or 'messages' "
                           "in every target", f"models[{i}].messages")
     return StreamBody(targets, messages, params, mode)
+
+
+def _unknown_field(key: str) -> str:
+    """Name the field, and what was probably meant: a typo must not pass silently."""
+    message = f"unknown field {key!r}"
+    if key == "model":
+        return (f"{message}: did you mean 'models'? It takes a list of model refs, "
+                "e.g. \"models\": [\"demo/fast\"]")
+    if key == "stream":
+        return (f"{message}: to have the events in this response, send the header "
+                "'Accept: text/event-stream'")
+    close = difflib.get_close_matches(key, STREAM_FIELDS, n=1, cutoff=0.6)
+    hint = f": did you mean {close[0]!r}?" if close else ""
+    return f"{message}{hint} (a stream body has {', '.join(STREAM_FIELDS)})"
 
 
 def _target(item: Any, where: str) -> Target:
@@ -108,23 +136,34 @@ def parse_messages(value: Any, where: str) -> tuple[Message, ...]:
         role = m.get("role")
         if not isinstance(role, str) or (role not in ROLES and role not in PASS_THROUGH_ROLES):
             raise invalid(f"{at}.role must be one of system, user, assistant", f"{at}.role")
-        out.append(Message(role, _content(m.get("content"), f"{at}.content")))
+        text, images = _content(m.get("content"), f"{at}.content")
+        if images and role != "user":
+            raise invalid(f"{at}.content: images may be sent in user messages only",
+                          f"{at}.content")
+        out.append(Message(role, text, images))
     return tuple(out)
 
 
-def _content(value: Any, where: str) -> str:
-    """A string, or OpenAI-style text parts (joined); anything else is refused."""
+def _content(value: Any, where: str) -> tuple[str, tuple[ImagePart, ...]]:
+    """A string, or OpenAI-style parts: text parts (joined) and ``image_url`` parts.
+    https://platform.openai.com/docs/api-reference/chat/create#chat-create-messages"""
     if isinstance(value, str):
-        return value
-    if isinstance(value, list):
-        texts = []
-        for part in value:
-            if not (isinstance(part, dict) and part.get("type") == "text"
-                    and isinstance(part.get("text"), str)):
-                raise invalid(f"{where} may hold only text parts", where)
+        return value, ()
+    if not isinstance(value, list):
+        raise invalid(f"{where} must be a string or a list of parts", where)
+    texts = []
+    images = []
+    for i, part in enumerate(value):
+        kind = part.get("type") if isinstance(part, dict) else None
+        if kind == "text" and isinstance(part.get("text"), str):
             texts.append(part["text"])
-        return "".join(texts)
-    raise invalid(f"{where} must be a string", where)
+        elif kind == "image_url":
+            images.append(parse_image(part.get("image_url"), f"{where}[{i}].image_url"))
+        else:
+            raise invalid(f"{where}[{i}] must be a text part {{\"type\": \"text\", "
+                          "\"text\": …} or an image part {\"type\": \"image_url\", "
+                          "\"image_url\": {\"url\": …}}", f"{where}[{i}]")
+    return "".join(texts), tuple(images)
 
 
 _NUMBER_RANGES = {"temperature": (0.0, 2.0), "top_p": (0.0, 1.0),
@@ -141,11 +180,16 @@ def parse_params(value: Any, where: str) -> dict[str, Any]:
             if isinstance(v, bool) or not isinstance(v, int | float) or not low <= v <= high:
                 raise invalid(f"{where}.{key} must be a number from {low:g} to {high:g}",
                               f"{where}.{key}")
-    for key in ("max_tokens", "seed"):
+    for key in ("max_tokens", "max_completion_tokens"):
         if key in value:
             v = value[key]
-            if isinstance(v, bool) or not isinstance(v, int) or (key == "max_tokens" and v < 1):
-                raise invalid(f"{where}.{key} must be a positive integer", f"{where}.{key}")
+            if isinstance(v, bool) or not isinstance(v, int) or not 1 <= v <= MAX_OUTPUT_TOKENS:
+                raise invalid(f"{where}.{key} must be an integer from 1 to {MAX_OUTPUT_TOKENS}",
+                              f"{where}.{key}")
+    if "seed" in value:
+        v = value["seed"]
+        if isinstance(v, bool) or not isinstance(v, int):
+            raise invalid(f"{where}.seed must be an integer", f"{where}.seed")
     if "stop" in value:
         v = value["stop"]
         if not (isinstance(v, str) or (isinstance(v, list) and all(isinstance(s, str) for s in v))):

@@ -14,7 +14,7 @@ from app.limits import RateLimiter
 from app.metrics import Metrics
 
 from .auth import owner_of_request
-from .bodies import parse_json
+from .decoding import parse_json
 from .errors import ApiError
 
 

@@ -27,6 +27,7 @@ async def models() -> Response:
     owner()
     ch = chorus()
     return jsonify({"object": "list", "data": await ch.catalog.list_models(),
+                    "groups": ch.catalog.groups(), "notes": ch.catalog.notes(),
                     "max_slots": ch.config.server.max_slots})
 
 

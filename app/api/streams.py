@@ -24,7 +24,7 @@ STOP_WAIT = 2.0  # seconds the stop call waits for its slots to end
 async def create_stream() -> Response:
     who = owner()
     ch = chorus()
-    body = parse_stream_body(await json_body(), ch.config.server.max_slots)
+    body = parse_stream_body(await json_body(), ch.config.server.max_slots, ch.catalog.group)
     plans = plan_slots(body)
     wants_sse = "text/event-stream" in request.headers.get("Accept", "")
     stream = await open_stream(who, plans, reader=wants_sse)

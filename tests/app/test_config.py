@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 import subprocess
 import sys
 from pathlib import Path
@@ -126,3 +127,124 @@ max_concurrency = "lots"
         load_config(path, env={})
     assert caught.value.line == 8
     assert "providers.b.max_concurrency must be an integer" in str(caught.value)
+
+
+def test_aliases_and_groups(tmp_path: Path) -> None:
+    path = write(tmp_path, """
+[aliases]
+"gpt-4o" = "openrouter/openai/gpt-4o"
+quick = "demo/fast"
+
+[groups]
+panel = ["openai/gpt-4o-mini", "quick"]
+""")
+    config = load_config(path, env={})
+    assert config.aliases == {"gpt-4o": "openrouter/openai/gpt-4o", "quick": "demo/fast"}
+    assert config.groups == {"panel": ("openai/gpt-4o-mini", "quick")}
+
+
+@pytest.mark.parametrize(("text", "line", "message"), [
+    ('[aliases]\n"gpt-4o" = "gpt-4o-2024"\n', 2,
+     "aliases.gpt-4o must be a model ref written 'provider/model', not 'gpt-4o-2024'"),
+    ('[aliases]\nfast = 3\n', 2, "aliases.fast must be a model ref"),
+    ('[aliases]\n"demo/x" = "demo/fast"\n', 2, "alias 'demo/x' must be a bare name"),
+    ('[aliases]\nquick = "demo/fast"\n[groups]\npanel = ["quik"]\n', 4,
+     "groups.panel: 'quik' is neither a 'provider/model' ref nor an alias of [aliases] "
+     "(did you mean 'quick'?)"),
+    ('[groups]\npanel = []\n', 2, "groups.panel must be a non-empty list"),
+    ('[groups]\npanel = "demo/fast"\n', 2, "groups.panel must be a non-empty list"),
+])
+def test_bad_aliases_and_groups_name_the_file_key_and_reason(
+    tmp_path: Path, text: str, line: int, message: str,
+) -> None:
+    path = write(tmp_path, text)
+    with pytest.raises(ConfigError) as caught:
+        load_config(path, env={})
+    assert str(caught.value).startswith(f"{path}:{line}: {message}")
+
+
+@pytest.mark.parametrize(("text", "hint"), [
+    ("[server]\nmax_slot = 3\n", "unknown setting server.max_slot (did you mean 'max_slots'?)"),
+    ("[providers.up]\ntype = \"openai\"\nbase_ur = \"http://x\"\n",
+     "unknown setting providers.up.base_ur (did you mean 'base_url'?)"),
+    ("[providers.up]\ntype = \"openai\"\ntimeouts = { frist_token = 5 }\n",
+     "unknown timeout providers.up.timeouts.frist_token (did you mean 'first_token'?)"),
+    ("[alias]\nx = \"demo/fast\"\n", "unknown section [alias] (did you mean 'aliases'?)"),
+])
+def test_a_typo_in_a_key_suggests_the_key_meant(tmp_path: Path, text: str, hint: str) -> None:
+    with pytest.raises(ConfigError, match=re.escape(hint)):
+        load_config(write(tmp_path, text), env={})
+
+
+def test_a_key_nothing_resembles_gets_no_suggestion(tmp_path: Path) -> None:
+    with pytest.raises(ConfigError) as caught:
+        load_config(write(tmp_path, "[server]\nzzz = 1\n"), env={})
+    assert str(caught.value).endswith("unknown setting server.zzz")
+
+
+@pytest.mark.parametrize(("setting", "env", "providers", "left_out"), [
+    ("", {}, ["demo"], False),
+    ("", {"OPENAI_API_KEY": "sk-a"}, ["openai"], True),
+    ('demo = "always"', {"OPENAI_API_KEY": "sk-a"}, ["openai", "demo"], False),
+    ('demo = "never"', {}, [], False),
+    ('demo = "never"', {"OPENAI_API_KEY": "sk-a"}, ["openai"], False),
+    ("", {"OPENAI_API_KEY": "sk-a", "CHORUS_DEMO": "1"}, ["openai", "demo"], False),
+])
+def test_the_demo_setting_keeps_or_leaves_out_the_demo_models(
+    tmp_path: Path, setting: str, env: dict[str, str], providers: list[str], left_out: bool,
+) -> None:
+    config = load_config(write(tmp_path, f"[server]\n{setting}\n"), env=env)
+    assert list(config.providers) == providers
+    assert config.demo_left_out is left_out
+
+
+def test_a_bad_demo_setting_is_an_error(tmp_path: Path) -> None:
+    with pytest.raises(ConfigError, match=r"server\.demo must be one of auto, always, never"):
+        load_config(write(tmp_path, '[server]\ndemo = "sometimes"\n'), env={})
+
+
+def test_per_key_limits_are_off_without_keys_and_on_with_them(tmp_path: Path) -> None:
+    alone = load_config(env={}).server
+    assert alone.rate_limit == 0.0  # 0 = off
+    assert alone.max_streams_per_key == alone.max_streams  # the global limit guards
+    keyed = load_config(env={"CHORUS_API_KEYS": "k1"}).server
+    assert (keyed.rate_limit, keyed.rate_burst, keyed.max_streams_per_key) == (20.0, 100, 100)
+    # Set in the file, they hold without keys too.
+    path = write(tmp_path, "[server]\nrate_limit = 5\nmax_streams_per_key = 7\n")
+    chosen = load_config(path, env={}).server
+    assert (chosen.rate_limit, chosen.max_streams_per_key) == (5.0, 7)
+
+
+def test_images_setting(tmp_path: Path) -> None:
+    path = write(tmp_path, '[providers.a]\ntype = "openai"\nimages = ["vision"]\n'
+                           '[providers.b]\ntype = "openai"\nimages = false\n'
+                           '[providers.c]\ntype = "openai"\n')
+    providers = load_config(path, env={}).providers
+    assert providers["a"].takes_images("vision")
+    assert not providers["a"].takes_images("text-only")
+    assert not providers["b"].takes_images("anything")
+    assert providers["c"].takes_images("anything")  # the default: the upstream decides
+    with pytest.raises(ConfigError, match=r"providers\.d\.images must be true, false or a list"):
+        load_config(write(tmp_path, '[providers.d]\ntype = "openai"\nimages = "yes"\n'),
+                    env={})
+
+
+def test_models_says_on_stderr_when_keys_left_the_demo_models_out(tmp_path: Path) -> None:
+    # A provider on a loopback port nothing listens on: it lists no models, quickly.
+    path = write(tmp_path, '[providers.up]\ntype = "openai"\nbase_url = "http://127.0.0.1:9/v1"\n'
+                           '[aliases]\nquick = "up/m"\n')
+    done = subprocess.run([sys.executable, "-m", "app", "models", "--config", str(path)],
+                          capture_output=True, text=True, timeout=60,
+                          env={"PATH": "/usr/bin:/bin"})
+    assert done.returncode == 0
+    assert "quick" in done.stdout.split()
+    notes = [line for line in done.stderr.splitlines() if line.startswith("note: ")]
+    assert notes == ["note: demo models are left out because other providers are configured; "
+                     'set [server] demo = "always" (or CHORUS_DEMO=1) to keep them']
+    kept = write(tmp_path, '[server]\ndemo = "always"\n'
+                           '[providers.up]\ntype = "openai"\nbase_url = "http://127.0.0.1:9/v1"\n')
+    done = subprocess.run([sys.executable, "-m", "app", "models", "--config", str(kept)],
+                          capture_output=True, text=True, timeout=60,
+                          env={"PATH": "/usr/bin:/bin"})
+    assert "demo/fast  (simulated)" in done.stdout.splitlines()
+    assert "note:" not in done.stderr

@@ -208,3 +208,41 @@ def test_bad_limits_are_config_errors_with_a_line(line: str) -> None:
     with pytest.raises(ConfigError) as caught:
         build_config(tomllib.loads(text), {}, None, text)
     assert caught.value.line == 3
+
+
+async def test_without_keys_a_local_user_is_not_throttled(start_server: StartServer) -> None:
+    """Default settings, no keys: 240 chat completions, 80 at a time, all answered. The
+    per-key limits (20/s, bursts of 100, 100 streams) would refuse most of them."""
+    server = await start_server()
+    statuses: list[int] = []
+    at_once = trio.CapacityLimiter(80)
+    # Idle connections are dropped by the client before Hypercorn's keep-alive timeout
+    # (5 s) can close one under a request being sent on it, a race of HTTP itself.
+    limits = httpx.Limits(max_connections=80, max_keepalive_connections=80,
+                          keepalive_expiry=1.0)
+
+    async def one(client: httpx.AsyncClient) -> None:
+        async with at_once:
+            r = await client.post("/v1/chat/completions",
+                                  json={"model": "demo/fast", "max_tokens": 5, **ASK})
+            statuses.append(r.status_code)
+
+    async with httpx.AsyncClient(base_url=server.url, limits=limits, timeout=30) as client:
+        with trio.fail_after(60):
+            async with trio.open_nursery() as nursery:
+                for _ in range(240):
+                    nursery.start_soon(one, client)
+    assert statuses == [200] * 240
+
+
+async def test_a_rate_limit_says_a_wait_no_shorter_than_the_real_one(
+    autojump_clock: trio.testing.MockClock,
+) -> None:
+    limiter = RateLimiter(rate=20.0, burst=1)
+    limiter.check("a")
+    with pytest.raises(ApiError) as caught:
+        limiter.check("a")  # the next token comes in 0.05 s
+    assert "retry in 0.1 s" in caught.value.message
+    assert caught.value.headers == {"Retry-After": "1"}
+    await trio.sleep(0.05)
+    limiter.check("a")  # and it does

@@ -209,9 +209,11 @@ async def test_a_reachable_local_ollama_is_added_and_replaces_the_demo(
     found = await trio.to_thread.run_sync(with_local_ollama, base, {"OLLAMA_HOST": host})
     assert list(found.providers) == ["ollama"]
     assert found.providers["ollama"].base_url == upstream.url
+    assert found.demo_left_out  # and /v1/models and `chorus models` say so
     asked = build_config({}, {"CHORUS_DEMO": "1"})
     kept = await trio.to_thread.run_sync(with_local_ollama, asked, {"OLLAMA_HOST": host})
     assert sorted(kept.providers) == ["demo", "ollama"]
+    assert not kept.demo_left_out
     nothing = await trio.to_thread.run_sync(with_local_ollama, base,
                                             {"OLLAMA_HOST": "127.0.0.1:9"})
     assert list(nothing.providers) == ["demo"]
