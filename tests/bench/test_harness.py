@@ -175,7 +175,8 @@ async def test_the_bare_relay_streams_and_lets_go_of_the_upstream(
         assert whole.tokens == 30
         cut = await run_stream(target, model_name(0, 100_000, 5), "relay-cut",
                                stop_after_tokens=3)
-        assert cut.tokens == 3
+        assert cut.tokens >= 3  # one read may bring more than the tokens asked for
+        assert not cut.complete
         ctx = Ctx(Plan.quick(), upstream, tmp_path)
         with trio.fail_after(5):
             while await scenarios.open_upstream_answers(ctx):  # noqa: ASYNC110
