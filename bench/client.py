@@ -19,7 +19,6 @@ import trio
 STAMP = re.compile(rb"~(\d+)\.(\d+)~")
 
 
-
 @dataclass(frozen=True, slots=True)
 class Target:
     """A server to stream through: where, which path, and how it wants the body."""
@@ -113,7 +112,6 @@ class Response:
     headers: dict[str, str]
     sent_ns: int
     head_ns: int
-    wire_bytes: int
     _pending: bytes = b""
     _chunks: Dechunker | None = None
     _left: int = -1
@@ -134,7 +132,6 @@ class Response:
             if not data:
                 self.ended = True
                 return None
-            self.wire_bytes += len(data)
         if self._chunks is not None:
             body = self._chunks.feed(data)
             self.ended = self._chunks.done
@@ -148,6 +145,14 @@ class Response:
     async def aclose(self) -> None:
         with trio.CancelScope(shield=True):
             await self.stream.aclose()
+
+
+def parse_head(head: bytes) -> tuple[str, dict[str, str]]:
+    """A message head without its blank line: the first line, and the headers by lowered
+    name (the fake upstream reads requests with it too)."""
+    first, *lines = head.decode("latin-1").split("\r\n")
+    fields = (line.partition(":") for line in lines)
+    return first, {name.strip().lower(): value.strip() for name, _, value in fields}
 
 
 HEAD_TIMEOUT = 10.0  # seconds to connect and get a response head; trio.TooSlowError after
@@ -181,22 +186,15 @@ async def _open_response(target: Target, raw_request: bytes, rcvbuf: int | None)
         sent = time.monotonic_ns()
         await stream.send_all(raw_request)
         buf = b""
-        wire = 0
         while b"\r\n\r\n" not in buf:
             data = await stream.receive_some(65536)
             if not data:
                 raise ConnectionError(f"{target.name} closed before answering")
             buf += data
-            wire += len(data)
         head_ns = time.monotonic_ns()
         head, _, rest = buf.partition(b"\r\n\r\n")
-        lines = head.decode("latin-1").split("\r\n")
-        status = int(lines[0].split(" ", 2)[1])
-        headers: dict[str, str] = {}
-        for line in lines[1:]:
-            name, _, value = line.partition(":")
-            headers[name.strip().lower()] = value.strip()
-        response = Response(stream, status, headers, sent, head_ns, wire, rest)
+        first, headers = parse_head(head)
+        response = Response(stream, int(first.split(" ", 2)[1]), headers, sent, head_ns, rest)
         if "chunked" in headers.get("transfer-encoding", ""):
             response._chunks = Dechunker()
         elif "content-length" in headers:
@@ -224,7 +222,6 @@ class StreamResult:
     lags_us: array[float] = field(default_factory=lambda: array("d"))  # every later token
     max_lag_us: float = 0.0
     tokens: int = 0
-    wire_bytes: int = 0
     complete: bool = False
     error: str = ""
 
@@ -282,7 +279,6 @@ async def _stream(target: Target, model: str | list[str], tag: str, slots: int,
         result.complete = response._chunks is None or response._chunks.done
         result.end_ns = time.monotonic_ns()
     finally:
-        result.wire_bytes = response.wire_bytes
         await response.aclose()
 
 

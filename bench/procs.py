@@ -163,16 +163,13 @@ class Proc:
             raise
         return self
 
-    @property
-    def pid(self) -> int:
-        assert self.popen is not None
-        return self.popen.pid
-
     def cpu(self) -> float:
-        return cpu_seconds(self.pid)
+        assert self.popen is not None
+        return cpu_seconds(self.popen.pid)
 
     def rss_kb(self) -> int:
-        return rss_kb(self.pid)
+        assert self.popen is not None
+        return rss_kb(self.popen.pid)
 
     def stop(self) -> None:
         if self.popen is None or self.popen.poll() is not None:
@@ -185,13 +182,9 @@ class Proc:
             self.popen.wait(5)
 
 
-def python() -> str:
-    return sys.executable
-
-
 def upstream_proc(cores: set[int], log_path: Path) -> Proc:
     port = free_port()
-    return Proc("upstream", [python(), "-m", "bench.upstream", "--port", str(port)], port,
+    return Proc("upstream", [sys.executable, "-m", "bench.upstream", "--port", str(port)], port,
                 cores, log_path)
 
 
@@ -199,7 +192,7 @@ def relay_proc(upstream_port: int, cores: set[int], workdir: Path, name: str = "
     """The bare stack (``bench/relay.py``): Quart-trio, Hypercorn and httpx relaying the
     upstream's answer as it reads it, for what Chorus does beyond its frameworks."""
     port = free_port()
-    return Proc(name, [python(), "-m", "bench.relay", "--port", str(port), "--upstream",
+    return Proc(name, [sys.executable, "-m", "bench.relay", "--port", str(port), "--upstream",
                        f"http://127.0.0.1:{upstream_port}/v1"], port, cores,
                 workdir / f"{name}.log")
 
@@ -230,8 +223,8 @@ def chorus_proc(upstream_port: int, cores: set[int], workdir: Path, *, name: str
     config = workdir / f"{name}.toml"
     config.write_text(CHORUS_TOML.format(upstream=upstream_port, retention=retention))
     if merge_probe is None:
-        argv = [python(), "-m", "app", "serve", "--config", str(config), "--port", str(port)]
+        argv = [sys.executable, "-m", "app", "serve", "--config", str(config), "--port", str(port)]
     else:
-        argv = [python(), "-m", "bench.probed", "--config", str(config), "--port", str(port),
+        argv = [sys.executable, "-m", "bench.probed", "--config", str(config), "--port", str(port),
                 "--out", str(merge_probe)]
     return Proc(name, argv, port, cores, workdir / f"{name}.log")

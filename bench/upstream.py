@@ -21,6 +21,8 @@ from urllib.parse import parse_qs, urlsplit
 
 import trio
 
+from .client import parse_head
+
 MAX_HEAD = 64 * 1024
 
 
@@ -103,8 +105,6 @@ class Upstream:
                         return
                 elif path.startswith("/_bench/"):
                     await self._records(stream, target)
-                elif method == "GET" and path.endswith("/models"):
-                    await _send_json(stream, {"object": "list", "data": []})
                 else:
                     await _send_json(stream, {"error": {"message": "not found"}}, 404)
         except (trio.BrokenResourceError, trio.ClosedResourceError, ValueError, KeyError):
@@ -224,13 +224,9 @@ async def _read_head(stream: trio.SocketStream,
         if not data:
             return None
         buf += data
-    lines = bytes(buf[:end]).decode("latin-1").split("\r\n")
+    first, headers = parse_head(bytes(buf[:end]))
     del buf[: end + 4]
-    method, target, _ = lines[0].split(" ", 2)
-    headers = {}
-    for line in lines[1:]:
-        name, _, value = line.partition(":")
-        headers[name.strip().lower()] = value.strip()
+    method, target, _ = first.split(" ", 2)
     return method, target, headers
 
 
