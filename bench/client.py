@@ -217,7 +217,6 @@ class StreamResult:
     sent_ns: int = 0
     end_ns: int = 0
     status: int = 0
-    stream_id: str = ""
     first_lags_us: list[float] = field(default_factory=list)  # one per slot: token 0
     lags_us: array[float] = field(default_factory=lambda: array("d"))  # every later token
     max_lag_us: float = 0.0
@@ -249,7 +248,6 @@ async def _stream(target: Target, model: str | list[str], tag: str, slots: int,
     try:
         result.sent_ns = response.sent_ns
         result.status = response.status
-        result.stream_id = response.headers.get("x-chorus-stream-id", "")
         if response.status != 200:
             result.error = f"status {response.status}"
             return

@@ -65,10 +65,6 @@ class Record:
     tag: str
     model: str
     received_ns: int
-    first_send_ns: int | None = None
-    last_send_ns: int | None = None
-    tokens_sent: int = 0
-    bytes_sent: int = 0
     finished: bool = False
     closed_ns: int | None = None  # the client closed before the answer was finished
 
@@ -134,7 +130,7 @@ class Upstream:
                 nursery.start_soon(_watch_close, stream, record, buf, nursery.cancel_scope)
                 try:
                     with trio.move_on_after(spec.max_seconds):
-                        await _stream_answer(stream, spec, model, record, usage)
+                        await _stream_answer(stream, spec, model, usage)
                         record.finished = True
                 except (trio.BrokenResourceError, trio.ClosedResourceError):
                     if record.closed_ns is None:
@@ -163,16 +159,18 @@ _HEAD = (b"HTTP/1.1 200 OK\r\ncontent-type: text/event-stream\r\ncache-control: 
          b"transfer-encoding: chunked\r\n\r\n")
 
 
-def _chunk(content: str, model: str, finish: str | None = None) -> bytes:
-    delta = "{}" if content == "" else '{"content":' + json.dumps(content) + "}"
-    reason = "null" if finish is None else f'"{finish}"'
-    data = ('data: {"id":"chatcmpl-bench","object":"chat.completion.chunk","created":1700000000,'
-            f'"model":"{model}","choices":[{{"index":0,"delta":{delta},'
-            f'"finish_reason":{reason}}}]}}\n\n').encode()
+def _event(model: str, choices: str, usage: str = "") -> bytes:
+    """One Chat Completions chunk as an SSE event, built by hand (it is the upstream's
+    whole cost per token, and this process shares its core with the load generator)."""
+    return ('data: {"id":"chatcmpl-bench","object":"chat.completion.chunk","created":'
+            f'1700000000,"model":"{model}","choices":[{choices}]{usage}}}\n\n').encode()
+
+
+def _frame(data: bytes) -> bytes:
     return b"%x\r\n%s\r\n" % (len(data), data)
 
 
-async def _stream_answer(stream: trio.SocketStream, spec: Spec, model: str, record: Record,
+async def _stream_answer(stream: trio.SocketStream, spec: Spec, model: str,
                          usage: bool) -> None:
     await stream.send_all(_HEAD)
     # Tokens are due at fixed times from the start (first + seq * gap), not a gap after the
@@ -180,36 +178,20 @@ async def _stream_answer(stream: trio.SocketStream, spec: Spec, model: str, reco
     start = trio.current_time()
     if spec.ttft:
         await trio.sleep_until(start + spec.ttft)
-    # The OpenAI shape around the text, built once: only the text (plain ASCII, nothing to
-    # escape) changes per token.
-    before = ('data: {"id":"chatcmpl-bench","object":"chat.completion.chunk",'
-              '"created":1700000000,"model":"' + model + '","choices":[{"index":0,'
-              '"delta":{"content":"').encode()
-    after = b'"},"finish_reason":null}]}\n\n'
+    # Only the text (plain ASCII, nothing to escape) changes from token to token.
+    before, after = _event(model, '{"index":0,"delta":{"content":"@"},"finish_reason":null}'
+                           ).split(b"@")
     for seq in range(spec.tokens):
         if seq and spec.gap:
             await trio.sleep_until(start + spec.ttft + seq * spec.gap)
-        now = time.monotonic_ns()
         # Every token differs from its neighbours: LiteLLM cuts an answer that repeats one
         # chunk a hundred times, taking it for a looping model.
-        data = before + b"~%d.%d~ " % (seq, now) + after
-        frame = b"%x\r\n%s\r\n" % (len(data), data)
-        await stream.send_all(frame)
-        if record.first_send_ns is None:
-            record.first_send_ns = now
-        record.last_send_ns = now
-        record.tokens_sent += 1
-        record.bytes_sent += len(frame)
-    tail = _chunk("", model, "stop")
+        await stream.send_all(_frame(before + b"~%d.%d~ " % (seq, time.monotonic_ns()) + after))
+    tail = _event(model, '{"index":0,"delta":{},"finish_reason":"stop"}')
     if usage:
-        data = ('data: {"id":"chatcmpl-bench","object":"chat.completion.chunk",'
-                '"created":1700000000,"model":"' + model + '","choices":[],"usage":'
-                f'{{"prompt_tokens":5,"completion_tokens":{spec.tokens},'
-                f'"total_tokens":{spec.tokens + 5}}}}}\n\n').encode()
-        tail += b"%x\r\n%s\r\n" % (len(data), data)
-    done = b"data: [DONE]\n\n"
-    tail += b"%x\r\n%s\r\n0\r\n\r\n" % (len(done), done)
-    await stream.send_all(tail)
+        tail += _event(model, "", f',"usage":{{"prompt_tokens":5,"completion_tokens":'
+                                  f'{spec.tokens},"total_tokens":{spec.tokens + 5}}}')
+    await stream.send_all(_frame(tail) + _frame(b"data: [DONE]\n\n") + b"0\r\n\r\n")
 
 
 async def _read_head(stream: trio.SocketStream,

@@ -167,6 +167,10 @@ async def test_the_bare_relay_streams_and_lets_go_of_the_upstream(
         upstream: procs.Proc, tmp_path: Path) -> None:
     """The comparison's bare stack relays whole answers, and a client that leaves closes the
     upstream answer (or a cut saturation stream would go on using the server's core)."""
+    direct = await run_stream(Target("direct", upstream.port, "direct"), model_name(0, 30, 1),
+                              "direct-whole")
+    assert direct.complete, direct.error  # the fake upstream's answer ends as it should
+    assert direct.tokens == 30
     relay = procs.relay_proc(upstream.port, procs.cpus()[0], tmp_path).start()
     try:
         target = Target("relay", relay.port, "relay")
