@@ -1,6 +1,6 @@
 """Measure Chorus from outside, beside LiteLLM and the bare relay; write ``docs/benchmarks.md``.
 
-    .venv/bin/python -m bench               # the full run (about 9 minutes on 2 cores)
+    .venv/bin/python -m bench               # the full run (a few minutes on 2 cores)
     .venv/bin/python -m bench --quick       # a small run of every part (the smoke test's size)
     .venv/bin/python -m bench --no-litellm
     .venv/bin/python -m bench --page-only   # the page again from bench/benchmarks.json

@@ -113,7 +113,7 @@ def page(r: dict[str, Any], out: Path, json_path: Path) -> list[str]:
     steal = m.get("steal_pct")
     L = ["# Benchmarks", "",
          "Measured from outside, through Chorus's HTTP API, by one command from the repository "
-         "root (about 9 minutes; it installs LiteLLM into `bench/.venv-litellm` the first "
+         "root (a few minutes; it installs LiteLLM into `bench/.venv-litellm` the first "
          "time):", "", "```",
          "make bench          # or: .venv/bin/python -m bench [--no-litellm] [--quick]",
          "```", "",
