@@ -84,6 +84,8 @@ async def run_all(ctx: Ctx, servers: dict[str, Server], results: dict[str, Any],
 
 
 def measure(plan: Plan, with_litellm: bool, results: dict[str, Any], log: Log) -> None:
+    """Start the processes, run every part into ``results``, and stop them whatever
+    happens (every server is ours, started here)."""
     workdir = HERE / "results" / "tmp"
     workdir.mkdir(parents=True, exist_ok=True)
     notes: list[str] = results["notes"]
@@ -188,6 +190,9 @@ def main(argv: list[str] | None = None) -> int:
     args.json.parent.mkdir(parents=True, exist_ok=True)
     args.json.write_text(json.dumps(results, indent=1, default=str) + "\n")
     report.write(results, args.out, args.json)
+    for name, target, value, met in report.targets(results):
+        log(f"  {'met' if met else 'NOT MET' if met is False else '—':7} {name}: {value} "
+            f"(target {target})")
     log(f"done: {args.out}/benchmarks.md, {args.json}")
     return 0
 
