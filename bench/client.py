@@ -8,7 +8,6 @@ upstream directly (the floor), Chorus and LiteLLM, so their figures compare.
 
 from __future__ import annotations
 
-import argparse
 import json
 import re
 import time
@@ -18,10 +17,6 @@ from dataclasses import dataclass, field
 import trio
 
 STAMP = re.compile(rb"~(\d+)\.(\d+)~")
-
-
-# The APIs of Chorus a bench tool can stream through (``--front``): the client's kind.
-FRONTS = {"streams": "chorus", "openai": "chorus-oai"}
 
 
 @dataclass(frozen=True, slots=True)
@@ -42,12 +37,17 @@ class Target:
         the bare relay)."""
         return "/health/liveliness" if self.kind == "litellm" else "/healthz"
 
-    def request(self, model: str, tag: str, slots: int = 1) -> bytes:
+    def request(self, model: str | list[str], tag: str, slots: int = 1) -> bytes:
+        """The request for ``slots`` answers of ``model`` (through ``/v1/streams``: a list
+        of models is one slot each), whose last message is ``tag``."""
         messages = [{"role": "user", "content": tag}]
         if self.kind == "chorus":
             path = "/v1/streams"
-            body: dict[str, object] = {"models": [f"fake/{model}"] * slots, "messages": messages}
+            models = [model] * slots if isinstance(model, str) else model
+            body: dict[str, object] = {"models": [f"fake/{m}" for m in models],
+                                       "messages": messages}
         else:
+            assert isinstance(model, str)
             path = "/v1/chat/completions"
             if self.kind == "chorus-oai":
                 model = f"fake/{model}"
@@ -112,7 +112,6 @@ class Response:
     headers: dict[str, str]
     sent_ns: int
     head_ns: int
-    wire_bytes: int
     _pending: bytes = b""
     _chunks: Dechunker | None = None
     _left: int = -1
@@ -133,7 +132,6 @@ class Response:
             if not data:
                 self.ended = True
                 return None
-            self.wire_bytes += len(data)
         if self._chunks is not None:
             body = self._chunks.feed(data)
             self.ended = self._chunks.done
@@ -147,6 +145,14 @@ class Response:
     async def aclose(self) -> None:
         with trio.CancelScope(shield=True):
             await self.stream.aclose()
+
+
+def parse_head(head: bytes) -> tuple[str, dict[str, str]]:
+    """A message head without its blank line: the first line, and the headers by lowered
+    name (the fake upstream reads requests with it too)."""
+    first, *lines = head.decode("latin-1").split("\r\n")
+    fields = (line.partition(":") for line in lines)
+    return first, {name.strip().lower(): value.strip() for name, _, value in fields}
 
 
 HEAD_TIMEOUT = 10.0  # seconds to connect and get a response head; trio.TooSlowError after
@@ -180,22 +186,15 @@ async def _open_response(target: Target, raw_request: bytes, rcvbuf: int | None)
         sent = time.monotonic_ns()
         await stream.send_all(raw_request)
         buf = b""
-        wire = 0
         while b"\r\n\r\n" not in buf:
             data = await stream.receive_some(65536)
             if not data:
                 raise ConnectionError(f"{target.name} closed before answering")
             buf += data
-            wire += len(data)
         head_ns = time.monotonic_ns()
         head, _, rest = buf.partition(b"\r\n\r\n")
-        lines = head.decode("latin-1").split("\r\n")
-        status = int(lines[0].split(" ", 2)[1])
-        headers: dict[str, str] = {}
-        for line in lines[1:]:
-            name, _, value = line.partition(":")
-            headers[name.strip().lower()] = value.strip()
-        response = Response(stream, status, headers, sent, head_ns, wire, rest)
+        first, headers = parse_head(head)
+        response = Response(stream, int(first.split(" ", 2)[1]), headers, sent, head_ns, rest)
         if "chunked" in headers.get("transfer-encoding", ""):
             response._chunks = Dechunker()
         elif "content-length" in headers:
@@ -209,13 +208,6 @@ async def _open_response(target: Target, raw_request: bytes, rcvbuf: int | None)
         raise
 
 
-def add_front_option(parser: argparse.ArgumentParser) -> None:
-    """``--front``: the API a command's client streams through (a key of ``FRONTS``)."""
-    parser.add_argument("--front", choices=sorted(FRONTS), default="streams",
-                        help="the API the client streams through: /v1/streams (default) or "
-                             "the OpenAI front door, /v1/chat/completions (one slot)")
-
-
 @dataclass
 class StreamResult:
     """What one client stream saw. Lags are receive time minus the upstream's send stamp."""
@@ -225,29 +217,20 @@ class StreamResult:
     sent_ns: int = 0
     end_ns: int = 0
     status: int = 0
-    stream_id: str = ""
     first_lags_us: list[float] = field(default_factory=list)  # one per slot: token 0
-    lags_us: array = field(default_factory=lambda: array("d"))  # every later token
+    lags_us: array[float] = field(default_factory=lambda: array("d"))  # every later token
     max_lag_us: float = 0.0
     tokens: int = 0
-    wire_bytes: int = 0
-    body: bytearray | None = None  # kept when asked for (to count content bytes)
-    arrivals: array | None = None  # kept when asked for: (send stamp, receive time) pairs, ns
     complete: bool = False
     error: str = ""
 
 
-async def run_stream(target: Target, model: str, tag: str, slots: int = 1, *,
-                     keep_body: bool = False, keep_arrivals: bool = False,
+async def run_stream(target: Target, model: str | list[str], tag: str, slots: int = 1, *,
                      stop_after_tokens: int | None = None,
                      deadline_ns: int | None = None) -> StreamResult:
     """Stream one answer to its end (or ``stop_after_tokens``, or the deadline), stamping
     every token. Never raises for the server's failures: ``error`` says what went wrong."""
     result = StreamResult(target.name, slots)
-    if keep_body:
-        result.body = bytearray()
-    if keep_arrivals:
-        result.arrivals = array("q")
     try:
         timeout = None if deadline_ns is None else (deadline_ns - time.monotonic_ns()) / 1e9
         with trio.move_on_after(max(timeout, 0.0) if timeout is not None else float("inf")) as cs:
@@ -259,25 +242,22 @@ async def run_stream(target: Target, model: str, tag: str, slots: int = 1, *,
     return result
 
 
-async def _stream(target: Target, model: str, tag: str, slots: int, result: StreamResult,
-                  stop_after_tokens: int | None) -> None:
+async def _stream(target: Target, model: str | list[str], tag: str, slots: int,
+                  result: StreamResult, stop_after_tokens: int | None) -> None:
     response = await open_response(target, target.request(model, tag, slots))
     try:
         result.sent_ns = response.sent_ns
         result.status = response.status
-        result.stream_id = response.headers.get("x-chorus-stream-id", "")
         if response.status != 200:
             result.error = f"status {response.status}"
             return
         tail = b""
-        lags, arrivals = result.lags_us, result.arrivals
+        lags = result.lags_us
         while True:
             got = await response.read()
             if got is None:
                 break
             now, data = got
-            if result.body is not None:
-                result.body += data
             # A stamp may be split across reads: scan up to the last complete event only.
             data = tail + data
             cut = data.rfind(b"\n\n") + 2
@@ -285,8 +265,6 @@ async def _stream(target: Target, model: str, tag: str, slots: int, result: Stre
             for match in STAMP.finditer(data):
                 stamp = int(match.group(2))
                 lag = (now - stamp) / 1000
-                if arrivals is not None:
-                    arrivals.extend((stamp, now))
                 if match.group(1) == b"0":
                     result.first_lags_us.append(lag)
                 else:
@@ -299,7 +277,6 @@ async def _stream(target: Target, model: str, tag: str, slots: int, result: Stre
         result.complete = response._chunks is None or response._chunks.done
         result.end_ns = time.monotonic_ns()
     finally:
-        result.wire_bytes = response.wire_bytes
         await response.aclose()
 
 

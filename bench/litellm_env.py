@@ -66,4 +66,4 @@ def litellm_proc(upstream_port: int, cores: set[int], workdir: Path) -> Proc:
     }
     return Proc("litellm", [str(VENV / "bin" / "litellm"), "--config", str(config), "--host",
                             "127.0.0.1", "--port", str(port), "--num_workers", "1"],
-                port, cores, env=env, log_path=workdir / "litellm.log")
+                port, cores, workdir / "litellm.log", env)

@@ -30,7 +30,6 @@ class Load:
     duration: float  # seconds during which new streams start
     grace: float  # seconds the last streams get to finish before they are cut
     stagger: float  # starts are spread over this many seconds
-    arrivals: bool = False  # keep every token's send stamp and receive time
 
 
 @dataclass(slots=True)
@@ -68,7 +67,7 @@ async def collect(target: Target, load: Load, proc: Proc | None) -> Sample:
         while time.monotonic_ns() < stop_at:
             tag = f"L{next(_tags)}"
             results.append(await run_stream(target, load.model, tag, load.slots,
-                                            keep_arrivals=load.arrivals, deadline_ns=hard))
+                                            deadline_ns=hard))
 
     async with trio.open_nursery() as nursery:
         for _ in range(load.streams):

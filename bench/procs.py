@@ -6,7 +6,6 @@ what is measured is the server's own cost, not its fight with the load for a cor
 
 from __future__ import annotations
 
-import argparse
 import os
 import socket
 import subprocess
@@ -21,18 +20,9 @@ PAGE_KB = os.sysconf("SC_PAGE_SIZE") // 1024
 ROOT = Path(__file__).resolve().parent.parent
 
 
-def source_tree(text: str) -> Path:
-    """An ``argparse`` type: the root of a Chorus source tree (another version, to run
-    beside this one), resolved."""
-    path = Path(text)
-    if not (path / "app" / "cli.py").exists():
-        raise argparse.ArgumentTypeError(f"{text} is not a Chorus source tree (no app/cli.py)")
-    return path.resolve()
-
-
-# The cores this process was given when it started. A runner pins itself to the load's
+# The cores this process was given when it started. The runner pins itself to the load's
 # cores after splitting them; splitting its affinity again then would put the next
-# server on the load's core (a second round of ``bench.tail`` once did just that).
+# server on the load's core.
 _CORES = tuple(sorted(os.sched_getaffinity(0)))
 
 
@@ -154,22 +144,18 @@ class Proc:
     argv: Sequence[str]
     port: int
     cores: set[int]
+    log_path: Path
     env: dict[str, str] = field(default_factory=dict)
-    log_path: Path | None = None
     popen: subprocess.Popen[bytes] | None = None
 
     def start(self, ready_timeout: float = 30.0) -> Proc:
         cores = self.cores
-        log = open(self.log_path, "wb") if self.log_path else subprocess.DEVNULL
-        try:
+        with open(self.log_path, "wb") as log:  # the child keeps its own copy
             self.popen = subprocess.Popen(
                 list(self.argv), cwd=ROOT, env={**os.environ, **self.env}, stdout=log,
                 stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL,
                 preexec_fn=lambda: os.sched_setaffinity(0, cores),
             )
-        finally:
-            if log is not subprocess.DEVNULL:
-                log.close()  # the child has its own copy
         try:
             wait_port(self.port, ready_timeout, self.popen)
         except BaseException:
@@ -177,16 +163,13 @@ class Proc:
             raise
         return self
 
-    @property
-    def pid(self) -> int:
-        assert self.popen is not None
-        return self.popen.pid
-
     def cpu(self) -> float:
-        return cpu_seconds(self.pid)
+        assert self.popen is not None
+        return cpu_seconds(self.popen.pid)
 
     def rss_kb(self) -> int:
-        return rss_kb(self.pid)
+        assert self.popen is not None
+        return rss_kb(self.popen.pid)
 
     def stop(self) -> None:
         if self.popen is None or self.popen.poll() is not None:
@@ -199,23 +182,19 @@ class Proc:
             self.popen.wait(5)
 
 
-def python() -> str:
-    return sys.executable
-
-
-def upstream_proc(cores: set[int], log_path: Path | None = None) -> Proc:
+def upstream_proc(cores: set[int], log_path: Path) -> Proc:
     port = free_port()
-    return Proc("upstream", [python(), "-m", "bench.upstream", "--port", str(port)], port,
-                cores, log_path=log_path)
+    return Proc("upstream", [sys.executable, "-m", "bench.upstream", "--port", str(port)], port,
+                cores, log_path)
 
 
 def relay_proc(upstream_port: int, cores: set[int], workdir: Path, name: str = "relay") -> Proc:
     """The bare stack (``bench/relay.py``): Quart-trio, Hypercorn and httpx relaying the
     upstream's answer as it reads it, for what Chorus does beyond its frameworks."""
     port = free_port()
-    return Proc(name, [python(), "-m", "bench.relay", "--port", str(port), "--upstream",
+    return Proc(name, [sys.executable, "-m", "bench.relay", "--port", str(port), "--upstream",
                        f"http://127.0.0.1:{upstream_port}/v1"], port, cores,
-                log_path=workdir / f"{name}.log")
+                workdir / f"{name}.log")
 
 
 CHORUS_TOML = """\
@@ -234,19 +213,18 @@ max_concurrency = 4096
 """
 
 
-def chorus_proc(upstream_port: int, cores: set[int], workdir: Path, *,
-                env: dict[str, str] | None = None, name: str = "chorus",
-                retention: float = 5.0, source: Path = ROOT) -> Proc:
-    """Chorus as shipped, with the limits meant for many users lifted (rate, per-key and
-    per-provider caps) and a short retention, so finished streams don't pile up.
-    ``source``: the source tree to run it from (another version, for ``bench.ab``)."""
+def chorus_proc(upstream_port: int, cores: set[int], workdir: Path, *, name: str = "chorus",
+                retention: float = 5.0, merge_probe: Path | None = None) -> Proc:
+    """Chorus as shipped (``python -m app serve``), with the limits meant for many users
+    lifted (rate, per-key and per-provider caps) and a short retention, so finished streams
+    don't pile up. With ``merge_probe``, the same server under ``bench.probed``, which
+    appends its merge task's waits to that file."""
     port = free_port()
     config = workdir / f"{name}.toml"
     config.write_text(CHORUS_TOML.format(upstream=upstream_port, retention=retention))
-    args = ["serve", "--config", str(config), "--port", str(port)]
-    if source == ROOT:
-        argv = [python(), "-m", "app", *args]
+    if merge_probe is None:
+        argv = [sys.executable, "-m", "app", "serve", "--config", str(config), "--port", str(port)]
     else:
-        argv = [python(), "-c", f"import sys; sys.path.insert(0, {str(source)!r}); "
-                f"from app.cli import main; sys.exit(main({args!r}))"]
-    return Proc(name, argv, port, cores, env=env or {}, log_path=workdir / f"{name}.log")
+        argv = [sys.executable, "-m", "bench.probed", "--config", str(config), "--port", str(port),
+                "--out", str(merge_probe)]
+    return Proc(name, argv, port, cores, workdir / f"{name}.log")

@@ -8,37 +8,34 @@ connection is watched for the client closing, and the moment is logged: that is 
 bench sees a stop or a disconnect reach the upstream.
 
 ``GET /_bench/records?tag=T`` returns what happened to the requests whose last message was
-``T``; ``POST /_bench/reset`` forgets everything. Run: ``python -m bench.upstream --port 0``.
+``T``, and how many answers are open. Run: ``python -m bench.upstream --port 0``.
 """
 
 from __future__ import annotations
 
 import argparse
 import json
-import os
 import time
 from dataclasses import asdict, dataclass, field
-from pathlib import Path
 from urllib.parse import parse_qs, urlsplit
 
 import trio
+
+from .client import parse_head
 
 MAX_HEAD = 64 * 1024
 
 
 @dataclass(frozen=True, slots=True)
 class Spec:
-    """The answer a model name asks for: ``m_t20_n50_g20`` is 50 tokens, the first after
-    20 ms, then one every 20 ms. Keys: ``t`` first-token ms, ``n`` tokens, ``g`` ms between
-    tokens (0: as fast as the socket takes them), ``s`` 1 for stamped tokens (``~seq.ns~``)
-    or 0 for plain ones of ``c`` characters (``"042 "``), ``x`` seconds after which the answer
-    is cut (a bound on every load)."""
+    """The answer a model name asks for: ``m_t20_n50_g20`` is 50 tokens (each ``~seq.ns~``),
+    the first after 20 ms, then one every 20 ms. Keys: ``t`` first-token ms, ``n`` tokens,
+    ``g`` ms between tokens (0: as fast as the socket takes them), ``x`` seconds after which
+    the answer is cut (a bound on every load)."""
 
     ttft: float = 0.0
     tokens: int = 20
     gap: float = 0.0
-    stamped: bool = True
-    chars: int = 4
     max_seconds: float = 120.0
 
     @classmethod
@@ -52,14 +49,13 @@ class Spec:
                     continue
         return cls(
             ttft=values.get("t", 0.0) / 1000, tokens=int(values.get("n", 20)),
-            gap=values.get("g", 0.0) / 1000, stamped=bool(values.get("s", 1)),
-            chars=int(values.get("c", 4)), max_seconds=values.get("x", 120.0),
+            gap=values.get("g", 0.0) / 1000, max_seconds=values.get("x", 120.0),
         )
 
 
-def model_name(ttft_ms: float = 0, tokens: int = 20, gap_ms: float = 0, *, stamped: bool = True,
-               chars: int = 4, max_s: float = 120) -> str:
-    return f"m_t{ttft_ms:g}_n{tokens}_g{gap_ms:g}_s{int(stamped)}_c{chars}_x{max_s:g}"
+def model_name(ttft_ms: float = 0, tokens: int = 20, gap_ms: float = 0, *,
+               max_s: float = 120) -> str:
+    return f"m_t{ttft_ms:g}_n{tokens}_g{gap_ms:g}_x{max_s:g}"
 
 
 @dataclass(slots=True)
@@ -69,10 +65,6 @@ class Record:
     tag: str
     model: str
     received_ns: int
-    first_send_ns: int | None = None
-    last_send_ns: int | None = None
-    tokens_sent: int = 0
-    bytes_sent: int = 0
     finished: bool = False
     closed_ns: int | None = None  # the client closed before the answer was finished
 
@@ -108,9 +100,7 @@ class Upstream:
                     if not await self._answer(stream, body, buf):
                         return
                 elif path.startswith("/_bench/"):
-                    await self._control(stream, method, target)
-                elif method == "GET" and path.endswith("/models"):
-                    await _send_json(stream, {"object": "list", "data": []})
+                    await self._records(stream, target)
                 else:
                     await _send_json(stream, {"error": {"message": "not found"}}, 404)
         except (trio.BrokenResourceError, trio.ClosedResourceError, ValueError, KeyError):
@@ -119,13 +109,8 @@ class Upstream:
             with trio.CancelScope(shield=True):
                 await stream.aclose()
 
-    async def _control(self, stream: trio.SocketStream, method: str, target: str) -> None:
-        parts = urlsplit(target)
-        if parts.path == "/_bench/reset":
-            self.records.clear()
-            await _send_json(stream, {"ok": True})
-            return
-        tags = parse_qs(parts.query).get("tag", [])
+    async def _records(self, stream: trio.SocketStream, target: str) -> None:
+        tags = parse_qs(urlsplit(target).query).get("tag", [])
         out = {t: [asdict(r) for r in self.records.get(t, [])] for t in tags}
         await _send_json(stream, {"records": out, "open": self.open_answers})
 
@@ -145,7 +130,7 @@ class Upstream:
                 nursery.start_soon(_watch_close, stream, record, buf, nursery.cancel_scope)
                 try:
                     with trio.move_on_after(spec.max_seconds):
-                        await _stream_answer(stream, spec, model, record, usage)
+                        await _stream_answer(stream, spec, model, usage)
                         record.finished = True
                 except (trio.BrokenResourceError, trio.ClosedResourceError):
                     if record.closed_ns is None:
@@ -174,16 +159,18 @@ _HEAD = (b"HTTP/1.1 200 OK\r\ncontent-type: text/event-stream\r\ncache-control: 
          b"transfer-encoding: chunked\r\n\r\n")
 
 
-def _chunk(content: str, model: str, finish: str | None = None) -> bytes:
-    delta = "{}" if content == "" else '{"content":' + json.dumps(content) + "}"
-    reason = "null" if finish is None else f'"{finish}"'
-    data = ('data: {"id":"chatcmpl-bench","object":"chat.completion.chunk","created":1700000000,'
-            f'"model":"{model}","choices":[{{"index":0,"delta":{delta},'
-            f'"finish_reason":{reason}}}]}}\n\n').encode()
+def _event(model: str, choices: str, usage: str = "") -> bytes:
+    """One Chat Completions chunk as an SSE event, built by hand (it is the upstream's
+    whole cost per token, and this process shares its core with the load generator)."""
+    return ('data: {"id":"chatcmpl-bench","object":"chat.completion.chunk","created":'
+            f'1700000000,"model":"{model}","choices":[{choices}]{usage}}}\n\n').encode()
+
+
+def _frame(data: bytes) -> bytes:
     return b"%x\r\n%s\r\n" % (len(data), data)
 
 
-async def _stream_answer(stream: trio.SocketStream, spec: Spec, model: str, record: Record,
+async def _stream_answer(stream: trio.SocketStream, spec: Spec, model: str,
                          usage: bool) -> None:
     await stream.send_all(_HEAD)
     # Tokens are due at fixed times from the start (first + seq * gap), not a gap after the
@@ -191,38 +178,20 @@ async def _stream_answer(stream: trio.SocketStream, spec: Spec, model: str, reco
     start = trio.current_time()
     if spec.ttft:
         await trio.sleep_until(start + spec.ttft)
-    # The OpenAI shape around the text, built once: only the text (plain ASCII, nothing to
-    # escape) changes per token.
-    before = ('data: {"id":"chatcmpl-bench","object":"chat.completion.chunk",'
-              '"created":1700000000,"model":"' + model + '","choices":[{"index":0,'
-              '"delta":{"content":"').encode()
-    after = b'"},"finish_reason":null}]}\n\n'
-    # Plain tokens differ from their neighbours ("000 ", "001 ", …): LiteLLM cuts an
-    # answer that repeats one chunk a hundred times, taking it for a looping model.
-    plain = [(b"%03d " % i * spec.chars)[: spec.chars] for i in range(1000)]
+    # Only the text (plain ASCII, nothing to escape) changes from token to token.
+    before, after = _event(model, '{"index":0,"delta":{"content":"@"},"finish_reason":null}'
+                           ).split(b"@")
     for seq in range(spec.tokens):
         if seq and spec.gap:
             await trio.sleep_until(start + spec.ttft + seq * spec.gap)
-        now = time.monotonic_ns()
-        text = b"~%d.%d~ " % (seq, now) if spec.stamped else plain[seq % 1000]
-        data = before + text + after
-        frame = b"%x\r\n%s\r\n" % (len(data), data)
-        await stream.send_all(frame)
-        if record.first_send_ns is None:
-            record.first_send_ns = now
-        record.last_send_ns = now
-        record.tokens_sent += 1
-        record.bytes_sent += len(frame)
-    tail = _chunk("", model, "stop")
+        # Every token differs from its neighbours: LiteLLM cuts an answer that repeats one
+        # chunk a hundred times, taking it for a looping model.
+        await stream.send_all(_frame(before + b"~%d.%d~ " % (seq, time.monotonic_ns()) + after))
+    tail = _event(model, '{"index":0,"delta":{},"finish_reason":"stop"}')
     if usage:
-        data = ('data: {"id":"chatcmpl-bench","object":"chat.completion.chunk",'
-                '"created":1700000000,"model":"' + model + '","choices":[],"usage":'
-                f'{{"prompt_tokens":5,"completion_tokens":{spec.tokens},'
-                f'"total_tokens":{spec.tokens + 5}}}}}\n\n').encode()
-        tail += b"%x\r\n%s\r\n" % (len(data), data)
-    done = b"data: [DONE]\n\n"
-    tail += b"%x\r\n%s\r\n0\r\n\r\n" % (len(done), done)
-    await stream.send_all(tail)
+        tail += _event(model, "", f',"usage":{{"prompt_tokens":5,"completion_tokens":'
+                                  f'{spec.tokens},"total_tokens":{spec.tokens + 5}}}')
+    await stream.send_all(_frame(tail) + _frame(b"data: [DONE]\n\n") + b"0\r\n\r\n")
 
 
 async def _read_head(stream: trio.SocketStream,
@@ -237,13 +206,9 @@ async def _read_head(stream: trio.SocketStream,
         if not data:
             return None
         buf += data
-    lines = bytes(buf[:end]).decode("latin-1").split("\r\n")
+    first, headers = parse_head(bytes(buf[:end]))
     del buf[: end + 4]
-    method, target, _ = lines[0].split(" ", 2)
-    headers = {}
-    for line in lines[1:]:
-        name, _, value = line.partition(":")
-        headers[name.strip().lower()] = value.strip()
+    method, target, _ = first.split(" ", 2)
     return method, target, headers
 
 
@@ -253,22 +218,17 @@ async def _send_json(stream: trio.SocketStream, data: object, status: int = 200)
                           b"content-length: %d\r\n\r\n%s" % (status, len(body), body))
 
 
-async def main(port: int, port_file: str | None) -> None:
+async def main(port: int) -> None:
     upstream = Upstream()
     async with trio.open_nursery() as nursery:
         bound = await nursery.start(upstream.serve, port)
-        if port_file:
-            Path(port_file + ".part").write_text(str(bound))  # noqa: ASYNC240
-            os.replace(port_file + ".part", port_file)
         print(f"fake upstream on 127.0.0.1:{bound}", flush=True)
 
 
 if __name__ == "__main__":
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--port", type=int, default=0)
-    parser.add_argument("--port-file")
-    args = parser.parse_args()
     try:
-        trio.run(main, args.port, args.port_file)
+        trio.run(main, parser.parse_args().port)
     except KeyboardInterrupt:
         pass
