@@ -3,16 +3,10 @@
  * Settings (system prompt for new chats, temperature, max tokens, API key; saved at once).
  */
 
+import { el } from "./dom.js";
 import * as store from "./store.js";
 
 const $ = (id) => document.getElementById(id);
-
-function el(tag, className, text) {
-  const node = document.createElement(tag);
-  if (className) node.className = className;
-  if (text !== undefined) node.textContent = text;
-  return node;
-}
 
 export class Drawers {
   /** hooks: currentId(), beforeList(), open(id), deleted(id), keyChanged(). */
@@ -27,7 +21,7 @@ export class Drawers {
       button.addEventListener("click", () => this.toggle(drawer, drawer.hidden));
     }
     for (const close of document.querySelectorAll("[data-close-drawer]")) {
-      close.addEventListener("click", () => this.close());
+      close.addEventListener("click", () => this.close(true));
     }
     // A click anywhere outside an open drawer (and its button) closes it.
     document.addEventListener("pointerdown", (e) => {
@@ -37,11 +31,15 @@ export class Drawers {
     this.bindSettings();
   }
 
-  /** Closes any open drawer; true if one was open. */
-  close() {
-    const open = this.pairs.some(([d]) => !d.hidden);
+  /**
+   * Closes any open drawer; true if one was open. With `refocus` (Esc, Close) focus goes
+   * back to the button that opened it, instead of falling to the page's start.
+   */
+  close(refocus = false) {
+    const open = this.pairs.find(([d]) => !d.hidden);
     if (open) this.toggle(null, false);
-    return open;
+    if (open && refocus) open[1].focus();
+    return !!open;
   }
 
   toggle(drawer, show) {
