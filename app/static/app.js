@@ -13,10 +13,12 @@ import {
   hasTurns,
   historyOf,
   isBusy,
+  isStalled,
   newConversation,
   newTurn,
   settleOrphans,
 } from "./conversation.js";
+import { AlignedLayout } from "./aligned.js";
 import { Drawers } from "./drawers.js";
 import { PaneView } from "./pane.js";
 import { Picker } from "./picker.js";
@@ -31,6 +33,7 @@ const ui = {
   send: $("send"),
   stopAll: $("stop-all"),
   newChat: $("new-chat"),
+  layout: $("layout-btn"),
   toast: $("toast"),
 };
 
@@ -39,6 +42,7 @@ const dirty = new Set(); // "pane:turn" keys of the open conversation awaiting a
 const unsaved = new Set();
 let conv = null;
 let views = [];
+let layout = null; // the aligned view, when it is on
 let picker = null;
 let drawers = null;
 let frame = 0;
@@ -76,13 +80,25 @@ function flushFrame() {
     views[p]?.syncTurn(t);
   }
   dirty.clear();
+  layout?.scroll(ui.panes);
 }
 
 function renderPanes() {
   dirty.clear();
   const callbacks = { stop: (p) => runs.stopPane(conv, p), regenerate, copy: copyText };
-  views = conv.panes.map((pane, i) => new PaneView(i, pane, picker.info(pane.model), callbacks));
-  ui.panes.replaceChildren(...views.map((v) => v.root));
+  const aligned = settings.layout === "aligned" && conv.panes.length > 0;
+  layout = aligned ? new AlignedLayout(conv.panes.length) : null;
+  views = conv.panes.map(
+    (pane, i) => new PaneView(i, pane, picker.info(pane.model), callbacks, layout),
+  );
+  if (layout) {
+    layout.setHeads(views.map((v) => v.root));
+    ui.panes.replaceChildren(layout.root);
+  } else {
+    ui.panes.replaceChildren(...views.map((v) => v.root));
+  }
+  ui.panes.dataset.layout = aligned ? "aligned" : "columns";
+  ui.layout.setAttribute("aria-pressed", String(settings.layout === "aligned"));
   ui.panes.dataset.count = String(conv.panes.length);
   if (!conv.panes.length) {
     const empty = document.createElement("div");
@@ -98,13 +114,16 @@ function renderPanes() {
   refreshControls();
 }
 
+/** Busy: a turn is running that a new message must wait for (see isStalled). */
+const mustWait = (c) => isBusy(c) && !isStalled(c);
+
 function refreshControls() {
-  const busy = isBusy(conv);
+  const busy = mustWait(conv);
   ui.send.hidden = busy;
-  ui.stopAll.hidden = !busy;
+  ui.stopAll.hidden = !isBusy(conv);
   document.body.dataset.busy = String(busy);
   picker.setDisabled(busy);
-  if (busy && !tickTimer) {
+  if (isBusy(conv) && !tickTimer) {
     tickTimer = setInterval(() => {
       for (const v of views) v.tick();
       if (!isBusy(conv)) {
@@ -139,7 +158,7 @@ function flushSaves() {
 function send() {
   const text = ui.prompt.value.trim();
   if (!text) return;
-  if (isBusy(conv)) {
+  if (mustWait(conv)) {
     toast("Wait for the answers, or stop them with Esc.");
     return;
   }
@@ -161,6 +180,7 @@ function send() {
     model: pane.model,
     messages: [...historyOf(conv, pane, pane.turns.length), { role: "user", content: text }],
   }));
+  if (isBusy(conv)) runs.stopAll(conv); // the stalled turns: they never sent a token
   conv.panes.forEach((pane, p) => {
     const turn = newTurn(text);
     pane.turns.push(turn);
@@ -306,7 +326,7 @@ function bindKeys() {
   });
   document.addEventListener("keydown", (e) => {
     if (e.key !== "Escape" || e.defaultPrevented) return;
-    if (drawers.close()) return;
+    if (drawers.close(true)) return;
     if (isBusy(conv)) {
       e.preventDefault();
       runs.stopAll(conv);
@@ -336,6 +356,12 @@ function main() {
   store.setCurrentConversation(conv.id);
   ui.stopAll.addEventListener("click", () => runs.stopAll(conv));
   ui.newChat.addEventListener("click", newChat);
+  ui.layout.addEventListener("click", () => {
+    settings.layout = settings.layout === "aligned" ? "columns" : "aligned";
+    store.saveSettings(settings);
+    renderPanes();
+  });
+  ui.panes.addEventListener("scroll", () => layout?.scrolled(ui.panes));
   drawers = new Drawers(settings, {
     currentId: () => conv.id,
     beforeList: flushSaves,

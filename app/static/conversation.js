@@ -44,6 +44,19 @@ export function newTurn(user) {
 export const hasTurns = (c) => c.panes.some((p) => p.turns.length > 0);
 export const isBusy = (c) => c.panes.some((p) => p.turns.some((t) => ACTIVE.has(t.state)));
 
+/**
+ * True when the only turns still running have not sent a token while some pane's last
+ * turn has ended: a model that never starts must not hold the others back for its whole
+ * first-token timeout. A new message may then be sent; it stops those turns first (they
+ * have no text, so nothing is lost, and their upstream requests are closed).
+ */
+export function isStalled(c) {
+  const last = c.panes.map((p) => p.turns[p.turns.length - 1]).filter(Boolean);
+  if (!last.some((t) => !ACTIVE.has(t.state))) return false;
+  const active = c.panes.flatMap((p) => p.turns.filter((t) => ACTIVE.has(t.state)));
+  return active.length > 0 && active.every((t) => !t.answer && !t.reasoning);
+}
+
 /** The turn a stream's slot writes to. */
 export const turnOf = (c, run, slot) => c.panes[run.panes[slot]]?.turns[run.turns[slot]] ?? null;
 

@@ -4,7 +4,9 @@
  * calls sync(), at most once per animation frame per turn.
  */
 
+import { watchCode } from "./a11y.js";
 import { ACTIVE } from "./conversation.js";
+import { el } from "./dom.js";
 import { MarkdownStream } from "./markdown.js";
 
 const STATE_TEXT = {
@@ -16,13 +18,6 @@ const STATE_TEXT = {
   stopped: "stopped",
   error: "error",
 };
-
-function el(tag, className, text) {
-  const node = document.createElement(tag);
-  if (className) node.className = className;
-  if (text !== undefined) node.textContent = text;
-  return node;
-}
 
 function button(className, text, label, icon) {
   const b = el("button", "btn " + className);
@@ -44,34 +39,47 @@ export function formatMs(ms) {
   return m + " min " + Math.round((ms % 60000) / 1000) + " s";
 }
 
-/** The figures of a turn: the server's once the slot has ended, live ones before. */
+/** Characters per token when the page estimates a count (a common rule of thumb). */
+const CHARS_PER_TOKEN = 4;
+
+/**
+ * The figures of a turn: the server's once the slot has ended; before that, measured or
+ * estimated in the page (output tokens from the text's length, the rate from them and the
+ * time since the first token), and flagged `estimated`.
+ */
 export function turnFigures(turn, now = Date.now()) {
   const t = turn.timing ?? {};
   const live = ACTIVE.has(turn.state);
   const ttft = t.ttft_ms ?? (turn.first && turn.started ? turn.first - turn.started : null);
   const duration = t.duration_ms ?? (turn.started ? (live ? now : turn.ended ?? now) - turn.started : null);
   const u = turn.usage;
+  const chars = turn.answer.length + turn.reasoning.length;
+  const guess = live && !u && chars ? Math.ceil(chars / CHARS_PER_TOKEN) : null;
+  const since = turn.first ? (now - turn.first) / 1000 : 0;
   return {
     ttft,
     duration,
-    rate: t.tokens_per_s ?? null,
+    rate: t.tokens_per_s ?? (guess !== null && since > 0 ? guess / since : null),
     input: u?.input_tokens ?? null,
-    output: u?.output_tokens ?? null,
-    estimated: !!u?.estimated,
+    output: u?.output_tokens ?? guess,
+    estimated: !!u?.estimated || guess !== null,
+    rateEstimated: t.tokens_per_s == null && guess !== null,
   };
 }
 
 class TurnView {
-  constructor(turn, callbacks) {
+  constructor(turn, slot, callbacks) {
     this.turn = turn;
     this.callbacks = callbacks;
     this.root = el("article", "turn");
+    this.root.dataset.slot = String(slot);
     const user = el("div", "user-msg");
     user.textContent = turn.user;
     const reply = el("div", "reply");
     this.reasoning = null; // built when the first reasoning text arrives
     this.answer = el("div", "answer md");
     this.typing = el("div", "typing");
+    this.typing.setAttribute("role", "img");
     this.typing.setAttribute("aria-label", "Waiting for the first token");
     this.typing.append(el("span"), el("span"), el("span"));
     this.note = el("div", "turn-note");
@@ -85,6 +93,7 @@ class TurnView {
     reply.append(this.answer, this.typing, this.note, this.errorBox, this.footer);
     this.reply = reply;
     this.root.append(user, reply);
+    watchCode(this.answer);
     this.md = new MarkdownStream(this.answer);
     this.reasoningMd = null;
     this.shownAnswer = 0;
@@ -127,7 +136,7 @@ class TurnView {
       this.reasoning.classList.toggle("live", thinking);
     }
     if (!active && !this.closed) {
-      this.md.end();
+      this.endAnswer();
       this.reasoningMd?.end();
       this.closed = true;
     }
@@ -146,6 +155,23 @@ class TurnView {
     this.syncStats();
   }
 
+  /**
+   * Closes the answer. One cut off mid-line (error, stop) may end in a line of bare markup
+   * ("- ", "##") that the stream held back; closing it as is would leave an empty bullet or
+   * heading, so the answer is drawn once more without it.
+   */
+  endAnswer() {
+    const shown = shownAnswer(this.turn);
+    if (shown.length === this.turn.answer.length) {
+      this.md.end();
+      return;
+    }
+    this.answer.replaceChildren();
+    this.md = new MarkdownStream(this.answer);
+    this.md.push(shown);
+    this.md.end();
+  }
+
   syncStats() {
     const f = turnFigures(this.turn);
     const count = (n) => (n === null ? "–" : (f.estimated ? "≈" : "") + n);
@@ -153,7 +179,8 @@ class TurnView {
       ["state", STATE_TEXT[this.turn.state] ?? this.turn.state],
       ["ttft", "TTFT " + formatMs(f.ttft)],
       ["duration", formatMs(f.duration)],
-      ["rate", f.rate === null ? "– tok/s" : f.rate.toFixed(f.rate < 10 ? 1 : 0) + " tok/s"],
+      ["rate", f.rate === null ? "– tok/s"
+        : (f.rateEstimated ? "≈" : "") + f.rate.toFixed(f.rate < 10 ? 1 : 0) + " tok/s"],
       ["tokens", "in " + count(f.input) + " · out " + count(f.output)],
     ];
     if (!this.statNodes) {
@@ -164,11 +191,22 @@ class TurnView {
       }
       this.statNodes.ttft.title = "Time to first token";
     }
+    const guess = f.rateEstimated ? "Estimated while streaming (about 4 characters a token)" : "";
+    if (this.statNodes.rate.title !== guess) this.statNodes.rate.title = guess;
     for (const [key, text] of parts) {
       if (this.statNodes[key].textContent !== text) this.statNodes[key].textContent = text;
     }
     this.statNodes.state.dataset.state = this.turn.state;
   }
+}
+
+/** A trailing partial line made only of Markdown markers (list, heading, quote, fence…). */
+const HELD_MARKUP = /(^|\n)([ \t]*([-*+>#`~=_|:]|\d+[.)])[ \t]*)+$/;
+
+/** The answer as the page shows it once the turn has ended (see TurnView.endAnswer). */
+export function shownAnswer(turn) {
+  if (turn.state === "done" || ACTIVE.has(turn.state)) return turn.answer;
+  return turn.answer.replace(HELD_MARKUP, "$1");
 }
 
 function countWords(text) {
@@ -192,14 +230,20 @@ function noteFor(turn) {
 }
 
 export class PaneView {
-  /** callbacks: stop(index), regenerate(index), copy(text, button). */
-  constructor(index, pane, info, callbacks) {
+  /**
+   * callbacks: stop(index), regenerate(index), copy(text, button). `layout`: null for a
+   * column of its own, or the aligned view that places each turn (aligned.js).
+   */
+  constructor(index, pane, info, callbacks, layout = null) {
     this.index = index;
+    this.layout = layout;
     this.pane = pane;
     this.callbacks = callbacks;
     this.turns = [];
     this.root = el("section", "pane");
     this.root.dataset.slot = String(index);
+    this.root.tabIndex = -1;
+    this.root.setAttribute("aria-label", "Slot " + (index + 1) + ": " + pane.model);
     this.root.style.setProperty("--slot-hue", String((index * 137 + 210) % 360));
     const head = el("header", "pane-head");
     const title = el("div", "pane-title");
@@ -213,7 +257,12 @@ export class PaneView {
     this.stateBadge.setAttribute("aria-live", "polite");
     const actions = el("div", "pane-actions");
     this.stopBtn = button("stop", "Stop", "Stop this model");
-    this.stopBtn.addEventListener("click", () => callbacks.stop(this.index));
+    this.stopBtn.addEventListener("click", () => {
+      // The button is disabled, then hidden: keep focus in this pane rather than let it
+      // fall to the page's start.
+      this.root.focus();
+      callbacks.stop(this.index);
+    });
     this.regenBtn = button("regen", "Regenerate", "Regenerate this answer", "↻");
     this.regenBtn.addEventListener("click", () => callbacks.regenerate(this.index));
     actions.append(this.stopBtn, this.regenBtn);
@@ -228,15 +277,17 @@ export class PaneView {
       const b = this.body;
       this.stick = b.scrollHeight - b.scrollTop - b.clientHeight < 48;
     });
-    this.root.append(head, this.body);
+    this.root.append(head);
+    if (!layout) this.root.append(this.body);
     for (const turn of pane.turns) this.addTurn(turn);
     this.syncHead();
   }
 
   addTurn(turn) {
-    const view = new TurnView(turn, this.callbacks);
+    const view = new TurnView(turn, this.index, this.callbacks);
     this.turns.push(view);
-    this.body.append(view.root);
+    if (this.layout) this.layout.place(this.index, this.turns.length - 1, view);
+    else this.body.append(view.root);
     this.empty.hidden = true;
     this.stick = true;
     this.syncHead();
@@ -246,7 +297,7 @@ export class PaneView {
 
   replaceLastTurn(turn) {
     const old = this.turns.pop();
-    old?.root.remove();
+    if (!this.layout) old?.root.remove();
     return this.addTurn(turn);
   }
 

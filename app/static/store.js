@@ -44,6 +44,7 @@ export function loadSettings() {
     temperature: typeof s.temperature === "number" ? s.temperature : null,
     maxTokens: typeof s.maxTokens === "number" ? s.maxTokens : null,
     apiKey: typeof s.apiKey === "string" ? s.apiKey : "",
+    layout: s.layout === "aligned" ? "aligned" : "columns",
   };
 }
 
