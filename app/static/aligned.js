@@ -14,13 +14,22 @@ export class AlignedLayout {
     this.root.style.setProperty("--cols", String(Math.max(1, count)));
     this.head = el("div", "aligned-head");
     this.rows = [];
+    this.order = [...Array(count).keys()]; // the panes' order on screen
     this.root.append(this.head);
     this.stick = true;
   }
 
   /** Puts the panes' heads (their roots) in the top row, in slot order. */
   setHeads(roots) {
+    this.heads = roots;
     this.head.replaceChildren(...roots);
+  }
+
+  /** Puts heads and cells in `order` (a blind round shuffles them). */
+  setOrder(order) {
+    this.order = order;
+    this.head.append(...order.map((p) => this.heads[p]));
+    for (const row of this.rows) row.answers.append(...order.map((p) => row.cells[p]));
   }
 
   /** Places turn `t` of slot `p` (`view.root`) in its row, replacing what was there. */
@@ -45,10 +54,10 @@ export class AlignedLayout {
       cells.push(cell);
     }
     const answers = el("div", "row-answers");
-    answers.append(...cells);
+    answers.append(...this.order.map((p) => cells[p]));
     row.append(prompt, answers);
     this.root.append(row);
-    this.rows.push({ root: row, prompt, cells });
+    this.rows.push({ root: row, prompt, answers, cells });
   }
 
   /** Keeps the newest text in view of `container` while the reader has not scrolled up. */

@@ -85,7 +85,14 @@ function flushFrame() {
 
 function renderPanes() {
   dirty.clear();
-  const callbacks = { stop: (p) => runs.stopPane(conv, p), regenerate, copy: copyText };
+  const callbacks = {
+    stop: (p) => runs.stopPane(conv, p),
+    regenerate,
+    copy: copyText,
+    pick,
+    share,
+    pickOf: (t) => ({ pick: conv.picks?.[t] ?? null, last: t === lastTurn() }),
+  };
   const aligned = settings.layout === "aligned" && conv.panes.length > 0;
   layout = aligned ? new AlignedLayout(conv.panes.length) : null;
   views = conv.panes.map(
@@ -97,6 +104,7 @@ function renderPanes() {
   } else {
     ui.panes.replaceChildren(...views.map((v) => v.root));
   }
+  applyBlind();
   ui.panes.dataset.layout = aligned ? "aligned" : "columns";
   ui.layout.setAttribute("aria-pressed", String(settings.layout === "aligned"));
   ui.panes.dataset.count = String(conv.panes.length);
@@ -132,6 +140,58 @@ function refreshControls() {
       }
     }, 250);
   }
+}
+
+/* Picking the best answer, and blind rounds */
+
+const lastTurn = () => (conv.panes[0]?.turns.length ?? 0) - 1;
+
+/** The pane order of the running blind round, or null: a blind round lasts until a pick. */
+function blindRound() {
+  const t = lastTurn();
+  return t >= 0 && !conv.picks?.[t] ? conv.blind?.[t] ?? null : null;
+}
+
+/** Hides names and shuffles the panes during a blind round; shows them as they are after. */
+function applyBlind() {
+  const order = blindRound();
+  views.forEach((v, p) => v.setBlind(order ? "Model " + String.fromCharCode(65 + order.indexOf(p)) : null));
+  const seq = order ?? views.map((_, p) => p);
+  if (layout) layout.setOrder(seq);
+  else if (views.length) ui.panes.append(...seq.map((p) => views[p].root));
+  document.body.dataset.blind = String(!!order);
+}
+
+function shuffled(n) {
+  const order = [...Array(n).keys()];
+  for (let i = n - 1; i > 0; i--) {
+    const j = Math.floor(Math.random() * (i + 1));
+    [order[i], order[j]] = [order[j], order[i]];
+  }
+  return order;
+}
+
+/** Marks pane p's answer the best of turn t; the pick that ends a blind round counts. */
+function pick(p, t) {
+  conv.picks ??= [];
+  if (conv.picks[t]?.pane === p) return;
+  if (t === lastTurn() && blindRound()) {
+    store.countBlindPick(conv.panes.map((pane) => pane.model), conv.panes[p].model);
+    toast("Picked: " + conv.panes[p].model + ".");
+  }
+  conv.picks[t] = { pane: p, shared: false };
+  saveNow(conv);
+  applyBlind();
+  for (const v of views) v.syncPicks();
+}
+
+/** Every pane's next turn is sent the picked answer's history instead of its own. */
+function share(p, t) {
+  if (conv.picks?.[t]?.pane !== p) return;
+  conv.picks[t].shared = true;
+  saveNow(conv);
+  for (const v of views) v.syncPicks();
+  toast("Every model now continues from this answer.");
 }
 
 /* Saving: a conversation is written at most once a second, and when the page is hidden. */
@@ -181,11 +241,15 @@ function send() {
     messages: [...historyOf(conv, pane, pane.turns.length), { role: "user", content: text }],
   }));
   if (isBusy(conv)) runs.stopAll(conv); // the stalled turns: they never sent a token
+  const t = lastTurn() + 1;
+  (conv.blind ??= [])[t] = settings.blind && conv.panes.length > 1 ? shuffled(conv.panes.length) : null;
   conv.panes.forEach((pane, p) => {
     const turn = newTurn(text);
     pane.turns.push(turn);
     views[p].addTurn(turn);
   });
+  applyBlind();
+  for (const v of views) v.syncPicks();
   ui.prompt.value = "";
   autosize();
   store.setCurrentConversation(conv.id);

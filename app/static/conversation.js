@@ -19,6 +19,8 @@ export function newConversation(id, models) {
     system: "",
     panes: models.map((model) => ({ model, turns: [] })),
     runs: [], // streams still followed: {id, eventsUrl, stopUrl, panes, turns, lastEventId}
+    picks: [], // per turn index: {pane, shared} once an answer is marked the best, or null
+    blind: [], // per turn index: the shuffled pane order of a blind round, or null
   };
 }
 
@@ -60,15 +62,37 @@ export function isStalled(c) {
 /** The turn a stream's slot writes to. */
 export const turnOf = (c, run, slot) => c.panes[run.panes[slot]]?.turns[run.turns[slot]] ?? null;
 
-/** The messages a slot is sent: its own history, leaving out turns with no answer. */
+/**
+ * The messages a slot is sent for its turn `upTo`: the system prompt, then its own earlier
+ * turns, leaving out turns with no answer. From the last turn whose best answer was
+ * chosen to "continue with" (a shared pick), every pane is sent that answer's history
+ * instead of its own, then its own turns after it.
+ */
 export function historyOf(c, pane, upTo) {
-  const messages = c.system ? [{ role: "system", content: c.system }] : [];
-  for (const turn of pane.turns.slice(0, upTo)) {
-    if (!turn.answer) continue;
-    messages.push({ role: "user", content: turn.user }, { role: "assistant", content: turn.answer });
+  const system = pane.system ?? c.system;
+  return [...(system ? [{ role: "system", content: system }] : []), ...turnsOf(c, pane, upTo)];
+}
+
+function turnsOf(c, pane, upTo) {
+  const picks = c.picks ?? [];
+  let messages = [];
+  let from = 0;
+  for (let i = Math.min(upTo, picks.length) - 1; i >= 0; i--) {
+    const pick = picks[i];
+    const chosen = pick?.shared ? c.panes[pick.pane] : null;
+    if (!chosen?.turns[i]) continue;
+    messages = [...turnsOf(c, chosen, i), ...exchange(chosen.turns[i])];
+    from = i + 1;
+    break;
   }
+  for (const turn of pane.turns.slice(from, upTo)) messages.push(...exchange(turn));
   return messages;
 }
+
+const exchange = (turn) =>
+  turn.answer
+    ? [{ role: "user", content: turn.user }, { role: "assistant", content: turn.answer }]
+    : [];
 
 /** Applies one slot event (DESIGN.md, "SSE events") to its turn; false if not one. */
 export function applyEvent(turn, type, data, now = Date.now()) {

@@ -1,6 +1,7 @@
 /**
  * The two side drawers: History (conversations saved in this browser: open, delete) and
- * Settings (system prompt for new chats, temperature, max tokens, API key; saved at once).
+ * Settings (system prompt for new chats, temperature, max tokens, API key, blind mode and
+ * its tally; saved at once).
  */
 
 import { el } from "./dom.js";
@@ -50,6 +51,7 @@ export class Drawers {
     }
     if (!show) return;
     if (drawer.id === "history") this.renderHistory();
+    if (drawer.id === "settings") this.renderTally();
     drawer.querySelector("button, input, textarea")?.focus();
   }
 
@@ -84,6 +86,26 @@ export class Drawers {
     $("history-list").replaceChildren(...items);
   }
 
+  renderTally() {
+    const rows = Object.entries(store.loadTally())
+      .sort((a, b) => b[1].picked - a[1].picked || a[0].localeCompare(b[0]))
+      .map(([model, t]) => {
+        const tr = el("tr");
+        const name = el("th", "tally-model", model);
+        name.scope = "row";
+        tr.append(name, el("td", "", String(t.picked)), el("td", "", String(t.rounds)));
+        return tr;
+      });
+    if (!rows.length) {
+      const td = el("td", "muted", "No blind picks yet.");
+      td.colSpan = 3;
+      const tr = el("tr");
+      tr.append(td);
+      rows.push(tr);
+    }
+    $("tally-rows").replaceChildren(...rows);
+  }
+
   bindSettings() {
     const s = this.settings;
     const system = $("set-system");
@@ -108,5 +130,15 @@ export class Drawers {
     for (const input of [system, temperature, maxTokens, apiKey]) {
       input.addEventListener("change", read);
     }
+    const blind = $("set-blind");
+    blind.checked = s.blind;
+    blind.addEventListener("change", () => {
+      s.blind = blind.checked;
+      store.saveSettings(s);
+    });
+    $("tally-reset").addEventListener("click", () => {
+      store.resetTally();
+      this.renderTally();
+    });
   }
 }

@@ -89,7 +89,14 @@ class TurnView {
     this.stats = el("div", "stats");
     this.copy = button("copy", "Copy", "Copy answer");
     this.copy.addEventListener("click", () => callbacks.copy(this.turn.answer, this.copy));
-    this.footer.append(this.stats, this.copy);
+    this.pickBtn = button("pick", "Best", "Mark as the best answer to this prompt", "☆");
+    this.pickBtn.addEventListener("click", () => callbacks.pick(slot, this.index));
+    this.shareBtn = button("share", "Continue with this one",
+      "Send this answer as every model's history from now on");
+    this.shareBtn.addEventListener("click", () => callbacks.share(slot, this.index));
+    this.footer.append(this.stats, this.pickBtn, this.shareBtn, this.copy);
+    this.slot = slot;
+    this.index = 0; // its turn's index in the pane, set by the pane
     reply.append(this.answer, this.typing, this.note, this.errorBox, this.footer);
     this.reply = reply;
     this.root.append(user, reply);
@@ -153,6 +160,25 @@ class TurnView {
     }
     this.copy.hidden = !turn.answer;
     this.syncStats();
+    this.syncPick();
+  }
+
+  /** The Best and Continue buttons, from the turn's pick (callbacks.pickOf). */
+  syncPick() {
+    const { pick, last } = this.callbacks.pickOf(this.index);
+    const mine = pick?.pane === this.slot;
+    const ended = !ACTIVE.has(this.turn.state);
+    this.root.classList.toggle("picked", mine);
+    this.pickBtn.hidden = !ended || !this.turn.answer;
+    this.pickBtn.setAttribute("aria-pressed", String(mine));
+    this.pickBtn.querySelector(".btn-icon").textContent = mine ? "★" : "☆";
+    this.pickBtn.querySelector(".btn-label").textContent = mine ? "Preferred" : "Best";
+    this.shareBtn.hidden = !mine || !(last || pick.shared);
+    this.shareBtn.setAttribute("aria-pressed", String(!!pick?.shared));
+    this.shareBtn.disabled = !!pick?.shared;
+    this.shareBtn.querySelector(".btn-label").textContent = pick?.shared
+      ? "Every model continues from this one"
+      : "Continue with this one";
   }
 
   /**
@@ -253,6 +279,11 @@ export class PaneView {
     title.append(slot, name);
     if (info?.simulated) title.append(el("span", "tag sim", "simulated"));
     if (info === null) title.append(el("span", "tag missing", "not available"));
+    this.title = title;
+    this.name = name;
+    this.blindName = el("span", "model-name blind-name");
+    this.blindName.hidden = true;
+    title.append(this.blindName);
     this.stateBadge = el("span", "state-badge");
     this.stateBadge.setAttribute("aria-live", "polite");
     const actions = el("div", "pane-actions");
@@ -285,7 +316,9 @@ export class PaneView {
 
   addTurn(turn) {
     const view = new TurnView(turn, this.index, this.callbacks);
+    view.index = this.turns.length;
     this.turns.push(view);
+    view.syncPick();
     if (this.layout) this.layout.place(this.index, this.turns.length - 1, view);
     else this.body.append(view.root);
     this.empty.hidden = true;
@@ -305,6 +338,23 @@ export class PaneView {
     this.turns[index]?.sync();
     this.syncHead();
     this.scroll();
+  }
+
+  /** Blind mode: `label` ("Model B") stands for the model, whose name, slot number and
+   * colour are hidden until a pick reveals them; null shows them again. */
+  setBlind(label) {
+    const blind = label !== null;
+    this.root.classList.toggle("blind", blind);
+    for (const node of this.title.children) node.hidden = blind ? node !== this.blindName : node === this.blindName;
+    this.blindName.textContent = label ?? "";
+    const who = blind ? label : "Slot " + (this.index + 1) + ": " + this.pane.model;
+    this.root.setAttribute("aria-label", who);
+    this.body.setAttribute("aria-label", "Answers from " + (blind ? label : this.pane.model));
+  }
+
+  /** Redraws the Best / Continue buttons of every turn (a pick changed). */
+  syncPicks() {
+    for (const view of this.turns) view.syncPick();
   }
 
   tick() {
