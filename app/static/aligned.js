@@ -8,8 +8,10 @@
 import { el } from "./dom.js";
 
 export class AlignedLayout {
-  constructor(count) {
+  /** onEdit(): the last row's Edit button was pressed. */
+  constructor(count, onEdit) {
     this.count = count;
+    this.onEdit = onEdit;
     this.root = el("div", "aligned");
     this.root.style.setProperty("--cols", String(Math.max(1, count)));
     this.head = el("div", "aligned-head");
@@ -36,16 +38,22 @@ export class AlignedLayout {
   place(p, t, view) {
     while (this.rows.length <= t) this.addRow();
     const row = this.rows[t];
-    if (!row.prompt.textContent) row.prompt.textContent = view.turn.user;
+    row.prompt.textContent = view.turn.user; // the version placed last (an edit changes it)
     row.cells[p].replaceChildren(view.root);
   }
 
   addRow() {
     const row = el("section", "turn-row");
     row.dataset.turn = String(this.rows.length);
-    const prompt = el("div", "row-prompt user-msg");
+    const line = el("div", "prompt-line row-prompt");
+    const prompt = el("div", "user-msg");
     prompt.id = "row-prompt-" + this.rows.length;
     row.setAttribute("aria-labelledby", prompt.id);
+    const edit = el("button", "btn edit", "✎ Edit");
+    edit.type = "button";
+    edit.setAttribute("aria-label", "Edit this prompt and send it again");
+    edit.addEventListener("click", () => this.onEdit());
+    line.append(edit, prompt);
     const cells = [];
     for (let p = 0; p < this.count; p++) {
       const cell = el("div", "turn-cell");
@@ -55,7 +63,7 @@ export class AlignedLayout {
     }
     const answers = el("div", "row-answers");
     answers.append(...this.order.map((p) => cells[p]));
-    row.append(prompt, answers);
+    row.append(line, answers);
     this.root.append(row);
     this.rows.push({ root: row, prompt, answers, cells });
   }

@@ -16,7 +16,10 @@ import {
   isStalled,
   newConversation,
   newTurn,
+  nextVersion,
   settleOrphans,
+  shownVersion,
+  versionsOf,
 } from "./conversation.js";
 import { AlignedLayout } from "./aligned.js";
 import { Drawers } from "./drawers.js";
@@ -32,6 +35,7 @@ const ui = {
   prompt: $("prompt"),
   send: $("send"),
   stopAll: $("stop-all"),
+  editing: $("editing"),
   newChat: $("new-chat"),
   layout: $("layout-btn"),
   toast: $("toast"),
@@ -42,6 +46,7 @@ const dirty = new Set(); // "pane:turn" keys of the open conversation awaiting a
 const unsaved = new Set();
 let conv = null;
 let views = [];
+let editing = false; // the composer holds an edited last prompt
 let layout = null; // the aligned view, when it is on
 let picker = null;
 let drawers = null;
@@ -91,10 +96,12 @@ function renderPanes() {
     copy: copyText,
     pick,
     share,
+    edit,
+    showVersion,
     pickOf: (t) => ({ pick: conv.picks?.[t] ?? null, last: t === lastTurn() }),
   };
   const aligned = settings.layout === "aligned" && conv.panes.length > 0;
-  layout = aligned ? new AlignedLayout(conv.panes.length) : null;
+  layout = aligned ? new AlignedLayout(conv.panes.length, edit) : null;
   views = conv.panes.map(
     (pane, i) => new PaneView(i, pane, picker.info(pane.model), callbacks, layout),
   );
@@ -161,6 +168,10 @@ function applyBlind() {
   else if (views.length) ui.panes.append(...seq.map((p) => views[p].root));
   document.body.dataset.blind = String(!!order);
 }
+
+/** A shuffled pane order for a new round in blind mode, else null. */
+const blindOrder = () =>
+  settings.blind && conv.panes.length > 1 ? shuffled(conv.panes.length) : null;
 
 function shuffled(n) {
   const order = [...Array(n).keys()];
@@ -232,6 +243,11 @@ function send() {
     toast(missing.model + " is not offered by this server. Remove it, or start a new chat.");
     return;
   }
+  if (editing) {
+    stopEditing();
+    relaunch(conv.panes.map((_, p) => p), text);
+    return;
+  }
   if (!hasTurns(conv)) {
     conv.title = text.length > 80 ? text.slice(0, 79) + "…" : text;
     conv.system = settings.system.trim();
@@ -242,7 +258,7 @@ function send() {
   }));
   if (isBusy(conv)) runs.stopAll(conv); // the stalled turns: they never sent a token
   const t = lastTurn() + 1;
-  (conv.blind ??= [])[t] = settings.blind && conv.panes.length > 1 ? shuffled(conv.panes.length) : null;
+  (conv.blind ??= [])[t] = blindOrder();
   conv.panes.forEach((pane, p) => {
     const turn = newTurn(text);
     pane.turns.push(turn);
@@ -260,19 +276,73 @@ function send() {
   );
 }
 
+/** Asks pane p's model again for its last turn; the earlier answer stays as a version. */
 function regenerate(p) {
   const pane = conv.panes[p];
   const t = pane.turns.length - 1;
   const last = pane.turns[t];
   if (!last || ACTIVE.has(last.state)) return;
-  const turn = newTurn(last.user);
-  const messages = [...historyOf(conv, pane, t), { role: "user", content: last.user }];
-  pane.turns[t] = turn;
-  views[p].replaceLastTurn(turn);
-  runs.launch(conv, [p], [{ model: pane.model, messages }]);
+  const user = shownVersion(last).user;
+  relaunch([p], user);
+}
+
+/** New versions of the last turn of panes `ps` for `user`, sent with their histories. */
+function relaunch(ps, user) {
+  const t = lastTurn();
+  const targets = ps.map((p) => {
+    const pane = conv.panes[p];
+    const messages = [...historyOf(conv, pane, t), { role: "user", content: user }];
+    pane.turns[t] = nextVersion(pane.turns[t], user);
+    views[p].replaceLastTurn(pane.turns[t]);
+    return { model: pane.model, messages };
+  });
+  if (ps.length === conv.panes.length) {
+    // A new prompt for every pane: a new round to pick from (blind again, if it is on).
+    if (conv.picks?.[t]) conv.picks[t] = null;
+    (conv.blind ??= [])[t] = blindOrder();
+    applyBlind();
+  }
+  for (const v of views) v.syncPicks();
+  runs.launch(conv, ps, targets);
+}
+
+/** Puts the last prompt in the composer; sending then makes a new version of the turn. */
+function edit() {
+  const t = lastTurn();
+  if (t < 0 || isBusy(conv)) {
+    toast("Wait for the answers, or stop them with Esc, before editing.");
+    return;
+  }
+  editing = true;
+  ui.editing.hidden = false;
+  ui.prompt.value = shownVersion(conv.panes[0].turns[t]).user;
+  autosize();
+  ui.prompt.focus();
+}
+
+function stopEditing() {
+  editing = false;
+  ui.editing.hidden = true;
+  ui.prompt.value = "";
+  autosize();
+}
+
+/** Shows version i of pane p's turn t; that version is what the next turn's history uses. */
+function showVersion(p, t, i) {
+  const turn = conv.panes[p].turns[t];
+  const count = versionsOf(turn).length;
+  if (!turn || i < 0 || i >= count) return;
+  const forward = i > versionsOf(turn).indexOf(shownVersion(turn));
+  turn.shown = i === count - 1 ? undefined : i;
+  views[p].showVersion(t);
+  saveNow(conv);
+  // The view was redrawn: focus the arrow pressed, or the other one at either end.
+  const { prev, next } = views[p].turns[t].nav;
+  (forward ? (next.disabled ? prev : next) : prev.disabled ? next : prev).focus();
 }
 
 function switchTo(next) {
+  if (editing) stopEditing();
   if (conv && isBusy(conv)) runs.stopAll(conv); // its last events still land in it, and are saved
   flushSaves();
   conv = next;
@@ -391,6 +461,10 @@ function bindKeys() {
   document.addEventListener("keydown", (e) => {
     if (e.key !== "Escape" || e.defaultPrevented) return;
     if (drawers.close(true)) return;
+    if (editing) {
+      stopEditing();
+      return;
+    }
     if (isBusy(conv)) {
       e.preventDefault();
       runs.stopAll(conv);
@@ -419,6 +493,7 @@ function main() {
   for (const run of conv.runs) runs.attach(conv, run);
   store.setCurrentConversation(conv.id);
   ui.stopAll.addEventListener("click", () => runs.stopAll(conv));
+  $("edit-cancel").addEventListener("click", stopEditing);
   ui.newChat.addEventListener("click", newChat);
   ui.layout.addEventListener("click", () => {
     settings.layout = settings.layout === "aligned" ? "columns" : "aligned";

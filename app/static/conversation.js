@@ -43,6 +43,21 @@ export function newTurn(user) {
   };
 }
 
+/** The versions of a turn, oldest first: earlier answers (Regenerate, an edited prompt),
+ * then the turn itself, the newest, which is the one a stream writes to. */
+export const versionsOf = (turn) => [...(turn.versions ?? []), turn];
+
+/** The version on screen; a pane's history is built from it. */
+export const shownVersion = (turn) => versionsOf(turn)[turn.shown ?? Infinity] ?? turn;
+
+/** A new version of a turn for `user`, keeping the turn and its versions behind it. */
+export function nextVersion(turn, user) {
+  const { versions = [], shown: _shown, ...old } = turn;
+  const next = newTurn(user);
+  next.versions = [...versions, old];
+  return next;
+}
+
 export const hasTurns = (c) => c.panes.some((p) => p.turns.length > 0);
 export const isBusy = (c) => c.panes.some((p) => p.turns.some((t) => ACTIVE.has(t.state)));
 
@@ -89,10 +104,10 @@ function turnsOf(c, pane, upTo) {
   return messages;
 }
 
-const exchange = (turn) =>
-  turn.answer
-    ? [{ role: "user", content: turn.user }, { role: "assistant", content: turn.answer }]
-    : [];
+function exchange(turn) {
+  const { user, answer } = shownVersion(turn);
+  return answer ? [{ role: "user", content: user }, { role: "assistant", content: answer }] : [];
+}
 
 /** Applies one slot event (DESIGN.md, "SSE events") to its turn; false if not one. */
 export function applyEvent(turn, type, data, now = Date.now()) {

@@ -5,9 +5,10 @@
  */
 
 import { watchCode } from "./a11y.js";
-import { ACTIVE } from "./conversation.js";
+import { ACTIVE, shownVersion, versionsOf } from "./conversation.js";
 import { el } from "./dom.js";
 import { MarkdownStream } from "./markdown.js";
+import { VersionNav } from "./versions.js";
 
 const STATE_TEXT = {
   ready: "ready",
@@ -68,13 +69,20 @@ export function turnFigures(turn, now = Date.now()) {
 }
 
 class TurnView {
-  constructor(turn, slot, callbacks) {
+  /** `head`: the pane's turn (its newest version); the view shows shownVersion(head). */
+  constructor(head, slot, callbacks) {
+    const turn = shownVersion(head);
+    this.head = head;
     this.turn = turn;
     this.callbacks = callbacks;
     this.root = el("article", "turn");
     this.root.dataset.slot = String(slot);
-    const user = el("div", "user-msg");
-    user.textContent = turn.user;
+    const user = el("div", "prompt-line");
+    const text = el("div", "user-msg");
+    text.textContent = turn.user;
+    this.editBtn = button("edit", "Edit", "Edit this prompt and send it again", "✎");
+    this.editBtn.addEventListener("click", () => callbacks.edit());
+    user.append(this.editBtn, text);
     const reply = el("div", "reply");
     this.reasoning = null; // built when the first reasoning text arrives
     this.answer = el("div", "answer md");
@@ -94,7 +102,10 @@ class TurnView {
     this.shareBtn = button("share", "Continue with this one",
       "Send this answer as every model's history from now on");
     this.shareBtn.addEventListener("click", () => callbacks.share(slot, this.index));
-    this.footer.append(this.stats, this.pickBtn, this.shareBtn, this.copy);
+    this.nav = new VersionNav((i) => callbacks.showVersion(slot, this.index, i));
+    const count = versionsOf(head).length;
+    this.nav.set(versionsOf(head).indexOf(turn), count);
+    this.footer.append(this.nav.root, this.stats, this.pickBtn, this.shareBtn, this.copy);
     this.slot = slot;
     this.index = 0; // its turn's index in the pane, set by the pane
     reply.append(this.answer, this.typing, this.note, this.errorBox, this.footer);
@@ -166,6 +177,7 @@ class TurnView {
   /** The Best and Continue buttons, from the turn's pick (callbacks.pickOf). */
   syncPick() {
     const { pick, last } = this.callbacks.pickOf(this.index);
+    this.editBtn.hidden = !last || ACTIVE.has(this.head.state);
     const mine = pick?.pane === this.slot;
     const ended = !ACTIVE.has(this.turn.state);
     this.root.classList.toggle("picked", mine);
@@ -332,6 +344,17 @@ export class PaneView {
     const old = this.turns.pop();
     if (!this.layout) old?.root.remove();
     return this.addTurn(turn);
+  }
+
+  /** Redraws turn `t` in place for the version its data says to show (turn.shown). */
+  showVersion(t) {
+    const old = this.turns[t];
+    if (!old) return;
+    const view = new TurnView(this.pane.turns[t], this.index, this.callbacks);
+    view.index = t;
+    this.turns[t] = view;
+    old.root.replaceWith(view.root);
+    view.syncPick();
   }
 
   syncTurn(index) {

@@ -93,7 +93,7 @@ class ChorusPage:
 
     def send(self, text: str) -> str:
         """Types a message, presses Enter; returns the id of the stream it created."""
-        with self.page.expect_response(self._is_create) as info:
+        with self.page.expect_response(self.is_create) as info:
             self.page.fill("#prompt", text)
             self.page.press("#prompt", "Enter")
         response = info.value
@@ -101,7 +101,8 @@ class ChorusPage:
         return str(response.json()["id"])
 
     @staticmethod
-    def _is_create(response: Response) -> bool:
+    def is_create(response: Response) -> bool:
+        """The response that creates a stream."""
         return response.request.method == "POST" and urlsplit(response.url).path == "/v1/streams"
 
     def pane(self, slot: int) -> Any:

@@ -31,7 +31,7 @@ async def test_turns_align_in_rows_stop_and_resume_work_and_the_choice_is_kept(
             first = ui.send("First question")
             ui.wait_states("streaming", "streaming")
             row = ui.page.locator('.turn-row[data-turn="0"]')
-            assert row.locator(".row-prompt").inner_text() == "First question"
+            assert row.locator(".row-prompt .user-msg").inner_text() == "First question"
             assert row.locator(".turn").count() == 2
             tops = ui.page.evaluate(CELL_TOPS, 0)
             assert len(tops) == 2
