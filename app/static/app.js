@@ -24,6 +24,7 @@ import {
 import { AlignedLayout } from "./aligned.js";
 import { Drawers } from "./drawers.js";
 import { PaneView } from "./pane.js";
+import { paneParams } from "./pane-settings.js";
 import { Picker } from "./picker.js";
 import { Runs } from "./runs.js";
 import * as store from "./store.js";
@@ -98,6 +99,7 @@ function renderPanes() {
     share,
     edit,
     showVersion,
+    tuned: () => saveNow(conv),
     pickOf: (t) => ({ pick: conv.picks?.[t] ?? null, last: t === lastTurn() }),
   };
   const aligned = settings.layout === "aligned" && conv.panes.length > 0;
@@ -252,10 +254,9 @@ function send() {
     conv.title = text.length > 80 ? text.slice(0, 79) + "…" : text;
     conv.system = settings.system.trim();
   }
-  const targets = conv.panes.map((pane) => ({
-    model: pane.model,
-    messages: [...historyOf(conv, pane, pane.turns.length), { role: "user", content: text }],
-  }));
+  const targets = conv.panes.map((pane) =>
+    target(pane, [...historyOf(conv, pane, pane.turns.length), { role: "user", content: text }]),
+  );
   if (isBusy(conv)) runs.stopAll(conv); // the stalled turns: they never sent a token
   const t = lastTurn() + 1;
   (conv.blind ??= [])[t] = blindOrder();
@@ -276,6 +277,12 @@ function send() {
   );
 }
 
+/** A stream target for a pane: its model, its messages, and its own params if any. */
+function target(pane, messages) {
+  const params = paneParams(pane);
+  return params ? { model: pane.model, messages, params } : { model: pane.model, messages };
+}
+
 /** Asks pane p's model again for its last turn; the earlier answer stays as a version. */
 function regenerate(p) {
   const pane = conv.panes[p];
@@ -294,7 +301,7 @@ function relaunch(ps, user) {
     const messages = [...historyOf(conv, pane, t), { role: "user", content: user }];
     pane.turns[t] = nextVersion(pane.turns[t], user);
     views[p].replaceLastTurn(pane.turns[t]);
-    return { model: pane.model, messages };
+    return target(pane, messages);
   });
   if (ps.length === conv.panes.length) {
     // A new prompt for every pane: a new round to pick from (blind again, if it is on).

@@ -8,6 +8,7 @@ import { watchCode } from "./a11y.js";
 import { ACTIVE, shownVersion, versionsOf } from "./conversation.js";
 import { el } from "./dom.js";
 import { MarkdownStream } from "./markdown.js";
+import { isTuned, PaneSettings } from "./pane-settings.js";
 import { VersionNav } from "./versions.js";
 
 const STATE_TEXT = {
@@ -308,7 +309,19 @@ export class PaneView {
     });
     this.regenBtn = button("regen", "Regenerate", "Regenerate this answer", "↻");
     this.regenBtn.addEventListener("click", () => callbacks.regenerate(this.index));
-    actions.append(this.stopBtn, this.regenBtn);
+    this.tuneBtn = button("tune", "", "", "⚙");
+    this.tuneBtn.setAttribute("aria-expanded", "false");
+    this.settings = new PaneSettings(pane, () => {
+      this.syncTune();
+      callbacks.tuned(this.index);
+    });
+    this.tuneBtn.addEventListener("click", () => {
+      this.settings.root.hidden = !this.settings.root.hidden;
+      this.tuneBtn.setAttribute("aria-expanded", String(!this.settings.root.hidden));
+      if (!this.settings.root.hidden) this.settings.root.querySelector("input").focus();
+    });
+    this.syncTune();
+    actions.append(this.stopBtn, this.regenBtn, this.tuneBtn);
     head.append(title, this.stateBadge, actions);
     this.body = el("div", "pane-body");
     this.body.tabIndex = 0;
@@ -320,7 +333,7 @@ export class PaneView {
       const b = this.body;
       this.stick = b.scrollHeight - b.scrollTop - b.clientHeight < 48;
     });
-    this.root.append(head);
+    this.root.append(head, this.settings.root);
     if (!layout) this.root.append(this.body);
     for (const turn of pane.turns) this.addTurn(turn);
     this.syncHead();
@@ -373,6 +386,15 @@ export class PaneView {
     const who = blind ? label : "Slot " + (this.index + 1) + ": " + this.pane.model;
     this.root.setAttribute("aria-label", who);
     this.body.setAttribute("aria-label", "Answers from " + (blind ? label : this.pane.model));
+  }
+
+  /** The settings button says whether the pane has settings of its own. */
+  syncTune() {
+    const tuned = isTuned(this.pane);
+    const label = "Settings for this pane" + (tuned ? " (its own are set)" : "");
+    this.tuneBtn.setAttribute("aria-label", label);
+    this.tuneBtn.title = label;
+    this.tuneBtn.classList.toggle("tuned", tuned);
   }
 
   /** Redraws the Best / Continue buttons of every turn (a pick changed). */

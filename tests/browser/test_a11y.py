@@ -77,6 +77,12 @@ async def test_axe_finds_no_violation(
             ui.page.locator("#send").wait_for(state="visible")
             assert ui.page.locator("#stop-all").is_visible()
             ui.page.locator(".md pre").first.wait_for(state="attached")
+            # Versions, a picked answer and a pane's own settings, open.
+            ui.pane(1).locator("button.regen").click()
+            ui.wait_states("done", "done", "error", "waiting", timeout=30_000)
+            ui.turns(1).last.locator(".versions").wait_for()
+            ui.turns(0).last.locator("button.pick").click()
+            ui.pane(0).locator("button.tune").click()
             check(ui)
             ui.page.click("#settings-btn")
             check(ui)
