@@ -117,6 +117,7 @@ class TurnView {
     this.reasoningMd = null;
     this.shownAnswer = 0;
     this.shownReasoning = 0;
+    this.reasoningWords = 0;
     this.closed = false;
     this.sync();
   }
@@ -141,7 +142,13 @@ class TurnView {
     const active = ACTIVE.has(turn.state);
     if (turn.reasoning.length > this.shownReasoning) {
       this.ensureReasoning();
-      this.reasoningMd.push(turn.reasoning.slice(this.shownReasoning));
+      const added = turn.reasoning.slice(this.shownReasoning);
+      this.reasoningMd.push(added);
+      // Counted per chunk, so the cost does not grow with the reasoning: a word split
+      // across two chunks is counted once.
+      const joined = this.shownReasoning > 0 && /\S/.test(turn.reasoning[this.shownReasoning - 1])
+        && /^\S/.test(added);
+      this.reasoningWords += countWords(added) - (joined ? 1 : 0);
       this.shownReasoning = turn.reasoning.length;
     }
     if (turn.answer.length > this.shownAnswer) {
@@ -151,7 +158,7 @@ class TurnView {
     if (this.reasoning) {
       const thinking = active && !turn.answer;
       this.reasoningLabel.textContent = thinking ? "Thinking…" : "Reasoning";
-      this.reasoningSize.textContent = " · " + countWords(turn.reasoning) + " words";
+      this.reasoningSize.textContent = " · " + this.reasoningWords + " words";
       this.reasoning.classList.toggle("live", thinking);
     }
     if (!active && !this.closed) {

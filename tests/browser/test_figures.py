@@ -59,3 +59,20 @@ async def test_rate_and_token_count_update_while_streaming_then_take_the_servers
             assert ui.errors == []
 
     await in_browser(scenario)
+
+
+async def test_the_reasoning_word_count_matches_the_servers_reasoning(
+    chorus: Server, in_browser: RunInBrowser
+) -> None:
+    def scenario(browser: Browser) -> None:
+        with ChorusPage(browser, chorus.url, models=["demo/thinker"]) as ui:
+            ui.open()
+            stream = ui.send("Think first")
+            ui.wait_states("done")
+            reasoning = ui.snapshot(stream)["slots"][0]["reasoning"]
+            # Counted chunk by chunk as it arrived, it must equal a count of the whole.
+            size = ui.pane(0).locator(".reasoning-size").inner_text()
+            assert size == f" · {len(reasoning.split())} words"
+            assert ui.errors == []
+
+    await in_browser(scenario)
