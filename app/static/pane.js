@@ -106,7 +106,9 @@ class TurnView {
     this.nav = new VersionNav((i) => callbacks.showVersion(slot, this.index, i));
     const count = versionsOf(head).length;
     this.nav.set(versionsOf(head).indexOf(turn), count);
-    this.footer.append(this.nav.root, this.stats, this.pickBtn, this.shareBtn, this.copy);
+    const tools = el("div", "turn-tools");
+    tools.append(this.nav.root, this.pickBtn, this.shareBtn, this.copy);
+    this.footer.append(this.stats, tools);
     this.slot = slot;
     this.index = 0; // its turn's index in the pane, set by the pane
     reply.append(this.answer, this.typing, this.note, this.errorBox, this.footer);
