@@ -181,7 +181,8 @@ class TurnView {
     }
     this.copy.hidden = !turn.answer;
     this.syncStats();
-    this.syncPick();
+    if (this.pickedFor !== turn.state) this.syncPick(); // its buttons change with the state only
+    this.pickedFor = turn.state;
   }
 
   /** The Best and Continue buttons, from the turn's pick (callbacks.pickOf). */
