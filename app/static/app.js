@@ -13,12 +13,18 @@ import {
   hasTurns,
   historyOf,
   isBusy,
+  isStalled,
   newConversation,
   newTurn,
+  nextVersion,
   settleOrphans,
+  shownVersion,
+  versionsOf,
 } from "./conversation.js";
+import { AlignedLayout } from "./aligned.js";
 import { Drawers } from "./drawers.js";
 import { PaneView } from "./pane.js";
+import { paneParams } from "./pane-settings.js";
 import { Picker } from "./picker.js";
 import { Runs } from "./runs.js";
 import * as store from "./store.js";
@@ -30,7 +36,9 @@ const ui = {
   prompt: $("prompt"),
   send: $("send"),
   stopAll: $("stop-all"),
+  editing: $("editing"),
   newChat: $("new-chat"),
+  layout: $("layout-btn"),
   toast: $("toast"),
 };
 
@@ -39,6 +47,8 @@ const dirty = new Set(); // "pane:turn" keys of the open conversation awaiting a
 const unsaved = new Set();
 let conv = null;
 let views = [];
+let editing = false; // the composer holds an edited last prompt
+let layout = null; // the aligned view, when it is on
 let picker = null;
 let drawers = null;
 let frame = 0;
@@ -76,13 +86,36 @@ function flushFrame() {
     views[p]?.syncTurn(t);
   }
   dirty.clear();
+  layout?.scroll(ui.panes);
 }
 
 function renderPanes() {
   dirty.clear();
-  const callbacks = { stop: (p) => runs.stopPane(conv, p), regenerate, copy: copyText };
-  views = conv.panes.map((pane, i) => new PaneView(i, pane, picker.info(pane.model), callbacks));
-  ui.panes.replaceChildren(...views.map((v) => v.root));
+  const callbacks = {
+    stop: (p) => runs.stopPane(conv, p),
+    regenerate,
+    copy: copyText,
+    pick,
+    share,
+    edit,
+    showVersion,
+    tuned: () => saveNow(conv),
+    pickOf: (t) => ({ pick: conv.picks?.[t] ?? null, last: t === lastTurn() }),
+  };
+  const aligned = settings.layout === "aligned" && conv.panes.length > 0;
+  layout = aligned ? new AlignedLayout(conv.panes.length, edit) : null;
+  views = conv.panes.map(
+    (pane, i) => new PaneView(i, pane, picker.info(pane.model), callbacks, layout),
+  );
+  if (layout) {
+    layout.setHeads(views.map((v) => v.root));
+    ui.panes.replaceChildren(layout.root);
+  } else {
+    ui.panes.replaceChildren(...views.map((v) => v.root));
+  }
+  applyBlind();
+  ui.panes.dataset.layout = aligned ? "aligned" : "columns";
+  ui.layout.setAttribute("aria-pressed", String(settings.layout === "aligned"));
   ui.panes.dataset.count = String(conv.panes.length);
   if (!conv.panes.length) {
     const empty = document.createElement("div");
@@ -98,13 +131,16 @@ function renderPanes() {
   refreshControls();
 }
 
+/** Busy: a turn is running that a new message must wait for (see isStalled). */
+const mustWait = (c) => isBusy(c) && !isStalled(c);
+
 function refreshControls() {
-  const busy = isBusy(conv);
+  const busy = mustWait(conv);
   ui.send.hidden = busy;
-  ui.stopAll.hidden = !busy;
+  ui.stopAll.hidden = !isBusy(conv);
   document.body.dataset.busy = String(busy);
   picker.setDisabled(busy);
-  if (busy && !tickTimer) {
+  if (isBusy(conv) && !tickTimer) {
     tickTimer = setInterval(() => {
       for (const v of views) v.tick();
       if (!isBusy(conv)) {
@@ -113,6 +149,62 @@ function refreshControls() {
       }
     }, 250);
   }
+}
+
+/* Picking the best answer, and blind rounds */
+
+const lastTurn = () => (conv.panes[0]?.turns.length ?? 0) - 1;
+
+/** The pane order of the running blind round, or null: a blind round lasts until a pick. */
+function blindRound() {
+  const t = lastTurn();
+  return t >= 0 && !conv.picks?.[t] ? conv.blind?.[t] ?? null : null;
+}
+
+/** Hides names and shuffles the panes during a blind round; shows them as they are after. */
+function applyBlind() {
+  const order = blindRound();
+  views.forEach((v, p) => v.setBlind(order ? "Model " + String.fromCharCode(65 + order.indexOf(p)) : null));
+  const seq = order ?? views.map((_, p) => p);
+  if (layout) layout.setOrder(seq);
+  else if (views.length) ui.panes.append(...seq.map((p) => views[p].root));
+  document.body.dataset.blind = String(!!order);
+}
+
+/** A shuffled pane order for a new round in blind mode, else null. */
+const blindOrder = () =>
+  settings.blind && conv.panes.length > 1 ? shuffled(conv.panes.length) : null;
+
+function shuffled(n) {
+  const order = [...Array(n).keys()];
+  for (let i = n - 1; i > 0; i--) {
+    const j = Math.floor(Math.random() * (i + 1));
+    [order[i], order[j]] = [order[j], order[i]];
+  }
+  return order;
+}
+
+/** Marks pane p's answer the best of turn t; the pick that ends a blind round counts. */
+function pick(p, t) {
+  conv.picks ??= [];
+  if (conv.picks[t]?.pane === p) return;
+  if (t === lastTurn() && blindRound()) {
+    store.countBlindPick(conv.panes.map((pane) => pane.model), conv.panes[p].model);
+    toast("Picked: " + conv.panes[p].model + ".");
+  }
+  conv.picks[t] = { pane: p, shared: false };
+  saveNow(conv);
+  applyBlind();
+  for (const v of views) v.syncPicks();
+}
+
+/** Every pane's next turn is sent the picked answer's history instead of its own. */
+function share(p, t) {
+  if (conv.picks?.[t]?.pane !== p) return;
+  conv.picks[t].shared = true;
+  saveNow(conv);
+  for (const v of views) v.syncPicks();
+  toast("Every model now continues from this answer.");
 }
 
 /* Saving: a conversation is written at most once a second, and when the page is hidden. */
@@ -139,7 +231,7 @@ function flushSaves() {
 function send() {
   const text = ui.prompt.value.trim();
   if (!text) return;
-  if (isBusy(conv)) {
+  if (mustWait(conv)) {
     toast("Wait for the answers, or stop them with Esc.");
     return;
   }
@@ -153,19 +245,28 @@ function send() {
     toast(missing.model + " is not offered by this server. Remove it, or start a new chat.");
     return;
   }
+  if (editing) {
+    stopEditing();
+    relaunch(conv.panes.map((_, p) => p), text);
+    return;
+  }
   if (!hasTurns(conv)) {
     conv.title = text.length > 80 ? text.slice(0, 79) + "…" : text;
     conv.system = settings.system.trim();
   }
-  const targets = conv.panes.map((pane) => ({
-    model: pane.model,
-    messages: [...historyOf(conv, pane, pane.turns.length), { role: "user", content: text }],
-  }));
+  const targets = conv.panes.map((pane) =>
+    target(pane, [...historyOf(conv, pane, pane.turns.length), { role: "user", content: text }]),
+  );
+  if (isBusy(conv)) runs.stopAll(conv); // the stalled turns: they never sent a token
+  const t = lastTurn() + 1;
+  (conv.blind ??= [])[t] = blindOrder();
   conv.panes.forEach((pane, p) => {
     const turn = newTurn(text);
     pane.turns.push(turn);
     views[p].addTurn(turn);
   });
+  applyBlind();
+  for (const v of views) v.syncPicks();
   ui.prompt.value = "";
   autosize();
   store.setCurrentConversation(conv.id);
@@ -176,19 +277,79 @@ function send() {
   );
 }
 
+/** A stream target for a pane: its model, its messages, and its own params if any. */
+function target(pane, messages) {
+  const params = paneParams(pane);
+  return params ? { model: pane.model, messages, params } : { model: pane.model, messages };
+}
+
+/** Asks pane p's model again for its last turn; the earlier answer stays as a version. */
 function regenerate(p) {
   const pane = conv.panes[p];
   const t = pane.turns.length - 1;
   const last = pane.turns[t];
   if (!last || ACTIVE.has(last.state)) return;
-  const turn = newTurn(last.user);
-  const messages = [...historyOf(conv, pane, t), { role: "user", content: last.user }];
-  pane.turns[t] = turn;
-  views[p].replaceLastTurn(turn);
-  runs.launch(conv, [p], [{ model: pane.model, messages }]);
+  const user = shownVersion(last).user;
+  relaunch([p], user);
+}
+
+/** New versions of the last turn of panes `ps` for `user`, sent with their histories. */
+function relaunch(ps, user) {
+  const t = lastTurn();
+  const targets = ps.map((p) => {
+    const pane = conv.panes[p];
+    const messages = [...historyOf(conv, pane, t), { role: "user", content: user }];
+    pane.turns[t] = nextVersion(pane.turns[t], user);
+    views[p].replaceLastTurn(pane.turns[t]);
+    return target(pane, messages);
+  });
+  if (ps.length === conv.panes.length) {
+    // A new prompt for every pane: a new round to pick from (blind again, if it is on).
+    if (conv.picks?.[t]) conv.picks[t] = null;
+    (conv.blind ??= [])[t] = blindOrder();
+    applyBlind();
+  }
+  for (const v of views) v.syncPicks();
+  runs.launch(conv, ps, targets);
+}
+
+/** Puts the last prompt in the composer; sending then makes a new version of the turn. */
+function edit() {
+  const t = lastTurn();
+  if (t < 0 || isBusy(conv)) {
+    toast("Wait for the answers, or stop them with Esc, before editing.");
+    return;
+  }
+  editing = true;
+  ui.editing.hidden = false;
+  ui.prompt.value = shownVersion(conv.panes[0].turns[t]).user;
+  autosize();
+  ui.prompt.focus();
+}
+
+function stopEditing() {
+  editing = false;
+  ui.editing.hidden = true;
+  ui.prompt.value = "";
+  autosize();
+}
+
+/** Shows version i of pane p's turn t; that version is what the next turn's history uses. */
+function showVersion(p, t, i) {
+  const turn = conv.panes[p].turns[t];
+  const count = versionsOf(turn).length;
+  if (!turn || i < 0 || i >= count) return;
+  const forward = i > versionsOf(turn).indexOf(shownVersion(turn));
+  turn.shown = i === count - 1 ? undefined : i;
+  views[p].showVersion(t);
+  saveNow(conv);
+  // The view was redrawn: focus the arrow pressed, or the other one at either end.
+  const { prev, next } = views[p].turns[t].nav;
+  (forward ? (next.disabled ? prev : next) : prev.disabled ? next : prev).focus();
 }
 
 function switchTo(next) {
+  if (editing) stopEditing();
   if (conv && isBusy(conv)) runs.stopAll(conv); // its last events still land in it, and are saved
   flushSaves();
   conv = next;
@@ -306,7 +467,11 @@ function bindKeys() {
   });
   document.addEventListener("keydown", (e) => {
     if (e.key !== "Escape" || e.defaultPrevented) return;
-    if (drawers.close()) return;
+    if (drawers.close(true)) return;
+    if (editing) {
+      stopEditing();
+      return;
+    }
     if (isBusy(conv)) {
       e.preventDefault();
       runs.stopAll(conv);
@@ -335,7 +500,14 @@ function main() {
   for (const run of conv.runs) runs.attach(conv, run);
   store.setCurrentConversation(conv.id);
   ui.stopAll.addEventListener("click", () => runs.stopAll(conv));
+  $("edit-cancel").addEventListener("click", stopEditing);
   ui.newChat.addEventListener("click", newChat);
+  ui.layout.addEventListener("click", () => {
+    settings.layout = settings.layout === "aligned" ? "columns" : "aligned";
+    store.saveSettings(settings);
+    renderPanes();
+  });
+  ui.panes.addEventListener("scroll", () => layout?.scrolled(ui.panes));
   drawers = new Drawers(settings, {
     currentId: () => conv.id,
     beforeList: flushSaves,

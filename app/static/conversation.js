@@ -19,6 +19,8 @@ export function newConversation(id, models) {
     system: "",
     panes: models.map((model) => ({ model, turns: [] })),
     runs: [], // streams still followed: {id, eventsUrl, stopUrl, panes, turns, lastEventId}
+    picks: [], // per turn index: {pane, shared} once an answer is marked the best, or null
+    blind: [], // per turn index: the shuffled pane order of a blind round, or null
   };
 }
 
@@ -41,20 +43,70 @@ export function newTurn(user) {
   };
 }
 
+/** The versions of a turn, oldest first: earlier answers (Regenerate, an edited prompt),
+ * then the turn itself, the newest, which is the one a stream writes to. */
+export const versionsOf = (turn) => [...(turn.versions ?? []), turn];
+
+/** The version on screen; a pane's history is built from it. */
+export const shownVersion = (turn) => versionsOf(turn)[turn.shown ?? Infinity] ?? turn;
+
+/** A new version of a turn for `user`, keeping the turn and its versions behind it. */
+export function nextVersion(turn, user) {
+  const { versions = [], shown: _shown, ...old } = turn;
+  const next = newTurn(user);
+  next.versions = [...versions, old];
+  return next;
+}
+
 export const hasTurns = (c) => c.panes.some((p) => p.turns.length > 0);
 export const isBusy = (c) => c.panes.some((p) => p.turns.some((t) => ACTIVE.has(t.state)));
+
+/**
+ * True when the only turns still running have not sent a token while some pane's last
+ * turn has ended: a model that never starts must not hold the others back for its whole
+ * first-token timeout. A new message may then be sent; it stops those turns first (they
+ * have no text, so nothing is lost, and their upstream requests are closed).
+ */
+export function isStalled(c) {
+  const last = c.panes.map((p) => p.turns[p.turns.length - 1]).filter(Boolean);
+  if (!last.some((t) => !ACTIVE.has(t.state))) return false;
+  const active = c.panes.flatMap((p) => p.turns.filter((t) => ACTIVE.has(t.state)));
+  return active.length > 0 && active.every((t) => !t.answer && !t.reasoning);
+}
 
 /** The turn a stream's slot writes to. */
 export const turnOf = (c, run, slot) => c.panes[run.panes[slot]]?.turns[run.turns[slot]] ?? null;
 
-/** The messages a slot is sent: its own history, leaving out turns with no answer. */
+/**
+ * The messages a slot is sent for its turn `upTo`: the system prompt, then its own earlier
+ * turns, leaving out turns with no answer. From the last turn whose best answer was
+ * chosen to "continue with" (a shared pick), every pane is sent that answer's history
+ * instead of its own, then its own turns after it.
+ */
 export function historyOf(c, pane, upTo) {
-  const messages = c.system ? [{ role: "system", content: c.system }] : [];
-  for (const turn of pane.turns.slice(0, upTo)) {
-    if (!turn.answer) continue;
-    messages.push({ role: "user", content: turn.user }, { role: "assistant", content: turn.answer });
+  const system = pane.system ?? c.system;
+  return [...(system ? [{ role: "system", content: system }] : []), ...turnsOf(c, pane, upTo)];
+}
+
+function turnsOf(c, pane, upTo) {
+  const picks = c.picks ?? [];
+  let messages = [];
+  let from = 0;
+  for (let i = Math.min(upTo, picks.length) - 1; i >= 0; i--) {
+    const pick = picks[i];
+    const chosen = pick?.shared ? c.panes[pick.pane] : null;
+    if (!chosen?.turns[i]) continue;
+    messages = [...turnsOf(c, chosen, i), ...exchange(chosen.turns[i])];
+    from = i + 1;
+    break;
   }
+  for (const turn of pane.turns.slice(from, upTo)) messages.push(...exchange(turn));
   return messages;
+}
+
+function exchange(turn) {
+  const { user, answer } = shownVersion(turn);
+  return answer ? [{ role: "user", content: user }, { role: "assistant", content: answer }] : [];
 }
 
 /** Applies one slot event (DESIGN.md, "SSE events") to its turn; false if not one. */

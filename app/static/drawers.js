@@ -1,18 +1,13 @@
 /**
  * The two side drawers: History (conversations saved in this browser: open, delete) and
- * Settings (system prompt for new chats, temperature, max tokens, API key; saved at once).
+ * Settings (system prompt for new chats, temperature, max tokens, API key, blind mode and
+ * its tally; saved at once).
  */
 
+import { el } from "./dom.js";
 import * as store from "./store.js";
 
 const $ = (id) => document.getElementById(id);
-
-function el(tag, className, text) {
-  const node = document.createElement(tag);
-  if (className) node.className = className;
-  if (text !== undefined) node.textContent = text;
-  return node;
-}
 
 export class Drawers {
   /** hooks: currentId(), beforeList(), open(id), deleted(id), keyChanged(). */
@@ -27,7 +22,7 @@ export class Drawers {
       button.addEventListener("click", () => this.toggle(drawer, drawer.hidden));
     }
     for (const close of document.querySelectorAll("[data-close-drawer]")) {
-      close.addEventListener("click", () => this.close());
+      close.addEventListener("click", () => this.close(true));
     }
     // A click anywhere outside an open drawer (and its button) closes it.
     document.addEventListener("pointerdown", (e) => {
@@ -37,11 +32,15 @@ export class Drawers {
     this.bindSettings();
   }
 
-  /** Closes any open drawer; true if one was open. */
-  close() {
-    const open = this.pairs.some(([d]) => !d.hidden);
+  /**
+   * Closes any open drawer; true if one was open. With `refocus` (Esc, Close) focus goes
+   * back to the button that opened it, instead of falling to the page's start.
+   */
+  close(refocus = false) {
+    const open = this.pairs.find(([d]) => !d.hidden);
     if (open) this.toggle(null, false);
-    return open;
+    if (open && refocus) open[1].focus();
+    return !!open;
   }
 
   toggle(drawer, show) {
@@ -52,6 +51,7 @@ export class Drawers {
     }
     if (!show) return;
     if (drawer.id === "history") this.renderHistory();
+    if (drawer.id === "settings") this.renderTally();
     drawer.querySelector("button, input, textarea")?.focus();
   }
 
@@ -86,6 +86,26 @@ export class Drawers {
     $("history-list").replaceChildren(...items);
   }
 
+  renderTally() {
+    const rows = Object.entries(store.loadTally())
+      .sort((a, b) => b[1].picked - a[1].picked || a[0].localeCompare(b[0]))
+      .map(([model, t]) => {
+        const tr = el("tr");
+        const name = el("th", "tally-model", model);
+        name.scope = "row";
+        tr.append(name, el("td", "", String(t.picked)), el("td", "", String(t.rounds)));
+        return tr;
+      });
+    if (!rows.length) {
+      const td = el("td", "muted", "No blind picks yet.");
+      td.colSpan = 3;
+      const tr = el("tr");
+      tr.append(td);
+      rows.push(tr);
+    }
+    $("tally-rows").replaceChildren(...rows);
+  }
+
   bindSettings() {
     const s = this.settings;
     const system = $("set-system");
@@ -110,5 +130,15 @@ export class Drawers {
     for (const input of [system, temperature, maxTokens, apiKey]) {
       input.addEventListener("change", read);
     }
+    const blind = $("set-blind");
+    blind.checked = s.blind;
+    blind.addEventListener("change", () => {
+      s.blind = blind.checked;
+      store.saveSettings(s);
+    });
+    $("tally-reset").addEventListener("click", () => {
+      store.resetTally();
+      this.renderTally();
+    });
   }
 }

@@ -4,8 +4,12 @@
  * calls sync(), at most once per animation frame per turn.
  */
 
-import { ACTIVE } from "./conversation.js";
+import { watchCode } from "./a11y.js";
+import { ACTIVE, shownVersion, versionsOf } from "./conversation.js";
+import { el } from "./dom.js";
 import { MarkdownStream } from "./markdown.js";
+import { isTuned, PaneSettings } from "./pane-settings.js";
+import { VersionNav } from "./versions.js";
 
 const STATE_TEXT = {
   ready: "ready",
@@ -16,13 +20,6 @@ const STATE_TEXT = {
   stopped: "stopped",
   error: "error",
 };
-
-function el(tag, className, text) {
-  const node = document.createElement(tag);
-  if (className) node.className = className;
-  if (text !== undefined) node.textContent = text;
-  return node;
-}
 
 function button(className, text, label, icon) {
   const b = el("button", "btn " + className);
@@ -44,34 +41,54 @@ export function formatMs(ms) {
   return m + " min " + Math.round((ms % 60000) / 1000) + " s";
 }
 
-/** The figures of a turn: the server's once the slot has ended, live ones before. */
+/** Characters per token when the page estimates a count (a common rule of thumb). */
+const CHARS_PER_TOKEN = 4;
+
+/**
+ * The figures of a turn: the server's once the slot has ended; before that, measured or
+ * estimated in the page (output tokens from the text's length, the rate from them and the
+ * time since the first token), and flagged `estimated`.
+ */
 export function turnFigures(turn, now = Date.now()) {
   const t = turn.timing ?? {};
   const live = ACTIVE.has(turn.state);
   const ttft = t.ttft_ms ?? (turn.first && turn.started ? turn.first - turn.started : null);
   const duration = t.duration_ms ?? (turn.started ? (live ? now : turn.ended ?? now) - turn.started : null);
   const u = turn.usage;
+  const chars = turn.answer.length + turn.reasoning.length;
+  const guess = live && !u && chars ? Math.ceil(chars / CHARS_PER_TOKEN) : null;
+  const since = turn.first ? (now - turn.first) / 1000 : 0;
   return {
     ttft,
     duration,
-    rate: t.tokens_per_s ?? null,
+    rate: t.tokens_per_s ?? (guess !== null && since > 0 ? guess / since : null),
     input: u?.input_tokens ?? null,
-    output: u?.output_tokens ?? null,
-    estimated: !!u?.estimated,
+    output: u?.output_tokens ?? guess,
+    estimated: !!u?.estimated || guess !== null,
+    rateEstimated: t.tokens_per_s == null && guess !== null,
   };
 }
 
 class TurnView {
-  constructor(turn, callbacks) {
+  /** `head`: the pane's turn (its newest version); the view shows shownVersion(head). */
+  constructor(head, slot, callbacks) {
+    const turn = shownVersion(head);
+    this.head = head;
     this.turn = turn;
     this.callbacks = callbacks;
     this.root = el("article", "turn");
-    const user = el("div", "user-msg");
-    user.textContent = turn.user;
+    this.root.dataset.slot = String(slot);
+    const user = el("div", "prompt-line");
+    const text = el("div", "user-msg");
+    text.textContent = turn.user;
+    this.editBtn = button("edit", "Edit", "Edit this prompt and send it again", "✎");
+    this.editBtn.addEventListener("click", () => callbacks.edit());
+    user.append(this.editBtn, text);
     const reply = el("div", "reply");
     this.reasoning = null; // built when the first reasoning text arrives
     this.answer = el("div", "answer md");
     this.typing = el("div", "typing");
+    this.typing.setAttribute("role", "img");
     this.typing.setAttribute("aria-label", "Waiting for the first token");
     this.typing.append(el("span"), el("span"), el("span"));
     this.note = el("div", "turn-note");
@@ -81,14 +98,28 @@ class TurnView {
     this.stats = el("div", "stats");
     this.copy = button("copy", "Copy", "Copy answer");
     this.copy.addEventListener("click", () => callbacks.copy(this.turn.answer, this.copy));
-    this.footer.append(this.stats, this.copy);
+    this.pickBtn = button("pick", "Best", "Mark as the best answer to this prompt", "☆");
+    this.pickBtn.addEventListener("click", () => callbacks.pick(slot, this.index));
+    this.shareBtn = button("share", "Continue with this one",
+      "Send this answer as every model's history from now on");
+    this.shareBtn.addEventListener("click", () => callbacks.share(slot, this.index));
+    this.nav = new VersionNav((i) => callbacks.showVersion(slot, this.index, i));
+    const count = versionsOf(head).length;
+    this.nav.set(versionsOf(head).indexOf(turn), count);
+    const tools = el("div", "turn-tools");
+    tools.append(this.nav.root, this.pickBtn, this.shareBtn, this.copy);
+    this.footer.append(this.stats, tools);
+    this.slot = slot;
+    this.index = 0; // its turn's index in the pane, set by the pane
     reply.append(this.answer, this.typing, this.note, this.errorBox, this.footer);
     this.reply = reply;
     this.root.append(user, reply);
+    watchCode(this.answer);
     this.md = new MarkdownStream(this.answer);
     this.reasoningMd = null;
     this.shownAnswer = 0;
     this.shownReasoning = 0;
+    this.reasoningWords = 0;
     this.closed = false;
     this.sync();
   }
@@ -113,7 +144,13 @@ class TurnView {
     const active = ACTIVE.has(turn.state);
     if (turn.reasoning.length > this.shownReasoning) {
       this.ensureReasoning();
-      this.reasoningMd.push(turn.reasoning.slice(this.shownReasoning));
+      const added = turn.reasoning.slice(this.shownReasoning);
+      this.reasoningMd.push(added);
+      // Counted per chunk, so the cost does not grow with the reasoning: a word split
+      // across two chunks is counted once.
+      const joined = this.shownReasoning > 0 && /\S/.test(turn.reasoning[this.shownReasoning - 1])
+        && /^\S/.test(added);
+      this.reasoningWords += countWords(added) - (joined ? 1 : 0);
       this.shownReasoning = turn.reasoning.length;
     }
     if (turn.answer.length > this.shownAnswer) {
@@ -123,11 +160,11 @@ class TurnView {
     if (this.reasoning) {
       const thinking = active && !turn.answer;
       this.reasoningLabel.textContent = thinking ? "Thinking…" : "Reasoning";
-      this.reasoningSize.textContent = " · " + countWords(turn.reasoning) + " words";
+      this.reasoningSize.textContent = " · " + this.reasoningWords + " words";
       this.reasoning.classList.toggle("live", thinking);
     }
     if (!active && !this.closed) {
-      this.md.end();
+      this.endAnswer();
       this.reasoningMd?.end();
       this.closed = true;
     }
@@ -144,6 +181,44 @@ class TurnView {
     }
     this.copy.hidden = !turn.answer;
     this.syncStats();
+    if (this.pickedFor !== turn.state) this.syncPick(); // its buttons change with the state only
+    this.pickedFor = turn.state;
+  }
+
+  /** The Best and Continue buttons, from the turn's pick (callbacks.pickOf). */
+  syncPick() {
+    const { pick, last } = this.callbacks.pickOf(this.index);
+    this.editBtn.hidden = !last || ACTIVE.has(this.head.state);
+    const mine = pick?.pane === this.slot;
+    const ended = !ACTIVE.has(this.turn.state);
+    this.root.classList.toggle("picked", mine);
+    this.pickBtn.hidden = !ended || !this.turn.answer;
+    this.pickBtn.setAttribute("aria-pressed", String(mine));
+    this.pickBtn.querySelector(".btn-icon").textContent = mine ? "★" : "☆";
+    this.pickBtn.querySelector(".btn-label").textContent = mine ? "Preferred" : "Best";
+    this.shareBtn.hidden = !mine || !(last || pick.shared);
+    this.shareBtn.setAttribute("aria-pressed", String(!!pick?.shared));
+    this.shareBtn.disabled = !!pick?.shared;
+    this.shareBtn.querySelector(".btn-label").textContent = pick?.shared
+      ? "Every model continues from this one"
+      : "Continue with this one";
+  }
+
+  /**
+   * Closes the answer. One cut off mid-line (error, stop) may end in a line of bare markup
+   * ("- ", "##") that the stream held back; closing it as is would leave an empty bullet or
+   * heading, so the answer is drawn once more without it.
+   */
+  endAnswer() {
+    const shown = shownAnswer(this.turn);
+    if (shown.length === this.turn.answer.length) {
+      this.md.end();
+      return;
+    }
+    this.answer.replaceChildren();
+    this.md = new MarkdownStream(this.answer);
+    this.md.push(shown);
+    this.md.end();
   }
 
   syncStats() {
@@ -153,7 +228,8 @@ class TurnView {
       ["state", STATE_TEXT[this.turn.state] ?? this.turn.state],
       ["ttft", "TTFT " + formatMs(f.ttft)],
       ["duration", formatMs(f.duration)],
-      ["rate", f.rate === null ? "– tok/s" : f.rate.toFixed(f.rate < 10 ? 1 : 0) + " tok/s"],
+      ["rate", f.rate === null ? "– tok/s"
+        : (f.rateEstimated ? "≈" : "") + f.rate.toFixed(f.rate < 10 ? 1 : 0) + " tok/s"],
       ["tokens", "in " + count(f.input) + " · out " + count(f.output)],
     ];
     if (!this.statNodes) {
@@ -164,11 +240,22 @@ class TurnView {
       }
       this.statNodes.ttft.title = "Time to first token";
     }
+    const guess = f.rateEstimated ? "Estimated while streaming (about 4 characters a token)" : "";
+    if (this.statNodes.rate.title !== guess) this.statNodes.rate.title = guess;
     for (const [key, text] of parts) {
       if (this.statNodes[key].textContent !== text) this.statNodes[key].textContent = text;
     }
     this.statNodes.state.dataset.state = this.turn.state;
   }
+}
+
+/** A trailing partial line made only of Markdown markers (list, heading, quote, fence…). */
+const HELD_MARKUP = /(^|\n)([ \t]*([-*+>#`~=_|:]|\d+[.)])[ \t]*)+$/;
+
+/** The answer as the page shows it once the turn has ended (see TurnView.endAnswer). */
+export function shownAnswer(turn) {
+  if (turn.state === "done" || ACTIVE.has(turn.state)) return turn.answer;
+  return turn.answer.replace(HELD_MARKUP, "$1");
 }
 
 function countWords(text) {
@@ -192,14 +279,20 @@ function noteFor(turn) {
 }
 
 export class PaneView {
-  /** callbacks: stop(index), regenerate(index), copy(text, button). */
-  constructor(index, pane, info, callbacks) {
+  /**
+   * callbacks: stop(index), regenerate(index), copy(text, button). `layout`: null for a
+   * column of its own, or the aligned view that places each turn (aligned.js).
+   */
+  constructor(index, pane, info, callbacks, layout = null) {
     this.index = index;
+    this.layout = layout;
     this.pane = pane;
     this.callbacks = callbacks;
     this.turns = [];
     this.root = el("section", "pane");
     this.root.dataset.slot = String(index);
+    this.root.tabIndex = -1;
+    this.root.setAttribute("aria-label", "Slot " + (index + 1) + ": " + pane.model);
     this.root.style.setProperty("--slot-hue", String((index * 137 + 210) % 360));
     const head = el("header", "pane-head");
     const title = el("div", "pane-title");
@@ -209,14 +302,36 @@ export class PaneView {
     title.append(slot, name);
     if (info?.simulated) title.append(el("span", "tag sim", "simulated"));
     if (info === null) title.append(el("span", "tag missing", "not available"));
+    this.title = title;
+    this.name = name;
+    this.blindName = el("span", "model-name blind-name");
+    this.blindName.hidden = true;
+    title.append(this.blindName);
     this.stateBadge = el("span", "state-badge");
     this.stateBadge.setAttribute("aria-live", "polite");
     const actions = el("div", "pane-actions");
     this.stopBtn = button("stop", "Stop", "Stop this model");
-    this.stopBtn.addEventListener("click", () => callbacks.stop(this.index));
+    this.stopBtn.addEventListener("click", () => {
+      // The button is disabled, then hidden: keep focus in this pane rather than let it
+      // fall to the page's start.
+      this.root.focus();
+      callbacks.stop(this.index);
+    });
     this.regenBtn = button("regen", "Regenerate", "Regenerate this answer", "↻");
     this.regenBtn.addEventListener("click", () => callbacks.regenerate(this.index));
-    actions.append(this.stopBtn, this.regenBtn);
+    this.tuneBtn = button("tune", "", "", "⚙");
+    this.tuneBtn.setAttribute("aria-expanded", "false");
+    this.settings = new PaneSettings(pane, () => {
+      this.syncTune();
+      callbacks.tuned(this.index);
+    });
+    this.tuneBtn.addEventListener("click", () => {
+      this.settings.root.hidden = !this.settings.root.hidden;
+      this.tuneBtn.setAttribute("aria-expanded", String(!this.settings.root.hidden));
+      if (!this.settings.root.hidden) this.settings.root.querySelector("input").focus();
+    });
+    this.syncTune();
+    actions.append(this.stopBtn, this.regenBtn, this.tuneBtn);
     head.append(title, this.stateBadge, actions);
     this.body = el("div", "pane-body");
     this.body.tabIndex = 0;
@@ -228,15 +343,19 @@ export class PaneView {
       const b = this.body;
       this.stick = b.scrollHeight - b.scrollTop - b.clientHeight < 48;
     });
-    this.root.append(head, this.body);
+    this.root.append(head, this.settings.root);
+    if (!layout) this.root.append(this.body);
     for (const turn of pane.turns) this.addTurn(turn);
     this.syncHead();
   }
 
   addTurn(turn) {
-    const view = new TurnView(turn, this.callbacks);
+    const view = new TurnView(turn, this.index, this.callbacks);
+    view.index = this.turns.length;
     this.turns.push(view);
-    this.body.append(view.root);
+    view.syncPick();
+    if (this.layout) this.layout.place(this.index, this.turns.length - 1, view);
+    else this.body.append(view.root);
     this.empty.hidden = true;
     this.stick = true;
     this.syncHead();
@@ -246,14 +365,51 @@ export class PaneView {
 
   replaceLastTurn(turn) {
     const old = this.turns.pop();
-    old?.root.remove();
+    if (!this.layout) old?.root.remove();
     return this.addTurn(turn);
+  }
+
+  /** Redraws turn `t` in place for the version its data says to show (turn.shown). */
+  showVersion(t) {
+    const old = this.turns[t];
+    if (!old) return;
+    const view = new TurnView(this.pane.turns[t], this.index, this.callbacks);
+    view.index = t;
+    this.turns[t] = view;
+    old.root.replaceWith(view.root);
+    view.syncPick();
   }
 
   syncTurn(index) {
     this.turns[index]?.sync();
     this.syncHead();
     this.scroll();
+  }
+
+  /** Blind mode: `label` ("Model B") stands for the model, whose name, slot number and
+   * colour are hidden until a pick reveals them; null shows them again. */
+  setBlind(label) {
+    const blind = label !== null;
+    this.root.classList.toggle("blind", blind);
+    for (const node of this.title.children) node.hidden = blind ? node !== this.blindName : node === this.blindName;
+    this.blindName.textContent = label ?? "";
+    const who = blind ? label : "Slot " + (this.index + 1) + ": " + this.pane.model;
+    this.root.setAttribute("aria-label", who);
+    this.body.setAttribute("aria-label", "Answers from " + (blind ? label : this.pane.model));
+  }
+
+  /** The settings button says whether the pane has settings of its own. */
+  syncTune() {
+    const tuned = isTuned(this.pane);
+    const label = "Settings for this pane" + (tuned ? " (its own are set)" : "");
+    this.tuneBtn.setAttribute("aria-label", label);
+    this.tuneBtn.title = label;
+    this.tuneBtn.classList.toggle("tuned", tuned);
+  }
+
+  /** Redraws the Best / Continue buttons of every turn (a pick changed). */
+  syncPicks() {
+    for (const view of this.turns) view.syncPick();
   }
 
   tick() {

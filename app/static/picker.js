@@ -4,12 +4,7 @@
  * model may be picked more than once, up to the server's slot limit.
  */
 
-function el(tag, className, text) {
-  const node = document.createElement(tag);
-  if (className) node.className = className;
-  if (text !== undefined) node.textContent = text;
-  return node;
-}
+import { el } from "./dom.js";
 
 /** Models matching every word of `query`, those starting with it first. */
 export function filterModels(models, query) {

@@ -1,7 +1,7 @@
 /**
  * What the page keeps in localStorage: settings (picked models, system prompt, params, the
- * API key when the server needs one),
- * saved conversations, and which conversation is open. Conversations are written as a
+ * API key when the server needs one, the layout, blind mode), saved conversations, which
+ * conversation is open, and the blind-mode tally. Conversations are written as a
  * whole but at most once a second while streaming (and at once when the page is hidden),
  * so saving never costs per chunk.
  */
@@ -44,6 +44,8 @@ export function loadSettings() {
     temperature: typeof s.temperature === "number" ? s.temperature : null,
     maxTokens: typeof s.maxTokens === "number" ? s.maxTokens : null,
     apiKey: typeof s.apiKey === "string" ? s.apiKey : "",
+    layout: s.layout === "aligned" ? "aligned" : "columns",
+    blind: s.blind === true,
   };
 }
 
@@ -93,6 +95,28 @@ export function saveConversation(conv) {
 export function deleteConversation(id) {
   localStorage.removeItem(PREFIX + "conv:" + id);
   write("convs", listConversations().filter((c) => c.id !== id));
+}
+
+/** Blind-mode results per model: {model: {picked, rounds}}. */
+export function loadTally() {
+  const t = read("tally", {});
+  return t && typeof t === "object" && !Array.isArray(t) ? t : {};
+}
+
+/** Counts one blind round: every slot's model took part, `picked` won it. */
+export function countBlindPick(models, picked) {
+  const tally = loadTally();
+  for (const m of models) {
+    tally[m] ??= { picked: 0, rounds: 0 };
+    tally[m].rounds += 1;
+  }
+  tally[picked].picked += 1;
+  write("tally", tally);
+  return tally;
+}
+
+export function resetTally() {
+  localStorage.removeItem(PREFIX + "tally");
 }
 
 export function newId() {

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+from pathlib import Path
 from typing import Any
 from urllib.parse import urlsplit
 
@@ -11,11 +12,25 @@ from playwright.sync_api import Browser, Response, ViewportSize
 DESKTOP: ViewportSize = {"width": 1280, "height": 800}
 PHONE: ViewportSize = {"width": 390, "height": 844}
 
-RENDER = """async (text) => {
-  const m = await import('/static/markdown.js');
+# What the page shows for a whole answer at once: the renderer's output, with the page's
+# own additions (code blocks as focusable regions; a cut-off answer without its held-back
+# trailing markup).
+RENDER = """async ([text, state]) => {
+  const [m, a11y, pane] = await Promise.all([
+    import('/static/markdown.js'), import('/static/a11y.js'), import('/static/pane.js')]);
   const box = document.createElement('div');
-  box.append(m.renderMarkdown(text));
+  box.append(m.renderMarkdown(pane.shownAnswer({answer: text, state})));
+  a11y.labelCode(box);
   return box.innerHTML;
+}"""
+
+
+# Every WCAG 2.2 A/AA rule axe has, and its best practices.
+AXE_TAGS = ["wcag2a", "wcag2aa", "wcag21a", "wcag21aa", "wcag22aa", "best-practice"]
+AXE_RUN = """async (tags) => {
+  const result = await axe.run(document, {runOnly: {type: 'tag', values: tags}});
+  return result.violations.map((v) => `${v.id} (${v.impact}): ` +
+    v.nodes.slice(0, 4).map((n) => n.target.join(' ') + ' ' + n.failureSummary).join(' | '));
 }"""
 
 
@@ -23,10 +38,12 @@ class ChorusPage:
     """One browser context on a Chorus server. ``models`` seeds the saved model choice."""
 
     def __init__(self, browser: Browser, base_url: str, *, models: list[str] | None = None,
-                 viewport: ViewportSize = DESKTOP, color_scheme: str = "light") -> None:
+                 viewport: ViewportSize = DESKTOP, color_scheme: str = "light",
+                 bypass_csp: bool = False) -> None:
         self.base_url = base_url
+        # bypass_csp lets a test inject a checker (axe) the page's own policy would refuse.
         self.context = browser.new_context(
-            base_url=base_url, viewport=viewport,
+            base_url=base_url, viewport=viewport, bypass_csp=bypass_csp,
             color_scheme="dark" if color_scheme == "dark" else "light")
         self.context.set_default_timeout(15_000)
         if models is not None:
@@ -76,7 +93,7 @@ class ChorusPage:
 
     def send(self, text: str) -> str:
         """Types a message, presses Enter; returns the id of the stream it created."""
-        with self.page.expect_response(self._is_create) as info:
+        with self.page.expect_response(self.is_create) as info:
             self.page.fill("#prompt", text)
             self.page.press("#prompt", "Enter")
         response = info.value
@@ -84,7 +101,8 @@ class ChorusPage:
         return str(response.json()["id"])
 
     @staticmethod
-    def _is_create(response: Response) -> bool:
+    def is_create(response: Response) -> bool:
+        """The response that creates a stream."""
         return response.request.method == "POST" and urlsplit(response.url).path == "/v1/streams"
 
     def pane(self, slot: int) -> Any:
@@ -105,17 +123,31 @@ class ChorusPage:
     def state(self, slot: int) -> str:
         return str(self.pane(slot).get_attribute("data-state"))
 
+    def turns(self, slot: int) -> Any:
+        """A slot's turns, in the columns or in the aligned view."""
+        return self.page.locator(f'.turn[data-slot="{slot}"]')
+
     def answer_html(self, slot: int) -> str:
-        return str(self.pane(slot).locator(".turn").last.locator(".answer").inner_html())
+        return str(self.turns(slot).last.locator(".answer").inner_html())
 
     def answer_length(self, slot: int) -> int:
         return int(self.page.evaluate(
-            "(i) => document.querySelector(`.pane[data-slot='${i}'] .turn:last-child .answer`)"
-            "?.textContent.length ?? 0", slot))
+            "(i) => [...document.querySelectorAll(`.turn[data-slot='${i}'] .answer`)]"
+            ".pop()?.textContent.length ?? 0", slot))
 
-    def rendered(self, text: str) -> str:
-        """What the page's renderer makes of a whole text at once."""
-        return str(self.page.evaluate(RENDER, text))
+    def rendered(self, text: str, state: str = "done") -> str:
+        """What the page shows for a whole text at once, for a turn ended in ``state``."""
+        return str(self.page.evaluate(RENDER, [text, state]))
+
+    def shown(self, slot: dict[str, Any]) -> str:
+        """What the page shows for a slot of the server's snapshot."""
+        return self.rendered(slot["text"], slot["state"])
+
+    def axe_violations(self, axe_script: Path) -> list[str]:
+        """axe-core's violations on the page as it is now (needs ``bypass_csp``)."""
+        if not self.page.evaluate("typeof window.axe === 'object'"):
+            self.page.add_script_tag(path=str(axe_script))
+        return list(self.page.evaluate(AXE_RUN, AXE_TAGS))
 
     def snapshot(self, stream_id: str) -> dict[str, Any]:
         response = self.page.request.get(f"/v1/streams/{stream_id}")

@@ -10,8 +10,11 @@ from __future__ import annotations
 import concurrent.futures
 import os
 import queue
+import shutil
+import subprocess
 import threading
 from collections.abc import Awaitable, Callable, Iterator
+from pathlib import Path
 from typing import Any
 
 import pytest
@@ -114,6 +117,27 @@ def browser_thread() -> Iterator[BrowserThread]:
 
 
 RunInBrowser = Callable[[Job], Awaitable[Any]]
+
+HERE = Path(__file__).resolve().parent
+AXE = HERE / "node_modules" / "axe-core" / "axe.min.js"
+
+
+@pytest.fixture(scope="session")
+def axe_script() -> Path:
+    """axe-core's browser build, installed from tests/browser/package-lock.json on first use
+    (``npm ci --prefix tests/browser``). A missing npm or a failed install fails the test:
+    an accessibility check that quietly does not run would prove nothing."""
+    if not AXE.is_file():
+        npm = shutil.which("npm")
+        if npm is None:
+            pytest.fail("npm is needed to install axe-core: npm ci --prefix tests/browser")
+        done = subprocess.run(
+            [npm, "ci", "--prefix", str(HERE), "--no-audit", "--no-fund"],
+            capture_output=True, text=True, timeout=300, check=False)
+        if done.returncode != 0 or not AXE.is_file():
+            pytest.fail(f"npm ci --prefix tests/browser failed ({done.returncode}):\n"
+                        f"{done.stdout[-2000:]}{done.stderr[-2000:]}")
+    return AXE
 
 
 @pytest.fixture

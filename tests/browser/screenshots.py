@@ -6,7 +6,9 @@ Run by hand from the repository root:
 
 It starts Chorus in-process on a free loopback port with three simulated models (a
 Markdown answer, a reasoning model, one that fails mid-answer), asks them one question
-and saves ``ui-{desktop,phone}-{light,dark}.png``.
+and saves ``ui-{desktop,phone}-{light,dark}.png``; then the comparing views at desktop
+width: ``ui-aligned.png`` (two prompts, one row each), ``ui-blind.png`` (a blind round
+before the pick) and ``ui-versions.png`` (a regenerated answer at version 2/2, and a pick).
 """
 
 from __future__ import annotations
@@ -20,7 +22,7 @@ from pathlib import Path
 import trio
 from hypercorn.config import Config as HypercornConfig
 from hypercorn.trio import serve
-from playwright.sync_api import ViewportSize, sync_playwright
+from playwright.sync_api import Browser, BrowserContext, Page, ViewportSize, sync_playwright
 
 from app import create_app
 from app.config import build_config
@@ -86,36 +88,67 @@ fail_after = 22
 """
 
 MODELS = ["demo/writer", "demo/reasoner", "demo/unreliable"]
+ENDED = ("() => [...document.querySelectorAll('.pane')]"
+         ".every((p) => ['done', 'error', 'stopped'].includes(p.dataset.state))")
 SIZES: dict[str, ViewportSize] = {"desktop": {"width": 1280, "height": 800},
                                   "phone": {"width": 390, "height": 844}}
 
 
+def open_page(browser: Browser, url: str, viewport: ViewportSize, scheme: str,
+              **settings: object) -> tuple[BrowserContext, Page]:
+    """A fresh context on the page, its settings seeded with MODELS and ``settings``."""
+    seed = json.dumps(json.dumps({"models": MODELS, **settings}))
+    context = browser.new_context(viewport=viewport, device_scale_factor=1,
+                                  color_scheme="dark" if scheme == "dark" else "light")
+    context.add_init_script(script=f"localStorage.setItem('chorus:settings', {seed});")
+    page = context.new_page()
+    page.goto(url)
+    page.wait_for_selector("body[data-models]", state="attached")
+    return context, page
+
+
+def ask(page: Page, prompt: str) -> None:
+    page.fill("#prompt", prompt)
+    page.press("#prompt", "Enter")
+    page.wait_for_function(ENDED, timeout=30_000)
+
+
+def save(page: Page, path: Path) -> Path:
+    page.wait_for_timeout(300)  # let the last frame paint
+    page.screenshot(path=str(path))
+    return path
+
+
 def shoot(url: str, out: Path) -> list[Path]:
     saved = []
-    seed = json.dumps(json.dumps({"models": MODELS}))
     with sync_playwright() as p:
         browser = p.chromium.launch(executable_path=CHROMIUM, headless=True, args=ARGS)
         for size, viewport in SIZES.items():
             for scheme in ("light", "dark"):
-                context = browser.new_context(
-                    viewport=viewport, device_scale_factor=1,
-                    color_scheme="dark" if scheme == "dark" else "light")
-                context.add_init_script(
-                    script=f"localStorage.setItem('chorus:settings', {seed});")
-                page = context.new_page()
-                page.goto(url)
-                page.wait_for_selector("body[data-models]", state="attached")
-                page.fill("#prompt", PROMPT)
-                page.press("#prompt", "Enter")
-                page.wait_for_function(
-                    "() => [...document.querySelectorAll('.pane')]"
-                    ".every((p) => ['done', 'error', 'stopped'].includes(p.dataset.state))",
-                    timeout=30_000)
-                page.wait_for_timeout(300)  # let the last frame paint
-                path = out / f"ui-{size}-{scheme}.png"
-                page.screenshot(path=str(path))
-                saved.append(path)
+                context, page = open_page(browser, url, viewport, scheme)
+                ask(page, PROMPT)
+                saved.append(save(page, out / f"ui-{size}-{scheme}.png"))
                 context.close()
+        desktop = SIZES["desktop"]
+
+        context, page = open_page(browser, url, desktop, "light", layout="aligned")
+        ask(page, PROMPT)
+        ask(page, "And in a thread pool?")
+        saved.append(save(page, out / "ui-aligned.png"))
+        context.close()
+
+        context, page = open_page(browser, url, desktop, "dark", blind=True)
+        ask(page, PROMPT)
+        saved.append(save(page, out / "ui-blind.png"))
+        context.close()
+
+        context, page = open_page(browser, url, desktop, "light")
+        ask(page, PROMPT)
+        page.locator('.pane[data-slot="0"] button.regen').click()
+        page.wait_for_function(ENDED, timeout=30_000)
+        page.locator('.turn[data-slot="0"] button.pick').click()
+        saved.append(save(page, out / "ui-versions.png"))
+        context.close()
         browser.close()
     return saved
 

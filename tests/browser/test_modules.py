@@ -1,5 +1,6 @@
 """The page's small pure modules, run in Chromium: the SSE parser (sse.js) and the
-conversation data functions (conversation.js)."""
+conversation data functions (conversation.js): events, histories (own, shared from a
+pick, from the version on screen), versions and stalls."""
 
 from __future__ import annotations
 
@@ -94,4 +95,63 @@ def test_conversation_events_history_and_snapshots(browser_thread: BrowserThread
         "stale": "Different",  # a snapshot never replaces text it does not extend
         "orphan": ["error", "connection"],
         "busy": False,
+    }
+
+
+def user(text: str) -> dict[str, str]:
+    return {"role": "user", "content": text}
+
+
+def assistant(text: str) -> dict[str, str]:
+    return {"role": "assistant", "content": text}
+
+
+def test_a_stall_shared_picks_and_versions(browser_thread: BrowserThread) -> None:
+    result = run_js(browser_thread, """
+      const done = (user, answer) => Object.assign(conv.newTurn(user), {answer, state: 'done'});
+      const c = conv.newConversation('x', ['demo/a', 'demo/b', 'demo/c']);
+      c.system = 'Chat prompt.';
+      c.panes[0].turns.push(done('Q1', 'a1'), done('Q2', 'a2'));
+      c.panes[1].turns.push(done('Q1', 'b1'), done('Q2', 'b2'));
+      c.panes[2].turns.push(done('Q1', 'c1'), done('Q2', 'c2'));
+      c.panes[2].system = 'Own prompt.';
+      const own = conv.historyOf(c, c.panes[2], 2);
+      c.picks[0] = {pane: 1, shared: true};   // continue with b1 from turn 0
+      c.picks[1] = {pane: 0, shared: false};  // a preference only
+      const shared = conv.historyOf(c, c.panes[2], 2);
+
+      // Versions: a regenerated turn keeps the old one; the shown one is the history.
+      const v2 = conv.nextVersion(c.panes[1].turns[0], 'Q1');
+      v2.answer = 'b1 again';
+      v2.state = 'done';
+      c.panes[1].turns[0] = v2;
+      const newest = conv.historyOf(c, c.panes[0], 1);
+      v2.shown = 0;
+      const older = conv.historyOf(c, c.panes[0], 1);
+      const versions = conv.versionsOf(v2).map((v) => [v.answer, 'versions' in v]);
+
+      // A stall: the only running turn has no token while another pane has ended.
+      const s = conv.newConversation('y', ['demo/a', 'demo/b']);
+      s.panes[0].turns.push(done('Q', 'x'));
+      s.panes[1].turns.push(conv.newTurn('Q'));
+      const stalled = conv.isStalled(s);
+      s.panes[1].turns[0].reasoning = 'hmm';
+      const writing = conv.isStalled(s);
+      const allWaiting = conv.newConversation('z', ['demo/a', 'demo/b']);
+      allWaiting.panes.forEach((p) => p.turns.push(conv.newTurn('Q')));
+      return {own, shared, newest, older, versions, stalled, writing,
+              starting: conv.isStalled(allWaiting)};
+    """, module="conversation.js", name="conv")
+    own_system = {"role": "system", "content": "Own prompt."}
+    chat_system = {"role": "system", "content": "Chat prompt."}
+    assert result == {
+        "own": [own_system, user("Q1"), assistant("c1"), user("Q2"), assistant("c2")],
+        # From the shared pick on turn 0, pane 2 is sent b1, then its own turn 1.
+        "shared": [own_system, user("Q1"), assistant("b1"), user("Q2"), assistant("c2")],
+        "newest": [chat_system, user("Q1"), assistant("b1 again")],
+        "older": [chat_system, user("Q1"), assistant("b1")],
+        "versions": [["b1", False], ["b1 again", True]],
+        "stalled": True,
+        "writing": False,  # reasoning is a token: that model is writing
+        "starting": False,  # nobody has ended: this is every model's first-token wait
     }

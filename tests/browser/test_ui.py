@@ -46,7 +46,7 @@ async def test_two_models_stream_into_two_panes_at_once(
             for slot in (0, 1):
                 text = snap["slots"][slot]["text"]
                 assert text
-                assert ui.answer_html(slot) == ui.rendered(text)
+                assert ui.answer_html(slot) == ui.shown(snap["slots"][slot])
 
             # Reasoning is shown apart from the answer, collapsed.
             reasoning = ui.pane(1).locator("details.reasoning")
@@ -64,7 +64,7 @@ async def test_two_models_stream_into_two_panes_at_once(
             # The choice and the conversation survive a reload.
             ui.reload()
             assert ui.chips() == ["demo/steady", "demo/thinker"]
-            assert ui.answer_html(0) == ui.rendered(snap["slots"][0]["text"])
+            assert ui.answer_html(0) == ui.shown(snap["slots"][0])
 
             # Copy gives the answer's Markdown source.
             ui.context.grant_permissions(["clipboard-read", "clipboard-write"])
@@ -125,7 +125,7 @@ async def test_stop_one_pane_while_the_other_finishes_then_esc_stops_all(
             ui.wait_states("done", "stopped")
             snap = ui.snapshot(stream)
             assert slot_states(snap) == ["done", "stopped"]
-            assert ui.answer_html(1) == ui.rendered(snap["slots"][1]["text"])
+            assert ui.answer_html(1) == ui.shown(snap["slots"][1])
             assert "Stopped" in ui.pane(1).locator(".turn-note").inner_text()
 
             # Esc stops every slot, upstream included.
@@ -233,7 +233,7 @@ async def test_reload_mid_stream_resumes_without_gaps_or_duplicates(
             for slot in (0, 1):
                 text = snap["slots"][slot]["text"]
                 assert stored["panes"][slot]["turns"][-1]["answer"] == text
-                assert ui.answer_html(slot) == ui.rendered(text)
+                assert ui.answer_html(slot) == ui.shown(snap["slots"][slot])
             assert stored["runs"] == []
             assert ui.errors == []
 
@@ -258,7 +258,7 @@ async def test_a_network_drop_mid_stream_resumes_with_last_event_id(
             ui.wait_states("stopped", "done")
             snap = ui.snapshot(stream)
             for slot in (0, 1):
-                assert ui.answer_html(slot) == ui.rendered(snap["slots"][slot]["text"])
+                assert ui.answer_html(slot) == ui.shown(snap["slots"][slot])
             assert ui.errors == []
 
     await in_browser(scenario)

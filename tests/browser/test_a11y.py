@@ -1,0 +1,124 @@
+"""The page for keyboard and screen-reader users: where focus goes, contrast, target sizes,
+and axe-core's WCAG 2.2 AA and best-practice rules, light and dark, desktop and phone."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+from playwright.sync_api import Browser
+
+from ..conftest import Server
+from .chorus_page import DESKTOP, PHONE, ChorusPage
+from .conftest import RunInBrowser
+
+pytestmark = pytest.mark.browser
+
+ACTIVE_ELEMENT = """() => {
+  const a = document.activeElement;
+  return a === document.body ? 'body' : a.id || a.className + ' ' + (a.dataset.slot ?? '');
+}"""
+
+
+async def test_focus_stays_in_a_stopped_pane_and_returns_to_a_drawers_button(
+    chorus: Server, in_browser: RunInBrowser
+) -> None:
+    def scenario(browser: Browser) -> None:
+        with ChorusPage(browser, chorus.url, models=["demo/long", "demo/steady"]) as ui:
+            ui.open()
+            ui.send("Write at length")
+            ui.wait_states("streaming", None)
+            ui.pane(0).locator("button.stop").focus()
+            ui.page.keyboard.press("Enter")
+            ui.wait_states("stopped", None)
+            assert ui.page.evaluate(ACTIVE_ELEMENT) == "pane 0"
+            # Tab moves on from there, into the pane's own controls.
+            ui.page.keyboard.press("Tab")
+            assert ui.page.evaluate(ACTIVE_ELEMENT) != "body"
+
+            for drawer in ("history", "settings"):
+                ui.page.locator(f"#{drawer}-btn").focus()
+                ui.page.keyboard.press("Enter")
+                ui.page.locator(f"#{drawer}").wait_for(state="visible")
+                assert ui.page.evaluate(f"document.getElementById('{drawer}')"
+                                        ".contains(document.activeElement)")
+                ui.page.keyboard.press("Escape")
+                ui.page.locator(f"#{drawer}").wait_for(state="hidden")
+                assert ui.page.evaluate(ACTIVE_ELEMENT) == f"{drawer}-btn"
+                assert ui.page.get_attribute(f"#{drawer}-btn", "aria-expanded") == "false"
+            ui.page.click("#settings-btn")
+            ui.page.locator("#settings [data-close-drawer]").click()
+            assert ui.page.evaluate(ACTIVE_ELEMENT) == "settings-btn"
+            assert ui.errors == []
+
+    await in_browser(scenario)
+
+
+@pytest.mark.parametrize("scheme", ["light", "dark"])
+@pytest.mark.parametrize("size", ["desktop", "phone"])
+async def test_axe_finds_no_violation(
+    chorus: Server, in_browser: RunInBrowser, axe_script: Path, size: str, scheme: str
+) -> None:
+    def check(ui: ChorusPage) -> None:
+        violations = ui.axe_violations(axe_script)
+        assert not violations, "\n".join(violations)
+
+    def scenario(browser: Browser) -> None:
+        # A code block and a list (steady), reasoning (thinker), an error (broken), and a
+        # model that never starts (hang), so that Send and Stop all both show.
+        models = ["demo/steady", "demo/thinker", "demo/broken", "demo/hang"]
+        with ChorusPage(browser, chorus.url, models=models, bypass_csp=True,
+                        viewport=DESKTOP if size == "desktop" else PHONE,
+                        color_scheme=scheme) as ui:
+            ui.open()
+            check(ui)  # before anything is sent
+            ui.send("Show me everything")
+            ui.wait_states("done", "done", "error", "waiting", timeout=30_000)
+            ui.page.locator("#send").wait_for(state="visible")
+            assert ui.page.locator("#stop-all").is_visible()
+            ui.page.locator(".md pre").first.wait_for(state="attached")
+            # Versions, a picked answer and a pane's own settings, open.
+            ui.pane(1).locator("button.regen").click()
+            ui.wait_states("done", "done", "error", "waiting", timeout=30_000)
+            ui.turns(1).last.locator(".versions").wait_for()
+            ui.turns(0).last.locator("button.pick").click()
+            ui.pane(0).locator("button.tune").click()
+            check(ui)
+            ui.page.click("#settings-btn")
+            check(ui)
+            ui.page.keyboard.press("Escape")
+            ui.page.click("#history-btn")
+            check(ui)
+            ui.page.keyboard.press("Escape")
+            ui.page.click("#stop-all")
+            ui.wait_states("done", "done", "error", "stopped")
+            assert ui.errors == []
+
+    await in_browser(scenario)
+
+
+async def test_small_controls_are_24px_targets_and_code_blocks_take_focus(
+    chorus: Server, in_browser: RunInBrowser
+) -> None:
+    def scenario(browser: Browser) -> None:
+        with ChorusPage(browser, chorus.url, models=["demo/steady"], viewport=PHONE) as ui:
+            ui.open()
+            ui.send("Some code please")
+            ui.wait_states("done")
+            for selector in (".pane-actions .regen", ".chip-remove", ".turn-foot .copy",
+                             ".md-code-copy"):
+                box = ui.page.locator(selector).first.bounding_box()
+                assert box is not None, selector
+                assert box["width"] >= 24, (selector, box)
+                assert box["height"] >= 24, (selector, box)
+            pre = ui.pane(0).locator(".md pre").first
+            assert pre.get_attribute("tabindex") == "0"
+            assert pre.get_attribute("role") == "group"
+            assert pre.get_attribute("aria-label") == "Code, python"
+            # Tab from the Copy button of the code block reaches the block itself.
+            ui.pane(0).locator(".md-code-copy").first.focus()
+            ui.page.keyboard.press("Tab")
+            assert ui.page.evaluate("document.activeElement.tagName") == "PRE"
+            assert ui.errors == []
+
+    await in_browser(scenario)
