@@ -241,6 +241,8 @@ def models(args: argparse.Namespace) -> int:
         note = "  (simulated)" if name in simulated else ""
         for model in found.get(name, ()):
             print(f"{name}/{model}{note}")
+    for alias, target in config.aliases.items():
+        print(f"{alias}  (alias of {target})")
     for line in Catalog(config).notes():  # on stderr: the list stays one model a line
         print(f"note: {line}", file=sys.stderr)
     for name, why in failed.items():

@@ -236,8 +236,9 @@ def test_models_says_on_stderr_when_keys_left_the_demo_models_out(tmp_path: Path
     done = subprocess.run([sys.executable, "-m", "app", "models", "--config", str(path)],
                           capture_output=True, text=True, timeout=60,
                           env={"PATH": "/usr/bin:/bin"})
-    assert done.returncode == 0
-    assert "quick" in done.stdout.split()
+    assert done.returncode == 1  # the provider could not list its models, and says why
+    assert "provider 'up' cannot list its models" in done.stderr
+    assert "quick  (alias of up/m)" in done.stdout.splitlines()
     notes = [line for line in done.stderr.splitlines() if line.startswith("note: ")]
     assert notes == ["note: demo models are left out because other providers are configured; "
                      'set [server] demo = "always" (or CHORUS_DEMO=1) to keep them']
