@@ -67,8 +67,9 @@ class Catalog:
         ref = self.resolve(name)
         provider_name, sep, model = ref.partition("/")
         if self.is_group(name):
-            raise UnknownModel(name, f"{name!r} names a group of models: send it alone, "
-                                     f"as \"models\": \"{name}\", to POST /v1/streams")
+            raise UnknownModel(name, f"{name!r} names a group of models: send it alone, as "
+                                     f"\"models\": \"{name}\" to POST /v1/streams or as "
+                                     "\"model\" to POST /v1/chat/completions")
         if not sep or not model:
             raise UnknownModel(name, f"{name!r} is not a model ref or an alias: write it as "
                                      f"'provider/model'{did_you_mean(name, self.config.aliases)}"

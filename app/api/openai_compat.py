@@ -1,6 +1,7 @@
 """OpenAI's Chat Completions API in front of the engine: ``POST /v1/chat/completions``.
 
-One request is one stream of ``n`` slots of the same model, run by the same hub as
+One request is one stream of ``n`` slots of the same model (or one slot per member of a
+``group:NAME``, each choice naming its model), run by the same hub as
 ``/v1/streams`` (same limits, retries and fallbacks). ``chat_body.py`` checks the request,
 ``completion.py`` turns the stream's events into OpenAI's shapes; this module only moves
 them. A client that leaves stops the upstreams at once: an OpenAI client cannot resume,
@@ -11,6 +12,7 @@ from __future__ import annotations
 
 from quart import Blueprint, Response, jsonify
 
+from app.catalog import UnknownModel
 from app.engine import Reader, Stream
 from app.engine.wire import PING
 
@@ -18,7 +20,7 @@ from .bodies import StreamBody, Target
 from .chat_body import parse_chat_body
 from .completion import DONE, Completion, encode_chunk, openai_error
 from .context import chorus, json_body, owner
-from .errors import ApiError
+from .errors import ApiError, invalid
 from .streams import open_stream, plan_slots, sse_response
 
 bp = Blueprint("openai_compat", __name__)
@@ -37,11 +39,13 @@ async def chat_completions() -> Response:
     who = owner()
     ch = chorus()
     chat = parse_chat_body(await json_body(), ch.config.server.max_slots)
-    plans = plan_slots(StreamBody((Target(chat.model),) * chat.n, chat.messages, chat.params),
-                       target_param="model")
+    group = ch.catalog.is_group(chat.model)
+    targets = _group_targets(chat.model, chat.n) if group else (Target(chat.model),) * chat.n
+    plans = plan_slots(StreamBody(targets, chat.messages, chat.params), target_param="model")
     stream = await open_stream(who, plans, reader=True, resumable=False)
     completion = Completion(f"chatcmpl-{stream.id}", chat.model, int(stream.created),
-                            [p.model for p in plans], include_usage=chat.include_usage)
+                            [p.model for p in plans], include_usage=chat.include_usage,
+                            name_choices=group)
     body = CompletionBody(stream, completion)
     try:
         # Streaming or not, wait for the first chunk: until then an error can still be
@@ -58,6 +62,21 @@ async def chat_completions() -> Response:
         response.headers["X-Chorus-Stream-Id"] = stream.id
         return response
     return sse_response(body, stream)
+
+
+def _group_targets(name: str, n: int) -> tuple[Target, ...]:
+    """``group:NAME``'s members, one choice each (``choices[].index`` = member)."""
+    if n != 1:
+        raise invalid("'n' cannot be combined with a group: each member answers once", "n")
+    try:
+        refs = chorus().catalog.group(name)
+    except UnknownModel as exc:
+        raise ApiError(400, "unknown_model", str(exc), "model") from exc
+    max_slots = chorus().config.server.max_slots
+    if len(refs) > max_slots:
+        raise ApiError(400, "too_many_slots", f"{name} has {len(refs)} members; at most "
+                       f"{max_slots} per request", "model")
+    return tuple(Target(ref) for ref in refs)
 
 
 class CompletionBody:

@@ -77,7 +77,7 @@ async def test_a_group_inside_a_list_says_how_to_send_it(named: Server) -> None:
     assert r.status_code == 400
     assert r.json()["error"]["message"] == (
         "'group:panel' names a group of models: send it alone, as \"models\": "
-        "\"group:panel\", to POST /v1/streams")
+        "\"group:panel\" to POST /v1/streams or as \"model\" to POST /v1/chat/completions")
 
 
 async def test_models_lists_aliases_and_groups(named: Server) -> None:

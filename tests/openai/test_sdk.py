@@ -108,6 +108,56 @@ async def test_n_fans_out_to_one_choice_per_slot(chorus: Server) -> None:
     assert done.usage.completion_tokens == 3 * 12
 
 
+NAMES = (DEMO + '[aliases]\n"gpt-4o" = "demo/ttft=0,rate=0,tokens=4"\n'
+         '[groups]\npanel = ["gpt-4o", "demo/ttft=0,rate=0,tokens=2,reasoning=1"]\n')
+
+
+async def test_an_alias_is_a_plain_model_name(start_server: StartServer) -> None:
+    server = await start_server(NAMES)
+    chunks = await in_thread(lambda: stream_chunks(server, model="gpt-4o"))
+    assert {c.model for c in chunks} == {"gpt-4o"}
+    assert "".join(c.choices[0].delta.content or "" for c in chunks if c.choices) == (
+        "This is a **simulated** ")
+
+    def whole() -> Any:
+        with client(server) as c:
+            return c.chat.completions.create(model="gpt-4o", messages=HELLO)
+
+    done = await in_thread(whole)
+    assert done.choices[0].message.content == "This is a **simulated** "
+
+
+async def test_a_group_fans_out_to_one_choice_per_member_each_naming_its_model(
+    start_server: StartServer,
+) -> None:
+    server = await start_server(NAMES)
+    members = ["demo/ttft=0,rate=0,tokens=4", "demo/ttft=0,rate=0,tokens=2,reasoning=1"]
+    chunks = await in_thread(lambda: stream_chunks(server, model="group:panel"))
+    texts: dict[int, str] = {0: "", 1: ""}
+    for c in chunks:
+        (choice,) = c.choices
+        assert choice.model == members[choice.index]  # the extension field, read unchanged
+        texts[choice.index] += choice.delta.content or ""
+    assert texts == {0: "This is a **simulated** ", 1: "This is "}
+    assert {c.model for c in chunks} == {"group:panel"}
+
+    def whole() -> Any:
+        with client(server) as c:
+            return c.chat.completions.create(model="group:panel", messages=HELLO)
+
+    done = await in_thread(whole)
+    assert [(ch.index, ch.model, ch.message.content) for ch in done.choices] == [
+        (0, members[0], "This is a **simulated** "), (1, members[1], "This is ")]
+    assert done.usage.completion_tokens == 4 + 2
+
+    def with_n() -> None:
+        with client(server) as c:
+            c.chat.completions.create(model="group:panel", messages=HELLO, n=2)
+
+    with pytest.raises(openai.BadRequestError, match="cannot be combined with a group"):
+        await in_thread(with_n)
+
+
 async def test_without_stream_the_answer_is_one_completion(chorus: Server) -> None:
     def ask() -> Any:
         with client(chorus) as c:

@@ -26,11 +26,15 @@ async def test_the_columns_fill_side_by_side_at_the_same_time(tmux: Tmux) -> Non
     labels = next(line for line in first.splitlines() if line.startswith("demo/"))
     assert labels.split(" │ ")[1].startswith("demo/ttft=0.2")
     before = token_counts(first)
-    await trio.sleep(0.4)
-    later = await tmux.wait_for(lambda s: s.count("▸ streaming") == 2)
-    after = token_counts(later)
-    assert len(before) == len(after) == 2
-    assert all(b < a for b, a in zip(before, after, strict=True)), (before, after)
+    assert len(before) == 2
+
+    def both_grew(screen: str) -> bool:
+        if screen.count("▸ streaming") != 2:
+            return False
+        after = token_counts(screen)
+        return all(b < a for b, a in zip(before, after, strict=True))
+
+    later = await tmux.wait_for(both_grew)  # both columns move while both stream
     assert any(line.count("This is a **simulated**") == 2 for line in later.splitlines())
     code, screen = await tmux.exit_code()
     assert code == 0
