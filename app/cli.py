@@ -183,8 +183,8 @@ class _HypercornConfig(HypercornConfig):
     https://man7.org/linux/man-pages/man7/tcp.7.html
 
     TCP keep-alive probes reap a connection whose peer vanished while its request is
-    being worked on and nothing is sent to it. A connection idle between requests is closed
-    after ``keep_alive_timeout``, and at once when the server shuts down (``app.tcp``).
+    being worked on and nothing is sent to it, or while it sits idle between requests
+    (Hypercorn's own idle timer does not run under quart-trio: ``docs/operations.md``).
     """
 
     stall_timeout = 0.0
