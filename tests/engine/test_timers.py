@@ -49,14 +49,19 @@ async def test_an_earlier_timer_wakes_the_sleeping_task(autojump_clock) -> None:
     assert ran == [1.0, 2.0, 100.0]
 
 
-async def test_a_cancelled_timer_never_runs_and_frees_its_callback(autojump_clock) -> None:
-    class Owner:
-        def fire(self) -> None:
-            ran.append("fired")
+class Owner:
+    """What a callback may hold alive (a whole stream, for a retention timer)."""
 
-    ran: list[str] = []
+    def __init__(self) -> None:
+        self.ran: list[str] = []
+
+    def fire(self) -> None:
+        self.ran.append("fired")
+
+
+async def test_a_cancelled_timer_never_runs_and_frees_its_callback(autojump_clock) -> None:
     owner = Owner()
-    ref = weakref.ref(owner)
+    ref, ran = weakref.ref(owner), owner.ran
     async with trio.open_nursery() as nursery:
         timers = await started(nursery)
         timer = timers.call_later(5, owner.fire)
@@ -73,16 +78,10 @@ async def test_a_cancelled_timer_never_runs_and_frees_its_callback(autojump_cloc
 
 
 async def test_a_timer_that_ran_keeps_nothing_of_its_callback(autojump_clock) -> None:
-    """The timers' task sleeps between runs; what the last callback held (a whole stream,
-    for a retention timer) must not stay alive with it."""
-
-    class Owner:
-        def fire(self) -> None:
-            ran.append("fired")
-
-    ran: list[str] = []
+    """The timers' task sleeps between runs; what the last callback held must not stay
+    alive with it."""
     owner = Owner()
-    ref = weakref.ref(owner)
+    ref, ran = weakref.ref(owner), owner.ran
     async with trio.open_nursery() as nursery:
         timers = await started(nursery)
         timers.call_later(1, owner.fire)
