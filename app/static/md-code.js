@@ -8,7 +8,9 @@
  * appended to as plain text, so the cost per chunk stays that of the chunk.
  */
 
-import Prism from "./vendor/prism.js";
+// Loaded before any rendering (top-level await). Without the generated vendor/ files the
+// page still works: code then shows unhighlighted.
+const Prism = await import("./vendor/prism.js").then((m) => m.default, () => null);
 
 const MAX_CODE = 100_000; // longer blocks stay plain: tokenizing them would stall the page
 const ALIASES = { sh: "bash", zsh: "bash", console: "shell-session", shell: "bash", golang: "go",
@@ -18,7 +20,7 @@ const ALIASES = { sh: "bash", zsh: "bash", console: "shell-session", shell: "bas
 function grammarFor(info) {
   let lang = info.split(/\s/, 1)[0].toLowerCase();
   if (Object.hasOwn(ALIASES, lang)) lang = ALIASES[lang];
-  if (!lang || !Object.hasOwn(Prism.languages, lang)) return null;
+  if (!Prism || !lang || !Object.hasOwn(Prism.languages, lang)) return null;
   const grammar = Prism.languages[lang];
   return grammar && typeof grammar === "object" ? grammar : null;
 }
@@ -41,11 +43,6 @@ function append(parent, content) {
   span.className = className(content);
   append(span, content.content);
   parent.append(span);
-}
-
-/** Whether a block with this info string would be highlighted. */
-export function highlights(info) {
-  return grammarFor(info) !== null;
 }
 
 /** Replaces the children of `code` with `text`, highlighted for the info string's language. */

@@ -9,7 +9,9 @@
  * kept in a small LRU cache and cloned: a chunk costs a clone, not a KaTeX parse.
  */
 
-import katex from "./vendor/katex.js";
+// Loaded before any rendering (top-level await). Without the generated vendor/ files the
+// page still works: formulas then show as their TeX source.
+const katex = await import("./vendor/katex.js").then((m) => m.default, () => null);
 
 const OPTIONS = {
   output: "mathml",
@@ -26,7 +28,7 @@ const cache = new Map();
 function build(tex, display) {
   const holder = document.createElement("span");
   holder.className = display ? "md-math md-math-display" : "md-math";
-  if (tex.length <= MAX_TEX) {
+  if (katex && tex.length <= MAX_TEX) {
     try {
       katex.render(tex, holder, { ...OPTIONS, displayMode: display });
       return holder;
