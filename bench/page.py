@@ -270,7 +270,7 @@ def drive(browser: Any, url: str, panes: int, turns: int) -> dict[str, Any]:
         page.wait_for_timeout(50)  # the last frame
         after = metrics(cdp)
         taken = page.evaluate(TAKE)
-        lag = sorted(max(0.0, seen - sent) for sent, seen in taken["stamps"])
+        lag = sorted(seen - sent for sent, seen in taken["stamps"])
         tokens = words * panes
         cost = {k: after[k] - before[k] for k in METRICS}
         out.append({
