@@ -182,6 +182,22 @@ PROBE = r"""
       else for (const n of r.addedNodes) scan(n.textContent, now);
     }
   }).observe(document, {subtree: true, childList: true, characterData: true});
+  // When a stamp reaches the page's JavaScript (the event feed's fetch() reader): the part
+  // of the delay spent before the page, in the upstream, Chorus and the network stack.
+  const arrived = (window.__arrived = new Map());
+  const decoder = new TextDecoder();
+  const read = ReadableStreamDefaultReader.prototype.read;
+  ReadableStreamDefaultReader.prototype.read = function () {
+    return read.call(this).then((r) => {
+      if (r.value instanceof Uint8Array) {
+        const now = performance.timeOrigin + performance.now();
+        for (const m of decoder.decode(r.value).matchAll(re)) {
+          if (!arrived.has(m[2])) arrived.set(m[2], now);
+        }
+      }
+      return r;
+    });
+  };
   window.__longtasks = [];
   new PerformanceObserver((list) => {
     for (const e of list.getEntries()) window.__longtasks.push(e.duration);
@@ -190,13 +206,17 @@ PROBE = r"""
 """
 
 TAKE = """() => {
-  const out = {stamps: [...window.__stamps.values()], longtasks: window.__longtasks};
+  const out = {stamps: [...window.__stamps].map(([k, [sent, seen]]) =>
+                 [sent, seen, window.__arrived.get(k) ?? null]),
+               longtasks: window.__longtasks};
   window.__stamps.clear();
+  window.__arrived.clear();
   window.__longtasks = [];
   return out;
 }"""
 
 METRICS = ("TaskDuration", "ScriptDuration", "LayoutDuration", "RecalcStyleDuration")
+FINDINGS = "<!-- findings: kept when the figures above are regenerated -->"
 
 
 def chorus_config(upstream_port: int) -> str:
@@ -257,9 +277,15 @@ def drive(browser: Any, url: str, panes: int, turns: int) -> dict[str, Any]:
     page.wait_for_selector("body[data-models]", state="attached")
     cdp = context.new_cdp_session(page)
     cdp.send("Performance.enable", {"timeDomain": "threadTicks"})
+    cdp.send("Profiler.enable")
+    cdp.send("Profiler.setSamplingInterval", {"interval": 500})
     out: list[dict[str, Any]] = []
+    profile: list[dict[str, Any]] = []
     for turn in range(1, turns + 1):
         page.evaluate(TAKE)
+        profiled = turn == turns  # the last turn: where its main-thread time goes
+        if profiled:
+            cdp.send("Profiler.start")
         before = metrics(cdp)
         page.fill("#prompt", f"Turn {turn}: how do I sort records by score?")
         page.press("#prompt", "Enter")
@@ -269,14 +295,20 @@ def drive(browser: Any, url: str, panes: int, turns: int) -> dict[str, Any]:
                                timeout=120_000, polling=100)
         page.wait_for_timeout(50)  # the last frame
         after = metrics(cdp)
+        if profiled:
+            profile = self_times(cdp.send("Profiler.stop")["profile"])
         taken = page.evaluate(TAKE)
-        lag = sorted(seen - sent for sent, seen in taken["stamps"])
+        lag = sorted(seen - sent for sent, seen, _ in taken["stamps"])
+        before_page = sorted(at - sent for sent, _, at in taken["stamps"] if at is not None)
+        in_page = sorted(seen - at for _, seen, at in taken["stamps"] if at is not None)
         tokens = words * panes
         cost = {k: after[k] - before[k] for k in METRICS}
         out.append({
             "turn": turn, "tokens": tokens, "stamps": len(lag),
             "lag_p50_ms": pct(lag, 50), "lag_p99_ms": pct(lag, 99),
             "lag_max_ms": lag[-1] if lag else None, "lags_ms": [round(x, 1) for x in lag],
+            "to_page_p50_ms": pct(before_page, 50), "to_page_p99_ms": pct(before_page, 99),
+            "in_page_p50_ms": pct(in_page, 50), "in_page_p99_ms": pct(in_page, 99),
             "task_ms_per_token": 1000 * cost["TaskDuration"] / tokens,
             "script_ms_per_token": 1000 * cost["ScriptDuration"] / tokens,
             "layout_ms_per_token": 1000 * cost["LayoutDuration"] / tokens,
@@ -288,7 +320,24 @@ def drive(browser: Any, url: str, panes: int, turns: int) -> dict[str, Any]:
               f"{out[-1]['task_ms_per_token']:.3f} ms/token, {len(taken['longtasks'])} long tasks",
               file=sys.stderr)
     context.close()
-    return {"turns": out, "errors": errors}
+    return {"turns": out, "errors": errors, "profile": profile}
+
+
+def self_times(profile: dict[str, Any], top: int = 12) -> list[dict[str, Any]]:
+    """The functions (and the browser's own work: "(program)", "(garbage collector)")
+    that took the most main-thread time in a CPU profile, by self time."""
+    by_id = {n["id"]: n for n in profile["nodes"]}
+    spent: dict[str, float] = {}
+    for node_id, delta in zip(profile["samples"], profile["timeDeltas"], strict=True):
+        frame = by_id[node_id]["callFrame"]
+        where = frame["url"].rsplit("/", 1)[-1]
+        name = f"{frame['functionName'] or '(anonymous)'} {where}:{frame['lineNumber'] + 1}"
+        name = name if where else frame["functionName"]
+        spent[name] = spent.get(name, 0.0) + delta / 1000
+    busy = sum(v for k, v in spent.items() if k != "(idle)")
+    ranked = sorted(((k, v) for k, v in spent.items() if k != "(idle)"), key=lambda kv: -kv[1])
+    return [{"function": k, "ms": round(v, 1), "share": round(v / busy, 3)}
+            for k, v in ranked[:top]]
 
 
 def metrics(cdp: Any) -> dict[str, float]:
@@ -318,6 +367,8 @@ def summarise(result: dict[str, Any], panes: int, turns: int, rate: float) -> di
         "words_per_answer": len(answer_words()), "stamps": len(lags),
         "lag_p50_ms": pct(lags, 50), "lag_p99_ms": pct(lags, 99),
         "lag_max_ms": lags[-1] if lags else None,
+        "to_page_p99_ms_first_last": [first["to_page_p99_ms"], last["to_page_p99_ms"]],
+        "in_page_p99_ms_first_last": [first["in_page_p99_ms"], last["in_page_p99_ms"]],
         "within_50ms": round(sum(x <= GOAL_LATENCY_MS for x in lags) / max(1, len(lags)), 4),
         "longtasks": sum(r["longtasks"] for r in rows),
         "longtask_max_ms": max(r["longtask_max_ms"] for r in rows),
@@ -336,6 +387,7 @@ def summarise(result: dict[str, Any], panes: int, turns: int, rate: float) -> di
             for k in ("task_ms_per_token", "script_ms_per_token", "layout_ms_per_token",
                       "style_ms_per_token")},
         "page_errors": result["errors"],
+        "last_turn_profile": result["profile"],
     }
     summary["goals_met"] = {
         "lag_p99_le_50ms": summary["lag_p99_ms"] is not None
@@ -350,6 +402,12 @@ def doc(summary: dict[str, Any]) -> str:
     f, la = s["first_turns_split_ms_per_token"], s["last_turns_split_ms_per_token"]
     met = {k: "met" if ok else "**missed**" for k, ok in s["goals_met"].items()}
     longest = f"{s['longtask_max_ms']:.0f}"
+    turns = f"turn 1 → {s['turns']}"
+    to_page = " → ".join(str(x) for x in s["to_page_p99_ms_first_last"])
+    in_page = " → ".join(str(x) for x in s["in_page_p99_ms_first_last"])
+    load = " and ".join(str(x) for x in s["load_average"])
+    rows = "\n".join(f"| `{p['function']}` | {p['ms']} | {100 * p['share']:.1f} % |"
+                     for p in s["last_turn_profile"])
     size = f"{s['panes']} panes, {s['rate_per_pane']:g} tokens/s each, {s['turns']} turns"
     p99 = f"{s['lag_p99_ms']} ms | ≤ 50 ms: {met['lag_p99_le_50ms']}"
     ratio = f"{s['cpu_ratio_last_over_first']} | ≤ 1.5: {met['cpu_ratio_le_1_5']}"
@@ -370,13 +428,16 @@ the upstream wrote it; a MutationObserver in the page notes when each stamp firs
 in the DOM, in the animation frame that paints it. Chrome's main-thread task time
 (DevTools Protocol `Performance.getMetrics`, `TaskDuration`) is read before and after each
 turn, and a `longtask` PerformanceObserver counts tasks over 50 ms. The upstream, Chorus
-and Chromium share the machine's cores.
+and Chromium share the machine's {s['cores']} cores; the load average was {load} (before,
+after the run): above the core count, every process waited for a core.
 
 | figure | value | goal |
 |---|---|---|
 | word drawn after the upstream sent it, p50 | {s['lag_p50_ms']} ms | |
 | same, p99 ({s['stamps']} stamped words) | {p99} |
 | same, worst | {s['lag_max_ms']} ms | |
+| of which before the page read it (upstream, Chorus, network), p99, {turns} | {to_page} ms | |
+| of which in the page (read to drawn), p99, {turns} | {in_page} ms | |
 | words drawn within 50 ms | {100 * s['within_50ms']:.2f} % | |
 | long tasks (> 50 ms), all turns | {s['longtasks']} (longest {longest} ms) | |
 | main-thread CPU per token, turn 1 | {s['cpu_first_ms_per_token']:.3f} ms | |
@@ -389,6 +450,12 @@ Where the main thread's time goes, per token (first turns → last turns): scrip
 {f['style_ms_per_token']:.3f} → {la['style_ms_per_token']:.3f} ms, layout
 {f['layout_ms_per_token']:.3f} → {la['layout_ms_per_token']:.3f} ms, all tasks
 {f['task_ms_per_token']:.3f} → {la['task_ms_per_token']:.3f} ms.
+
+The last turn's main-thread time by function (CPU profile, self time):
+
+| function | ms | share |
+|---|---|---|
+{rows}
 """
 
 
@@ -407,12 +474,17 @@ def main(argv: list[str] | None = None) -> int:
         return 0
     if not 1 <= args.panes <= 9 or args.turns < 1 or args.rate <= 0:
         parser.error("--panes is 1 to 9, --turns and --rate are positive")
+    load_before = os.getloadavg()[0]
     with tempfile.TemporaryDirectory(prefix="chorus-page-") as tmp:
         result = run(args.panes, args.turns, args.rate, Path(tmp))
     summary = summarise(result, args.panes, args.turns, args.rate)
+    summary["load_average"] = [round(load_before, 2), round(os.getloadavg()[0], 2)]
+    summary["cores"] = os.cpu_count()
     args.out.write_text(json.dumps({"summary": summary, "turns": result["turns"]}, indent=1)
                         + "\n")
-    args.doc.write_text(doc(summary))
+    old = args.doc.read_text() if args.doc.exists() else ""
+    kept = old[old.index(FINDINGS):] if FINDINGS in old else FINDINGS + "\n"
+    args.doc.write_text(doc(summary) + "\n" + kept)
     print(json.dumps(summary, indent=1))
     return 0
 

@@ -11,6 +11,8 @@ highlighted code from its own origin only.
 from __future__ import annotations
 
 import json
+import subprocess
+from pathlib import Path
 
 import pytest
 from playwright.sync_api import Browser
@@ -23,6 +25,15 @@ from .conftest import BrowserThread, RunInBrowser
 from .static_page import run_js
 
 pytestmark = pytest.mark.browser
+ROOT = Path(__file__).resolve().parents[2]
+
+
+@pytest.fixture(scope="module", autouse=True)
+def vendor() -> None:
+    """KaTeX and Prism in app/static/vendor/, as the set-up builds them (npm ci)."""
+    if not (ROOT / "app" / "static" / "vendor" / "katex.js").exists():
+        subprocess.run([str(ROOT / "scripts" / "web-packages")], cwd=ROOT, check=True,
+                       timeout=300)
 
 SAMPLES = [
     "# Title\n\nHello **bold** and *em*, `code`, ~~gone~~ and ~5 min.\nNext line  \nbreak.\n",
