@@ -17,6 +17,7 @@ from pathlib import Path
 import pytest
 from playwright.sync_api import Browser
 
+from bench.markdown import SPEC, applies, spec_examples
 from providers.demo import _words
 
 from ..conftest import StartServer
@@ -521,3 +522,18 @@ async def test_the_served_page_renders_math_and_code_from_its_own_origin(
             assert ui.errors == []
 
     await in_browser(scenario)
+
+
+def test_commonmark_spec_examples_that_apply_pass(browser_thread: BrowserThread) -> None:
+    """The CommonMark spec's examples (npm's commonmark-spec), rendered in Chromium and
+    compared as DOM, less our wrappers and link attributes. Those that apply to a renderer
+    that shows raw HTML as text, loads no image and links only absolute http(s)/mailto URLs
+    are held to the count reached when math was added (docs/ui.md, Rendering): emphasis in
+    full, the rest as a floor that a regression breaks."""
+    examples = [e for e in spec_examples() if applies(e)]
+    passed = set(run_js(browser_thread, "window.R = {ours: {whole: md.renderMarkdown}};"
+                        f" return await ({SPEC})(['ours', arg]);", examples))
+    emphasis = [e["number"] for e in examples if e["section"] == "Emphasis and strong emphasis"]
+    assert len(emphasis) == 123
+    assert set(emphasis) <= passed
+    assert len(passed) >= 360, f"{len(passed)} of {len(examples)}"
