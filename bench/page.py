@@ -283,6 +283,7 @@ def drive(browser: Any, url: str, panes: int, turns: int) -> dict[str, Any]:
     cdp.send("Profiler.setSamplingInterval", {"interval": 500})
     out: list[dict[str, Any]] = []
     profile: list[dict[str, Any]] = []
+    kinds: list[dict[str, Any]] = []
     # One turn more than measured is profiled: where a late turn's main-thread time goes
     # (the profiler's own cost stays out of the measured turns).
     for turn in range(1, turns + 2):
@@ -290,6 +291,7 @@ def drive(browser: Any, url: str, panes: int, turns: int) -> dict[str, Any]:
         profiled = turn > turns
         if profiled:
             cdp.send("Profiler.start")
+            browser.start_tracing(page=page, categories=["devtools.timeline"])
         before = metrics(cdp)
         page.fill("#prompt", f"Turn {turn}: how do I sort records by score?")
         page.press("#prompt", "Enter")
@@ -301,6 +303,7 @@ def drive(browser: Any, url: str, panes: int, turns: int) -> dict[str, Any]:
         after = metrics(cdp)
         if profiled:
             profile = self_times(cdp.send("Profiler.stop")["profile"])
+            kinds = main_thread_kinds(json.loads(browser.stop_tracing()))
             break
         taken = page.evaluate(TAKE)
         lag = sorted(seen - sent for sent, seen, _ in taken["stamps"])
@@ -325,7 +328,32 @@ def drive(browser: Any, url: str, panes: int, turns: int) -> dict[str, Any]:
               f"{out[-1]['task_ms_per_token']:.3f} ms/token, {len(taken['longtasks'])} long tasks",
               file=sys.stderr)
     context.close()
-    return {"turns": out, "errors": errors, "profile": profile}
+    return {"turns": out, "errors": errors, "profile": profile, "kinds": kinds}
+
+
+def main_thread_kinds(trace: dict[str, Any], top: int = 12) -> list[dict[str, Any]]:
+    """The page's main thread in a DevTools trace: self time by event name (Paint, Layout,
+    FunctionCall, …), so the browser's own work is named, not just "(program)"."""
+    events = trace["traceEvents"] if isinstance(trace, dict) else trace
+    main = {(e["pid"], e["tid"]) for e in events
+            if e.get("name") == "thread_name" and e["args"].get("name") == "CrRendererMain"}
+    spans = sorted(((e["ts"], e["dur"], e["name"]) for e in events
+                    if e.get("ph") == "X" and (e.get("pid"), e.get("tid")) in main
+                    and "dur" in e), key=lambda x: (x[0], -x[1]))
+    spent: dict[str, float] = {}
+    stack: list[tuple[float, str]] = []  # (end, name) of the open spans
+    for ts, dur, name in spans:
+        while stack and stack[-1][0] <= ts:
+            stack.pop()
+        if stack:  # time inside a child is not its parent's own
+            parent = stack[-1][1]
+            spent[parent] = spent.get(parent, 0.0) - dur
+        spent[name] = spent.get(name, 0.0) + dur
+        stack.append((ts + dur, name))
+    busy = sum(spent.values())
+    ranked = sorted(spent.items(), key=lambda kv: -kv[1])[:top]
+    return [{"event": k, "ms": round(v / 1000, 1), "share": round(v / busy, 3)}
+            for k, v in ranked]
 
 
 def self_times(profile: dict[str, Any], top: int = 12) -> list[dict[str, Any]]:
@@ -393,6 +421,7 @@ def summarise(result: dict[str, Any], panes: int, turns: int, rate: float) -> di
                       "style_ms_per_token")},
         "page_errors": result["errors"],
         "last_turn_profile": result["profile"],
+        "last_turn_main_thread": result["kinds"],
     }
     summary["goals_met"] = {
         "lag_p99_le_50ms": summary["lag_p99_ms"] is not None
@@ -413,6 +442,8 @@ def doc(summary: dict[str, Any]) -> str:
     load = " and ".join(str(x) for x in s["load_average"])
     rows = "\n".join(f"| `{p['function']}` | {p['ms']} | {100 * p['share']:.1f} % |"
                      for p in s["last_turn_profile"])
+    kinds = "\n".join(f"| `{k['event']}` | {k['ms']} | {100 * k['share']:.1f} % |"
+                      for k in s["last_turn_main_thread"])
     size = f"{s['panes']} panes, {s['rate_per_pane']:g} tokens/s each, {s['turns']} turns"
     p99 = f"{s['lag_p99_ms']} ms | ≤ 50 ms: {met['lag_p99_le_50ms']}"
     ratio = f"{s['cpu_ratio_last_over_first']} | ≤ 1.5: {met['cpu_ratio_le_1_5']}"
@@ -463,6 +494,12 @@ compositing, layout not forced by a script, event dispatch):
 | function | ms | share |
 |---|---|---|
 {rows}
+
+The same turn's main thread in a DevTools trace (`devtools.timeline`), self time by event:
+
+| event | ms | share |
+|---|---|---|
+{kinds}
 """
 
 
