@@ -314,6 +314,7 @@ def drive(browser: Any, url: str, panes: int, turns: int) -> dict[str, Any]:
         out.append({
             "turn": turn, "tokens": tokens, "stamps": len(lag),
             "lag_p50_ms": pct(lag, 50), "lag_p99_ms": pct(lag, 99),
+            "lag_min_ms": round(lag[0], 1) if lag else None,
             "lag_max_ms": lag[-1] if lag else None, "lags_ms": [round(x, 1) for x in lag],
             "to_page_p50_ms": pct(before_page, 50), "to_page_p99_ms": pct(before_page, 99),
             "in_page_p50_ms": pct(in_page, 50), "in_page_p99_ms": pct(in_page, 99),
@@ -524,8 +525,8 @@ def main(argv: list[str] | None = None) -> int:
     summary = summarise(result, args.panes, args.turns, args.rate)
     summary["load_average"] = [round(load_before, 2), round(os.getloadavg()[0], 2)]
     summary["cores"] = os.cpu_count()
-    args.out.write_text(json.dumps({"summary": summary, "turns": result["turns"]}, indent=1)
-                        + "\n")
+    turns = [{k: v for k, v in t.items() if k != "lags_ms"} for t in result["turns"]]
+    args.out.write_text(json.dumps({"summary": summary, "turns": turns}, indent=1) + "\n")
     old = args.doc.read_text() if args.doc.exists() else ""
     kept = old[old.index(FINDINGS):] if FINDINGS in old else FINDINGS + "\n"
     args.doc.write_text(doc(summary) + "\n" + kept)
