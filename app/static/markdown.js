@@ -1,10 +1,12 @@
 /**
- * Safe, progressive Markdown rendering for model output (CommonMark subset plus GFM
- * tables and ~~strikethrough~~).
+ * Safe, progressive Markdown rendering for model output: a CommonMark subset plus GFM
+ * (tables, task lists, ~~strikethrough~~, autolinks), math (`$…$`, `$$…$$`, `\(…\)`,
+ * `\[…\]`, by KaTeX as MathML, md-math.js) and highlighted code (Prism, md-code.js).
  *
  * Safety rules, enforced here and in md-inline.js, nowhere else:
  * - The DOM is built with createElement / createTextNode only. Model text never reaches
- *   innerHTML or any other HTML parser, event-handler attributes or style.
+ *   innerHTML or any other HTML parser, event-handler attributes or style. The libraries
+ *   used keep to that: KaTeX builds MathML nodes itself, Prism only tokenizes.
  * - Raw HTML in the source is shown as text.
  * - Links keep only absolute http:, https: and mailto: URLs (checked with the URL parser,
  *   so "java\tscript:" and friends are refused); anything else renders as plain text.
@@ -14,11 +16,15 @@
  * Streaming rules (MarkdownStream): text is parsed line by line; a finished block is
  * rendered once, appended, and never touched again. Each chunk re-renders only the
  * trailing open block, and an open fenced code block is appended to in place, so the cost
- * of a chunk depends on that block, not on the length of the answer.
+ * of a chunk depends on that block, not on the length of the answer. A code block is
+ * highlighted, and a display formula typeset, once it is closed; until then they show
+ * their source.
  */
 
 import { BlockParser, RE_BLANK, RE_PURE_MARKUP, stripIndent } from "./md-blocks.js";
+import { highlightInto } from "./md-code.js";
 import { renderInline, safeHref } from "./md-inline.js";
+import { mathNode } from "./md-math.js";
 
 export { renderInline, safeHref };
 
@@ -54,8 +60,9 @@ class DomSink {
       return;
     }
     this.list = null;
-    if (u.view) u.view.tail.data = ""; // shown in place while open; drop the partial-line preview
-    else this.put(renderUnit(u, this.depth));
+    if (!u.view) this.put(renderUnit(u, this.depth));
+    else if (u.closed) highlightInto(u.view.code, u.fence.info, u.lines.join("\n"));
+    else u.view.tail.data = ""; // shown in place while open; drop the partial-line preview
   }
 }
 
@@ -91,7 +98,7 @@ function codeView(info) {
   code.append(body, tail);
   pre.append(code);
   root.append(head, pre);
-  return { root, body, tail, lines: 0 };
+  return { root, code, body, tail, lines: 0 };
 }
 
 function renderUnit(u, depth) {
@@ -105,8 +112,19 @@ function renderUnit(u, depth) {
       return el("hr");
     case "code": {
       const view = codeView(u.fence.info);
-      view.body.data = u.lines.join("\n");
+      if (u.closed) highlightInto(view.code, u.fence.info, u.lines.join("\n"));
+      else view.body.data = u.lines.join("\n");
       return view.root;
+    }
+    case "math": {
+      if (u.closed) {
+        const box = el("div", "md-math-block");
+        box.append(mathNode(u.lines.join("\n").trim(), true));
+        return box;
+      }
+      const src = el("p", "md-math-source"); // not closed (yet): the TeX as written
+      src.textContent = u.raw.join("\n");
+      return src;
     }
     case "quote": {
       const q = el("blockquote");
@@ -123,14 +141,28 @@ function renderUnit(u, depth) {
   }
 }
 
+const RE_TASK = /^\[([ xX])\](?=[ \t]|$)[ \t]*/;
+
 function renderItem(u, depth) {
   const li = el("li");
-  renderBlocks(li, u.lines, depth + 1);
+  // A GFM task item: "- [ ] text" / "- [x] text" shows a checkbox the reader cannot change.
+  const task = RE_TASK.exec(u.lines[0]);
+  const lines = task ? [u.lines[0].slice(task[0].length), ...u.lines.slice(1)] : u.lines;
+  renderBlocks(li, lines, depth + 1);
   // A tight item (no blank line inside) shows its paragraphs without <p>, as CommonMark does.
   if (!u.lines.some((l) => RE_BLANK.test(l))) {
     for (const child of [...li.children]) {
       if (child.tagName === "P") child.replaceWith(...child.childNodes);
     }
+  }
+  if (task) {
+    const box = el("input", "md-task-box");
+    box.type = "checkbox";
+    box.disabled = true;
+    box.defaultChecked = task[1] !== " ";
+    li.className = "md-task";
+    const first = li.firstChild?.nodeName === "P" ? li.firstChild : li;
+    first.prepend(box, document.createTextNode(" "));
   }
   return li;
 }

@@ -1,6 +1,6 @@
 /**
  * The block level of the Markdown renderer: a line-by-line parser that turns lines into
- * blocks ("units": paragraph, heading, code, quote, list item, table, rule) and hands each
+ * blocks ("units": paragraph, heading, code, math, quote, list item, table, rule) and hands each
  * finished one to a sink exactly once. Pure: no DOM here. Nested quotes and list items
  * keep their inner lines; the sink renders those with a parser of their own.
  */
@@ -54,6 +54,21 @@ function openFence(line) {
   const m = RE_FENCE.exec(line);
   if (!m || (m[2][0] === "`" && m[3].includes("`"))) return null;
   return { indent: m[1].length, ch: m[2][0], len: m[2].length, info: m[3] };
+}
+
+/**
+ * A display-math opener: `$$` or `\[` starting a line. `{close, rest, single}`, or null when
+ * the line is a paragraph after all (the closer comes before the end: `$$a$$ and text`).
+ */
+function openMath(line) {
+  const m = /^ {0,3}(\$\$|\\\[)(.*)$/.exec(line);
+  if (!m) return null;
+  const close = m[1] === "$$" ? "$$" : "\\]";
+  const rest = m[2].trim();
+  const at = rest.indexOf(close);
+  if (at < 0) return { close, rest, single: false };
+  if (at !== rest.length - close.length || !rest.slice(0, at).trim()) return null;
+  return { close, rest: rest.slice(0, at), single: true };
 }
 
 function closesFence(fence, line) {
@@ -137,9 +152,14 @@ export class BlockParser {
     const plain = rawLine.endsWith("\r") ? rawLine.slice(0, -1) : rawLine;
     const line = expandTabs(plain); // tabs count as 4-column stops for structure only
     const u = this.cur;
+    if (u?.type === "math") {
+      this.continueMath(u, plain);
+      return;
+    }
     if (u?.type === "code") {
       u.raw.push(plain);
       if (closesFence(u.fence, line)) {
+        u.closed = true;
         this.emit();
         return;
       }
@@ -173,9 +193,29 @@ export class BlockParser {
     return this.depth < MAX_DEPTH;
   }
 
+  /**
+   * A line of an open display-math block. A blank line ends the block unclosed (shown as
+   * its source): a stray `$$` cannot swallow the rest of the answer.
+   */
+  continueMath(u, line) {
+    if (RE_BLANK.test(line)) {
+      this.emit();
+      return;
+    }
+    u.raw.push(line);
+    const text = line.trimEnd();
+    if (text.endsWith(u.close)) {
+      u.lines.push(text.slice(0, -u.close.length));
+      u.closed = true;
+      this.emit();
+      return;
+    }
+    u.lines.push(line);
+  }
+
   /** Whether `line` starts a block that may interrupt a paragraph. */
   interrupts(line) {
-    if (openFence(line) || RE_ATX.test(line) || RE_HR.test(line)) return true;
+    if (openFence(line) || openMath(line) || RE_ATX.test(line) || RE_HR.test(line)) return true;
     if (!this.nests()) return false;
     if (RE_QUOTE.test(line)) return true;
     const item = matchItem(line);
@@ -187,6 +227,14 @@ export class BlockParser {
     if (fence) {
       this.cur = { type: "code", fence, lines: [], raw: [line] };
       this.sink.open?.(this.cur);
+      return;
+    }
+    const math = openMath(line);
+    if (math) {
+      const unit = { type: "math", close: math.close, lines: [], raw: [line], closed: math.single };
+      if (math.rest) unit.lines.push(math.rest);
+      if (math.single) this.sink.add(unit);
+      else this.cur = unit;
       return;
     }
     const atx = RE_ATX.exec(line);

@@ -1,10 +1,12 @@
 /**
- * The inline level of the Markdown renderer: emphasis, code spans, links, autolinks,
+ * The inline level of the Markdown renderer: emphasis, code spans, math, links, autolinks,
  * entities and line breaks, built as DOM nodes (createElement / createTextNode only).
  * Links keep only absolute http:, https: and mailto: URLs; images become links and are
  * never fetched. Emphasis follows CommonMark's delimiter algorithm over a linked list, so
  * hostile runs of `*` or `[` cost linear time.
  */
+
+import { mathNode } from "./md-math.js";
 
 const SEARCH_LIMIT = 4096; // how far an inline construct looks ahead for its end
 const ASCII_PUNCT = /[!-/:-@[-`{-~]/;
@@ -207,6 +209,56 @@ function flanking(text, i, n) {
 }
 
 /**
+ * Where inline math can close. `$…$` follows Pandoc: the opening `$` has a non-space after
+ * it, the closing one a non-space before it and no digit after it, so "$5 and $10" stays
+ * text. `$$…$$`, `\(…\)` and `\[…\]` close at the next closer. Each finder remembers the
+ * last closer it found, so a text full of openers costs linear time, not quadratic.
+ */
+class MathClosers {
+  constructor(text) {
+    this.text = text;
+    this.found = new Map(); // closer -> {from, at}: the first closer at or after `from`
+  }
+
+  next(closer, from) {
+    const known = this.found.get(closer);
+    if (known && known.from <= from && (known.at >= from || known.at < 0)) return known.at;
+    const at = closer === "$" ? this.dollar(from) : this.text.indexOf(closer, from);
+    this.found.set(closer, { from, at });
+    return at;
+  }
+
+  dollar(from) {
+    const t = this.text;
+    for (let k = t.indexOf("$", from); k >= 0; k = t.indexOf("$", k + 1)) {
+      if (/\s/.test(t[k - 1]) || t[k - 1] === "\\" || t[k + 1] === "$") continue;
+      if (/[0-9]/.test(t[k + 1] ?? "")) continue;
+      return k;
+    }
+    return -1;
+  }
+
+  /** The inline math starting at `i`: {tex, display, end}, or null. */
+  at(i) {
+    const t = this.text;
+    let open;
+    let close;
+    if (t.startsWith("$$", i)) [open, close] = ["$$", "$$"];
+    else if (t[i] === "$") [open, close] = ["$", "$"];
+    else if (t.startsWith("\\(", i)) [open, close] = ["\\(", "\\)"];
+    else if (t.startsWith("\\[", i)) [open, close] = ["\\[", "\\]"];
+    else return null;
+    const from = i + open.length;
+    if (open === "$" && (/\s/.test(t[from] ?? " ") || t[from] === "$")) return null;
+    const k = this.next(close, from);
+    if (k < 0 || k - i > SEARCH_LIMIT) return null;
+    const tex = t.slice(from, k).trim();
+    if (!tex) return null;
+    return { tex, display: open === "$$" || open === "\\[", end: k + close.length };
+  }
+}
+
+/**
  * Renders inline Markdown `text` into `parent`.
  *
  * One left-to-right scan, longer than most functions here on purpose: the constructs share
@@ -236,10 +288,19 @@ export function renderInline(parent, text) {
     lastOfLen.set(runs[r].len, r);
   }
   const runAt = new Map(runs.map((r, k) => [r.at, k]));
+  const maths = text.includes("$") || text.includes("\\") ? new MathClosers(text) : null;
 
   let i = 0;
   while (i < text.length) {
     const c = text[i];
+    if ((c === "$" || c === "\\") && maths) {
+      const math = maths.at(i);
+      if (math) {
+        pushNode(mathNode(math.tex, math.display));
+        i = math.end;
+        continue;
+      }
+    }
     if (c === "\\") {
       const nx = text[i + 1];
       if (nx === "\n") {

@@ -1,0 +1,70 @@
+"""The page-speed benchmark (bench/page.py) at a tiny size: 2 panes, 3 turns.
+
+It runs as it does for real (``python -m bench.page``: a loopback upstream and Chorus as
+subprocesses, the real page in headless Chromium) and must produce, for every turn, stamped
+words seen in the page, their delays, the main-thread time per token and the long tasks;
+then the summary and the page of docs built from them.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from bench.page import answer_words, pct, stamped
+
+from .conftest import CHROMIUM
+
+pytestmark = pytest.mark.browser
+ROOT = Path(__file__).resolve().parents[2]
+
+
+def test_stamps_go_after_words_and_never_into_markup() -> None:
+    assert stamped("score ", 3, 12).startswith("score §")
+    assert stamped("score ", 3, 12).endswith("x3.12 ")
+    assert stamped("sorted\n", 1, 2).endswith("x1.2\n")
+    for markup in ("```python\n", "| a |", "$x$ ", "## ", "|\n"):
+        assert stamped(markup, 1, 1) == markup
+    assert not any(stampable for word, stampable in answer_words() if "\\" in word)
+
+
+def test_percentiles_are_nearest_rank() -> None:
+    values = [float(v) for v in range(1, 101)]
+    assert pct(values, 50) == 50.0
+    assert pct(values, 99) == 99.0
+    assert pct([7.0], 99) == 7.0
+    assert pct([], 50) is None
+
+
+def test_a_tiny_run_measures_every_turn(tmp_path: Path) -> None:
+    if not os.path.exists(CHROMIUM):
+        pytest.skip(f"no Chromium at {CHROMIUM}")
+    out, doc = tmp_path / "page.json", tmp_path / "page-speed.md"
+    subprocess.run([sys.executable, "-m", "bench.page", "--panes", "2", "--turns", "3",
+                    "--out", str(out), "--doc", str(doc)],
+                   cwd=ROOT, check=True, timeout=240, capture_output=True)
+    figures = json.loads(out.read_text())
+    turns, summary = figures["turns"], figures["summary"]
+    assert [t["turn"] for t in turns] == [1, 2, 3]
+    for t in turns:
+        assert t["tokens"] == 2 * len(answer_words())
+        # Every stamped word of both panes was seen in the page, none before it was sent.
+        sent = sum(1 for i, (w, ok) in enumerate(answer_words()) if ok and i % 3 == 0
+                   and stamped(w, 1, i) != w)
+        assert t["stamps"] == 2 * sent
+        assert t["lag_min_ms"] >= 0
+        assert t["task_ms_per_token"] > 0
+        assert t["longtasks"] >= 0
+    assert summary["page_errors"] == []
+    assert summary["stamps"] == sum(t["stamps"] for t in turns)
+    assert summary["cpu_ratio_last_over_first"] == pytest.approx(
+        turns[-1]["task_ms_per_token"] / turns[0]["task_ms_per_token"], rel=0.01)
+    assert set(summary["goals_met"]) == {"lag_p99_le_50ms", "cpu_ratio_le_1_5"}
+    text = doc.read_text()
+    assert "python -m bench.page" in text
+    assert f"{summary['lag_p99_ms']} ms" in text
