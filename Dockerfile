@@ -1,6 +1,15 @@
 # Chorus in a container. Inside it the server listens on all interfaces, which Chorus only
 # allows with API keys configured: run it with -e CHORUS_API_KEYS=key1,key2 (and the
 # provider keys you use, e.g. -e OPENAI_API_KEY=...).
+
+# The page's third-party code (KaTeX, Prism) from the pinned npm packages: only the built
+# files go into the image.
+FROM node:20-slim AS web
+WORKDIR /src
+COPY package.json package-lock.json ./
+COPY scripts/web-packages scripts/
+RUN mkdir -p app/static && scripts/web-packages
+
 FROM python:3.11-slim
 
 ENV PYTHONDONTWRITEBYTECODE=1 \
@@ -14,6 +23,7 @@ COPY requirements.lock ./
 RUN pip install -r requirements.lock
 COPY pyproject.toml README.md ./
 COPY app ./app
+COPY --from=web /src/app/static/vendor ./app/static/vendor
 COPY providers ./providers
 RUN pip install --no-deps . && useradd --system --uid 10001 --home-dir /srv/chorus chorus
 

@@ -17,6 +17,10 @@ PIP_TOOLS := pip-tools==7.6.2
 COMPILE := CUSTOM_COMPILE_COMMAND="make lock" $(VENV)/bin/pip-compile --quiet --strip-extras \
 	--allow-unsafe --no-emit-index-url --no-emit-find-links --no-emit-trusted-host
 
+# The page's third-party code (KaTeX, Prism), from the pinned npm packages into
+# app/static/vendor/ (generated, git-ignored, shipped as package data).
+VENDOR := app/static/vendor/katex.js
+
 .PHONY: serve test lint bench lock
 
 $(VENV)/bin/python:
@@ -28,11 +32,17 @@ $(STAMP): pyproject.toml $(LOCKS) | $(VENV)/bin/python
 	$(VENV)/bin/python -m pip install --quiet --no-deps -e .
 	touch $(STAMP)
 
+$(VENDOR): package.json package-lock.json scripts/web-packages
+	./scripts/web-packages
+
+# Without npm the page still works (formulas as TeX, code unhighlighted): serve anyway.
 serve: $(STAMP)
+	-@$(MAKE) --no-print-directory $(VENDOR)
 	$(VENV)/bin/chorus serve $(ARGS)
 
 test: $(STAMP)
 	./scripts/system-packages
+	$(MAKE) --no-print-directory $(VENDOR)
 	$(VENV)/bin/python -m pytest $(ARGS)
 
 lint: $(STAMP)
