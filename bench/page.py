@@ -32,7 +32,7 @@ from typing import Any
 import h11
 import trio
 
-from bench.procs import ROOT, Proc, free_port, python
+from bench.procs import ROOT, Proc, free_port
 from providers.demo import _words
 
 CHROMIUM = os.environ.get("CHORUS_CHROMIUM", "/usr/bin/chromium")
@@ -243,13 +243,13 @@ def run(panes: int, turns: int, rate: float, workdir: Path) -> dict[str, Any]:
     from playwright.sync_api import sync_playwright
 
     up_port = free_port()
-    upstream = Proc("upstream", [python(), "-m", "bench.page", "--upstream", str(up_port),
+    upstream = Proc("upstream", [sys.executable, "-m", "bench.page", "--upstream", str(up_port),
                                  "--rate", str(rate)], up_port, set(os.sched_getaffinity(0)),
                     log_path=workdir / "upstream.log").start()
     config = workdir / "chorus.toml"
     config.write_text(chorus_config(up_port))
     port = free_port()
-    chorus = Proc("chorus", [python(), "-m", "app", "serve", "--config", str(config),
+    chorus = Proc("chorus", [sys.executable, "-m", "app", "serve", "--config", str(config),
                              "--port", str(port)], port, set(os.sched_getaffinity(0)),
                   log_path=workdir / "chorus.log")
     try:

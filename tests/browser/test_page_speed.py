@@ -57,7 +57,9 @@ def test_a_tiny_run_measures_every_turn(tmp_path: Path) -> None:
         sent = sum(1 for i, (w, ok) in enumerate(answer_words()) if ok and i % 3 == 0
                    and stamped(w, 1, i) != w)
         assert t["stamps"] == 2 * sent
-        assert t["lag_min_ms"] >= 0
+        # The upstream stamps with the system clock and the page reads timeOrigin + now():
+        # two readings of one clock that may disagree by a few milliseconds, never by more.
+        assert t["lag_min_ms"] >= -20
         assert t["task_ms_per_token"] > 0
         assert t["longtasks"] >= 0
     assert summary["page_errors"] == []
