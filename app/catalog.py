@@ -25,6 +25,19 @@ from providers.demo import DemoProvider, parse_spec
 log = logging.getLogger("chorus.catalog")
 
 
+def _details(provider: Provider, model: str) -> dict[str, Any]:
+    """Whether the model takes images, and its price, context length and description as
+    the provider's config states them (null when it does not)."""
+    price = provider.config.prices.get(model)
+    info = provider.config.model_info.get(model)
+    return {
+        "images": provider.config.takes_images(model),
+        "pricing": {"input": price.input, "output": price.output} if price else None,
+        "context_length": info.context if info else None,
+        "description": info.description if info else None,
+    }
+
+
 class UnknownModel(Exception):
     def __init__(self, ref: str, why: str) -> None:
         super().__init__(why)
@@ -123,7 +136,8 @@ class Catalog:
         return tuple(routes)
 
     async def list_models(self) -> list[dict[str, Any]]:
-        """OpenAI's list shape, plus ``provider`` and ``simulated``; then each alias whose
+        """OpenAI's list shape, plus ``provider``, ``simulated`` and what a person choosing
+        a model wants to know (``_details``); then each alias whose
         provider is configured, as an entry whose ``id`` is the alias and ``alias_of`` the
         ref it stands for.
 
@@ -147,7 +161,7 @@ class Catalog:
                 out.append({
                     "id": f"{name}/{model}", "object": "model", "created": 0,
                     "owned_by": provider.config.type, "provider": name,
-                    "simulated": provider.simulated,
+                    "simulated": provider.simulated, **_details(provider, model),
                 })
         for alias, ref in self.config.aliases.items():
             target = self.providers.get(ref.partition("/")[0])
@@ -156,6 +170,7 @@ class Catalog:
                     "id": alias, "object": "model", "created": 0,
                     "owned_by": target.config.type, "provider": target.config.name,
                     "simulated": target.simulated, "alias_of": ref,
+                    **_details(target, ref.partition("/")[2]),
                 })
         return out
 

@@ -21,6 +21,7 @@ from pathlib import Path
 from typing import Any
 
 from providers import ProviderConfig, Timeouts, known_types
+from providers.base import ModelInfo, Price
 
 
 class ConfigError(Exception):
@@ -259,7 +260,8 @@ def _cli(table: Mapping[str, Any], fail: Any) -> CliConfig:
 
 _TIMEOUTS = ("connect", "first_token", "idle", "total")
 _PROVIDER_KEYS = {"type", "base_url", "api_key_env", "api_key", "models", "max_concurrency",
-                  "timeouts", "fallbacks", "retries", "options", "images", "http2"}
+                  "timeouts", "fallbacks", "retries", "options", "images", "http2",
+                  "prices", "model_info"}
 
 
 def _provider(
@@ -328,7 +330,44 @@ def _provider(
         retries=retries, options=_table(table.get("options", {}), f"{where}.options", fail),
         http2=_check(table.get("http2", False), bool, f"{where}.http2", fail),
         images=images if isinstance(images, bool) else tuple(images),
+        prices=_prices(table.get("prices", {}), where, fail),
+        model_info=_model_info(table.get("model_info", {}), where, fail),
     )
+
+
+def _prices(value: Any, where: str, fail: Any) -> dict[str, Price]:
+    """``prices = { "model" = { input = 0.15, output = 0.60 } }``: USD per million tokens."""
+    out = {}
+    for model, price in _table(value, f"{where}.prices", fail).items():
+        one = f"{where}.prices.{model}"
+        entry = _table(price, one, fail)
+        if set(entry) != {"input", "output"}:
+            raise fail(f"{one} must give input and output, in USD per million tokens "
+                       f"(as {{ input = 0.15, output = 0.60 }})", "prices")
+        rates = {k: _check(v, float, f"{one}.{k}", fail) for k, v in entry.items()}
+        if any(rate < 0 for rate in rates.values()):
+            raise fail(f"{one}: a price cannot be negative", "prices")
+        out[model] = Price(**rates)
+    return out
+
+
+def _model_info(value: Any, where: str, fail: Any) -> dict[str, ModelInfo]:
+    """``model_info = { "model" = { context = 128000, description = "…" } }``."""
+    out = {}
+    for model, info in _table(value, f"{where}.model_info", fail).items():
+        one = f"{where}.model_info.{model}"
+        entry = _table(info, one, fail)
+        for key in entry:
+            if key not in ("context", "description"):
+                raise fail(f"unknown setting {one}.{key} (context, description)", "model_info")
+        context = entry.get("context")
+        if context is not None and _check(context, int, f"{one}.context", fail) < 1:
+            raise fail(f"{one}.context must be a positive number of tokens", "model_info")
+        description = entry.get("description")
+        if description is not None:
+            _check(description, str, f"{one}.description", fail)
+        out[model] = ModelInfo(context=context, description=description)
+    return out
 
 
 def _table(value: Any, where: str, fail: Any) -> dict[str, Any]:

@@ -68,6 +68,22 @@ class Timeouts:
 
 
 @dataclass(frozen=True, slots=True)
+class Price:
+    """A model's price in USD per million tokens, as the config states it."""
+
+    input: float
+    output: float
+
+
+@dataclass(frozen=True, slots=True)
+class ModelInfo:
+    """What the config says about a model for people choosing one (``model_info``)."""
+
+    context: int | None = None
+    description: str | None = None
+
+
+@dataclass(frozen=True, slots=True)
 class ProviderConfig:
     """One ``[providers.NAME]`` table of the config file, validated."""
 
@@ -83,6 +99,9 @@ class ProviderConfig:
     options: Mapping[str, Any] = field(default_factory=dict)
     http2: bool = False  # offer HTTP/2 by ALPN on https (off: see ``providers.http``, why)
     images: bool | tuple[str, ...] = True  # which models take images: all, none, or these
+    # What a listing of models shows beside each name; the engine never reads them.
+    prices: Mapping[str, Price] = field(default_factory=dict)
+    model_info: Mapping[str, ModelInfo] = field(default_factory=dict)
 
     def takes_images(self, model: str) -> bool:
         return self.images if isinstance(self.images, bool) else model in self.images

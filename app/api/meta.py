@@ -11,10 +11,11 @@ from .context import chorus, owner
 bp = Blueprint("meta", __name__)
 
 
-# The page's own policy (also in its <meta>), plus what only a header can say.
+# The page's own policy (also in its <meta>), plus what only a header can say. data: images
+# are the thumbnails of images the user attached; model output never makes an <img>.
 PAGE_HEADERS = {
     "Content-Security-Policy": (
-        "default-src 'none'; script-src 'self'; style-src 'self'; img-src 'self'; "
+        "default-src 'none'; script-src 'self'; style-src 'self'; img-src 'self' data:; "
         "connect-src 'self'; base-uri 'none'; form-action 'none'; frame-ancestors 'none'; "
         "require-trusted-types-for 'script'; trusted-types 'none'"),
     "X-Content-Type-Options": "nosniff",

@@ -19,9 +19,11 @@ import {
   nextVersion,
   settleOrphans,
   shownVersion,
+  userContent,
   versionsOf,
 } from "./conversation.js";
 import { AlignedLayout } from "./aligned.js";
+import { Attachments } from "./attachments.js";
 import { Drawers } from "./drawers.js";
 import { PaneView } from "./pane.js";
 import { paneParams } from "./pane-settings.js";
@@ -40,6 +42,8 @@ const ui = {
   newChat: $("new-chat"),
   layout: $("layout-btn"),
   toast: $("toast"),
+  attach: $("attach"),
+  attachInput: $("attach-input"),
 };
 
 const settings = store.loadSettings();
@@ -50,6 +54,7 @@ let views = [];
 let editing = false; // the composer holds an edited last prompt
 let layout = null; // the aligned view, when it is on
 let picker = null;
+let attachments = null;
 let drawers = null;
 let frame = 0;
 let saveTimer = 0;
@@ -245,9 +250,14 @@ function send() {
     toast(missing.model + " is not offered by this server. Remove it, or start a new chat.");
     return;
   }
+  if (attachments.reading) {
+    toast("Still reading the attached image: send again in a moment.");
+    return;
+  }
+  const images = attachments.take();
   if (editing) {
     stopEditing();
-    relaunch(conv.panes.map((_, p) => p), text);
+    relaunch(conv.panes.map((_, p) => p), text, images);
     return;
   }
   if (!hasTurns(conv)) {
@@ -255,13 +265,13 @@ function send() {
     conv.system = settings.system.trim();
   }
   const targets = conv.panes.map((pane) =>
-    target(pane, [...historyOf(conv, pane, pane.turns.length), { role: "user", content: text }]),
+    target(pane, [...historyOf(conv, pane, pane.turns.length), prompt(pane, text, images)]),
   );
   if (isBusy(conv)) runs.stopAll(conv); // the stalled turns: they never sent a token
   const t = lastTurn() + 1;
   (conv.blind ??= [])[t] = blindOrder();
   conv.panes.forEach((pane, p) => {
-    const turn = newTurn(text);
+    const turn = withImages(newTurn(text), pane, images, targets[p]);
     pane.turns.push(turn);
     views[p].addTurn(turn);
   });
@@ -277,6 +287,31 @@ function send() {
   );
 }
 
+/** Whether pane's model is sent images (GET /v1/models says; unknown means yes). */
+const takesImages = (pane) => picker.info(pane.model)?.images !== false;
+
+/** The new user message for a pane: with the images if its model takes them. */
+const prompt = (pane, text, images) => ({
+  role: "user",
+  content: userContent(text, takesImages(pane) ? images : []),
+});
+
+/**
+ * Records on a new turn the images attached to its prompt, whether this pane's model
+ * refused them (its view says so), and how much text it was sent, for a cost estimate.
+ */
+function withImages(turn, pane, images, sent) {
+  if (images.length) {
+    turn.images = images;
+    turn.imagesRefused = !takesImages(pane);
+  }
+  turn.sentChars = sent.messages.reduce((n, m) => n + textOf(m.content).length, 0);
+  return turn;
+}
+
+const textOf = (content) =>
+  typeof content === "string" ? content : content.map((part) => part.text ?? "").join("");
+
 /** A stream target for a pane: its model, its messages, and its own params if any. */
 function target(pane, messages) {
   const params = paneParams(pane);
@@ -289,19 +324,19 @@ function regenerate(p) {
   const t = pane.turns.length - 1;
   const last = pane.turns[t];
   if (!last || ACTIVE.has(last.state)) return;
-  const user = shownVersion(last).user;
-  relaunch([p], user);
+  const { user, images } = shownVersion(last);
+  relaunch([p], user, (images ?? []).filter((image) => image.dataUrl));
 }
 
 /** New versions of the last turn of panes `ps` for `user`, sent with their histories. */
-function relaunch(ps, user) {
+function relaunch(ps, user, images) {
   const t = lastTurn();
   const targets = ps.map((p) => {
     const pane = conv.panes[p];
-    const messages = [...historyOf(conv, pane, t), { role: "user", content: user }];
-    pane.turns[t] = nextVersion(pane.turns[t], user);
+    const sent = target(pane, [...historyOf(conv, pane, t), prompt(pane, user, images)]);
+    pane.turns[t] = withImages(nextVersion(pane.turns[t], user), pane, images, sent);
     views[p].replaceLastTurn(pane.turns[t]);
-    return target(pane, messages);
+    return sent;
   });
   if (ps.length === conv.panes.length) {
     // A new prompt for every pane: a new round to pick from (blind again, if it is on).
@@ -322,7 +357,9 @@ function edit() {
   }
   editing = true;
   ui.editing.hidden = false;
-  ui.prompt.value = shownVersion(conv.panes[0].turns[t]).user;
+  const { user, images } = shownVersion(conv.panes[0].turns[t]);
+  ui.prompt.value = user;
+  attachments.set((images ?? []).filter((image) => image.dataUrl));
   autosize();
   ui.prompt.focus();
 }
@@ -331,6 +368,7 @@ function stopEditing() {
   editing = false;
   ui.editing.hidden = true;
   ui.prompt.value = "";
+  attachments.set([]);
   autosize();
 }
 
@@ -424,14 +462,23 @@ function modelEntry(m) {
   const id = String(m.id);
   const provider = m.provider ? String(m.provider) : "";
   const ref = !provider || id.startsWith(provider + "/") ? id : provider + "/" + id;
-  return { ref, provider, simulated: m.simulated === true };
+  const price = m.pricing;
+  return {
+    ref,
+    provider,
+    simulated: m.simulated === true,
+    images: m.images !== false,
+    pricing: Number.isFinite(price?.input) && Number.isFinite(price?.output) ? price : null,
+    context: Number.isInteger(m.context_length) ? m.context_length : null,
+    description: typeof m.description === "string" ? m.description : "",
+  };
 }
 
 async function loadModels() {
   try {
     const res = await api.listModels();
     const models = (res.data ?? []).map(modelEntry);
-    picker.setModels(models, res.max_slots);
+    picker.setModels(models, res.max_slots, res.notes ?? []);
     if (settings.models === null && !hasTurns(conv)) {
       const refs = models.map((m) => m.ref);
       const preferred = ["demo/fast", "demo/thinker"].filter((r) => refs.includes(r));
@@ -451,6 +498,31 @@ async function loadModels() {
     picker.setModels([], null);
     document.body.dataset.models = "failed";
   }
+}
+
+/** Images come in by the file picker, by pasting into the prompt, or dropped on the composer. */
+function bindAttachments() {
+  attachments = new Attachments($("attachments"), toast);
+  ui.attach.addEventListener("click", () => ui.attachInput.click());
+  ui.attachInput.addEventListener("change", async () => {
+    await attachments.add([...ui.attachInput.files]);
+    ui.attachInput.value = "";
+  });
+  ui.prompt.addEventListener("paste", (e) => {
+    const files = [...(e.clipboardData?.files ?? [])];
+    if (!files.length) return;
+    e.preventDefault();
+    attachments.add(files);
+  });
+  ui.composer.addEventListener("dragover", (e) => {
+    if (e.dataTransfer?.types.includes("Files")) e.preventDefault();
+  });
+  ui.composer.addEventListener("drop", (e) => {
+    const files = [...(e.dataTransfer?.files ?? [])];
+    if (!files.length) return;
+    e.preventDefault();
+    attachments.add(files);
+  });
 }
 
 function bindKeys() {
@@ -491,7 +563,8 @@ function bindKeys() {
 
 function main() {
   api.setApiKey(settings.apiKey);
-  picker = new Picker($("picker"), onSelectionChange);
+  picker = new Picker($("picker"), onSelectionChange, store);
+  bindAttachments();
   const saved = store.currentConversationId();
   conv = (saved && store.loadConversation(saved)) || newConversation(store.newId(), settings.models ?? []);
   settleOrphans(conv);

@@ -105,8 +105,24 @@ function turnsOf(c, pane, upTo) {
 }
 
 function exchange(turn) {
-  const { user, answer } = shownVersion(turn);
-  return answer ? [{ role: "user", content: user }, { role: "assistant", content: answer }] : [];
+  const { user, answer, images, imagesRefused } = shownVersion(turn);
+  if (!answer) return [];
+  const content = userContent(user, imagesRefused ? [] : images);
+  return [{ role: "user", content }, { role: "assistant", content: answer }];
+}
+
+/**
+ * A user message's content: its text alone, or with the images the pane was sent, as
+ * OpenAI-style parts. Images are kept only in memory (see store.js), so a turn reopened
+ * after a reload has lost their data, and is sent as text (its view says so).
+ */
+export function userContent(text, images) {
+  const kept = (images ?? []).filter((image) => image.dataUrl);
+  if (!kept.length) return text;
+  return [
+    { type: "text", text },
+    ...kept.map((image) => ({ type: "image_url", image_url: { url: image.dataUrl } })),
+  ];
 }
 
 /** Applies one slot event (DESIGN.md, "SSE events") to its turn; false if not one. */

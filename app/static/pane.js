@@ -5,6 +5,7 @@
  */
 
 import { watchCode } from "./a11y.js";
+import { imageChip } from "./attachments.js";
 import { ACTIVE, shownVersion, versionsOf } from "./conversation.js";
 import { el } from "./dom.js";
 import { MarkdownStream } from "./markdown.js";
@@ -19,6 +20,11 @@ const STATE_TEXT = {
   done: "done",
   stopped: "stopped",
   error: "error",
+};
+
+const STAT_TITLES = {
+  ttft: "Time to first token",
+  cost: "Cost at the configured price (≈: estimated, about 4 characters a token)",
 };
 
 function button(className, text, label, icon) {
@@ -69,10 +75,30 @@ export function turnFigures(turn, now = Date.now()) {
   };
 }
 
+/**
+ * What an answer cost in USD at `pricing` (USD per million tokens), or null. From the
+ * server's usage once it has one; while streaming, from the estimated output and the text
+ * the pane was sent (about 4 characters a token), flagged `estimated`.
+ */
+export function turnCost(turn, pricing, figures = turnFigures(turn)) {
+  if (!pricing) return null;
+  const input = figures.input ?? (turn.sentChars ? Math.ceil(turn.sentChars / CHARS_PER_TOKEN) : null);
+  if (input === null && figures.output === null) return null;
+  const usd = ((input ?? 0) * pricing.input + (figures.output ?? 0) * pricing.output) / 1e6;
+  return { usd, estimated: figures.estimated || figures.input === null };
+}
+
+/** Dollars with two significant digits below a cent, cents above. */
+export function formatUsd(usd) {
+  if (usd === 0) return "$0";
+  return "$" + (usd < 0.01 ? usd.toPrecision(2) : usd.toFixed(2));
+}
+
 class TurnView {
   /** `head`: the pane's turn (its newest version); the view shows shownVersion(head). */
-  constructor(head, slot, callbacks) {
+  constructor(head, slot, callbacks, pricing) {
     const turn = shownVersion(head);
+    this.pricing = pricing;
     this.head = head;
     this.turn = turn;
     this.callbacks = callbacks;
@@ -84,6 +110,7 @@ class TurnView {
     this.editBtn = button("edit", "Edit", "Edit this prompt and send it again", "✎");
     this.editBtn.addEventListener("click", () => callbacks.edit());
     user.append(this.editBtn, text);
+    const images = this.imagesOf(turn);
     const reply = el("div", "reply");
     this.reasoning = null; // built when the first reasoning text arrives
     this.answer = el("div", "answer md");
@@ -113,7 +140,7 @@ class TurnView {
     this.index = 0; // its turn's index in the pane, set by the pane
     reply.append(this.answer, this.typing, this.note, this.errorBox, this.footer);
     this.reply = reply;
-    this.root.append(user, reply);
+    this.root.append(user, ...images, reply);
     watchCode(this.answer);
     this.md = new MarkdownStream(this.answer);
     this.reasoningMd = null;
@@ -122,6 +149,22 @@ class TurnView {
     this.reasoningWords = 0;
     this.closed = false;
     this.sync();
+  }
+
+  /** The prompt's images as chips, and a note when the model was not sent them. */
+  imagesOf(turn) {
+    const images = turn.images ?? [];
+    if (!images.length) return [];
+    const list = el("ul", "turn-images");
+    list.setAttribute("aria-label", "Images attached to this prompt");
+    list.append(...images.map((image) => imageChip(image)));
+    const n = images.length + " image" + (images.length === 1 ? "" : "s");
+    let why = "";
+    if (turn.imagesRefused) why = "This model takes no images: it was sent the prompt without the " + n + ".";
+    else if (images.some((image) => !image.dataUrl)) {
+      why = "Images are not kept after a reload: later turns send this prompt without them.";
+    }
+    return why ? [list, el("p", "images-note", why)] : [list];
   }
 
   ensureReasoning() {
@@ -232,13 +275,14 @@ class TurnView {
         : (f.rateEstimated ? "≈" : "") + f.rate.toFixed(f.rate < 10 ? 1 : 0) + " tok/s"],
       ["tokens", "in " + count(f.input) + " · out " + count(f.output)],
     ];
-    if (!this.statNodes) {
-      this.statNodes = {};
-      for (const [key] of parts) {
-        this.statNodes[key] = el("span", "stat stat-" + key);
-        this.stats.append(this.statNodes[key]);
-      }
-      this.statNodes.ttft.title = "Time to first token";
+    const cost = turnCost(this.turn, this.pricing, f);
+    if (cost) parts.push(["cost", (cost.estimated ? "≈" : "") + formatUsd(cost.usd)]);
+    this.statNodes ??= {};
+    for (const [key] of parts) {
+      if (this.statNodes[key]) continue;
+      this.statNodes[key] = el("span", "stat stat-" + key);
+      this.statNodes[key].title = STAT_TITLES[key] ?? "";
+      this.stats.append(this.statNodes[key]);
     }
     const guess = f.rateEstimated ? "Estimated while streaming (about 4 characters a token)" : "";
     if (this.statNodes.rate.title !== guess) this.statNodes.rate.title = guess;
@@ -288,6 +332,7 @@ export class PaneView {
     this.layout = layout;
     this.pane = pane;
     this.callbacks = callbacks;
+    this.pricing = info?.pricing ?? null;
     this.turns = [];
     this.root = el("section", "pane");
     this.root.dataset.slot = String(index);
@@ -350,7 +395,7 @@ export class PaneView {
   }
 
   addTurn(turn) {
-    const view = new TurnView(turn, this.index, this.callbacks);
+    const view = new TurnView(turn, this.index, this.callbacks, this.pricing);
     view.index = this.turns.length;
     this.turns.push(view);
     view.syncPick();
@@ -373,7 +418,7 @@ export class PaneView {
   showVersion(t) {
     const old = this.turns[t];
     if (!old) return;
-    const view = new TurnView(this.pane.turns[t], this.index, this.callbacks);
+    const view = new TurnView(this.pane.turns[t], this.index, this.callbacks, this.pricing);
     view.index = t;
     this.turns[t] = view;
     old.root.replaceWith(view.root);

@@ -5,6 +5,21 @@
  */
 
 import { el } from "./dom.js";
+import { formatUsd } from "./pane.js";
+
+/** "128k context · $0.15 / $0.60 per M tokens": what the server says of a model, or "". */
+export function modelFacts(m) {
+  const facts = [];
+  if (m.context) {
+    const k = m.context >= 1000 ? Math.round(m.context / 1000) + "k" : String(m.context);
+    facts.push(k + " context");
+  }
+  if (m.pricing) {
+    facts.push(formatUsd(m.pricing.input) + " in / " + formatUsd(m.pricing.output) + " out per M tokens");
+  }
+  if (m.images === false) facts.push("no images");
+  return facts.join(" · ");
+}
 
 /** Models matching every word of `query`, those starting with it first. */
 export function filterModels(models, query) {
@@ -19,9 +34,12 @@ export function filterModels(models, query) {
 }
 
 export class Picker {
-  constructor(root, onChange) {
+  /** `store`: where dismissed server notes are remembered (store.js). */
+  constructor(root, onChange, store) {
     this.root = root;
     this.onChange = onChange;
+    this.store = store;
+    this.notes = [];
     this.models = [];
     this.loaded = false;
     this.maxSlots = 9;
@@ -49,8 +67,15 @@ export class Picker {
     this.list.setAttribute("role", "listbox");
     this.list.hidden = true;
     this.count = el("span", "slot-count");
+    // The server's notes (what it left out and why): one box in the picker's row until
+    // dismissed, not in the listbox (which may hold only options) and not tied to its
+    // opening, so the Dismiss button is reachable by Tab.
+    this.notesBox = el("div", "picker-notes");
+    this.notesBox.id = "picker-notes";
+    this.notesBox.setAttribute("role", "note");
+    this.notesBox.hidden = true;
     combo.append(this.input, this.list);
-    root.append(this.chips, combo, this.count);
+    root.append(this.chips, combo, this.count, this.notesBox);
 
     this.input.addEventListener("focus", () => this.open());
     this.input.addEventListener("input", () => {
@@ -71,8 +96,11 @@ export class Picker {
     return !this.list.hidden;
   }
 
-  setModels(models, maxSlots) {
+  setModels(models, maxSlots, notes = []) {
     this.models = models;
+    const gone = new Set(this.store?.dismissedNotes() ?? []);
+    this.notes = notes.filter((n) => typeof n === "string" && !gone.has(n));
+    this.renderNotes();
     this.loaded = true;
     if (maxSlots) this.maxSlots = maxSlots;
     this.render();
@@ -121,6 +149,22 @@ export class Picker {
     this.renderList();
   }
 
+  renderNotes() {
+    const text = el("ul", "picker-notes-list");
+    text.append(...this.notes.map((n) => el("li", "", n)));
+    const dismiss = el("button", "btn ghost picker-notes-dismiss", "Dismiss");
+    dismiss.type = "button";
+    dismiss.setAttribute("aria-label", "Dismiss the server's note" + (this.notes.length > 1 ? "s" : ""));
+    dismiss.addEventListener("click", () => {
+      this.store?.dismissNotes(this.notes);
+      this.notes = [];
+      this.renderNotes();
+      this.input.focus();
+    });
+    this.notesBox.replaceChildren(text, dismiss);
+    this.notesBox.hidden = !this.notes.length;
+  }
+
   close() {
     this.list.hidden = true;
     this.input.setAttribute("aria-expanded", "false");
@@ -152,9 +196,14 @@ export class Picker {
       li.setAttribute("role", "option");
       li.setAttribute("aria-selected", String(i === this.active));
       const picked = this.selection.filter((r) => r === m.ref).length;
-      li.append(el("span", "option-ref", m.ref));
-      if (m.simulated) li.append(el("span", "tag sim", "simulated"));
-      if (picked) li.append(el("span", "option-picked", "×" + picked));
+      const main = el("span", "option-main");
+      main.append(el("span", "option-ref", m.ref));
+      if (m.simulated) main.append(el("span", "tag sim", "simulated"));
+      if (picked) main.append(el("span", "option-picked", "×" + picked));
+      li.append(main);
+      const facts = modelFacts(m);
+      if (facts) li.append(el("span", "option-facts", facts));
+      if (m.description) li.append(el("span", "option-desc", m.description));
       return li;
     });
     if (!items.length) {

@@ -1,7 +1,7 @@
 /**
  * What the page keeps in localStorage: settings (picked models, system prompt, params, the
  * API key when the server needs one, the layout, blind mode), saved conversations, which
- * conversation is open, and the blind-mode tally. Conversations are written as a
+ * conversation is open, the blind-mode tally, and the server notes already dismissed. Conversations are written as a
  * whole but at most once a second while streaming (and at once when the page is hidden),
  * so saving never costs per chunk.
  */
@@ -18,9 +18,15 @@ function read(key, fallback) {
   }
 }
 
+/**
+ * Attached images are not written: localStorage holds about 5 MB per origin, so one photo
+ * would push every saved conversation out. Their names and sizes are kept.
+ */
+const withoutImageData = (key, value) => (key === "dataUrl" ? undefined : value);
+
 /** Writes, dropping the oldest conversations when storage is full. */
 function write(key, value) {
-  const raw = JSON.stringify(value);
+  const raw = JSON.stringify(value, withoutImageData);
   for (let attempt = 0; attempt < 5; attempt++) {
     try {
       localStorage.setItem(PREFIX + key, raw);
@@ -117,6 +123,16 @@ export function countBlindPick(models, picked) {
 
 export function resetTally() {
   localStorage.removeItem(PREFIX + "tally");
+}
+
+/** The notes of GET /v1/models the user has dismissed (by their text). */
+export function dismissedNotes() {
+  const notes = read("notes-dismissed", []);
+  return Array.isArray(notes) ? notes : [];
+}
+
+export function dismissNotes(notes) {
+  write("notes-dismissed", [...new Set([...dismissedNotes(), ...notes])]);
 }
 
 export function newId() {

@@ -249,3 +249,35 @@ def test_models_says_on_stderr_when_keys_left_the_demo_models_out(tmp_path: Path
                           env={"PATH": "/usr/bin:/bin"})
     assert "demo/fast  (simulated)" in done.stdout.splitlines()
     assert "note:" not in done.stderr
+
+
+def test_prices_and_model_info(tmp_path: Path) -> None:
+    path = write(tmp_path, '[providers.a]\ntype = "openai"\n'
+                           'prices = { "m" = { input = 0.15, output = 1 } }\n'
+                           'model_info = { "m" = { context = 8192, description = "Small." } }\n')
+    provider = load_config(path).providers["a"]
+    assert (provider.prices["m"].input, provider.prices["m"].output) == (0.15, 1.0)
+    assert provider.model_info["m"].context == 8192
+    assert provider.model_info["m"].description == "Small."
+
+
+@pytest.mark.parametrize(("setting", "says"), [
+    ('prices = { "m" = { input = 0.15 } }',
+     r"providers\.a\.prices\.m must give input and output, in USD per million tokens"),
+    ('prices = { "m" = { input = "cheap", output = 1 } }',
+     r"providers\.a\.prices\.m\.input must be a number, not str"),
+    ('prices = { "m" = { input = -1, output = 1 } }',
+     r"providers\.a\.prices\.m: a price cannot be negative"),
+    ('prices = { "m" = 3 }', r"\[providers\.a\.prices\.m\] must be a table"),
+    ('model_info = { "m" = { context = 0 } }',
+     r"providers\.a\.model_info\.m\.context must be a positive number of tokens"),
+    ('model_info = { "m" = { ctx = 10 } }',
+     r"unknown setting providers\.a\.model_info\.m\.ctx \(context, description\)"),
+    ('model_info = { "m" = { description = 5 } }',
+     r"providers\.a\.model_info\.m\.description must be a string, not int"),
+])
+def test_bad_prices_and_model_info_say_what_is_wrong(
+    tmp_path: Path, setting: str, says: str
+) -> None:
+    with pytest.raises(ConfigError, match=says):
+        load_config(write(tmp_path, f'[providers.a]\ntype = "openai"\n{setting}\n'))

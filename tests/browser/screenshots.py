@@ -8,14 +8,19 @@ It starts Chorus in-process on a free loopback port with three simulated models 
 Markdown answer, a reasoning model, one that fails mid-answer), asks them one question
 and saves ``ui-{desktop,phone}-{light,dark}.png``; then the comparing views at desktop
 width: ``ui-aligned.png`` (two prompts, one row each), ``ui-blind.png`` (a blind round
-before the pick) and ``ui-versions.png`` (a regenerated answer at version 2/2, and a pick).
+before the pick) and ``ui-versions.png`` (a regenerated answer at version 2/2, and a pick);
+and ``ui-attachment.png`` (an image attached, sent to two models, one of which takes none)
+and ``ui-picker-facts.png`` (the picker's list with context, price and description).
+``--extras`` makes only these last two.
 """
 
 from __future__ import annotations
 
 import argparse
 import json
+import struct
 import tomllib
+import zlib
 from functools import partial
 from pathlib import Path
 
@@ -66,6 +71,23 @@ checkpoint, and leaving the scope closes the connections it opened.
 CONFIG = f"""
 [providers.demo]
 type = "demo"
+images = ["writer", "reasoner"]
+
+[providers.demo.prices.writer]
+input = 0.15
+output = 0.60
+
+[providers.demo.prices.reasoner]
+input = 1.10
+output = 4.40
+
+[providers.demo.model_info.writer]
+context = 128000
+description = "Clear, structured answers with code."
+
+[providers.demo.model_info.reasoner]
+context = 200000
+description = "Thinks first, then answers."
 
 [providers.demo.options.presets.writer]
 ttft = 0.35
@@ -119,10 +141,52 @@ def save(page: Page, path: Path) -> Path:
     return path
 
 
-def shoot(url: str, out: Path) -> list[Path]:
+def picture(size: int = 96) -> bytes:
+    """A small PNG (a colour gradient) to attach: written here, so no file is needed."""
+    rows = b"".join(b"\0" + bytes(c for x in range(size)
+                                   for c in (40 + x * 2, 90 + y, 200 - x, 255))
+                    for y in range(size))
+
+    def chunk(kind: bytes, data: bytes) -> bytes:
+        body = kind + data
+        return struct.pack(">I", len(data)) + body + struct.pack(">I", zlib.crc32(body))
+
+    header = struct.pack(">IIBBBBB", size, size, 8, 6, 0, 0, 0)
+    return (b"\x89PNG\r\n\x1a\n" + chunk(b"IHDR", header)
+            + chunk(b"IDAT", zlib.compress(rows)) + chunk(b"IEND", b""))
+
+
+def shoot_extras(browser: Browser, url: str, out: Path) -> list[Path]:
+    desktop = SIZES["desktop"]
+    saved = []
+    models = {"models": ["demo/writer", "demo/unreliable"]}
+    context, page = open_page(browser, url, desktop, "light", **models)
+    files = [{"name": "gradient.png", "mimeType": "image/png", "buffer": picture()}]
+    page.set_input_files("#attach-input", files=files)
+    page.fill("#prompt", "What colours are in this picture?")
+    page.press("#prompt", "Enter")
+    page.wait_for_function(ENDED, timeout=30_000)
+    page.set_input_files("#attach-input", files=files)  # a chip waiting in the composer
+    page.fill("#prompt", "And this one?")
+    saved.append(save(page, out / "ui-attachment.png"))
+    context.close()
+
+    context, page = open_page(browser, url, desktop, "light")
+    page.fill("#model-search", "er")  # writer and reasoner, with their facts
+    page.locator(".option-desc").first.wait_for()
+    saved.append(save(page, out / "ui-picker-facts.png"))
+    context.close()
+    return saved
+
+
+def shoot(url: str, out: Path, extras_only: bool = False) -> list[Path]:
     saved = []
     with sync_playwright() as p:
         browser = p.chromium.launch(executable_path=CHROMIUM, headless=True, args=ARGS)
+        saved += shoot_extras(browser, url, out)
+        if extras_only:
+            browser.close()
+            return saved
         for size, viewport in SIZES.items():
             for scheme in ("light", "dark"):
                 context, page = open_page(browser, url, viewport, scheme)
@@ -153,7 +217,7 @@ def shoot(url: str, out: Path) -> list[Path]:
     return saved
 
 
-async def main(out: Path) -> None:
+async def main(out: Path, extras_only: bool) -> None:
     app = create_app(build_config(tomllib.loads(CONFIG), {}))
     hc = HypercornConfig()
     hc.bind = ["127.0.0.1:0"]
@@ -161,7 +225,8 @@ async def main(out: Path) -> None:
     hc.errorlog = None
     async with trio.open_nursery() as nursery:
         binds = await nursery.start(partial(serve, app, hc))
-        for path in await trio.to_thread.run_sync(shoot, binds[0] + "/", out):
+        for path in await trio.to_thread.run_sync(shoot, binds[0] + "/", out,
+                                                       extras_only):
             print(path.relative_to(ROOT) if path.is_relative_to(ROOT) else path)
         nursery.cancel_scope.cancel()
 
@@ -169,6 +234,8 @@ async def main(out: Path) -> None:
 if __name__ == "__main__":
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--out", type=Path, default=ROOT / "docs" / "img")
+    parser.add_argument("--extras", action="store_true",
+                        help="only the attachment and picker screenshots")
     args = parser.parse_args()
     args.out.mkdir(parents=True, exist_ok=True)
-    trio.run(main, args.out.resolve())
+    trio.run(main, args.out.resolve(), args.extras)

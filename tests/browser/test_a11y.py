@@ -8,7 +8,7 @@ from pathlib import Path
 import pytest
 from playwright.sync_api import Browser
 
-from ..conftest import Server
+from ..conftest import Server, StartServer
 from .chorus_page import DESKTOP, PHONE, ChorusPage
 from .conftest import RunInBrowser
 
@@ -120,5 +120,60 @@ async def test_small_controls_are_24px_targets_and_code_blocks_take_focus(
             ui.page.keyboard.press("Tab")
             assert ui.page.evaluate("document.activeElement.tagName") == "PRE"
             assert ui.errors == []
+
+    await in_browser(scenario)
+
+
+EXTRAS = """
+[server]
+resume_grace = 10.0
+
+[providers.demo]
+type = "demo"
+images = ["steady"]
+prices = { "steady" = { input = 0.15, output = 0.60 } }
+model_info = { "steady" = { context = 128000, description = "Steady and plain." } }
+
+[providers.demo.options.presets]
+steady = { ttft = 0.05, rate = 80.0, tokens = 40 }
+plain = { ttft = 0.05, rate = 80.0, tokens = 20 }
+"""
+PNG = bytes.fromhex("89504e470d0a1a0a0000000d49484452000000010000000108060000001f15c4890000000d"
+                    "49444154789c63606060f80f0001040100a5b4b06c0000000049454e44ae426082")
+
+
+@pytest.mark.parametrize("scheme", ["light", "dark"])
+async def test_axe_finds_no_violation_with_images_costs_model_facts_and_notes(
+    start_server: StartServer, in_browser: RunInBrowser, axe_script: Path, scheme: str
+) -> None:
+    priced = await start_server(EXTRAS)
+    noted = await start_server('[providers.up]\ntype = "openai"\n'
+                               'base_url = "http://127.0.0.1:9/v1"\n')
+
+    def check(ui: ChorusPage) -> None:
+        violations = ui.axe_violations(axe_script)
+        assert not violations, "\n".join(violations)
+
+    def scenario(browser: Browser) -> None:
+        with ChorusPage(browser, priced.url, models=["demo/steady", "demo/plain"],
+                        bypass_csp=True, color_scheme=scheme) as ui:
+            ui.open()
+            files = [{"name": "dot.png", "mimeType": "image/png", "buffer": PNG}]
+            ui.page.set_input_files("#attach-input", files=files)
+            ui.page.locator("#attachments .attachment").wait_for()
+            ui.send("What is this?")
+            ui.wait_states("done", "done")
+            ui.turns(0).last.locator(".stat-cost").wait_for()
+            ui.turns(1).last.locator(".images-note").wait_for()
+            ui.page.set_input_files("#attach-input", files=files)  # a chip in the composer
+            ui.page.locator("#attachments .attachment").wait_for()
+            ui.page.fill("#model-search", "demo/")  # the list open, with its facts
+            ui.page.locator(".option-facts").first.wait_for()
+            check(ui)
+        with ChorusPage(browser, noted.url, models=[], bypass_csp=True,
+                        color_scheme=scheme) as ui:
+            ui.open()
+            ui.page.locator("#picker-notes").wait_for()
+            check(ui)
 
     await in_browser(scenario)
