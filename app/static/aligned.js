@@ -29,6 +29,8 @@ export class AlignedLayout {
 
   /** Puts heads and cells in `order` (a blind round shuffles them). */
   setOrder(order) {
+    // Unchanged, nothing moves: a moved cell is laid out and painted anew.
+    if (this.order && order.every((p, i) => this.order[i] === p)) return;
     this.order = order;
     this.head.append(...order.map((p) => this.heads[p]));
     for (const row of this.rows) row.answers.append(...order.map((p) => row.cells[p]));

@@ -172,7 +172,13 @@ function applyBlind() {
   views.forEach((v, p) => v.setBlind(order ? "Model " + String.fromCharCode(65 + order.indexOf(p)) : null));
   const seq = order ?? views.map((_, p) => p);
   if (layout) layout.setOrder(seq);
-  else if (views.length) ui.panes.append(...seq.map((p) => views[p].root));
+  else if (views.length) {
+    // Moved only when the order changes: a moved pane is laid out and painted anew, its
+    // whole conversation with it.
+    const roots = seq.map((p) => views[p].root);
+    const placed = [...ui.panes.children];
+    if (roots.some((root, i) => placed[i] !== root)) ui.panes.append(...roots);
+  }
   document.body.dataset.blind = String(!!order);
 }
 
