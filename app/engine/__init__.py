@@ -7,6 +7,7 @@ in the response's own task).
 """
 
 from . import events
+from .conversation import ConversationPlan, ManagerPlan, Speaker
 from .hub import Hub, ShuttingDown, TooManyStreams
 from .log import EventLog, LogEntry, MemoryEventLog
 from .readers import Reader, SSEBody
@@ -14,9 +15,11 @@ from .slots import Route, SlotPlan, SlotState
 from .stream import Stream, StreamObserver, StreamSettings
 
 __all__ = [
+    "ConversationPlan",
     "EventLog",
     "Hub",
     "LogEntry",
+    "ManagerPlan",
     "MemoryEventLog",
     "Reader",
     "Route",
@@ -24,6 +27,7 @@ __all__ = [
     "ShuttingDown",
     "SlotPlan",
     "SlotState",
+    "Speaker",
     "Stream",
     "StreamObserver",
     "StreamSettings",
