@@ -268,10 +268,10 @@ class Conversation:
             current.stop(SKIP)
             self.stopped = current
 
-    async def wait_ended(self, slots: Iterable[int] | None) -> None:
+    async def wait_stopped(self, whole: bool) -> None:
         """Until the stop just asked has taken effect: the whole conversation, or the
         turn it cut."""
-        if slots is None:
+        if whole:
             await self.ended.wait()
         elif self.stopped is not None:
             await self.stopped.ended.wait()

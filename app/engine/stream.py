@@ -213,11 +213,16 @@ class Stream:
         if self.conversation is not None:
             self.conversation.skip()
 
+    async def wait_skipped(self) -> None:
+        """Until the turn ``skip`` cut has ended."""
+        if self.conversation is not None:
+            await self.conversation.wait_stopped(False)
+
     async def wait_ended(self, slots: Iterable[int] | None = None) -> None:
         """Until the given slots (all when ``None``) have their terminal event logged.
         In a conversation: until the conversation, or the turn the stop cut, has ended."""
         if self.conversation is not None:
-            await self.conversation.wait_ended(slots)
+            await self.conversation.wait_stopped(slots is None)
             return
         for state in self._chosen(slots):
             await state.ended.wait()
