@@ -303,3 +303,25 @@ async def wire_bytes_per_char(rounds: int) -> float:
 async def test_bytes_on_the_wire_grow_with_the_text_not_the_transcript(autojump_clock) -> None:
     short, long = await wire_bytes_per_char(2), await wire_bytes_per_char(20)
     assert long == pytest.approx(short, rel=0.10)
+
+
+async def test_a_conversation_nobody_reads_stops_after_the_grace(autojump_clock) -> None:
+    plan = talk(says("Ada", gap=10.0), says("Bo", gap=10.0), rounds=3)
+    hub = Hub(StreamSettings(resume_grace=2))
+    async with trio.open_nursery() as nursery:
+        await nursery.start(hub.run)
+        stream = await hub.open("owner", [s.plan for s in plan.speakers], reader=True,
+                                conversation=plan)
+        async with aclosing(stream.follow(0, attached=True)) as body:
+            async for chunk in body:
+                if b"turn.start" in chunk:
+                    break  # the only reader leaves at the first turn, at 0 s
+        await stream.done.wait()
+        ended_at = trio.current_time()
+        events = await collect(stream, 0)
+        hub.close()
+    assert_turn_grammar(events)
+    assert turns(events) == [0]
+    stopped = events[-2]
+    assert (stopped.type, stopped.data["reason"]) == ("model.stopped", "disconnect")
+    assert ended_at == pytest.approx(2)
