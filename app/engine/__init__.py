@@ -7,9 +7,10 @@ in the response's own task).
 """
 
 from . import events
-from .conversation import ConversationPlan, ManagerPlan, Speaker
+from .conversation import ConversationPlan, Speaker
 from .hub import Hub, ShuttingDown, TooManyStreams
 from .log import EventLog, LogEntry, MemoryEventLog
+from .manager import ManagerPlan
 from .readers import Reader, SSEBody
 from .slots import Route, SlotPlan, SlotState
 from .stream import Stream, StreamObserver, StreamSettings

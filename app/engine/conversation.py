@@ -14,15 +14,12 @@ conversation with ``stop_on_error``.
 
 from __future__ import annotations
 
-import logging
-import math
 from collections.abc import Iterable, Sequence
-from contextlib import aclosing
 from dataclasses import dataclass, replace
 
 import trio
 
-from providers import Message, TextDelta, Usage
+from providers import Message
 
 from .events import (
     DONE,
@@ -37,26 +34,18 @@ from .events import (
     TurnStart,
 )
 from .log import EventLog
+from .manager import ManagerPlan, Tally, ask
 from .merge import merge
 from .runner import SlotHook, run_slot
-from .slots import QUEUED, RUNNING, Route, SlotPlan, SlotState
-from .transcript import Said, manager_messages, named, speaker_messages
-
-log = logging.getLogger("chorus.conversation")
+from .slots import QUEUED, RUNNING, SlotPlan, SlotState
+from .transcript import Said, named, speaker_messages
 
 SKIP = "skip"  # a turn's stop reason when it was skipped
-MANAGER_TIMEOUT = 60.0  # seconds a pick may take when the manager's provider sets no total
 
 
 @dataclass(frozen=True, slots=True)
 class Speaker:
     plan: SlotPlan  # its routes, resolved once per stream; ``label`` is its name
-    system: str | None = None
-
-
-@dataclass(frozen=True, slots=True)
-class ManagerPlan:
-    routes: tuple[Route, ...]
     system: str | None = None
 
 
@@ -72,28 +61,6 @@ class ConversationPlan:
     @property
     def turn_order(self) -> tuple[int, ...]:
         return self.order or tuple(range(len(self.speakers)))
-
-
-class _Tally:
-    """The manager's usage over every pick: tokens as reported, else estimated."""
-
-    def __init__(self) -> None:
-        self.input: int | None = None
-        self.output = 0
-        self.estimated = False
-
-    def add_input(self, tokens: int | None) -> None:
-        if tokens is not None:
-            self.input = (self.input or 0) + tokens
-
-    def add_output(self, reported: int | None, text: str) -> None:
-        if reported is None:
-            self.estimated = True
-            reported = math.ceil(len(text) / 4)
-        self.output += reported
-
-    def total(self) -> SlotUsage:
-        return SlotUsage(self.input, self.output, self.estimated)
 
 
 def with_history(plan: SlotPlan, messages: tuple[Message, ...]) -> SlotPlan:
@@ -120,7 +87,7 @@ class Conversation:
         self.current: SlotState | None = None
         self.stopped: SlotState | None = None  # the turn the last stop cut
         self.manager_scope: trio.CancelScope | None = None
-        self.manager_usage = _Tally()
+        self.manager_usage = Tally()
         self.ended = trio.Event()
 
     @property
@@ -190,7 +157,8 @@ class Conversation:
         names = self.names
         choice: int | None = None
         with trio.CancelScope() as self.manager_scope:
-            answer = await self._ask(manager, names)
+            answer = await ask(manager, names, self.plan.opening, self.said,
+                               self.manager_usage)
             choice = named(answer, names)
         self.manager_scope = None
         if self.halted is not None:
@@ -210,31 +178,6 @@ class Conversation:
             if slot not in self.left_out:
                 return slot
         raise AssertionError("no speaker left to pick")  # the caller checked there is one
-
-    async def _ask(self, manager: ManagerPlan, names: list[str]) -> str:
-        """The manager's answer text; empty when it failed (a pick then falls back)."""
-        route = manager.routes[0]
-        request = replace(route.request, messages=manager_messages(
-            manager.system, names, self.plan.opening, self.said))
-        parts: list[str] = []
-        reported: int | None = None
-        limit = route.timeouts.total if route.timeouts.total is not None else MANAGER_TIMEOUT
-        try:
-            with trio.move_on_after(limit):
-                async with route.limiter, aclosing(route.provider.stream(request)) as events:
-                    async for event in events:
-                        if isinstance(event, TextDelta):
-                            parts.append(event.text)
-                        elif isinstance(event, Usage):
-                            self.manager_usage.add_input(event.input_tokens)
-                            if event.output_tokens is not None:
-                                reported = event.output_tokens
-        except Exception:
-            log.warning("the conversation's manager failed; the turn goes round-robin",
-                        exc_info=True)
-        answer = "".join(parts)
-        self.manager_usage.add_output(reported, answer)
-        return answer
 
     def total_manager_usage(self) -> SlotUsage | None:
         return None if self.plan.manager is None else self.manager_usage.total()
