@@ -40,6 +40,7 @@ class ServerConfig:
     port: int = 8000
     api_keys_env: str = "CHORUS_API_KEYS"
     max_slots: int = 9
+    max_rounds: int = 20  # rounds one conversation may ask for
     max_streams: int = 1000
     max_body: int = 8 * 1024 * 1024
     ping: float = 15.0
@@ -228,6 +229,8 @@ def _server(table: Mapping[str, Any], fail: Any) -> ServerConfig:
     cfg = ServerConfig(**values)
     if not 1 <= cfg.max_slots <= 64:
         raise fail("server.max_slots must be between 1 and 64", "max_slots")
+    if not 1 <= cfg.max_rounds <= 1000:
+        raise fail("server.max_rounds must be between 1 and 1000", "max_rounds")
     if not 0 <= cfg.port <= 65535:
         raise fail("server.port must be between 0 and 65535", "port")
     for key in ("ping", "attach_timeout", "resume_grace", "retention", "max_tokens",

@@ -81,6 +81,23 @@ SCHEMAS: dict[str, Any] = {
         "params": _ref("Params"),
         "mode": {"type": "string", "enum": ["parallel"]},
     }, ["models"], additionalProperties=False),
+    "Participant": _obj({"model": {"type": "string", "minLength": 1},
+                         "name": {"type": "string", "minLength": 1, "maxLength": 200},
+                         "system": {"type": "string"}, "params": _ref("Params")},
+                        ["model"], additionalProperties=False),
+    "ConversationRequest": _obj({
+        "mode": {"const": "conversation"},
+        "participants": {"type": "array", "items": _ref("Participant"), "minItems": 1},
+        "messages": {"type": "array", "items": _ref("Message"), "minItems": 1},
+        "params": _ref("Params"),
+        "rounds": {"type": "integer", "minimum": 1,
+                   "description": "at most [server] max_rounds (20)"},
+        "turn_order": {"type": "array", "items": {"type": "integer", "minimum": 0},
+                       "description": "a permutation of the participants' indexes"},
+        "manager": _obj({"model": {"type": "string", "minLength": 1},
+                         "system": {"type": "string"}}, ["model"], additionalProperties=False),
+        "on_error": {"type": "string", "enum": ["continue", "stop"]},
+    }, ["mode", "participants", "messages"], additionalProperties=False),
     "SlotRef": _obj({"slot": {"type": "integer"}, "model": {"type": "string"},
                      "label": {"type": "string"}}, ["slot", "model", "label"]),
     "SlotState": _obj({"slot": {"type": "integer"}, "model": {"type": "string"},
@@ -91,7 +108,9 @@ SCHEMAS: dict[str, Any] = {
                            "stop_url": {"type": "string"},
                            "slots": {"type": "array", "items": _ref("SlotRef")}},
                           ["id", "events_url", "stop_url", "slots"]),
-    "StopRequest": _obj({"slots": {"type": "array", "items": {"type": "integer"}}},
+    "StopRequest": _obj({"slots": {"type": "array", "items": {"type": "integer"}},
+                         "skip": {"type": "boolean",
+                                  "description": "a conversation: end the current turn"}},
                         additionalProperties=False),
     "StopResult": _obj({"id": {"type": "string"},
                         "slots": {"type": "array", "items": _ref("SlotState")}},
@@ -129,7 +148,8 @@ SCHEMAS: dict[str, Any] = {
 }
 
 _EVENTS = ("Server-Sent Events: stream.start, model.start, delta, reasoning, model.retry, "
-           "model.done, model.error, model.stopped, stream.done; each with an integer id.")
+           "model.done, model.error, model.stopped, stream.done (a conversation adds "
+           "manager.pick and turn.start); each with an integer id.")
 
 PATHS: dict[str, Any] = {
     "/v1/streams": {"post": {
@@ -137,7 +157,8 @@ PATHS: dict[str, Any] = {
         "description": "With `Accept: text/event-stream` the events stream in this response; "
                        "otherwise 201 and generation starts.",
         "requestBody": {"required": True,
-                        "content": {JSON: {"schema": _ref("StreamRequest")}}},
+                        "content": {JSON: {"schema": {"oneOf": [
+                            _ref("StreamRequest"), _ref("ConversationRequest")]}}}},
         "responses": {"201": _json(_ref("StreamCreated"), "Stream created"),
                       "200": {"description": _EVENTS, "content": {SSE: {
                           "schema": {"type": "string"}}}},

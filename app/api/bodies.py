@@ -22,8 +22,11 @@ from .images import parse_image
 ROLES = frozenset({"system", "user", "assistant"})
 # Roles some upstreams accept; they pass through only to providers of these types.
 PASS_THROUGH_ROLES = {"developer": frozenset({"openai"}), "tool": frozenset({"openai"})}
-MODES = frozenset({"parallel"})
+MODES = frozenset({"parallel", "conversation"})
 STREAM_FIELDS = ("models", "messages", "params", "mode")  # a /v1/streams body's own keys
+# A conversation's own keys (``"mode": "conversation"``), in place of ``models``.
+CONVERSATION_FIELDS = ("participants", "rounds", "turn_order", "manager", "on_error")
+ON_ERROR = ("continue", "stop")
 
 MAX_OUTPUT_TOKENS = 1_000_000  # beyond any model's output; a larger ask is a mistake
 
@@ -38,25 +41,45 @@ class Target:
 
 
 @dataclass(frozen=True, slots=True)
+class ConversationBody:
+    """What a conversation adds; its participants are the body's ``targets`` (the name
+    as ``label``)."""
+
+    systems: tuple[str | None, ...]  # each participant's own system prompt
+    rounds: int = 1
+    turn_order: tuple[int, ...] = ()
+    manager: str | None = None  # the manager's model ref
+    manager_system: str | None = None
+    stop_on_error: bool = False
+
+
+@dataclass(frozen=True, slots=True)
 class StreamBody:
     targets: tuple[Target, ...]
     messages: tuple[Message, ...]
     params: dict[str, Any]
     mode: str = "parallel"
+    conversation: ConversationBody | None = None
 
 
 Groups = Callable[[str], Sequence[str]]  # "group:NAME" -> its refs (``Catalog.group``)
 
 
-def parse_stream_body(data: Any, max_slots: int, groups: Groups | None = None) -> StreamBody:
+def parse_stream_body(data: Any, max_slots: int, groups: Groups | None = None, *,
+                      max_rounds: int = 20) -> StreamBody:
     if not isinstance(data, dict):
         raise invalid("the body must be a JSON object")
-    for key in data:
-        if key not in STREAM_FIELDS:
-            raise invalid(_unknown_field(key), key)
     mode = data.get("mode", "parallel")
     if not isinstance(mode, str) or mode not in MODES:
-        raise invalid(f"unknown mode {mode!r}; supported: parallel", "mode")
+        raise invalid(f"unknown mode {mode!r}; supported: parallel, conversation", "mode")
+    if mode == "conversation":
+        return parse_conversation_body(data, max_slots, max_rounds)
+    for key in data:
+        if key in CONVERSATION_FIELDS:
+            raise invalid(f"{key!r} belongs to a conversation: add \"mode\": "
+                          "\"conversation\"", key)
+        if key not in STREAM_FIELDS:
+            raise invalid(_unknown_field(key), key)
     models = data.get("models")
     if isinstance(models, str) and models.startswith(GROUP_PREFIX) and groups is not None:
         try:
@@ -78,6 +101,86 @@ def parse_stream_body(data: Any, max_slots: int, groups: Groups | None = None) -
             raise invalid("there are no messages to send: give 'messages', or 'messages' "
                           "in every target", f"models[{i}].messages")
     return StreamBody(targets, messages, params, mode)
+
+
+def parse_conversation_body(data: dict[str, Any], max_slots: int, max_rounds: int
+                            ) -> StreamBody:
+    """A ``"mode": "conversation"`` body: participants who answer each other in turns."""
+    fields = (*CONVERSATION_FIELDS, "messages", "params", "mode")
+    for key in data:
+        if key == "models":
+            raise invalid("a conversation names its models in 'participants': "
+                          "[{\"model\": …, \"name\": …}]", key)
+        if key not in fields:
+            raise invalid(f"unknown field {key!r} (a conversation has {', '.join(fields)})",
+                          key)
+    people = data.get("participants")
+    if not isinstance(people, list) or not people:
+        raise invalid("'participants' must be a non-empty list of {\"model\", \"name\"?, "
+                      "\"system\"?, \"params\"?}", "participants")
+    if len(people) > max_slots:
+        raise ApiError(400, "too_many_slots", f"{len(people)} participants asked for; at "
+                       f"most {max_slots} per stream", "participants")
+    targets, systems = zip(*(_participant(p, f"participants[{i}]")
+                             for i, p in enumerate(people)), strict=True)
+    named = [t.label for t in targets if t.label is not None]
+    for i, target in enumerate(targets):
+        if target.label is not None and named.count(target.label) > 1:
+            raise invalid(f"participant name {target.label!r} is given twice; each "
+                          "participant needs a name of its own", f"participants[{i}].name")
+    messages = parse_messages(data.get("messages"), "messages")
+    if not messages:
+        raise invalid("'messages' must open the conversation: at least one message",
+                      "messages")
+    rounds = data.get("rounds", 1)
+    if isinstance(rounds, bool) or not isinstance(rounds, int) or not 1 <= rounds <= max_rounds:
+        raise invalid(f"'rounds' must be an integer from 1 to {max_rounds}", "rounds")
+    order = data.get("turn_order", list(range(len(targets))))
+    if (not isinstance(order, list) or any(isinstance(i, bool) for i in order)
+            or sorted(order) != list(range(len(targets)))):
+        raise invalid("'turn_order' must list every participant's index once, e.g. "
+                      f"{list(range(len(targets)))[::-1]}", "turn_order")
+    manager, manager_system = _manager(data.get("manager"))
+    on_error = data.get("on_error", "continue")
+    if on_error not in ON_ERROR:
+        raise invalid("'on_error' must be \"continue\" or \"stop\"", "on_error")
+    conversation = ConversationBody(tuple(systems), rounds, tuple(order), manager,
+                                    manager_system, on_error == "stop")
+    return StreamBody(tuple(targets), messages, parse_params(data.get("params", {}), "params"),
+                      "conversation", conversation)
+
+
+def _participant(item: Any, where: str) -> tuple[Target, str | None]:
+    if not isinstance(item, dict):
+        raise invalid(f"{where} must be an object with 'model'", where)
+    unknown = set(item) - {"model", "name", "system", "params"}
+    if unknown:
+        raise invalid(f"{where} has unknown field {sorted(unknown)[0]!r} (a participant has "
+                      "model, name, system, params)", where)
+    name = item.get("name")
+    if name is not None and (not isinstance(name, str) or not name.strip() or len(name) > 200):
+        raise invalid(f"{where}.name must be a non-empty string of at most 200 characters",
+                      f"{where}.name")
+    system = _optional_text(item.get("system"), f"{where}.system")
+    target = Target(_ref(item.get("model"), f"{where}.model"),
+                    None if name is None else name.strip(),
+                    params=parse_params(item.get("params", {}), f"{where}.params"))
+    return target, system
+
+
+def _manager(value: Any) -> tuple[str | None, str | None]:
+    if value is None:
+        return None, None
+    if not isinstance(value, dict) or set(value) - {"model", "system"}:
+        raise invalid("'manager' must be {\"model\": …, \"system\"?: …}", "manager")
+    return (_ref(value.get("model"), "manager.model"),
+            _optional_text(value.get("system"), "manager.system"))
+
+
+def _optional_text(value: Any, where: str) -> str | None:
+    if value is not None and not isinstance(value, str):
+        raise invalid(f"{where} must be a string", where)
+    return value or None
 
 
 def _unknown_field(key: str) -> str:
@@ -203,8 +306,8 @@ def parse_params(value: Any, where: str) -> dict[str, Any]:
 def parse_stop_body(data: Any, n_slots: int) -> list[int] | None:
     if data is None or data == {}:
         return None
-    if not isinstance(data, dict) or set(data) - {"slots"}:
-        raise invalid("the body must be {} or {\"slots\": [numbers]}")
+    if not isinstance(data, dict) or set(data) - {"slots", "skip"}:
+        raise invalid("the body must be {}, {\"slots\": [numbers]} or {\"skip\": true}")
     slots = data.get("slots")
     if slots is None:
         return None
@@ -217,3 +320,16 @@ def parse_stop_body(data: Any, n_slots: int) -> list[int] | None:
             raise invalid(f"slot {s} does not exist (this stream has slots 0..{n_slots - 1})",
                           "slots")
     return sorted(set(slots))
+
+
+def parse_skip(data: Any, conversation: bool) -> bool:
+    """``{"skip": true}``: end a conversation's current turn; the next begins."""
+    skip = data.get("skip", False) if isinstance(data, dict) else False
+    if not isinstance(skip, bool):
+        raise invalid("'skip' must be true or false", "skip")
+    if skip and not conversation:
+        raise invalid("'skip' ends a conversation's turn; this stream is not a conversation",
+                      "skip")
+    if skip and isinstance(data, dict) and "slots" in data:
+        raise invalid("give either 'skip' or 'slots', not both", "skip")
+    return skip

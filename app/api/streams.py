@@ -8,10 +8,25 @@ import trio
 from quart import Blueprint, Response, jsonify, request
 
 from app.catalog import UnknownModel
-from app.engine import ShuttingDown, SlotPlan, Stream, TooManyStreams
+from app.engine import (
+    ConversationPlan,
+    ManagerPlan,
+    ShuttingDown,
+    SlotPlan,
+    Speaker,
+    Stream,
+    TooManyStreams,
+)
 from app.limits import cap_max_tokens, check_messages
 
-from .bodies import PASS_THROUGH_ROLES, StreamBody, parse_stop_body, parse_stream_body
+from .bodies import (
+    PASS_THROUGH_ROLES,
+    ConversationBody,
+    StreamBody,
+    parse_skip,
+    parse_stop_body,
+    parse_stream_body,
+)
 from .context import chorus, json_body, owner
 from .errors import ApiError, invalid, not_found
 
@@ -24,10 +39,16 @@ STOP_WAIT = 2.0  # seconds the stop call waits for its slots to end
 async def create_stream() -> Response:
     who = owner()
     ch = chorus()
-    body = parse_stream_body(await json_body(), ch.config.server.max_slots, ch.catalog.group)
-    plans = plan_slots(body)
+    body = parse_stream_body(await json_body(), ch.config.server.max_slots, ch.catalog.group,
+                             max_rounds=ch.config.server.max_rounds)
+    conversation = None
+    if body.conversation is not None:
+        plans = plan_slots(body, "participants[{i}]")
+        conversation = plan_conversation(body, body.conversation, plans)
+    else:
+        plans = plan_slots(body)
     wants_sse = "text/event-stream" in request.headers.get("Accept", "")
-    stream = await open_stream(who, plans, reader=wants_sse)
+    stream = await open_stream(who, plans, reader=wants_sse, conversation=conversation)
     if wants_sse:
         return sse_response(stream.follow(0, attached=True), stream)
     response = jsonify({
@@ -43,12 +64,14 @@ async def create_stream() -> Response:
 
 
 async def open_stream(who: str, plans: list[SlotPlan], *, reader: bool,
-                      resumable: bool = True) -> Stream:
+                      resumable: bool = True, conversation: ConversationPlan | None = None
+                      ) -> Stream:
     """``hub.open``, with its refusals as HTTP errors: 429 at a stream limit (total or per
     key), 503 while the server shuts down; both with ``Retry-After``."""
     ch = chorus()
     try:
-        return await ch.hub.open(who, plans, reader=reader, resumable=resumable)
+        return await ch.hub.open(who, plans, reader=reader, resumable=resumable,
+                                 conversation=conversation)
     except ShuttingDown as exc:
         ch.metrics.rejected.labels("shutting_down").inc()
         raise ApiError(503, "unavailable", str(exc), headers={"Retry-After": "5"}) from exc
@@ -87,6 +110,25 @@ def plan_slots(body: StreamBody, target_param: str = "models[{i}]") -> list[Slot
     return plans
 
 
+MANAGER_PARAMS = {"max_tokens": 64}  # a pick is one name: a short answer, a small bill
+
+
+def plan_conversation(body: StreamBody, talk: ConversationBody, plans: list[SlotPlan]
+                      ) -> ConversationPlan:
+    """The participants' plans (resolved once, here) as speakers, and the manager's routes."""
+    manager = None
+    if talk.manager is not None:
+        try:
+            routes = chorus().catalog.route(talk.manager, body.messages, MANAGER_PARAMS)
+        except UnknownModel as exc:
+            raise ApiError(400, "unknown_model", str(exc), "manager.model") from exc
+        manager = ManagerPlan(routes, talk.manager_system)
+    speakers = tuple(Speaker(plan, system) for plan, system in zip(plans, talk.systems,
+                                                                      strict=True))
+    return ConversationPlan(speakers, body.messages, talk.rounds, talk.turn_order, manager,
+                            talk.stop_on_error)
+
+
 def _stream_or_404(stream_id: str) -> Stream:
     stream = chorus().hub.get(stream_id, owner())
     if stream is None:
@@ -115,10 +157,15 @@ async def stream_events(stream_id: str) -> Response:
 @bp.post("/v1/streams/<stream_id>/stop")
 async def stop_stream(stream_id: str) -> Response:
     stream = _stream_or_404(stream_id)
-    slots = parse_stop_body(await json_body(empty={}), len(stream.slots))
-    stream.stop(slots, "user")
+    data = await json_body(empty={})
+    slots = parse_stop_body(data, len(stream.slots))
+    skip = parse_skip(data, stream.conversation is not None)
+    if skip:
+        stream.skip()
+    else:
+        stream.stop(slots, "user")
     with trio.move_on_after(STOP_WAIT):
-        await stream.wait_ended(slots)
+        await (stream.wait_skipped() if skip else stream.wait_ended(slots))
     return jsonify({"id": stream.id, "slots": [s.summary() for s in stream.slots]})
 
 

@@ -7,16 +7,20 @@ in the response's own task).
 """
 
 from . import events
+from .conversation import ConversationPlan, Speaker
 from .hub import Hub, ShuttingDown, TooManyStreams
 from .log import EventLog, LogEntry, MemoryEventLog
+from .manager import ManagerPlan
 from .readers import Reader, SSEBody
 from .slots import Route, SlotPlan, SlotState
 from .stream import Stream, StreamObserver, StreamSettings
 
 __all__ = [
+    "ConversationPlan",
     "EventLog",
     "Hub",
     "LogEntry",
+    "ManagerPlan",
     "MemoryEventLog",
     "Reader",
     "Route",
@@ -24,6 +28,7 @@ __all__ = [
     "ShuttingDown",
     "SlotPlan",
     "SlotState",
+    "Speaker",
     "Stream",
     "StreamObserver",
     "StreamSettings",

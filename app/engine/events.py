@@ -79,16 +79,42 @@ class SlotInfo:
         return {"slot": self.slot, "model": self.model, "label": self.label}
 
 
+def _with_turn(out: dict[str, Any], turn: int | None) -> dict[str, Any]:
+    """A slot event's JSON, with its ``turn`` when it belongs to a conversation."""
+    if turn is not None:
+        out["turn"] = turn
+    return out
+
+
+@dataclass(frozen=True, slots=True)
+class Participant:
+    """One speaker of a conversation, as ``stream.start`` names it."""
+
+    slot: int
+    model: str
+    name: str
+
+    def data(self) -> dict[str, Any]:
+        return {"slot": self.slot, "model": self.model, "name": self.name}
+
+
 @dataclass(frozen=True, slots=True)
 class StreamStart:
     type: ClassVar[str] = "stream.start"
     stream_id: str
     created: int
     slots: tuple[SlotInfo, ...]
+    # A conversation's, absent from a parallel stream's: its rounds and speakers.
+    rounds: int | None = None
+    participants: tuple[Participant, ...] = ()
 
     def data(self) -> dict[str, Any]:
-        return {"stream_id": self.stream_id, "created": self.created,
-                "slots": [s.data() for s in self.slots]}
+        out: dict[str, Any] = {"stream_id": self.stream_id, "created": self.created,
+                               "slots": [s.data() for s in self.slots]}
+        if self.rounds is not None:
+            out.update(mode="conversation", rounds=self.rounds,
+                       participants=[p.data() for p in self.participants])
+        return out
 
 
 @dataclass(frozen=True, slots=True)
@@ -96,9 +122,10 @@ class ModelStart:
     type: ClassVar[str] = "model.start"
     slot: int
     model: str
+    turn: int | None = None  # a conversation's turn (``conversation.py``)
 
     def data(self) -> dict[str, Any]:
-        return {"slot": self.slot, "model": self.model}
+        return _with_turn({"slot": self.slot, "model": self.model}, self.turn)
 
 
 @dataclass(frozen=True, slots=True)
@@ -108,9 +135,10 @@ class Delta:
     type: ClassVar[str] = "delta"
     slot: int
     text: str
+    turn: int | None = None  # a conversation's turn (``conversation.py``)
 
     def data(self) -> dict[str, Any]:
-        return {"slot": self.slot, "text": self.text}
+        return _with_turn({"slot": self.slot, "text": self.text}, self.turn)
 
 
 @dataclass(frozen=True, slots=True)
@@ -120,9 +148,10 @@ class Reasoning:
     type: ClassVar[str] = "reasoning"
     slot: int
     text: str
+    turn: int | None = None  # a conversation's turn (``conversation.py``)
 
     def data(self) -> dict[str, Any]:
-        return {"slot": self.slot, "text": self.text}
+        return _with_turn({"slot": self.slot, "text": self.text}, self.turn)
 
 
 @dataclass(frozen=True, slots=True)
@@ -132,10 +161,11 @@ class ModelRetry:
     attempt: int
     reason: str
     model: str
+    turn: int | None = None  # a conversation's turn (``conversation.py``)
 
     def data(self) -> dict[str, Any]:
-        return {"slot": self.slot, "attempt": self.attempt, "reason": self.reason,
-                "model": self.model}
+        return _with_turn({"slot": self.slot, "attempt": self.attempt, "reason": self.reason,
+                           "model": self.model}, self.turn)
 
 
 @dataclass(frozen=True, slots=True)
@@ -147,13 +177,14 @@ class ModelDone:
     usage: SlotUsage
     timing: SlotTiming
     tool_calls: tuple[ToolCall, ...] = ()
+    turn: int | None = None  # a conversation's turn (``conversation.py``)
 
     def data(self) -> dict[str, Any]:
         out = {"slot": self.slot, "finish_reason": self.finish_reason,
                "usage": self.usage.data(), "timing": self.timing.data()}
         if self.tool_calls:
             out["tool_calls"] = [c.data() for c in self.tool_calls]
-        return out
+        return _with_turn(out, self.turn)
 
 
 @dataclass(frozen=True, slots=True)
@@ -164,10 +195,11 @@ class ModelError:
     error: SlotError
     usage: SlotUsage
     timing: SlotTiming
+    turn: int | None = None  # a conversation's turn (``conversation.py``)
 
     def data(self) -> dict[str, Any]:
-        return {"slot": self.slot, "error": self.error.data(), "usage": self.usage.data(),
-                "timing": self.timing.data()}
+        return _with_turn({"slot": self.slot, "error": self.error.data(),
+                           "usage": self.usage.data(), "timing": self.timing.data()}, self.turn)
 
 
 @dataclass(frozen=True, slots=True)
@@ -178,10 +210,11 @@ class ModelStopped:
     reason: str  # "user" | "disconnect" | "shutdown"
     usage: SlotUsage
     timing: SlotTiming
+    turn: int | None = None  # a conversation's turn (``conversation.py``)
 
     def data(self) -> dict[str, Any]:
-        return {"slot": self.slot, "reason": self.reason, "usage": self.usage.data(),
-                "timing": self.timing.data()}
+        return _with_turn({"slot": self.slot, "reason": self.reason,
+                           "usage": self.usage.data(), "timing": self.timing.data()}, self.turn)
 
 
 @dataclass(frozen=True, slots=True)
@@ -199,12 +232,44 @@ class StreamDone:
     type: ClassVar[str] = "stream.done"
     counts: Counts
     duration_ms: float
+    manager_usage: SlotUsage | None = None  # a managed conversation's picks, all together
 
     def data(self) -> dict[str, Any]:
-        return {"counts": self.counts.data(), "duration_ms": self.duration_ms}
+        out = {"counts": self.counts.data(), "duration_ms": self.duration_ms}
+        if self.manager_usage is not None:
+            out["manager_usage"] = self.manager_usage.data()
+        return out
+
+
+@dataclass(frozen=True, slots=True)
+class TurnStart:
+    """A conversation's turn begins: who speaks (``slot``), under which name."""
+
+    type: ClassVar[str] = "turn.start"
+    turn: int
+    slot: int
+    model: str
+    name: str
+
+    def data(self) -> dict[str, Any]:
+        return {"turn": self.turn, "slot": self.slot, "model": self.model, "name": self.name}
+
+
+@dataclass(frozen=True, slots=True)
+class ManagerPick:
+    """The manager's choice of the next speaker; ``fallback``: it named nobody usable, so
+    the turn went round-robin."""
+
+    type: ClassVar[str] = "manager.pick"
+    turn: int
+    slot: int
+    fallback: bool
+
+    def data(self) -> dict[str, Any]:
+        return {"turn": self.turn, "slot": self.slot, "fallback": self.fallback}
 
 
 Text = Delta | Reasoning
 Terminal = ModelDone | ModelError | ModelStopped
 SlotEvent = ModelStart | Delta | Reasoning | ModelRetry | ModelDone | ModelError | ModelStopped
-Event = StreamStart | SlotEvent | StreamDone
+Event = StreamStart | SlotEvent | TurnStart | ManagerPick | StreamDone

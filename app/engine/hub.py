@@ -18,6 +18,7 @@ from functools import partial
 
 import trio
 
+from .conversation import ConversationPlan
 from .log import EventLog, MemoryEventLog
 from .slots import SlotPlan
 from .stream import Stream, StreamObserver, StreamSettings
@@ -79,7 +80,8 @@ class Hub:
             self._nursery.cancel_scope.cancel()
 
     async def open(self, owner: str, plans: Sequence[SlotPlan], *, reader: bool = False,
-                   resumable: bool = True) -> Stream:
+                   resumable: bool = True, conversation: ConversationPlan | None = None
+                   ) -> Stream:
         """Create a stream and start it. ``reader=True``: the caller reads it from the start.
         ``resumable=False``: nobody can come back to it (an OpenAI client cannot), so its
         log is not kept once it ends and its reader is done.
@@ -99,7 +101,8 @@ class Hub:
             raise TooManyStreams(f"this key already runs {mine} streams; the limit is "
                                  f"{self.max_per_owner} per key")
         stream = Stream(secrets.token_urlsafe(16), owner, plans, self._log_factory(),
-                        self.settings, self.timers, self.observer, resumable=resumable)
+                        self.settings, self.timers, self.observer, resumable=resumable,
+                        conversation=conversation)
         if reader:
             stream.attach()  # handed over to the caller's ``follow(attached=True)``
         self._streams[stream.id] = stream

@@ -9,7 +9,7 @@ every reader sees the same events under the same ids.
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 
 import trio
 
@@ -44,13 +44,14 @@ def coalesce(batch: Sequence[SlotEvent]) -> list[SlotEvent]:
         if len(texts) > 1:
             first = events[at]
             assert isinstance(first, Delta | Reasoning)
-            events[at] = type(first)(first.slot, "".join(texts))
+            events[at] = type(first)(first.slot, "".join(texts), first.turn)
     return events
 
 
 async def merge(receive: trio.MemoryReceiveChannel[SlotEvent], log: EventLog,
-                slots: Sequence[SlotState]) -> None:
-    """Run until every slot has closed its end of the channel."""
+                slots: Sequence[SlotState] | Mapping[int, SlotState]) -> None:
+    """Run until every slot has closed its end of the channel. ``slots``: each slot's
+    state by its number (a conversation's turn passes only its speaker's)."""
     async with receive:
         while True:
             try:

@@ -101,24 +101,24 @@ def backoff(attempt: int, retry_after: float | None) -> float | None:
 async def run_slot(state: SlotState, send: Send, hook: SlotHook | None = None) -> None:
     """The slot's task. Returns after sending its one terminal event."""
     meter = _Meter()
-    slot = state.slot
+    slot, turn = state.slot, state.turn
     async with send:
         outcome: Terminal | None = None
         with state.scope:
             try:
                 await _run_routes(state, send, meter, hook)
                 outcome = ModelDone(slot, meter.finish, meter.usage(), meter.timing(),
-                                    meter.tool_calls)
+                                    meter.tool_calls, turn)
             except ProviderError as exc:
                 error = SlotError(exc.type, exc.message, exc.retryable, exc.status)
-                outcome = ModelError(slot, error, meter.usage(), meter.timing())
+                outcome = ModelError(slot, error, meter.usage(), meter.timing(), turn)
             except Exception:
                 log.exception("slot=%d model=%s internal error", slot, state.model)
                 error = SlotError("internal", "Chorus failed on this slot")
-                outcome = ModelError(slot, error, meter.usage(), meter.timing())
+                outcome = ModelError(slot, error, meter.usage(), meter.timing(), turn)
         if outcome is None:  # the slot's own scope was cancelled: a stop
             outcome = ModelStopped(slot, state.stop_reason or "user", meter.usage(),
-                                   meter.timing())
+                                   meter.timing(), turn)
         # The upstream answer is closed and the limiter given back. Let the other tasks
         # run before the outcome's bookkeeping (the observer's metrics and log line): a
         # slot's end is then two steps of ~0.2 ms instead of one of ~0.4 ms that every
@@ -140,7 +140,8 @@ async def _run_routes(state: SlotState, send: Send, meter: _Meter, hook: SlotHoo
             retries_sent += 1
             state.model = route.ref
             await _send_retry(send, hook, state,
-                              ModelRetry(state.slot, retries_sent, last.type, route.ref))
+                              ModelRetry(state.slot, retries_sent, last.type, route.ref,
+                                         state.turn))
         attempt = 0
         while True:
             try:
@@ -158,7 +159,8 @@ async def _run_routes(state: SlotState, send: Send, meter: _Meter, hook: SlotHoo
                     break
                 retries_sent += 1
                 await _send_retry(send, hook, state,
-                                  ModelRetry(state.slot, retries_sent, exc.type, route.ref))
+                                  ModelRetry(state.slot, retries_sent, exc.type, route.ref,
+                                             state.turn))
                 await trio.sleep(delay)
     assert last is not None
     raise last
@@ -177,7 +179,7 @@ async def _attempt(state: SlotState, route: Route, send: Send, meter: _Meter) ->
         sent_at = trio.current_time()
         if meter.start is None:
             meter.start = sent_at
-            await _put(send, ModelStart(state.slot, route.ref))
+            await _put(send, ModelStart(state.slot, route.ref, state.turn))
         t = route.timeouts
         total_deadline = sent_at + t.total if t.total is not None else math.inf
         idle = t.idle if t.idle is not None else math.inf
@@ -196,7 +198,8 @@ async def _attempt(state: SlotState, route: Route, send: Send, meter: _Meter) ->
                             phase = "idle"
                         meter.chars += len(event.text)
                         kind = Delta if isinstance(event, TextDelta) else Reasoning
-                        await _send_text(send, kind(state.slot, event.text), meter)
+                        await _send_text(send, kind(state.slot, event.text, state.turn),
+                                         meter)
                     elif isinstance(event, Usage):
                         if event.input_tokens is not None:
                             meter.input = event.input_tokens

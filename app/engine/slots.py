@@ -55,6 +55,7 @@ class SlotState:
     model: str = ""
     stop_reason: str | None = None
     outcome: Terminal | None = None  # the slot's terminal event, once logged
+    turn: int | None = None  # a conversation's turn this state runs; its events carry it
     ended: trio.Event = field(default_factory=trio.Event)
 
     def __post_init__(self) -> None:

@@ -25,6 +25,7 @@ from typing import Any, Protocol
 
 import trio
 
+from .conversation import Conversation, ConversationPlan
 from .events import (
     DONE,
     ERROR,
@@ -32,6 +33,7 @@ from .events import (
     Counts,
     Delta,
     ModelRetry,
+    Participant,
     Reasoning,
     SlotEvent,
     SlotInfo,
@@ -94,6 +96,7 @@ class Stream:
         observer: StreamObserver | None = None,
         *,
         resumable: bool = True,
+        conversation: ConversationPlan | None = None,
     ) -> None:
         self.id = stream_id
         self.owner = owner
@@ -108,13 +111,15 @@ class Stream:
         self.observer = observer
         self.stop_asked: dict[int, float] = {}  # slot -> when its stop was first asked
         self.watches = Watches(self, settings, timers, self._reader_cut)
+        # In conversation mode the slots are its speakers, who take turns (``conversation.py``).
+        self.conversation = (None if conversation is None else
+                             Conversation(conversation, self.slots, settings.channel_size))
 
     # -- lifetime -------------------------------------------------------------------------
 
     async def run(self, *, task_status: trio.TaskStatus[None] = trio.TASK_STATUS_IGNORED) -> None:
         """Run every slot at once, merge their events into the log, end with ``stream.done``."""
-        await self.log.append([StreamStart(self.id, int(self.created), tuple(
-            SlotInfo(s.slot, s.model, s.plan.label) for s in self.slots))])
+        await self.log.append([self._start_event()])
         self._notify("stream_started", self)
         hook = self._slot_event if self.observer is not None else None
         send, receive = trio.open_memory_channel[SlotEvent](self.settings.channel_size)
@@ -123,16 +128,21 @@ class Stream:
         try:
             async with trio.open_nursery() as nursery:
                 async with send:
-                    for state in self.slots:
-                        nursery.start_soon(run_slot, state, send.clone(), hook)
+                    if self.conversation is None:
+                        for state in self.slots:
+                            nursery.start_soon(run_slot, state, send.clone(), hook)
                 task_status.started()
                 started = True
+                if self.conversation is not None:
+                    await self.conversation.run(self.log, hook)
                 await merge(receive, self.log, self.slots)
                 now = trio.current_time()
                 self.ended_at = now
                 counts = self._counts()  # every slot has ended: its state is one of them
                 await self.log.append([StreamDone(
-                    counts, round((now - self.started_at) * 1000, 1))])
+                    counts, round((now - self.started_at) * 1000, 1),
+                    None if self.conversation is None
+                    else self.conversation.total_manager_usage())])
                 self._notify("stream_ended", self, counts)
                 self.log.close()
                 self.done.set()
@@ -142,7 +152,17 @@ class Stream:
             self._broke()
         self.watches.stop()
 
+    def _start_event(self) -> StreamStart:
+        slots = tuple(SlotInfo(s.slot, s.model, s.plan.label) for s in self.slots)
+        if self.conversation is None:
+            return StreamStart(self.id, int(self.created), slots)
+        return StreamStart(self.id, int(self.created), slots, self.conversation.plan.rounds,
+                           tuple(Participant(s.slot, s.model, s.plan.label)
+                                 for s in self.slots))
+
     def _counts(self) -> Counts:
+        if self.conversation is not None:
+            return self.conversation.counts()
         states = [s.state for s in self.slots]
         done, stopped = states.count(DONE), states.count(STOPPED)
         return Counts(done, len(states) - done - stopped, stopped)
@@ -175,14 +195,35 @@ class Stream:
             log.exception("stream observer failed in %s", method)
 
     def stop(self, slots: Iterable[int] | None = None, reason: str = "user") -> None:
-        """Cancel the given slots' scopes (all when ``None``). Ended slots are left alone."""
+        """Cancel the given slots' scopes (all when ``None``). Ended slots are left alone.
+        In a conversation: all ends it, some leave those speakers out (``Conversation``)."""
         now = trio.current_time()
+        if self.conversation is not None:
+            self.conversation.stop(slots, reason)
+            for slot in range(len(self.slots)) if slots is None else slots:
+                self.stop_asked.setdefault(slot, now)
+            return
         for state in self._chosen(slots):
             if state.stop(reason):
                 self.stop_asked.setdefault(state.slot, now)
 
+    def skip(self) -> None:
+        """End a conversation's current turn (``model.stopped``, reason ``skip``); the next
+        begins."""
+        if self.conversation is not None:
+            self.conversation.skip()
+
+    async def wait_skipped(self) -> None:
+        """Until the turn ``skip`` cut has ended."""
+        if self.conversation is not None:
+            await self.conversation.wait_stopped(False)
+
     async def wait_ended(self, slots: Iterable[int] | None = None) -> None:
-        """Until the given slots (all when ``None``) have their terminal event logged."""
+        """Until the given slots (all when ``None``) have their terminal event logged.
+        In a conversation: until the conversation, or the turn the stop cut, has ended."""
+        if self.conversation is not None:
+            await self.conversation.wait_stopped(slots is None)
+            return
         for state in self._chosen(slots):
             await state.ended.wait()
 
@@ -215,27 +256,42 @@ class Stream:
         nothing is kept twice and a snapshot agrees with what readers were sent)."""
         text: dict[str, list[list[str]]] = {kind: [[] for _ in self.slots]
                                            for kind in ("delta", "reasoning")}
+        turns = [] if self.conversation is None else self.conversation.turns
+        turn_text: dict[str, list[list[str]]] = {kind: [[] for _ in turns]
+                                                for kind in ("delta", "reasoning")}
         for entry in await self.log.since(0):
             event = entry.event
             if isinstance(event, Delta | Reasoning):
                 text[event.type][event.slot].append(event.text)
-        slots = []
-        for s in self.slots:
-            slots.append({
-                "slot": s.slot, "model": s.model, "label": s.plan.label, "state": s.state,
-                "text": "".join(text["delta"][s.slot]),
-                "reasoning": "".join(text["reasoning"][s.slot]),
-                "finish_reason": s.finish_reason,
-                "error": s.error.data() if s.error is not None else None,
-                "stop_reason": s.stop_reason,
-                "usage": s.usage.data() if s.usage is not None else None,
-                "timing": s.timing.data() if s.timing is not None else None,
-            })
-        return {
+                if event.turn is not None and event.turn < len(turns):
+                    turn_text[event.type][event.turn].append(event.text)
+        slots = [_state_view(s, "".join(text["delta"][s.slot]),
+                             "".join(text["reasoning"][s.slot])) for s in self.slots]
+        out: dict[str, object] = {
             "id": self.id, "created": int(self.created),
             "state": "done" if self.done.is_set() else "running",
             "last_event_id": self.log.last_id, "slots": slots,
         }
+        if self.conversation is not None:
+            out["mode"] = "conversation"
+            out["turns"] = [
+                {"turn": i, "name": t.plan.label,
+                 **_state_view(t, "".join(turn_text["delta"][i]),
+                               "".join(turn_text["reasoning"][i]))}
+                for i, t in enumerate(turns)]
+        return out
+
+
+def _state_view(s: SlotState, text: str, reasoning: str) -> dict[str, object]:
+    """A slot's (or a turn's) part of the snapshot."""
+    return {
+        "slot": s.slot, "model": s.model, "label": s.plan.label, "state": s.state,
+        "text": text, "reasoning": reasoning, "finish_reason": s.finish_reason,
+        "error": s.error.data() if s.error is not None else None,
+        "stop_reason": s.stop_reason,
+        "usage": s.usage.data() if s.usage is not None else None,
+        "timing": s.timing.data() if s.timing is not None else None,
+    }
 
 
 __all__ = ["DONE", "ERROR", "STOPPED", "Stream", "StreamObserver", "StreamSettings"]

@@ -24,7 +24,10 @@ def encode_data(event: Event) -> str:
     A text event (most of what a stream logs) is put together here: the same bytes as
     the encoder gives for its ``data()``, in a third of the time."""
     if isinstance(event, Delta | Reasoning):
-        return f'{{"slot":{event.slot},"text":{encode_string(event.text)}}}'
+        if event.turn is None:
+            return f'{{"slot":{event.slot},"text":{encode_string(event.text)}}}'
+        return (f'{{"slot":{event.slot},"text":{encode_string(event.text)},'
+                f'"turn":{event.turn}}}')
     return _dumps(event.data())
 
 

@@ -20,6 +20,8 @@ export const EVENT_TYPES = new Set([
   "model.error",
   "model.stopped",
   "stream.done",
+  "turn.start", // a conversation's (thread.js)
+  "manager.pick",
 ]);
 
 const MAX_RETRY_MS = 10_000;
@@ -84,6 +86,11 @@ export function createStream(body) {
 
 export function stopStream(stopUrl, slots) {
   return call("POST", stopUrl, slots ? { slots } : {});
+}
+
+/** A conversation: end the current turn; the next begins. */
+export function skipTurn(stopUrl) {
+  return call("POST", stopUrl, { skip: true });
 }
 
 export function getSnapshot(streamId) {

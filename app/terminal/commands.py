@@ -45,6 +45,10 @@ def add_commands(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> No
     p.add_argument("--json", action="store_true",
                    help="print the raw events, one JSON object per line")
     p.add_argument("--reasoning", action="store_true", help="print the models' reasoning too")
+    p.add_argument("--conversation", action="store_true",
+                   help="the models answer each other in turns, printed as a thread")
+    p.add_argument("--rounds", type=int, default=1, metavar="N",
+                   help="with --conversation: how many times each model speaks (default 1)")
     p = sub.choices["models"]
     p.add_argument("--server", metavar="URL", help=SERVER_HELP)
     actions = p.add_subparsers(dest="models_action", metavar="default")
@@ -134,6 +138,8 @@ def ask(args: argparse.Namespace) -> int:
         return 2
     config = load_config(args.config)
     models = pick_models(args.models, config, "ask")
+    if args.conversation:
+        return converse(args, config, models, prompt, params)
     messages = [Message("system", args.system)] if args.system else []
     messages.append(Message("user", prompt))
     tty = sys.stdout.isatty()
@@ -156,6 +162,26 @@ def ask(args: argparse.Namespace) -> int:
             log.record_or_warn(new_id(), models, args.system,
                                exchange_of(outcome.board, at, prompt), sys.stderr)
         return outcome.exit_code()
+
+    return trio.run(main)
+
+
+def converse(args: argparse.Namespace, config: Config, models: list[str], prompt: str,
+             params: dict[str, Any]) -> int:
+    """``ask --conversation``: the models take turns; the thread printed as it comes."""
+    from .sources import RequestRefused, open_conversation
+    from .thread import conversation_body, run
+
+    body = conversation_body(models, prompt, args.rounds, args.system, params)
+    color = sys.stdout.isatty() and "NO_COLOR" not in os.environ
+
+    async def main() -> int:
+        try:
+            async with open_conversation(where(args, config), body) as source:
+                return await run(source, sys.stdout, sys.stderr, color=color)
+        except RequestRefused as exc:
+            print(f"chorus ask: {exc}", file=sys.stderr)
+            return 2
 
     return trio.run(main)
 

@@ -166,7 +166,7 @@ async def test_models_health_and_openapi(server: Server) -> None:
         ({"models": ["demo/fast"], "messages": [{"role": "tool", "content": "x"}]},
          400, "invalid_request", "models[0]"),
         ({"models": ["demo/fast"], "messages": []}, 400, "invalid_request", "models[0].messages"),
-        ({"models": ["demo/fast"], **ASK, "mode": "conversation"}, 400, "invalid_request", "mode"),
+        ({"models": ["demo/fast"], **ASK, "mode": "debate"}, 400, "invalid_request", "mode"),
         ({"models": ["demo/fast"], **ASK, "params": {"temperature": "hot"}},
          400, "invalid_request", "params.temperature"),
         ({"models": [{"model": "demo/fast", "params": {"max_tokens": 0}}], **ASK},

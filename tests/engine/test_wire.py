@@ -25,14 +25,16 @@ from app.engine.log import LogEntry, MemoryEventLog
 from app.engine.wire import encode_data, encode_event, whole_characters
 
 
-@given(st.integers(min_value=0, max_value=64), st.text(), st.booleans())
+@given(st.integers(min_value=0, max_value=64), st.text(), st.booleans(),
+       st.none() | st.integers(min_value=0, max_value=10_000))
 def test_a_text_event_encodes_as_the_json_encoder_would(slot: int, text: str,
-                                                        answer: bool) -> None:
-    event = Delta(slot, text) if answer else Reasoning(slot, text)
+                                                        answer: bool, turn: int | None) -> None:
+    event = Delta(slot, text, turn) if answer else Reasoning(slot, text, turn)
     encoded = encode_data(event)
     assert encoded == json.dumps(event.data(), ensure_ascii=False, separators=(",", ":"))
     assert "\n" not in encoded
-    assert json.loads(encoded) == {"slot": slot, "text": text}
+    in_turn = {} if turn is None else {"turn": turn}
+    assert json.loads(encoded) == {"slot": slot, "text": text, **in_turn}
 
 
 def test_an_event_is_its_id_its_type_and_its_data_on_one_line_each() -> None:
