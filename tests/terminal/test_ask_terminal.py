@@ -32,10 +32,10 @@ async def test_the_columns_fill_side_by_side_at_the_same_time(tmux: Tmux) -> Non
         if screen.count("▸ streaming") != 2:
             return False
         after = token_counts(screen)
-        return all(b < a for b, a in zip(before, after, strict=True))
+        return all(b < a for b, a in zip(before, after, strict=True)) and any(
+            line.count("This is a **simulated**") == 2 for line in screen.splitlines())
 
-    later = await tmux.wait_for(both_grew)  # both columns move while both stream
-    assert any(line.count("This is a **simulated**") == 2 for line in later.splitlines())
+    await tmux.wait_for(both_grew)  # both columns move, and fill, while both stream
     code, screen = await tmux.exit_code()
     assert code == 0
     assert screen.count("✓ done · ttft") == 2
