@@ -340,6 +340,9 @@ def _agent_tokens(table: Mapping[str, Any], env: Mapping[str, str], where: str,
     (kept where a provider keeps its secret, ``api_key``)."""
     if table.get("type") != "agent":
         raise fail(f"{where}.token_env is for type = \"agent\" only", "token_env")
+    if "token_env" not in table:
+        raise fail(f"{where}.token_env is required: the variable holding the tokens agents "
+                   "may present", "type")
     var = _check(table.get("token_env"), str, f"{where}.token_env", fail)
     tokens = env.get(var, "")
     if not any(t.strip() for t in tokens.split(",")):

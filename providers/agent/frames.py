@@ -134,7 +134,7 @@ def decode_request(model: str, data: Any) -> ChatRequest:
                     for m in data.get("messages") or ()]
     except (KeyError, TypeError, ValueError) as exc:
         raise FrameError("a job's messages have the wrong shape") from exc
-    params = data.get("params") or {}
+    params = data.get("params", {})
     if not isinstance(params, dict):
         raise FrameError("a job's params must be an object")
     return ChatRequest(model, tuple(messages), params)
