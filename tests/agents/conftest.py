@@ -11,6 +11,7 @@ from typing import Any
 
 import pytest
 import trio
+from quart_trio import QuartTrio
 
 from providers.agent import AgentPool
 
@@ -88,6 +89,23 @@ class Agent:
             return await self.process.wait()
 
 
+def pool_of(app: QuartTrio) -> AgentPool:
+    pool = app.extensions["chorus"].catalog.providers["lab"]
+    assert isinstance(pool, AgentPool)
+    return pool
+
+
+async def until_models(pool: AgentPool, present: set[str], absent: set[str] = frozenset()
+                       ) -> None:
+    """Until ``pool`` serves ``present`` and none of ``absent`` (woken by each change)."""
+    with trio.fail_after(15):
+        while True:
+            models = set(await pool.list_models())
+            if present <= models and not models & absent:
+                return
+            await pool.next_change()
+
+
 @dataclass
 class Lab:
     """Chorus with ``[providers.lab] type = "agent"``, its upstream, and agents to start."""
@@ -98,18 +116,10 @@ class Lab:
 
     @property
     def pool(self) -> AgentPool:
-        pool = self.server.app.extensions["chorus"].catalog.providers["lab"]
-        assert isinstance(pool, AgentPool)
-        return pool
+        return pool_of(self.server.app)
 
     async def until_models(self, present: set[str], absent: set[str] = frozenset()) -> None:
-        """Until the pool serves ``present`` and none of ``absent`` (woken by each change)."""
-        with trio.fail_after(15):
-            while True:
-                models = set(await self.pool.list_models())
-                if present <= models and not models & absent:
-                    return
-                await self.pool.next_change()
+        await until_models(self.pool, present, absent)
 
     async def run(self, model: str, **body: Any) -> list[tuple[int, str, dict]]:
         async with self.server.client() as client, client.stream(
@@ -125,28 +135,43 @@ class Lab:
         return float(found.group(1)) if found else 0.0
 
 
+LAB = ("[server]\nresume_grace = 0.0\n"
+       "[providers.lab]\ntype = \"agent\"\ntoken_env = \"LAB_AGENT_TOKENS\"\nretries = 1\n")
+LAB_ENV = {"LAB_AGENT_TOKENS": f"other-token, {TOKEN}"}
+
+
+async def launch(nursery: trio.Nursery, server: str, upstream: str, *extra: str,
+                 token: str = TOKEN, wire: str = "openai") -> Agent:
+    """``python -m app agent`` dialling ``server`` and serving ``upstream``, as box1."""
+    base = upstream + ("/v1" if wire == "openai" else "")
+    process = await spawn(["agent", "--server", server, "--token", token,
+                           "--upstream", base, "--type", wire, "--name", "box1", *extra])
+    agent = Agent(process)
+    assert process.stderr is not None
+    nursery.start_soon(collect_lines, process.stderr, agent.lines)
+    return agent
+
+
 @pytest.fixture
-async def lab(nursery: trio.Nursery, upstream: FakeUpstream, start_server: StartServer
-              ) -> AsyncIterator[Lab]:
-    upstream.respond = answering(lambda seen: openai_script(["Hello", " world"]), ["m1"])
-    server = await start_server(
-        "[server]\nresume_grace = 0.0\n"
-        "[providers.lab]\ntype = \"agent\"\ntoken_env = \"LAB_AGENT_TOKENS\"\nretries = 1\n",
-        env={"LAB_AGENT_TOKENS": f"other-token, {TOKEN}"})
-    agents: list[Agent] = []
-
-    async def start_agent(*extra: str, token: str = TOKEN, wire: str = "openai") -> Agent:
-        base = upstream.url + ("/v1" if wire == "openai" else "")
-        process = await spawn(["agent", "--server", server.url, "--token", token,
-                               "--upstream", base, "--type", wire, "--name", "box1", *extra])
-        agent = Agent(process)
-        assert process.stderr is not None
-        nursery.start_soon(collect_lines, process.stderr, agent.lines)
-        agents.append(agent)
-        return agent
-
-    yield Lab(server, upstream, start_agent)
-    for agent in agents:
+async def agents() -> AsyncIterator[list[Agent]]:
+    """The agents a test started; killed (if still running) and reaped after it."""
+    started: list[Agent] = []
+    yield started
+    for agent in started:
         if agent.process.returncode is None:
             agent.process.kill()
         await agent.wait()
+
+
+@pytest.fixture
+async def lab(nursery: trio.Nursery, upstream: FakeUpstream, start_server: StartServer,
+              agents: list[Agent]) -> Lab:
+    upstream.respond = answering(lambda seen: openai_script(["Hello", " world"]), ["m1"])
+    server = await start_server(LAB, env=LAB_ENV)
+
+    async def start_agent(*extra: str, token: str = TOKEN, wire: str = "openai") -> Agent:
+        agent = await launch(nursery, server.url, upstream.url, *extra, token=token, wire=wire)
+        agents.append(agent)
+        return agent
+
+    return Lab(server, upstream, start_agent)

@@ -3,14 +3,31 @@
 from __future__ import annotations
 
 import logging
+import tomllib
 from contextlib import aclosing
 
 import pytest
 import trio
 
+from app import create_app
+from app.config import build_config
+
 from ..conftest import read_events
-from ..support.upstream import openai_script
-from .conftest import ASK, TOKEN, Lab, answering, ollama_script
+from ..support.serving import loopback_config, start_serving
+from ..support.upstream import FakeUpstream, openai_script
+from .conftest import (
+    ASK,
+    LAB,
+    LAB_ENV,
+    TOKEN,
+    Agent,
+    Lab,
+    answering,
+    launch,
+    ollama_script,
+    pool_of,
+    until_models,
+)
 
 
 def text_of(events: list[tuple[int, str, dict]]) -> str:
@@ -146,3 +163,29 @@ async def test_no_agent_for_the_model_ends_the_slot_at_once_with_a_clear_error(
     assert error["type"] == "connection"
     assert error["message"] == "no agent serving model 'm1' is connected to 'lab'"
     assert not any(kind == "model.retry" for _, kind, _ in events)
+
+
+async def test_an_agent_dials_again_when_the_server_goes_and_its_models_come_back(
+    nursery: trio.Nursery, upstream: FakeUpstream, agents: list[Agent],
+) -> None:
+    upstream.respond = answering(lambda seen: openai_script(["again"]), ["m1"])
+    config = build_config(tomllib.loads(LAB), LAB_ENV)
+    first = create_app(config)
+    url, stop, stopped = await start_serving(nursery, first,
+                                             loopback_config(graceful_timeout=0.5))
+    agent = await launch(nursery, url, upstream.url)
+    agents.append(agent)
+    await until_models(pool_of(first), {"m1"})
+    stop.set()
+    with trio.fail_after(5):
+        await stopped.wait()
+    await agent.lines.until("dialling again")
+    second = create_app(config)  # a restarted server, on the same address
+    _, stop, stopped = await start_serving(
+        nursery, second, loopback_config(bind=[url.removeprefix("http://")],
+                                         graceful_timeout=0.5))
+    await until_models(pool_of(second), {"m1"})
+    assert agent.process.returncode is None
+    stop.set()
+    with trio.fail_after(5):
+        await stopped.wait()
