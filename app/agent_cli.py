@@ -110,6 +110,7 @@ def agent(args: argparse.Namespace) -> int:
         print("chorus agent: --server must be an http:// or https:// URL", file=sys.stderr)
         return 2
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s %(message)s")
+    logging.getLogger("httpx").setLevel(logging.WARNING)  # not a line per upstream request
     models = tuple(m.strip() for m in (args.models or "").split(",") if m.strip())
     settings = Settings(args.server, args.token, args.upstream, args.type, models,
                         args.name, args.capacity)
