@@ -15,9 +15,10 @@ from __future__ import annotations
 import logging
 
 import trio
-from quart import Blueprint, websocket
+from quart import Blueprint, Response, websocket
 
 from app.api.context import Chorus, chorus
+from app.api.errors import ApiError
 from providers.agent import AgentLink, AgentPool
 from providers.agent.frames import FrameError, dumps, field, loads
 from providers.agent.handshake import accepted, new_challenge
@@ -49,6 +50,15 @@ def _watch(state: Chorus, pool: AgentPool) -> None:
     m.agents.labels(name).set_function(lambda: len(pool.links))
     m.agent_jobs.labels(name).set_function(lambda: pool.running)
     m.agent_capacity.labels(name).set_function(lambda: pool.capacity)
+
+
+@bp.get("/v1/agents/connect")
+async def not_a_websocket() -> Response:
+    """A plain HTTP request here is a client that took the wrong door: say which one."""
+    raise ApiError(426, "upgrade_required",
+                   "this is the WebSocket that worker agents dial in to (chorus agent "
+                   "--server URL --token T --upstream URL); it takes no HTTP request",
+                   headers={"Upgrade": "websocket"})
 
 
 @bp.websocket("/v1/agents/connect")

@@ -59,3 +59,12 @@ async def test_an_announced_link_serves_until_its_socket_closes(lab: Lab) -> Non
         await lab.until_models(set(), absent={"m7"})
     assert await lab.metric("chorus_agents_connected") == 0
     gc.collect()
+
+
+async def test_a_plain_http_request_is_told_this_is_the_agents_websocket(lab: Lab) -> None:
+    async with lab.server.client() as client:
+        r = await client.get("/v1/agents/connect")
+    assert r.status_code == 426
+    assert r.headers["Upgrade"] == "websocket"
+    assert r.json()["error"]["type"] == "upgrade_required"
+    assert "chorus agent" in r.json()["error"]["message"]
