@@ -12,6 +12,7 @@ from trio.testing import MockClock
 from providers import ChatRequest, Message, ProviderConfig
 from providers.agent import AgentLink, AgentPool, NoAgent
 from providers.agent.frames import Frame, loads
+from providers.agent.pool import JOB_QUEUE
 from providers.errors import TransportError
 from providers.events import TextDelta
 
@@ -119,3 +120,24 @@ async def test_an_agent_gone_after_text_was_sent_is_not_retried() -> None:
     assert got[0] == TextDelta("a")
     assert isinstance(got[1], TransportError)
     assert got[1].retryable is False
+
+
+async def test_a_slot_that_takes_nothing_holds_up_its_agents_reader_at_the_bound(
+    clock: MockClock,
+) -> None:
+    p = pool()
+    link = AgentLink("box1", frozenset({"m1"}), 1)
+    p.attach(link)
+    frame = {"type": "events", "events": [{"text": "a"}]}
+    async with trio.open_nursery() as nursery, aclosing(p.stream(ASK)) as events:
+        nursery.start_soon(events.__anext__)  # the slot starts, takes one frame, stalls
+        job = (await job_of(link))["id"]
+        await link.deliver({**frame, "id": job})
+        await trio.testing.wait_all_tasks_blocked()
+        for _ in range(JOB_QUEUE):
+            with trio.fail_after(1):
+                await link.deliver({**frame, "id": job})  # room in the bounded queue
+        with trio.move_on_after(5) as waited:
+            await link.deliver({**frame, "id": job})
+        assert waited.cancelled_caught  # the reader waits: TCP does the rest
+        nursery.cancel_scope.cancel()
