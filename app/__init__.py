@@ -17,6 +17,7 @@ from quart import Response, jsonify, request
 from quart_trio import QuartTrio
 from werkzeug.exceptions import HTTPException, RequestEntityTooLarge
 
+from app import agents
 from app.api import meta, openai_compat, streams
 from app.api.context import Chorus, admit
 from app.api.errors import ApiError
@@ -67,6 +68,8 @@ def create_app(config: Config | None = None, catalog: Catalog | None = None) -> 
     app.register_blueprint(streams.bp)
     app.register_blueprint(meta.bp)
     app.register_blueprint(openai_compat.bp)
+    app.register_blueprint(agents.bp)
+    agents.watch(state)
     _request_hooks(app, state)
     _error_handlers(app)
     return app

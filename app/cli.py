@@ -255,6 +255,7 @@ COMMANDS.update({"serve": serve, "models": models})
 
 # The terminal client adds ``ask``, ``chat``, ``logs``, and ``--server`` and ``default`` to
 # ``models``.
+import app.agent_cli  # noqa: E402  (``chorus agent``)
 import app.terminal.chat  # noqa: E402
 import app.terminal.commands  # noqa: E402
 import app.terminal.logview  # noqa: E402, F401

@@ -264,7 +264,7 @@ def _cli(table: Mapping[str, Any], fail: Any) -> CliConfig:
 _TIMEOUTS = ("connect", "first_token", "idle", "total")
 _PROVIDER_KEYS = {"type", "base_url", "api_key_env", "api_key", "models", "max_concurrency",
                   "timeouts", "fallbacks", "retries", "options", "images", "http2",
-                  "prices", "model_info"}
+                  "prices", "model_info", "token_env"}
 
 
 def _provider(
@@ -291,6 +291,8 @@ def _provider(
             raise fail(f"{where}.api_key_env names {var}, which is not set", "api_key_env")
     elif "api_key" in table:
         api_key = _check(table["api_key"], str, f"{where}.api_key", fail)
+    if type_ == "agent" or "token_env" in table:
+        api_key = _agent_tokens(table, env, where, fail)
     models = table.get("models", [])
     if not isinstance(models, list) or not all(isinstance(m, str) and m for m in models):
         raise fail(f"{where}.models must be a list of model names", "models")
@@ -371,6 +373,22 @@ def _model_info(value: Any, where: str, fail: Any) -> dict[str, ModelInfo]:
             _check(description, str, f"{one}.description", fail)
         out[model] = ModelInfo(context=context, description=description)
     return out
+
+
+def _agent_tokens(table: Mapping[str, Any], env: Mapping[str, str], where: str,
+                  fail: Any) -> str:
+    """An agent provider's accepted tokens, comma-separated as ``token_env`` holds them
+    (kept where a provider keeps its secret, ``api_key``)."""
+    if table.get("type") != "agent":
+        raise fail(f"{where}.token_env is for type = \"agent\" only", "token_env")
+    if "token_env" not in table:
+        raise fail(f"{where}.token_env is required: the variable holding the tokens agents "
+                   "may present", "type")
+    var = _check(table.get("token_env"), str, f"{where}.token_env", fail)
+    tokens = env.get(var, "")
+    if not any(t.strip() for t in tokens.split(",")):
+        raise fail(f"{where}.token_env names {var}, which holds no token", "token_env")
+    return tokens
 
 
 def _table(value: Any, where: str, fail: Any) -> dict[str, Any]:

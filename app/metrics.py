@@ -65,6 +65,20 @@ class Metrics:
                                 registry=r)
         self.http = Counter("chorus_http_requests", "HTTP requests by route and status",
                             ["method", "route", "status"], registry=r)
+        # Worker agents (``app.agents``), by the agent provider's name.
+        self.agents = Gauge("chorus_agents_connected", "Agents connected now", ["provider"],
+                            registry=r)
+        self.agent_jobs = Gauge("chorus_agent_jobs", "Jobs running on agents now",
+                                ["provider"], registry=r)
+        self.agent_capacity = Gauge("chorus_agent_capacity",
+                                    "Jobs the connected agents take at once", ["provider"],
+                                    registry=r)
+        self.agent_frames = Counter("chorus_agent_frames",
+                                    "Frames of events received from agents", ["provider"],
+                                    registry=r)
+        self.agent_events = Counter("chorus_agent_events",
+                                    "Events (tokens, usage, finish) those frames carried",
+                                    ["provider"], registry=r)
         self._models: dict[str, set[str]] = {}
 
     def exposition(self) -> bytes:

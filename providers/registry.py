@@ -21,6 +21,7 @@ BUILTIN: dict[str, str] = {
     "anthropic": "providers.factories:anthropic",
     "gemini": "providers.factories:gemini",
     "ollama": "providers.factories:ollama",
+    "agent": "providers.agent.pool:AgentPool",
 }
 
 _registered: dict[str, Factory] = {}

@@ -1,0 +1,175 @@
+"""``type = "agent"``: the provider whose models are served by agents that dialled in.
+
+The server's WebSocket route (``app.agents``) authenticates an agent and ``attach``es an
+``AgentLink`` for it; ``stream`` then hands a job to the least loaded link that serves the
+model and has a free place, the moment the slot starts (a waiting slot wakes on the
+``attach``, ``detach`` or job end that frees one: no polling), and yields the events the
+agent sends back. Cancelling the slot's scope closes the generator, which sends the agent a
+``cancel``. A link that goes away mid-answer closes its jobs' queues: the slot ends with a
+``connection`` error, retryable only while no text was sent.
+
+Backpressure: each job's queue holds ``JOB_QUEUE`` frames. When it is full the route stops
+reading the agent's WebSocket, TCP's window closes, and the agent (whose sends then block)
+stops reading its upstream.
+"""
+
+from __future__ import annotations
+
+import itertools
+from collections.abc import AsyncGenerator
+from dataclasses import dataclass, field
+
+import trio
+
+from ..base import ChatRequest, ProviderConfig
+from ..errors import TransportError
+from ..events import ProviderEvent, ReasoningDelta, TextDelta
+from .frames import Frame, decode_error, decode_event, dumps, encode_request
+from .handshake import split_tokens
+
+JOB_QUEUE = 64  # frames of one job waiting for its slot to take them
+OUTBOX = 256  # frames waiting to be written to one agent
+CANCEL_WAIT = 1.0  # seconds a cancel may wait for room in a full outbox
+
+
+class NoAgent(TransportError):
+    """No connected agent serves the model: waiting would hang, retrying cannot help."""
+
+    retryable = False
+
+
+@dataclass(eq=False)
+class AgentLink:
+    """One connected agent as the server sees it; the route does its I/O."""
+
+    name: str
+    models: frozenset[str]
+    capacity: int
+    running: int = 0
+    heard: float = 0.0  # trio time of its last frame
+    jobs: dict[str, trio.MemorySendChannel[Frame]] = field(default_factory=dict)
+
+    def __post_init__(self) -> None:
+        self.outbox, self.outgoing = trio.open_memory_channel[str](OUTBOX)
+
+    async def deliver(self, frame: Frame) -> None:
+        """Pass a job's frame to its slot; waits while the slot's queue is full. A frame
+        for a job already ended (a cancel crossed it) is dropped."""
+        queue = self.jobs.get(str(frame.get("id")))
+        if queue is None:
+            return
+        try:
+            await queue.send(frame)
+        except (trio.BrokenResourceError, trio.ClosedResourceError):
+            pass
+
+    def close(self) -> None:
+        """The connection is gone: every job's slot learns it from its closed queue."""
+        for queue in self.jobs.values():
+            queue.close()
+        self.outbox.close()
+
+
+class AgentPool:
+    """The provider of one ``[providers.NAME] type = "agent"`` table."""
+
+    simulated = False
+
+    def __init__(self, config: ProviderConfig) -> None:
+        self.config = config
+        self.tokens = split_tokens(config.api_key)
+        self.links: list[AgentLink] = []
+        self._changed = trio.Event()
+        self._ids = itertools.count(1)
+
+    @property
+    def running(self) -> int:
+        return sum(link.running for link in self.links)
+
+    @property
+    def capacity(self) -> int:
+        return sum(link.capacity for link in self.links)
+
+    def attach(self, link: AgentLink) -> None:
+        self.links.append(link)
+        self.changed()
+
+    def detach(self, link: AgentLink) -> None:
+        if link in self.links:
+            self.links.remove(link)
+        link.close()
+        self.changed()
+
+    def changed(self) -> None:
+        """Wake the slots waiting for a place; the next change gets a new event."""
+        self._changed.set()
+        self._changed = trio.Event()
+
+    async def next_change(self) -> None:
+        """Until an agent comes or goes, or a job ends."""
+        await self._changed.wait()
+
+    async def list_models(self) -> list[str]:
+        return sorted({model for link in self.links for model in link.models})
+
+    async def aclose(self) -> None:
+        for link in list(self.links):
+            self.detach(link)
+
+    async def _take(self, model: str) -> AgentLink:
+        while True:
+            serving = [link for link in self.links if model in link.models]
+            if not serving:
+                raise NoAgent(f"no agent serving model {model!r} is connected to "
+                              f"{self.config.name!r}")
+            free = [link for link in serving if link.running < link.capacity]
+            if free:
+                link = min(free, key=lambda one: one.running / one.capacity)
+                link.running += 1
+                return link
+            await self.next_change()
+
+    async def stream(self, request: ChatRequest) -> AsyncGenerator[ProviderEvent, None]:
+        link = await self._take(request.model)
+        job = str(next(self._ids))
+        queue, frames = trio.open_memory_channel[Frame](JOB_QUEUE)
+        link.jobs[job] = queue
+        finished = False
+        texted = False
+        try:
+            await link.outbox.send(dumps({"type": "job", "id": job, "model": request.model,
+                                          "request": encode_request(request)}))
+            async with frames:
+                async for frame in frames:
+                    kind = frame.get("type")
+                    if kind == "end":
+                        finished = True
+                        return
+                    if kind == "error":
+                        finished = True
+                        raise decode_error(frame.get("error"), link.name)
+                    for data in frame.get("events") or ():
+                        event = decode_event(data)
+                        texted |= isinstance(event, TextDelta | ReasoningDelta)
+                        yield event
+            finished = True
+            gone = TransportError(f"agent {link.name} serving {request.model!r} went away "
+                                  "mid-answer")
+            gone.retryable = not texted  # text was sent: a retry would repeat it
+            raise gone
+        finally:
+            link.jobs.pop(job, None)
+            link.running -= 1
+            self.changed()
+            if not finished:
+                await _cancel(link, job)
+
+
+async def _cancel(link: AgentLink, job: str) -> None:
+    """Tell the agent to drop ``job``; from a closing generator, so shielded and brief."""
+    text = dumps({"type": "cancel", "id": job})
+    try:
+        with trio.CancelScope(shield=True), trio.move_on_after(CANCEL_WAIT):
+            await link.outbox.send(text)
+    except (trio.BrokenResourceError, trio.ClosedResourceError):
+        pass  # the connection is gone, and the job with it

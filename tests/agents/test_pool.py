@@ -1,0 +1,143 @@
+"""The agent provider's pool, driven the way the route drives it: jobs go out to the least
+loaded agent the moment a place is free, and a vanished agent ends its slots typed."""
+
+from __future__ import annotations
+
+from contextlib import aclosing
+
+import pytest
+import trio
+from trio.testing import MockClock
+
+from providers import ChatRequest, Message, ProviderConfig
+from providers.agent import AgentLink, AgentPool, NoAgent
+from providers.agent.frames import Frame, loads
+from providers.agent.pool import JOB_QUEUE
+from providers.errors import TransportError
+from providers.events import TextDelta
+
+ASK = ChatRequest("m1", (Message("user", "hi"),))
+
+
+@pytest.fixture
+def clock() -> MockClock:
+    return MockClock(autojump_threshold=0)
+
+
+def pool() -> AgentPool:
+    return AgentPool(ProviderConfig(name="lab", type="agent", api_key="t1,t2"))
+
+
+async def job_of(link: AgentLink) -> Frame:
+    return loads(await link.outgoing.receive())
+
+
+async def collect(p: AgentPool, into: list[object]) -> None:
+    try:
+        async with aclosing(p.stream(ASK)) as events:
+            async for event in events:
+                into.append(event)
+    except TransportError as exc:
+        into.append(exc)
+
+
+def test_the_pool_takes_its_tokens_from_the_config() -> None:
+    assert pool().tokens == ("t1", "t2")
+
+
+async def test_no_agent_for_the_model_fails_at_once_and_is_not_retried(
+    clock: MockClock,
+) -> None:
+    p = pool()
+    p.attach(AgentLink("box1", frozenset({"other"}), 1))
+    start = trio.current_time()
+    with pytest.raises(NoAgent) as caught:
+        async with aclosing(p.stream(ASK)) as events:
+            await events.__anext__()
+    assert caught.value.type == "connection"
+    assert caught.value.retryable is False
+    assert caught.value.message == "no agent serving model 'm1' is connected to 'lab'"
+    assert trio.current_time() == start
+
+
+async def test_jobs_go_to_the_least_loaded_agent_and_wait_for_a_free_place(
+    clock: MockClock,
+) -> None:
+    p = pool()
+    small, big = AgentLink("small", frozenset({"m1"}), 1), AgentLink("big", frozenset({"m1"}), 2)
+    p.attach(small)
+    p.attach(big)
+    got: list[list[object]] = [[], [], [], []]
+    async with trio.open_nursery() as nursery:
+        for out in got[:3]:
+            nursery.start_soon(collect, p, out)
+        await trio.testing.wait_all_tasks_blocked()
+        assert (small.running, big.running) == (1, 2)
+        nursery.start_soon(collect, p, got[3])
+        await trio.testing.wait_all_tasks_blocked()
+        assert p.running == 3  # the fourth waits: every place is taken
+        first = await job_of(small)
+        at = trio.current_time()
+        await small.deliver({"type": "events", "id": first["id"], "events": [{"text": "a"}]})
+        await small.deliver({"type": "end", "id": first["id"]})
+        fourth = await job_of(small)  # pushed the moment the place came free
+        assert trio.current_time() == at
+        assert fourth["model"] == "m1"
+        p.detach(small)
+        p.detach(big)
+    done = [out for out in got if out == [TextDelta("a")]]
+    gone = [out[0] for out in got if out != [TextDelta("a")]]
+    assert len(done) == 1
+    assert len(gone) == 3
+    assert all(isinstance(e, TransportError) and e.retryable for e in gone)
+    assert {str(e) for e in gone} == {"agent big serving 'm1' went away mid-answer",
+                                      "agent small serving 'm1' went away mid-answer"}
+
+
+async def test_a_slot_that_stops_sends_the_agent_a_cancel() -> None:
+    p = pool()
+    link = AgentLink("box1", frozenset({"m1"}), 1)
+    p.attach(link)
+    async with aclosing(p.stream(ASK)) as events:
+        with trio.move_on_after(0.01):
+            await events.__anext__()
+    job = await job_of(link)
+    assert await job_of(link) == {"type": "cancel", "id": job["id"]}
+    assert link.running == 0
+
+
+async def test_an_agent_gone_after_text_was_sent_is_not_retried() -> None:
+    p = pool()
+    link = AgentLink("box1", frozenset({"m1"}), 1)
+    p.attach(link)
+    got: list[object] = []
+    async with trio.open_nursery() as nursery:
+        nursery.start_soon(collect, p, got)
+        job = await job_of(link)
+        await link.deliver({"type": "events", "id": job["id"], "events": [{"text": "a"}]})
+        await trio.testing.wait_all_tasks_blocked()
+        p.detach(link)
+    assert got[0] == TextDelta("a")
+    assert isinstance(got[1], TransportError)
+    assert got[1].retryable is False
+
+
+async def test_a_slot_that_takes_nothing_holds_up_its_agents_reader_at_the_bound(
+    clock: MockClock,
+) -> None:
+    p = pool()
+    link = AgentLink("box1", frozenset({"m1"}), 1)
+    p.attach(link)
+    frame = {"type": "events", "events": [{"text": "a"}]}
+    async with trio.open_nursery() as nursery, aclosing(p.stream(ASK)) as events:
+        nursery.start_soon(events.__anext__)  # the slot starts, takes one frame, stalls
+        job = (await job_of(link))["id"]
+        await link.deliver({**frame, "id": job})
+        await trio.testing.wait_all_tasks_blocked()
+        for _ in range(JOB_QUEUE):
+            with trio.fail_after(1):
+                await link.deliver({**frame, "id": job})  # room in the bounded queue
+        with trio.move_on_after(5) as waited:
+            await link.deliver({**frame, "id": job})
+        assert waited.cancelled_caught  # the reader waits: TCP does the rest
+        nursery.cancel_scope.cancel()
