@@ -31,6 +31,8 @@ RENDERED = """async (texts) => {
 }"""
 
 # The manager always names Bo: a real pick, except right after Bo spoke, when it falls back.
+UNKNOWN = "\u2013"  # what a figure not known yet shows (an en dash)
+
 PICKER = """
 [server]
 resume_grace = 10.0
@@ -165,7 +167,8 @@ async def test_each_turn_shows_its_figures_and_the_managers_pick(
             first = page.locator('.thread-turn[data-turn="0"]')
             first.locator(".thread-text").filter(has_text="simulated").wait_for()
             live = first.locator(".thread-figures").inner_text()
-            assert "≈" in live and live.endswith(" tokens"), live
+            assert "≈" in live, live
+            assert live.endswith(" tokens"), live
             wait_ended(page)
 
             snap = ui.snapshot(stream_id)
@@ -176,7 +179,8 @@ async def test_each_turn_shows_its_figures_and_the_managers_pick(
             for i, turn in enumerate(snap["turns"]):
                 figures = page.locator(f'.thread-turn[data-turn="{i}"] .thread-figures')
                 text = figures.inner_text()
-                assert "≈" not in text and "–" not in text, text
+                assert "≈" not in text, text
+                assert UNKNOWN not in text, text
                 assert text.startswith("TTFT "), text
                 assert text.endswith(f" · {turn['usage']['output_tokens']} tokens"), text
                 shown_rate = re.search(r" · ([0-9.]+) tok/s · ", text)
