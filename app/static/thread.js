@@ -1,18 +1,31 @@
 /**
  * The conversation page: several models answering each other in turns, shown as one
- * thread. Each turn is a list item under its speaker's name, in the speaker's colour; the
- * status line says who speaks now; Skip ends the current turn, Stop the conversation.
- * Text is set as textContent: model output never reaches an HTML sink.
+ * thread. Each turn is a list item under its speaker's name, in the speaker's colour, with
+ * the manager's pick beside the name and the turn's figures under its text; the status
+ * line says who speaks now; Skip ends the current turn, Stop the conversation.
+ *
+ * Answers are rendered by MarkdownStream, as in the main page's panes: model output never
+ * reaches an HTML sink. The running conversation is kept in localStorage, so a reload
+ * rebuilds the thread from the stream's events (replayed from the first, onto an empty
+ * thread, so nothing is shown twice) and goes on following it live.
  */
 
+import { watchCode } from "./a11y.js";
 import { createStream, followEvents, setApiKey, skipTurn, stopStream } from "./api.js";
 import { el } from "./dom.js";
+import { MarkdownStream } from "./markdown.js";
+import { formatMs, turnFigures } from "./pane.js";
 import { loadSettings } from "./store.js";
 
 const $ = (id) => document.getElementById(id);
 const ENDINGS = { "model.done": "done", "model.error": "error", "model.stopped": "stopped" };
+const SAVED = "chorus:thread"; // {id, eventsUrl, stopUrl} of the conversation shown
+const PICKS = {
+  false: "picked by the manager",
+  true: "round-robin: the pick fell back",
+};
 
-let run = null; // {stopUrl, feed, turns: Map(turn -> {item, text, end})}
+let run = null; // {id, stopUrl, feed, picks: Map(turn -> fallback), turns: Map(turn -> TurnView)}
 
 /** "Ada=demo/fast, demo/slow" → participants. */
 export function parseParticipants(text) {
@@ -23,6 +36,74 @@ export function parseParticipants(text) {
   });
 }
 
+/** "TTFT 150 ms · 88 tok/s · 140 tokens", each "–" until known, "≈" while estimated. */
+export function figuresText(f) {
+  const rate = f.rate === null ? "– tok/s"
+    : (f.rateEstimated ? "≈" : "") + f.rate.toFixed(f.rate < 10 ? 1 : 0) + " tok/s";
+  const out = f.output === null ? "–" : (f.estimated ? "≈" : "") + f.output;
+  return ["TTFT " + formatMs(f.ttft), rate, out + " tokens"].join(" · ");
+}
+
+/** One turn of the thread: the data turnFigures reads, and the nodes that show it. */
+class TurnView {
+  constructor(data, fallback) {
+    this.item = el("li", "thread-turn");
+    this.item.dataset.slot = String(data.slot);
+    this.item.dataset.turn = String(data.turn);
+    const head = el("p", "thread-head");
+    head.append(el("span", "thread-speaker", data.name));
+    if (fallback !== undefined) {
+      const pick = el("span", "thread-pick", PICKS[fallback]);
+      pick.dataset.fallback = String(fallback);
+      head.append(pick);
+    }
+    this.text = el("div", "thread-text md");
+    watchCode(this.text);
+    this.md = new MarkdownStream(this.text);
+    this.end = el("p", "thread-end");
+    this.end.hidden = true;
+    this.figures = el("p", "thread-figures");
+    this.item.append(head, this.text, this.end, this.figures);
+    this.turn = { state: "waiting", answer: "", reasoning: "", started: Date.now(),
+                  first: null, ended: null, usage: null, timing: null };
+    this.frame = 0;
+    this.sync();
+  }
+
+  set state(state) {
+    this.turn.state = state;
+    this.item.dataset.state = state;
+  }
+
+  delta(text) {
+    this.turn.first ??= Date.now();
+    this.state = "streaming";
+    this.turn.answer += text;
+    this.md.push(text);
+    this.frame ||= requestAnimationFrame(() => this.sync());
+  }
+
+  finish(type, data) {
+    this.state = ENDINGS[type];
+    this.turn.ended = Date.now();
+    this.turn.usage = data.usage ?? null;
+    this.turn.timing = data.timing ?? null;
+    this.md.end();
+    if (type === "model.error") this.end.textContent = "Error: " + data.error.message;
+    if (type === "model.stopped") {
+      this.end.textContent = data.reason === "skip" ? "Skipped." : "Stopped.";
+    }
+    this.end.hidden = !this.end.textContent;
+    this.sync();
+  }
+
+  sync() {
+    this.frame = 0;
+    const text = figuresText(turnFigures(this.turn));
+    if (this.figures.textContent !== text) this.figures.textContent = text;
+  }
+}
+
 function busy(on) {
   $("start").hidden = on;
   $("skip").hidden = !on;
@@ -31,16 +112,14 @@ function busy(on) {
 
 function onEvent(type, data) {
   const turns = run.turns;
+  if (type === "manager.pick") {
+    run.picks.set(data.turn, data.fallback === true);
+    return;
+  }
   if (type === "turn.start") {
-    const item = el("li", "thread-turn");
-    item.dataset.slot = String(data.slot);
-    item.dataset.state = "waiting";
-    const text = el("p", "thread-text");
-    const end = el("p", "thread-end");
-    end.hidden = true;
-    item.append(el("span", "thread-speaker", data.name), text, end);
-    $("thread").append(item);
-    turns.set(data.turn, { item, text, end });
+    const view = new TurnView(data, run.picks.get(data.turn));
+    $("thread").append(view.item);
+    turns.set(data.turn, view);
     $("now").textContent = "Now speaking: " + data.name;
     return;
   }
@@ -50,19 +129,28 @@ function onEvent(type, data) {
     run.feed.close();
     return;
   }
-  const turn = turns.get(data.turn);
-  if (!turn) return;
-  if (type === "delta") {
-    turn.item.dataset.state = "streaming";
-    turn.text.append(data.text);
-  } else if (ENDINGS[type]) {
-    turn.item.dataset.state = ENDINGS[type];
-    if (type === "model.error") turn.end.textContent = "Error: " + data.error.message;
-    if (type === "model.stopped") {
-      turn.end.textContent = data.reason === "skip" ? "Skipped." : "Stopped.";
+  const view = turns.get(data.turn);
+  if (!view) return;
+  if (type === "delta") view.delta(data.text);
+  else if (ENDINGS[type]) view.finish(type, data);
+}
+
+/** Shows the conversation `saved` ({id, eventsUrl, stopUrl}), replaying its events. */
+function follow(saved) {
+  run = { id: saved.id, stopUrl: saved.stopUrl, turns: new Map(), picks: new Map(), feed: null };
+  $("thread").replaceChildren();
+  busy(true);
+  const mine = run;
+  run.feed = followEvents(saved.eventsUrl, 0, onEvent, (status) => {
+    if (run !== mine) return;
+    if (status === 404) {
+      localStorage.removeItem(SAVED);
+      $("now").textContent = "That conversation is no longer on the server.";
+    } else {
+      $("now").textContent = "The connection to the server was lost.";
     }
-    turn.end.hidden = !turn.end.textContent;
-  }
+    busy(false);
+  });
 }
 
 async function start(event) {
@@ -72,24 +160,37 @@ async function start(event) {
     $("now").textContent = "Give a topic first.";
     return;
   }
+  run?.feed?.close();
   $("thread").replaceChildren();
   busy(true);
   $("now").textContent = "Starting…";
+  const body = {
+    mode: "conversation",
+    participants: parseParticipants($("participants").value),
+    rounds: Number($("rounds").value) || 1,
+    messages: [{ role: "user", content: topic }],
+  };
+  const manager = $("manager").value.trim();
+  if (manager) body.manager = { model: manager };
   try {
-    const created = await createStream({
-      mode: "conversation",
-      participants: parseParticipants($("participants").value),
-      rounds: Number($("rounds").value) || 1,
-      messages: [{ role: "user", content: topic }],
-    });
-    run = { stopUrl: created.stop_url, turns: new Map(), feed: null };
-    run.feed = followEvents(created.events_url, 0, onEvent, () => {
-      $("now").textContent = "The connection to the server was lost.";
-      busy(false);
-    });
+    const created = await createStream(body);
+    const saved = { id: created.id, eventsUrl: created.events_url, stopUrl: created.stop_url };
+    localStorage.setItem(SAVED, JSON.stringify(saved));
+    follow(saved);
   } catch (err) {
     $("now").textContent = err.message;
     busy(false);
+  }
+}
+
+/** The conversation saved by an earlier load of the page, or null. */
+function savedRun() {
+  try {
+    const saved = JSON.parse(localStorage.getItem(SAVED) ?? "null");
+    return saved && typeof saved.eventsUrl === "string" && typeof saved.stopUrl === "string"
+      ? saved : null;
+  } catch {
+    return null;
   }
 }
 
@@ -98,6 +199,8 @@ function main() {
   $("talk").addEventListener("submit", start);
   $("skip").addEventListener("click", () => run && skipTurn(run.stopUrl).catch(() => {}));
   $("stop").addEventListener("click", () => run && stopStream(run.stopUrl).catch(() => {}));
+  const saved = savedRun();
+  if (saved) follow(saved);
 }
 
 main();

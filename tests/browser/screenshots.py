@@ -11,7 +11,9 @@ width: ``ui-aligned.png`` (two prompts, one row each), ``ui-blind.png`` (a blind
 before the pick) and ``ui-versions.png`` (a regenerated answer at version 2/2, and a pick);
 and ``ui-attachment.png`` (an image attached, sent to two models, one of which takes none)
 and ``ui-picker-facts.png`` (the picker's list with context, price and description).
-``--extras`` makes only these last two.
+``--extras`` makes only these last two. ``thread-desktop-{light,dark}.png`` show the
+conversation page: the writer and the reasoner in turn, picked by a manager (whose second
+pick falls back to round-robin); ``--thread`` makes only these.
 """
 
 from __future__ import annotations
@@ -102,6 +104,12 @@ reasoning = 36
 tokens = {len(_words(THINKER))}
 text = '''{THINKER}'''
 
+[providers.demo.options.presets.moderator]
+ttft = 0.1
+rate = 0.0
+tokens = 1
+text = "Reasoner"
+
 [providers.demo.options.presets.unreliable]
 ttft = 0.25
 rate = 40.0
@@ -179,12 +187,34 @@ def shoot_extras(browser: Browser, url: str, out: Path) -> list[Path]:
     return saved
 
 
-def shoot(url: str, out: Path, extras_only: bool = False) -> list[Path]:
+def shoot_thread(browser: Browser, url: str, out: Path) -> list[Path]:
+    saved = []
+    for scheme in ("light", "dark"):
+        context = browser.new_context(viewport=SIZES["desktop"], device_scale_factor=1,
+                                      color_scheme=scheme)
+        page = context.new_page()
+        page.goto(url + "static/thread.html")
+        page.fill("#participants", "Writer=demo/writer, Reasoner=demo/reasoner")
+        page.fill("#rounds", "1")
+        page.fill("#manager", "demo/moderator")
+        page.fill("#topic", PROMPT)
+        page.click("#start")
+        page.locator("#now").filter(has_text="The conversation has ended.").wait_for(
+            timeout=30_000)
+        saved.append(save(page, out / f"thread-desktop-{scheme}.png"))
+        context.close()
+    return saved
+
+
+def shoot(url: str, out: Path, only: str = "") -> list[Path]:
     saved = []
     with sync_playwright() as p:
         browser = p.chromium.launch(executable_path=CHROMIUM, headless=True, args=ARGS)
-        saved += shoot_extras(browser, url, out)
-        if extras_only:
+        if only != "extras":
+            saved += shoot_thread(browser, url, out)
+        if only != "thread":
+            saved += shoot_extras(browser, url, out)
+        if only:
             browser.close()
             return saved
         for size, viewport in SIZES.items():
@@ -217,7 +247,7 @@ def shoot(url: str, out: Path, extras_only: bool = False) -> list[Path]:
     return saved
 
 
-async def main(out: Path, extras_only: bool) -> None:
+async def main(out: Path, only: str) -> None:
     app = create_app(build_config(tomllib.loads(CONFIG), {}))
     hc = HypercornConfig()
     hc.bind = ["127.0.0.1:0"]
@@ -225,8 +255,7 @@ async def main(out: Path, extras_only: bool) -> None:
     hc.errorlog = None
     async with trio.open_nursery() as nursery:
         binds = await nursery.start(partial(serve, app, hc))
-        for path in await trio.to_thread.run_sync(shoot, binds[0] + "/", out,
-                                                       extras_only):
+        for path in await trio.to_thread.run_sync(shoot, binds[0] + "/", out, only):
             print(path.relative_to(ROOT) if path.is_relative_to(ROOT) else path)
         nursery.cancel_scope.cancel()
 
@@ -234,8 +263,10 @@ async def main(out: Path, extras_only: bool) -> None:
 if __name__ == "__main__":
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--out", type=Path, default=ROOT / "docs" / "img")
-    parser.add_argument("--extras", action="store_true",
-                        help="only the attachment and picker screenshots")
+    parser.add_argument("--extras", dest="only", action="store_const", const="extras",
+                        default="", help="only the attachment and picker screenshots")
+    parser.add_argument("--thread", dest="only", action="store_const", const="thread",
+                        help="only the conversation page's screenshots")
     args = parser.parse_args()
     args.out.mkdir(parents=True, exist_ok=True)
-    trio.run(main, args.out.resolve(), args.extras)
+    trio.run(main, args.out.resolve(), args.only)

@@ -177,3 +177,34 @@ async def test_axe_finds_no_violation_with_images_costs_model_facts_and_notes(
             check(ui)
 
     await in_browser(scenario)
+
+
+@pytest.mark.parametrize("scheme", ["light", "dark"])
+async def test_axe_finds_no_violation_on_the_conversation_page(
+    chorus: Server, in_browser: RunInBrowser, axe_script: Path, scheme: str
+) -> None:
+    def check(ui: ChorusPage) -> None:
+        violations = ui.axe_violations(axe_script)
+        assert not violations, "\n".join(violations)
+
+    def scenario(browser: Browser) -> None:
+        with ChorusPage(browser, chorus.url, bypass_csp=True, color_scheme=scheme) as ui:
+            page = ui.page
+            page.goto("/static/thread.html")
+            check(ui)  # the empty form
+            # A code block and a list (steady), an error (broken), the manager's picks.
+            page.fill("#participants", "Ada=demo/steady, Bo=demo/broken, Cy=demo/long")
+            page.fill("#manager", "demo/fast")
+            page.fill("#topic", "Show me everything")
+            page.click("#start")
+            page.locator('.thread-turn[data-state="error"]').wait_for(timeout=30_000)
+            page.locator(".thread-text pre").first.wait_for(state="attached")
+            page.locator('.thread-turn[data-slot="2"] .thread-text').filter(
+                has_text="simulated").wait_for()
+            check(ui)  # mid-turn: Skip and Stop shown, figures estimated
+            page.click("#stop")
+            page.locator("#now").filter(has_text="The conversation has ended.").wait_for()
+            check(ui)
+            assert ui.errors == []
+
+    await in_browser(scenario)
