@@ -201,6 +201,7 @@ function main() {
   $("stop").addEventListener("click", () => run && stopStream(run.stopUrl).catch(() => {}));
   const saved = savedRun();
   if (saved) follow(saved);
+  document.body.dataset.ready = "true"; // the form is Chorus's now, not the browser's
 }
 
 main();

@@ -191,6 +191,7 @@ async def test_axe_finds_no_violation_on_the_conversation_page(
         with ChorusPage(browser, chorus.url, bypass_csp=True, color_scheme=scheme) as ui:
             page = ui.page
             page.goto("/static/thread.html")
+            page.wait_for_selector("body[data-ready]", state="attached")
             check(ui)  # the empty form
             # A code block and a list (steady), an error (broken), the manager's picks.
             page.fill("#participants", "Ada=demo/steady, Bo=demo/broken, Cy=demo/long")

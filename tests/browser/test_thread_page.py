@@ -49,6 +49,8 @@ picker = { ttft = 0.0, rate = 0.0, tokens = 1, text = "Bo" }
 def start(page: Page, participants: str, rounds: int, manager: str = "") -> str:
     """Starts a conversation from the form; its stream id."""
     page.goto("/static/thread.html")
+    # Until the module has taken the form, a click would submit it the browser's way.
+    page.wait_for_selector("body[data-ready]", state="attached")
     page.fill("#participants", participants)
     page.fill("#rounds", str(rounds))
     page.fill("#manager", manager)
