@@ -378,15 +378,22 @@ export class PaneView {
     this.syncTune();
     actions.append(this.stopBtn, this.regenBtn, this.tuneBtn);
     head.append(title, this.stateBadge, actions);
+    // The body scrolls from the bottom (style.css: a column-reverse scroller around one
+    // content box), so while the reader is at the bottom the browser keeps the newest text
+    // in view by itself: nothing reads the pane's geometry or scrolls it per frame, which
+    // would lay out and repaint the whole conversation on every chunk.
     this.body = el("div", "pane-body");
     this.body.tabIndex = 0;
     this.body.setAttribute("aria-label", "Answers from " + pane.model);
+    this.content = el("div", "pane-content");
     this.empty = el("p", "pane-empty", "Answers from this model appear here.");
-    this.body.append(this.empty);
-    this.stick = true;
+    this.content.append(this.empty);
+    this.body.append(this.content);
+    // Offset 0 is the bottom and scrolling up goes negative. Noted on scroll events (the
+    // layout is current then), so a new turn reads no geometry when the reader is there.
+    this.atBottom = true;
     this.body.addEventListener("scroll", () => {
-      const b = this.body;
-      this.stick = b.scrollHeight - b.scrollTop - b.clientHeight < 48;
+      this.atBottom = this.body.scrollTop > -48;
     });
     this.root.append(head, this.settings.root);
     if (!layout) this.root.append(this.body);
@@ -400,9 +407,8 @@ export class PaneView {
     this.turns.push(view);
     view.syncPick();
     if (this.layout) this.layout.place(this.index, this.turns.length - 1, view);
-    else this.body.append(view.root);
+    else this.content.append(view.root);
     this.empty.hidden = true;
-    this.stick = true;
     this.syncHead();
     this.scroll();
     return view;
@@ -428,7 +434,6 @@ export class PaneView {
   syncTurn(index) {
     this.turns[index]?.sync();
     this.syncHead();
-    this.scroll();
   }
 
   /** Blind mode: `label` ("Model B") stands for the model, whose name, slot number and
@@ -474,8 +479,11 @@ export class PaneView {
     this.regenBtn.hidden = active || !last;
   }
 
+  /** Brings the newest turn into view (a new turn was added) if the reader scrolled up. */
   scroll() {
-    if (this.stick) this.body.scrollTop = this.body.scrollHeight;
+    if (this.layout || this.atBottom) return;
+    this.body.scrollTop = 0;
+    this.atBottom = true;
   }
 }
 
