@@ -202,8 +202,8 @@ class TurnView {
     }
     if (this.reasoning) {
       const thinking = active && !turn.answer;
-      this.reasoningLabel.textContent = thinking ? "Thinking…" : "Reasoning";
-      this.reasoningSize.textContent = " · " + this.reasoningWords + " words";
+      setText(this.reasoningLabel, thinking ? "Thinking…" : "Reasoning");
+      setText(this.reasoningSize, " · " + this.reasoningWords + " words");
       this.reasoning.classList.toggle("live", thinking);
     }
     if (!active && !this.closed) {
@@ -213,10 +213,10 @@ class TurnView {
     }
     this.root.dataset.state = turn.state;
     this.typing.hidden = !(active && !turn.answer && !turn.reasoning);
-    this.note.textContent = noteFor(turn);
+    setText(this.note, noteFor(turn));
     this.note.hidden = !this.note.textContent;
-    this.errorBox.replaceChildren();
     this.errorBox.hidden = turn.state !== "error" || !turn.error;
+    if (this.errorBox.firstChild) this.errorBox.replaceChildren();
     if (!this.errorBox.hidden) {
       const type = el("strong", "error-type", turn.error.type || "error");
       const status = turn.error.status ? " " + turn.error.status : "";
@@ -287,7 +287,7 @@ class TurnView {
     const guess = f.rateEstimated ? "Estimated while streaming (about 4 characters a token)" : "";
     if (this.statNodes.rate.title !== guess) this.statNodes.rate.title = guess;
     for (const [key, text] of parts) {
-      if (this.statNodes[key].textContent !== text) this.statNodes[key].textContent = text;
+      setText(this.statNodes[key], text);
     }
     this.statNodes.state.dataset.state = this.turn.state;
   }
@@ -300,6 +300,14 @@ const HELD_MARKUP = /(^|\n)([ \t]*([-*+>#`~=_|:]|\d+[.)])[ \t]*)+$/;
 export function shownAnswer(turn) {
   if (turn.state === "done" || ACTIVE.has(turn.state)) return turn.answer;
   return turn.answer.replace(HELD_MARKUP, "$1");
+}
+
+/**
+ * Sets a node's text only when it changes: writing textContent replaces the text node even
+ * when equal, which makes the browser lay the node's ancestors out again, every frame.
+ */
+function setText(node, text) {
+  if (node.textContent !== text) node.textContent = text;
 }
 
 function countWords(text) {
@@ -472,7 +480,7 @@ export class PaneView {
     const active = ACTIVE.has(state);
     this.root.dataset.state = state;
     this.root.setAttribute("aria-busy", String(active));
-    this.stateBadge.textContent = last?.stopping && active ? "stopping" : STATE_TEXT[state] ?? state;
+    setText(this.stateBadge, last?.stopping && active ? "stopping" : STATE_TEXT[state] ?? state);
     this.stateBadge.dataset.state = state;
     this.stopBtn.hidden = !active;
     this.stopBtn.disabled = !!last?.stopping;
