@@ -221,11 +221,11 @@ function share(p, t) {
 /*
  * Saving: a conversation is written when the page is hidden, and otherwise at most once a
  * second, or less often once writing it takes longer: a write costs the whole conversation,
- * so the wait is SAVE_SHARE times the last write's duration, which keeps saving under 2 % of
+ * so the wait is SAVE_SHARE times the last write's duration, which keeps saving under 1 % of
  * the page's time however long the conversation grows.
  */
 
-const SAVE_SHARE = 50;
+const SAVE_SHARE = 100;
 let saveCost = 0; // ms the last write took
 
 function saveSoon(c) {
