@@ -3,8 +3,8 @@
  * conversation (conversation.js) and to the streams that fill it (runs.js).
  *
  * Data flows one way: an event changes the conversation (plain data, saved as JSON at
- * most once a second); the turn is marked dirty; once per animation frame each dirty
- * turn's view appends what it has not shown yet.
+ * most once a second, see saveSoon); the turn is marked dirty; once per animation frame
+ * each dirty turn's view appends what it has not shown yet.
  */
 
 import * as api from "./api.js";
@@ -218,11 +218,19 @@ function share(p, t) {
   toast("Every model now continues from this answer.");
 }
 
-/* Saving: a conversation is written at most once a second, and when the page is hidden. */
+/*
+ * Saving: a conversation is written when the page is hidden, and otherwise at most once a
+ * second, or less often once writing it takes longer: a write costs the whole conversation,
+ * so the wait is SAVE_SHARE times the last write's duration, which keeps saving under 1 % of
+ * the page's time however long the conversation grows.
+ */
+
+const SAVE_SHARE = 100;
+let saveCost = 0; // ms the last write took
 
 function saveSoon(c) {
   unsaved.add(c);
-  if (!saveTimer) saveTimer = setTimeout(flushSaves, 1000);
+  if (!saveTimer) saveTimer = setTimeout(flushSaves, Math.max(1000, SAVE_SHARE * saveCost));
 }
 
 function saveNow(c) {
@@ -233,8 +241,11 @@ function saveNow(c) {
 function flushSaves() {
   clearTimeout(saveTimer);
   saveTimer = 0;
+  if (!unsaved.size) return;
+  const start = performance.now();
   for (const c of unsaved) store.saveConversation(c);
   unsaved.clear();
+  saveCost = performance.now() - start;
 }
 
 /* User actions */

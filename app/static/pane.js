@@ -202,8 +202,8 @@ class TurnView {
     }
     if (this.reasoning) {
       const thinking = active && !turn.answer;
-      this.reasoningLabel.textContent = thinking ? "Thinking…" : "Reasoning";
-      this.reasoningSize.textContent = " · " + this.reasoningWords + " words";
+      setText(this.reasoningLabel, thinking ? "Thinking…" : "Reasoning");
+      setText(this.reasoningSize, " · " + this.reasoningWords + " words");
       this.reasoning.classList.toggle("live", thinking);
     }
     if (!active && !this.closed) {
@@ -213,10 +213,10 @@ class TurnView {
     }
     this.root.dataset.state = turn.state;
     this.typing.hidden = !(active && !turn.answer && !turn.reasoning);
-    this.note.textContent = noteFor(turn);
+    setText(this.note, noteFor(turn));
     this.note.hidden = !this.note.textContent;
-    this.errorBox.replaceChildren();
     this.errorBox.hidden = turn.state !== "error" || !turn.error;
+    if (this.errorBox.firstChild) this.errorBox.replaceChildren();
     if (!this.errorBox.hidden) {
       const type = el("strong", "error-type", turn.error.type || "error");
       const status = turn.error.status ? " " + turn.error.status : "";
@@ -287,7 +287,7 @@ class TurnView {
     const guess = f.rateEstimated ? "Estimated while streaming (about 4 characters a token)" : "";
     if (this.statNodes.rate.title !== guess) this.statNodes.rate.title = guess;
     for (const [key, text] of parts) {
-      if (this.statNodes[key].textContent !== text) this.statNodes[key].textContent = text;
+      setText(this.statNodes[key], text);
     }
     this.statNodes.state.dataset.state = this.turn.state;
   }
@@ -300,6 +300,14 @@ const HELD_MARKUP = /(^|\n)([ \t]*([-*+>#`~=_|:]|\d+[.)])[ \t]*)+$/;
 export function shownAnswer(turn) {
   if (turn.state === "done" || ACTIVE.has(turn.state)) return turn.answer;
   return turn.answer.replace(HELD_MARKUP, "$1");
+}
+
+/**
+ * Sets a node's text only when it changes: writing textContent replaces the text node even
+ * when equal, which makes the browser lay the node's ancestors out again, every frame.
+ */
+function setText(node, text) {
+  if (node.textContent !== text) node.textContent = text;
 }
 
 function countWords(text) {
@@ -378,15 +386,22 @@ export class PaneView {
     this.syncTune();
     actions.append(this.stopBtn, this.regenBtn, this.tuneBtn);
     head.append(title, this.stateBadge, actions);
+    // The body scrolls from the bottom (style.css: a column-reverse scroller around one
+    // content box), so while the reader is at the bottom the browser keeps the newest text
+    // in view by itself: nothing reads the pane's geometry or scrolls it per frame, which
+    // would lay out and repaint the whole conversation on every chunk.
     this.body = el("div", "pane-body");
     this.body.tabIndex = 0;
     this.body.setAttribute("aria-label", "Answers from " + pane.model);
+    this.content = el("div", "pane-content");
     this.empty = el("p", "pane-empty", "Answers from this model appear here.");
-    this.body.append(this.empty);
-    this.stick = true;
+    this.content.append(this.empty);
+    this.body.append(this.content);
+    // Offset 0 is the bottom and scrolling up goes negative. Noted on scroll events (the
+    // layout is current then), so a new turn reads no geometry when the reader is there.
+    this.atBottom = true;
     this.body.addEventListener("scroll", () => {
-      const b = this.body;
-      this.stick = b.scrollHeight - b.scrollTop - b.clientHeight < 48;
+      this.atBottom = this.body.scrollTop > -48;
     });
     this.root.append(head, this.settings.root);
     if (!layout) this.root.append(this.body);
@@ -400,9 +415,8 @@ export class PaneView {
     this.turns.push(view);
     view.syncPick();
     if (this.layout) this.layout.place(this.index, this.turns.length - 1, view);
-    else this.body.append(view.root);
+    else this.content.append(view.root);
     this.empty.hidden = true;
-    this.stick = true;
     this.syncHead();
     this.scroll();
     return view;
@@ -428,7 +442,6 @@ export class PaneView {
   syncTurn(index) {
     this.turns[index]?.sync();
     this.syncHead();
-    this.scroll();
   }
 
   /** Blind mode: `label` ("Model B") stands for the model, whose name, slot number and
@@ -467,15 +480,18 @@ export class PaneView {
     const active = ACTIVE.has(state);
     this.root.dataset.state = state;
     this.root.setAttribute("aria-busy", String(active));
-    this.stateBadge.textContent = last?.stopping && active ? "stopping" : STATE_TEXT[state] ?? state;
+    setText(this.stateBadge, last?.stopping && active ? "stopping" : STATE_TEXT[state] ?? state);
     this.stateBadge.dataset.state = state;
     this.stopBtn.hidden = !active;
     this.stopBtn.disabled = !!last?.stopping;
     this.regenBtn.hidden = active || !last;
   }
 
+  /** Brings the newest turn into view (a new turn was added) if the reader scrolled up. */
   scroll() {
-    if (this.stick) this.body.scrollTop = this.body.scrollHeight;
+    if (this.layout || this.atBottom) return;
+    this.body.scrollTop = 0;
+    this.atBottom = true;
   }
 }
 

@@ -1,9 +1,10 @@
 /**
  * What the page keeps in localStorage: settings (picked models, system prompt, params, the
  * API key when the server needs one, the layout, blind mode), saved conversations, which
- * conversation is open, the blind-mode tally, and the server notes already dismissed. Conversations are written as a
- * whole but at most once a second while streaming (and at once when the page is hidden),
- * so saving never costs per chunk.
+ * conversation is open, the blind-mode tally, and the server notes already dismissed.
+ * Conversations are written as a whole, so app.js writes them at most once a second while
+ * streaming, less often as writing one grows slower (and at once when the page is hidden):
+ * saving never costs per chunk.
  */
 
 const PREFIX = "chorus:";

@@ -4,6 +4,10 @@ It runs as it does for real (``python -m bench.page``: a loopback upstream and C
 subprocesses, the real page in headless Chromium) and must produce, for every turn, stamped
 words seen in the page, their delays, the main-thread time per token and the long tasks;
 then the summary and the page of docs built from them.
+
+And what made the page fast must keep it usable: a pane that scrolls from its bottom in CSS
+still shows the newest text while a model streams, and a send brings back a reader who
+scrolled up.
 """
 
 from __future__ import annotations
@@ -15,10 +19,13 @@ import sys
 from pathlib import Path
 
 import pytest
+from playwright.sync_api import Browser
 
 from bench.page import answer_words, pct, stamped
 
-from .conftest import CHROMIUM
+from ..conftest import Server
+from .chorus_page import ChorusPage
+from .conftest import CHROMIUM, RunInBrowser
 
 pytestmark = pytest.mark.browser
 ROOT = Path(__file__).resolve().parents[2]
@@ -70,3 +77,57 @@ def test_a_tiny_run_measures_every_turn(tmp_path: Path) -> None:
     text = doc.read_text()
     assert "python -m bench.page" in text
     assert f"{summary['lag_p99_ms']} ms" in text
+
+
+# Where pane 0's newest answer ends, against its scroller's visible box (viewport pixels).
+NEWEST = """() => {
+  const body = document.querySelector('.pane[data-slot="0"] .pane-body');
+  const answers = body.querySelectorAll('.answer');
+  const box = body.getBoundingClientRect();
+  return { overflow: body.scrollHeight - body.clientHeight, top: box.top, bottom: box.bottom,
+           end: answers[answers.length - 1].getBoundingClientRect().bottom,
+           chars: answers[answers.length - 1].textContent.length };
+}"""
+
+
+def newest_in_view(at: dict[str, float]) -> bool:
+    return at["top"] < at["end"] <= at["bottom"] + 1
+
+
+async def test_a_pane_keeps_the_newest_text_in_view_and_a_send_brings_the_reader_back(
+    chorus: Server, in_browser: RunInBrowser
+) -> None:
+    def scenario(browser: Browser) -> None:
+        with ChorusPage(browser, chorus.url, models=["demo/steady"],
+                        viewport={"width": 700, "height": 420}) as ui:
+            ui.open()
+            for n in (1, 2):
+                ui.send(f"Question {n}")
+                ui.wait_states("done")
+            at = ui.page.evaluate(NEWEST)
+            assert at["overflow"] > 200  # two answers are taller than the pane
+            assert newest_in_view(at), at
+
+            # While the model streams, each new piece of text is in view as it lands.
+            ui.send("Question 3")
+            seen = 0
+            for _ in range(3):
+                ui.page.wait_for_function(
+                    f"() => ({NEWEST})().chars > {seen + 40}", timeout=10_000)
+                at = ui.page.evaluate(NEWEST)
+                assert newest_in_view(at), at
+                seen = int(at["chars"])
+            ui.wait_states("done")
+            assert newest_in_view(ui.page.evaluate(NEWEST))
+
+            # A reader scrolled up to the first answer is brought back to the newest by a send.
+            ui.page.evaluate("document.querySelector('.pane-body').scrollTop = -1e6")
+            at = ui.page.evaluate(NEWEST)
+            assert at["end"] > at["bottom"] + 100, at
+            ui.send("Question 4")
+            ui.page.wait_for_function(f"() => ({NEWEST})().chars > 40", timeout=10_000)
+            assert newest_in_view(ui.page.evaluate(NEWEST))
+            ui.wait_states("done")
+            assert ui.errors == []
+
+    await in_browser(scenario)
