@@ -55,6 +55,7 @@ class Hub:
         self._streams: dict[str, Stream] = {}
         self._nursery: trio.Nursery | None = None
         self._by_owner: dict[str, int] = {}
+        self._counted: set[str] = set()  # streams whose counts ``open`` took, until released
         self.active = 0
         self.closing = False
         self.timers = Timers()  # every stream's reader watch, stall check and keep-alive
@@ -108,14 +109,22 @@ class Hub:
         self._streams[stream.id] = stream
         self.active += 1
         self._by_owner[owner] = mine + 1
-        await self._nursery.start(self._life, stream)
+        self._counted.add(stream.id)
+        try:
+            await self._nursery.start(self._life, stream)
+        except BaseException:
+            # It never started: the caller was cancelled (a client that left at once) or
+            # the stream failed at its start. Nothing of it stays to be found or counted.
+            self._streams.pop(stream.id, None)
+            self._release(stream)
+            raise
         return stream
 
     async def _life(self, stream: Stream, *, task_status: trio.TaskStatus[None]) -> None:
         try:
             await stream.run(task_status=task_status)
         finally:
-            self._release(stream.owner)  # ``open`` took the counts; this task always runs
+            self._release(stream)
         if not stream.resumable:
             self._forget(stream)
             return
@@ -140,7 +149,12 @@ class Hub:
         if stream.readers == 0:
             self._forgotten.send_nowait(stream.log)  # freed by ``run``, a slice at a time
 
-    def _release(self, owner: str) -> None:
+    def _release(self, stream: Stream) -> None:
+        """Give back the counts ``open`` took for ``stream``, once."""
+        if stream.id not in self._counted:
+            return
+        self._counted.discard(stream.id)
+        owner = stream.owner
         self.active -= 1
         left = self._by_owner[owner] - 1
         if left:

@@ -9,7 +9,7 @@ import pytest
 import trio
 import trio.testing
 
-from app.engine import Hub, StreamSettings
+from app.engine import Hub, MemoryEventLog, StreamSettings
 
 from ..support.engine import collect, plans
 
@@ -85,4 +85,36 @@ async def test_a_reader_dropped_unread_lets_its_stream_go(autojump_clock) -> Non
         with trio.fail_after(5):
             await stream.done.wait()
         assert stream.slots[0].stop_reason == "disconnect"
+        hub.close()
+
+
+async def test_a_stream_whose_opener_leaves_at_once_leaves_nothing_behind(
+    autojump_clock,
+) -> None:
+    """A client that leaves while its stream is being opened: the stream is neither
+    counted nor found afterwards, and the hub goes on opening others."""
+    hub = Hub(StreamSettings(resume_grace=0), max_streams=1)
+    async with trio.open_nursery() as nursery:
+        await nursery.start(hub.run)
+        with trio.CancelScope() as gone:
+            gone.cancel()
+            await hub.open("o", plans("hang"), reader=True)
+        assert gone.cancelled_caught
+        assert (hub.active, hub.running("o"), hub.streams()) == (0, 0, [])
+        stream = await hub.open("o", plans("fast"), reader=True)  # the one place is free
+        assert (await collect(stream, attached=True))[-1].type == "stream.done"
+        hub.close()
+
+
+async def test_a_stream_that_fails_at_its_start_is_not_kept(autojump_clock) -> None:
+    class Refusing(MemoryEventLog):
+        async def append(self, events):
+            raise RuntimeError("the log is down")
+
+    hub = Hub(StreamSettings(resume_grace=0), log_factory=Refusing)
+    async with trio.open_nursery() as nursery:
+        await nursery.start(hub.run)
+        with pytest.raises(RuntimeError, match="the log is down"):
+            await hub.open("o", plans("fast"), reader=True)
+        assert (hub.active, hub.streams()) == (0, [])
         hub.close()
