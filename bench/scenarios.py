@@ -301,6 +301,9 @@ async def disconnect(ctx: Ctx, server: Server, healthz: bool = False) -> dict[st
                     conn = response.stream
                     with trio.move_on_after(5):
                         await _read_tokens(response, 3)
+                    # Every slot's request is out: a slot still connecting when the client
+                    # leaves never sends one, and has no upstream answer to close.
+                    await _wait_request(ctx, t, slots)
                 else:
                     # Some servers send no response head before the first token (an OpenAI
                     # front door that still can answer an error with a status): don't wait.
