@@ -93,10 +93,10 @@ def _keep(event: Event) -> Event | _Kept:
 
 
 def _event(kept: Event | _Kept) -> Event:
-    if type(kept) is tuple:
+    if isinstance(kept, tuple):
         slot, text, turn, reasoning = kept
         return Reasoning(slot, text, turn) if reasoning else Delta(slot, text, turn)
-    return kept  # type: ignore[return-value]
+    return kept
 
 
 class MemoryEventLog:

@@ -122,20 +122,22 @@ class Stream:
         await self.log.append([self._start_event()])
         self._notify("stream_started", self)
         hook = self._slot_event if self.observer is not None else None
-        send, receive = trio.open_memory_channel[SlotEvent](self.settings.channel_size)
         self.watches.start()
         started = False
         try:
             async with trio.open_nursery() as nursery:
-                async with send:
-                    if self.conversation is None:
+                if self.conversation is None:
+                    send, receive = trio.open_memory_channel[SlotEvent](
+                        self.settings.channel_size)
+                    async with send:
                         for state in self.slots:
                             nursery.start_soon(run_slot, state, send.clone(), hook)
                 task_status.started()
                 started = True
-                if self.conversation is not None:
+                if self.conversation is None:
+                    await merge(receive, self.log, self.slots)
+                else:  # its turns, one after another, each with its own merge
                     await self.conversation.run(self.log, hook)
-                await merge(receive, self.log, self.slots)
                 now = trio.current_time()
                 self.ended_at = now
                 counts = self._counts()  # every slot has ended: its state is one of them
