@@ -33,7 +33,12 @@ async def test_a_deeply_nested_body_is_a_400(server: Server, path: str, depth: i
 
 def test_nesting_up_to_the_bound_is_accepted() -> None:
     text = "[" * (MAX_DEPTH - 1) + "{}" + "]" * (MAX_DEPTH - 1)
-    assert parse_json(text.encode()) is not None
+    value = parse_json(text.encode())
+    for _ in range(MAX_DEPTH - 1):  # every level is there, down to the innermost object
+        assert isinstance(value, list)
+        assert len(value) == 1
+        value = value[0]
+    assert value == {}
 
 
 @pytest.mark.parametrize("number", [
