@@ -70,10 +70,28 @@ class CliConfig:
     default_models: tuple[str, ...] = ()  # the models used when no ``-m`` is given
 
 
+STATE_BACKENDS = ("memory", "redis")
+
+
+@dataclass(frozen=True, slots=True)
+class StateConfig:
+    """``[state]``: where streams' event logs and stop signals live.
+
+    ``memory`` (the default) keeps them in this process; ``redis`` shares them with every
+    instance on the same Redis, so any instance serves any stream's events, stop and
+    snapshot (docs/scaling.md). ``$CHORUS_REDIS_URL`` overrides ``redis_url``.
+    """
+
+    backend: str = "memory"
+    redis_url: str = "redis://127.0.0.1:6379/0"
+    lease: float = 10.0  # seconds after an instance dies until its streams end for readers
+
+
 @dataclass(frozen=True, slots=True)
 class Config:
     server: ServerConfig = field(default_factory=ServerConfig)
     cli: CliConfig = field(default_factory=CliConfig)
+    state: StateConfig = field(default_factory=StateConfig)
     providers: Mapping[str, ProviderConfig] = field(default_factory=dict)
     api_keys: tuple[str, ...] = ()
     source: Path | None = None
@@ -92,7 +110,7 @@ WELL_KNOWN = {
 }
 
 _NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]*$")
-_SECTIONS = ("server", "cli", "providers", "aliases", "groups")
+_SECTIONS = ("server", "cli", "state", "providers", "aliases", "groups")
 DEMO_MODES = ("auto", "always", "never")
 GROUP_PREFIX = "group:"  # "group:NAME" names the members of [groups] NAME
 
@@ -138,10 +156,12 @@ def build_config(
     if unknown:
         name = sorted(unknown)[0]
         raise fail(f"unknown section [{name}]{did_you_mean(name, _SECTIONS)} (expected "
-                   "[server], [cli], [providers.NAME], [aliases] and [groups])", name)
+                   "[server], [cli], [state], [providers.NAME], [aliases] and [groups])",
+                   name)
     server_table = _table(raw.get("server", {}), "server", fail)
     server = _server(server_table, in_section("server"))
     cli = _cli(_table(raw.get("cli", {}), "cli", fail), in_section("cli"))
+    state = _state(_table(raw.get("state", {}), "state", fail), env, in_section("state"))
     providers: dict[str, ProviderConfig] = {}
     for name, table in _table(raw.get("providers", {}), "providers", fail).items():
         where = in_section(f"providers.{name}")
@@ -161,8 +181,8 @@ def build_config(
     aliases = _aliases(_table(raw.get("aliases", {}), "aliases", fail), in_section("aliases"))
     groups = _groups(_table(raw.get("groups", {}), "groups", fail), aliases,
                      in_section("groups"))
-    return Config(server=server, cli=cli, providers=providers, api_keys=keys, source=source,
-                  demo_implicit=implicit, demo_left_out=left_out, aliases=aliases,
+    return Config(server=server, cli=cli, state=state, providers=providers, api_keys=keys,
+                  source=source, demo_implicit=implicit, demo_left_out=left_out, aliases=aliases,
                   groups=groups)
 
 
@@ -219,14 +239,7 @@ def _is_ref(text: str) -> bool:
 
 
 def _server(table: Mapping[str, Any], fail: Any) -> ServerConfig:
-    known = {f.name: f for f in fields(ServerConfig)}
-    values: dict[str, Any] = {}
-    for key, value in table.items():
-        if key not in known:
-            raise fail(f"unknown setting server.{key}{did_you_mean(key, known)}", key)
-        default = getattr(ServerConfig(), key)
-        values[key] = _check(value, type(default), f"server.{key}", fail)
-    cfg = ServerConfig(**values)
+    cfg = ServerConfig(**_settings(table, ServerConfig(), "server", fail))
     if not 1 <= cfg.max_slots <= 64:
         raise fail("server.max_slots must be between 1 and 64", "max_slots")
     if not 1 <= cfg.max_rounds <= 1000:
@@ -259,6 +272,35 @@ def _cli(table: Mapping[str, Any], fail: Any) -> CliConfig:
         raise fail("cli.default_models must be a list of model refs ('provider/model')",
                    "default_models")
     return CliConfig(log=log, default_models=tuple(models))
+
+
+def _settings(table: Mapping[str, Any], defaults: Any, section: str, fail: Any
+              ) -> dict[str, Any]:
+    """``table``'s settings, each checked against the type of its default in ``defaults``
+    (a config dataclass); an unknown name is an error that suggests the likely one."""
+    known = {f.name for f in fields(defaults)}
+    values: dict[str, Any] = {}
+    for key, value in table.items():
+        if key not in known:
+            raise fail(f"unknown setting {section}.{key}{did_you_mean(key, known)}", key)
+        values[key] = _check(value, type(getattr(defaults, key)), f"{section}.{key}", fail)
+    return values
+
+
+def _state(table: Mapping[str, Any], env: Mapping[str, str], fail: Any) -> StateConfig:
+    values = _settings(table, StateConfig(), "state", fail)
+    if env.get("CHORUS_REDIS_URL"):
+        values["redis_url"] = env["CHORUS_REDIS_URL"]
+    cfg = StateConfig(**values)
+    if cfg.backend not in STATE_BACKENDS:
+        raise fail(f"state.backend must be one of {', '.join(STATE_BACKENDS)}, not "
+                   f"{cfg.backend!r}", "backend")
+    if not cfg.redis_url.startswith(("redis://", "rediss://", "unix://")):
+        raise fail("state.redis_url must be a redis://, rediss:// or unix:// URL, not "
+                   f"{cfg.redis_url!r}", "redis_url")
+    if cfg.lease <= 0:
+        raise fail("state.lease must be positive", "lease")
+    return cfg
 
 
 _TIMEOUTS = ("connect", "first_token", "idle", "total")

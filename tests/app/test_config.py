@@ -281,3 +281,25 @@ def test_bad_prices_and_model_info_say_what_is_wrong(
 ) -> None:
     with pytest.raises(ConfigError, match=says):
         load_config(write(tmp_path, f'[providers.a]\ntype = "openai"\n{setting}\n'))
+
+
+def test_state_is_memory_unless_the_file_says_redis(tmp_path: Path) -> None:
+    assert load_config(env={}).state.backend == "memory"
+    path = write(tmp_path, '[state]\nbackend = "redis"\nredis_url = "redis://10.0.0.5:6380/1"\n'
+                           "lease = 4\n")
+    state = load_config(path, env={}).state
+    assert (state.backend, state.redis_url, state.lease) == ("redis", "redis://10.0.0.5:6380/1",
+                                                            4.0)
+    env = {"CHORUS_REDIS_URL": "redis://127.0.0.1:7000/0"}
+    assert load_config(path, env=env).state.redis_url == "redis://127.0.0.1:7000/0"
+
+
+@pytest.mark.parametrize(("text", "words"), [
+    ('[state]\nbackend = "etcd"\n', "state.backend must be one of memory, redis, not 'etcd'"),
+    ('[state]\nredis_url = "http://x"\n', "state.redis_url must be a redis://"),
+    ("[state]\nlease = 0\n", "state.lease must be positive"),
+    ("[state]\nleese = 3\n", "unknown setting state.leese (did you mean 'lease'?)"),
+])
+def test_bad_state_settings_say_what_is_wrong(tmp_path: Path, text: str, words: str) -> None:
+    with pytest.raises(ConfigError, match=re.escape(words)):
+        load_config(write(tmp_path, text), env={})
