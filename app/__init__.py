@@ -25,6 +25,7 @@ from app.catalog import Catalog
 from app.config import Config, load_config
 from app.engine import Hub, SlotState, Stream, StreamSettings
 from app.engine.events import Counts, ModelRetry, Terminal
+from app.engine.hub import SharedState
 from app.limits import RateLimiter
 from app.logs import LogObserver, new_request_id, request_id
 from app.metrics import CONTENT_TYPE_LATEST, Metrics
@@ -47,7 +48,8 @@ def create_app(config: Config | None = None, catalog: Catalog | None = None) -> 
                              resume_grace=s.resume_grace, retention=s.retention,
                              retained_bytes=s.retained_bytes,
                              stall_timeout=s.stall_timeout),
-              max_streams=s.max_streams, max_per_owner=s.max_streams_per_key)
+              max_streams=s.max_streams, max_per_owner=s.max_streams_per_key,
+              shared=_shared_state(config))
     metrics = Metrics(hub)
     hub.observer = _Observers(metrics, LogObserver())
     state = Chorus(config=config, catalog=catalog or Catalog(config), hub=hub,
@@ -73,6 +75,16 @@ def create_app(config: Config | None = None, catalog: Catalog | None = None) -> 
     _request_hooks(app, state)
     _error_handlers(app)
     return app
+
+
+def _shared_state(config: Config) -> SharedState | None:
+    """The Redis backend when ``[state] backend = "redis"``; else streams live here alone."""
+    if config.state.backend != "redis":
+        return None
+    from app.state import RedisState
+
+    return RedisState(config.state.redis_url, lease=config.state.lease,
+                      retention=config.server.retention)
 
 
 def _request_hooks(app: QuartTrio, state: Chorus) -> None:

@@ -103,6 +103,16 @@ def serve(args: argparse.Namespace) -> int:
               f"(comma-separated bearer keys) or listen on 127.0.0.1.", file=sys.stderr)
         return 2
     configure_logging(config.server.log_level)
+    if config.state.backend == "redis":
+        from app.state import check
+
+        why = trio.run(check, config.state.redis_url)
+        if why is not None:
+            print(f"chorus: [state] backend is \"redis\", but Redis at "
+                  f"{config.state.redis_url} does not answer ({why}). Start Redis, fix "
+                  f"[state] redis_url (or $CHORUS_REDIS_URL), or use backend = \"memory\".",
+                  file=sys.stderr)
+            return 2
     trio.run(run_server, config, host, port)
     logging.getLogger("chorus").info("shutdown.done", extra=fields())
     return 0

@@ -13,7 +13,7 @@ from __future__ import annotations
 from quart import Blueprint, Response, jsonify
 
 from app.catalog import UnknownModel
-from app.engine import Reader, Stream
+from app.engine import LogEntry, Reader, Stream
 from app.engine.wire import PING
 
 from .bodies import StreamBody, Target
@@ -94,7 +94,7 @@ class CompletionBody:
     def __init__(self, stream: Stream, completion: Completion) -> None:
         self._stream = stream
         self.completion = completion
-        self._reader: Reader = stream.entries(0, attached=True)
+        self._reader: Reader[LogEntry] = stream.entries(0, attached=True)
         self._made: list[bytes] = []  # chunks made from events read, not yet written
         self._over = False  # the last bytes (``[DONE]`` or the error) are made
 

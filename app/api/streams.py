@@ -17,6 +17,8 @@ from app.engine import (
     Stream,
     TooManyStreams,
 )
+from app.engine.hub import Unavailable
+from app.engine.stream import StreamHandle
 from app.limits import cap_max_tokens, check_messages
 
 from .bodies import (
@@ -75,6 +77,9 @@ async def open_stream(who: str, plans: list[SlotPlan], *, reader: bool,
     except ShuttingDown as exc:
         ch.metrics.rejected.labels("shutting_down").inc()
         raise ApiError(503, "unavailable", str(exc), headers={"Retry-After": "5"}) from exc
+    except Unavailable as exc:
+        ch.metrics.rejected.labels("state").inc()
+        raise ApiError(503, "unavailable", str(exc), headers={"Retry-After": "2"}) from exc
     except TooManyStreams as exc:
         ch.metrics.rejected.labels("streams").inc()
         raise ApiError(429, "rate_limited", str(exc), headers={"Retry-After": "5"}) from exc
@@ -129,8 +134,13 @@ def plan_conversation(body: StreamBody, talk: ConversationBody, plans: list[Slot
                             talk.stop_on_error)
 
 
-def _stream_or_404(stream_id: str) -> Stream:
-    stream = chorus().hub.get(stream_id, owner())
+async def _stream_or_404(stream_id: str) -> StreamHandle:
+    """The stream, on this instance or (with shared state) on any; 404 if there is none
+    of that id for this key, 503 if the shared state cannot be asked."""
+    try:
+        stream = await chorus().hub.find(stream_id, owner())
+    except Unavailable as exc:
+        raise ApiError(503, "unavailable", str(exc), headers={"Retry-After": "2"}) from exc
     if stream is None:
         raise not_found(f"no stream {stream_id!r} (it may have expired)")
     return stream
@@ -138,7 +148,7 @@ def _stream_or_404(stream_id: str) -> Stream:
 
 @bp.get("/v1/streams/<stream_id>/events")
 async def stream_events(stream_id: str) -> Response:
-    stream = _stream_or_404(stream_id)
+    stream = await _stream_or_404(stream_id)
     raw = request.headers.get("Last-Event-ID") or request.args.get("last_event_id") or "0"
     try:
         after = int(raw)
@@ -146,7 +156,7 @@ async def stream_events(stream_id: str) -> Response:
             raise ValueError(raw)
     except ValueError as exc:
         raise invalid("Last-Event-ID must be a non-negative integer", "Last-Event-ID") from exc
-    last = stream.log.last_id
+    last = stream.last_id
     if after > last:  # an id this stream never sent: the client has the wrong stream
         raise invalid(f"Last-Event-ID {after} is past this stream's last event ({last}); "
                       "resume from an id this stream sent, or 0 for all of it",
@@ -156,7 +166,7 @@ async def stream_events(stream_id: str) -> Response:
 
 @bp.post("/v1/streams/<stream_id>/stop")
 async def stop_stream(stream_id: str) -> Response:
-    stream = _stream_or_404(stream_id)
+    stream = await _stream_or_404(stream_id)
     data = await json_body(empty={})
     slots = parse_stop_body(data, len(stream.slots))
     skip = parse_skip(data, stream.conversation is not None)
@@ -171,10 +181,10 @@ async def stop_stream(stream_id: str) -> Response:
 
 @bp.get("/v1/streams/<stream_id>")
 async def snapshot(stream_id: str) -> Response:
-    return jsonify(await _stream_or_404(stream_id).snapshot())
+    return jsonify(await (await _stream_or_404(stream_id)).snapshot())
 
 
-def sse_response(body: AsyncIterator[bytes], stream: Stream) -> Response:
+def sse_response(body: AsyncIterator[bytes], stream: StreamHandle) -> Response:
     """``body`` as an event stream, written by Quart from the response's own task."""
     response = Response(body, status=200, headers={
         "Content-Type": "text/event-stream; charset=utf-8",

@@ -15,13 +15,14 @@ import math
 import secrets
 from collections.abc import Callable, Sequence
 from functools import partial
+from typing import Protocol
 
 import trio
 
 from .conversation import ConversationPlan
 from .log import EventLog, MemoryEventLog
 from .slots import SlotPlan
-from .stream import Stream, StreamObserver, StreamSettings
+from .stream import Stream, StreamHandle, StreamObserver, StreamSettings
 from .timers import Timer, Timers
 
 
@@ -37,6 +38,40 @@ class ShuttingDown(TooManyStreams):
     """
 
 
+class Unavailable(Exception):
+    """The shared state (Redis) cannot take a new stream now: try again later."""
+
+
+class SharedState(Protocol):
+    """Where this process's streams are made known to other instances, and theirs found
+    (``app/state``: Redis). Without one, streams live in this process alone."""
+
+    def event_log(self, stream_id: str) -> EventLog:
+        """The log for a new stream of this process (shared as it is written)."""
+        ...
+
+    async def register(self, stream: Stream) -> None:
+        """Make ``stream`` known to every instance before it starts; ``Unavailable`` if
+        that cannot be done now."""
+        ...
+
+    def forget(self, stream: Stream) -> None:
+        """This process forgets ``stream`` (its shared copy expires on its own)."""
+        ...
+
+    async def find(self, stream_id: str, owner: str) -> StreamHandle | None:
+        """Another instance's stream, if it exists and belongs to ``owner``."""
+        ...
+
+    async def run(self, hub: Hub, *, task_status: trio.TaskStatus[None]) -> None:
+        """Its background work (writing, reading, stop signals), for the hub's lifetime."""
+        ...
+
+    async def flush(self) -> None:
+        """Write out what this process logged and has not shared yet."""
+        ...
+
+
 class Hub:
     def __init__(
         self,
@@ -46,12 +81,14 @@ class Hub:
         *,
         max_per_owner: int | None = None,
         observer: StreamObserver | None = None,
+        shared: SharedState | None = None,
     ) -> None:
         self.settings = settings or StreamSettings()
         self.max_streams = max_streams
         self.max_per_owner = max_per_owner
         self.observer = observer
         self._log_factory = log_factory
+        self.shared = shared
         self._streams: dict[str, Stream] = {}
         self._nursery: trio.Nursery | None = None
         self._by_owner: dict[str, int] = {}
@@ -70,6 +107,8 @@ class Hub:
         """Host every stream until cancelled; ``shutdown()`` first for a clean end."""
         async with trio.open_nursery() as nursery:
             await nursery.start(self.timers.run)
+            if self.shared is not None:
+                await nursery.start(self.shared.run, self)
             self._nursery = nursery
             task_status.started()
             async for log in self._to_free:
@@ -101,9 +140,11 @@ class Hub:
         if self.max_per_owner is not None and mine >= self.max_per_owner:
             raise TooManyStreams(f"this key already runs {mine} streams; the limit is "
                                  f"{self.max_per_owner} per key")
-        stream = Stream(secrets.token_urlsafe(16), owner, plans, self._log_factory(),
-                        self.settings, self.timers, self.observer, resumable=resumable,
-                        conversation=conversation)
+        stream_id = secrets.token_urlsafe(16)
+        event_log = (self._log_factory() if self.shared is None
+                     else self.shared.event_log(stream_id))
+        stream = Stream(stream_id, owner, plans, event_log, self.settings, self.timers,
+                        self.observer, resumable=resumable, conversation=conversation)
         if reader:
             stream.attach()  # handed over to the caller's ``follow(attached=True)``
         self._streams[stream.id] = stream
@@ -111,6 +152,8 @@ class Hub:
         self._by_owner[owner] = mine + 1
         self._counted.add(stream.id)
         try:
+            if self.shared is not None:
+                await self.shared.register(stream)
             await self._nursery.start(self._life, stream)
         except BaseException:
             # It never started: the caller was cancelled (a client that left at once) or
@@ -142,6 +185,8 @@ class Hub:
         """The stream is gone (404). Its log is freed now, unless a reader still catching
         up holds it (it is then freed with that reader)."""
         self._streams.pop(stream.id, None)
+        if self.shared is not None:
+            self.shared.forget(stream)
         kept = self._retained.pop(stream.id, None)
         if kept is not None:
             kept[1].cancel()
@@ -173,6 +218,18 @@ class Hub:
             return None
         return stream
 
+    async def find(self, stream_id: str, owner: str) -> StreamHandle | None:
+        """``get``, and with shared state also the streams other instances run."""
+        stream = self.get(stream_id, owner)
+        if stream is not None or self.shared is None:
+            return stream
+        return await self.shared.find(stream_id, owner)
+
+    def local(self, stream_id: str) -> Stream | None:
+        """This process's stream of that id, whoever owns it (for signals from other
+        instances, which checked the owner already)."""
+        return self._streams.get(stream_id)
+
     def streams(self) -> list[Stream]:
         return list(self._streams.values())
 
@@ -189,4 +246,6 @@ class Hub:
             stream.stop(None, "shutdown")
         for stream in live:
             await stream.done.wait()
+        if self.shared is not None:
+            await self.shared.flush()
 

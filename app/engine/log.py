@@ -9,7 +9,7 @@ entries) implements the same interface, so that another instance can serve a res
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from typing import Any, Protocol
 
@@ -104,7 +104,8 @@ class MemoryEventLog:
     ``trio.Event`` for the readers in ``wait``, made when the first of them waits and set
     by the next append (no event is made per append while nobody waits)."""
 
-    def __init__(self) -> None:
+    def __init__(self, on_append: Callable[[MemoryEventLog], None] | None = None) -> None:
+        self._on_append = on_append  # told of each append (the Redis mirror, ``app/state``)
         self._events: list[Event | _Kept] = []
         self._wires: list[bytes] = []
         self._size = 0
@@ -136,6 +137,8 @@ class MemoryEventLog:
             self._events.append(_keep(event))
             self._size += len(wire)
         self._wake()
+        if self._on_append is not None:
+            self._on_append(self)
         return len(wires)
 
     async def since(self, after: int, limit: int | None = None) -> list[LogEntry]:
@@ -158,6 +161,8 @@ class MemoryEventLog:
     def close(self) -> None:
         self._closed = True
         self._wake()
+        if self._on_append is not None:
+            self._on_append(self)
 
     async def discard(self) -> None:
         """Free the entries a slice at a time, letting other tasks run between slices.

@@ -15,19 +15,61 @@ never be sent, its body is never closed).
 from __future__ import annotations
 
 import weakref
-from collections.abc import Iterator
-from typing import TYPE_CHECKING
+from collections.abc import Iterator, Sequence
+from typing import TYPE_CHECKING, Generic, Protocol, TypeVar
 
 import trio
 
-from .log import LogEntry
 from .wire import PING
 
 if TYPE_CHECKING:
-    from .stream import Stream
+    from .stream import StreamSettings
+    from .watches import Watches
 
 
-class Reader:
+class Entry(Protocol):
+    """What a reader needs of a log entry: its id and its SSE bytes."""
+
+    @property
+    def id(self) -> int: ...
+
+    @property
+    def wire(self) -> bytes: ...
+
+
+E = TypeVar("E", bound=Entry)
+E_co = TypeVar("E_co", bound=Entry, covariant=True)
+
+
+class ReadableLog(Protocol[E_co]):
+    """The reading half of an event log (``log.EventLog``): this process's own stream's,
+    or another instance's stream followed here (``app/state``)."""
+
+    @property
+    def last_id(self) -> int: ...
+
+    @property
+    def closed(self) -> bool: ...
+
+    async def since(self, after: int, limit: int | None = None) -> Sequence[E_co]: ...
+
+    async def wait(self, after: int) -> None: ...
+
+
+class Readable(Protocol[E_co]):
+    """A stream as its readers see it: the log, the settings, the watches."""
+
+    @property
+    def log(self) -> ReadableLog[E_co]: ...
+
+    @property
+    def settings(self) -> StreamSettings: ...
+
+    @property
+    def watches(self) -> Watches: ...
+
+
+class Reader(Generic[E]):
     """Batches of log entries after ``after``, then live ones, until the log closes.
 
     An iterator object rather than an async generator: it is made (and attached) at once,
@@ -38,14 +80,15 @@ class Reader:
     __slots__ = ("__weakref__", "_closed", "_detach", "_fresh", "_parts", "_stream", "after",
                  "blocked_since", "is_cut")
 
-    def __init__(self, stream: Stream, after: int = 0, *, attached: bool = False) -> None:
+    def __init__(self, stream: Readable[E], after: int = 0, *, attached: bool = False
+                 ) -> None:
         self._stream = stream
         self.after = after
         self.blocked_since: float | None = None  # a batch handed out, not yet written
         self.is_cut = False
         self._closed = False
         self._fresh = True  # nothing handed out since the reader last waited for the log
-        self._parts: Iterator[list[LogEntry]] | None = None
+        self._parts: Iterator[Sequence[E]] | None = None
         token = _Token(self)
         if attached:  # the stream was opened with this reader counted already
             stream.watches.adopt(token)
@@ -60,10 +103,10 @@ class Reader:
         self.is_cut = True
         self._detach()
 
-    def __aiter__(self) -> Reader:
+    def __aiter__(self) -> Reader[E]:
         return self
 
-    async def __anext__(self) -> list[LogEntry]:
+    async def __anext__(self) -> Sequence[E]:
         self.blocked_since = None  # the previous batch has been written
         stream = self._stream
         log, settings = stream.log, stream.settings
@@ -107,7 +150,7 @@ class _Token:
 
     __slots__ = ("_reader",)
 
-    def __init__(self, reader: Reader) -> None:
+    def __init__(self, reader: Reader[E]) -> None:
         self._reader = weakref.ref(reader)
 
     @property
@@ -121,7 +164,7 @@ class _Token:
             reader.cut()
 
 
-class SSEBody:
+class SSEBody(Generic[E]):
     """A reader's batches as SSE bytes: one write per batch, ``: ping`` for an empty one.
 
     ``aclose`` (the response ended or the client left) detaches the reader.
@@ -129,10 +172,10 @@ class SSEBody:
 
     __slots__ = ("_reader",)
 
-    def __init__(self, reader: Reader) -> None:
-        self._reader = reader
+    def __init__(self, reader: Reader[E]) -> None:
+        self._reader: Reader[E] = reader
 
-    def __aiter__(self) -> SSEBody:
+    def __aiter__(self) -> SSEBody[E]:
         return self
 
     async def __anext__(self) -> bytes:
@@ -143,7 +186,7 @@ class SSEBody:
         await self._reader.aclose()
 
 
-def _parts(batch: list[LogEntry], limit: int) -> Iterator[list[LogEntry]]:
+def _parts(batch: Sequence[E], limit: int) -> Iterator[Sequence[E]]:
     """``batch`` cut into runs of at most ``limit`` wire bytes (an entry over it alone)."""
     if len(batch) == 1:
         yield batch

@@ -19,7 +19,7 @@ from __future__ import annotations
 
 import logging
 import time
-from collections.abc import Iterable, Sequence
+from collections.abc import AsyncIterator, Iterable, Sequence
 from dataclasses import dataclass
 from typing import Any, Protocol
 
@@ -41,7 +41,7 @@ from .events import (
     StreamStart,
     Terminal,
 )
-from .log import EventLog
+from .log import EventLog, LogEntry
 from .merge import merge
 from .readers import Reader, SSEBody
 from .runner import run_slot
@@ -84,6 +84,45 @@ class StreamObserver(Protocol):
     def reader_cut(self, stream: Stream, stalled_for: float) -> None: ...
 
 
+class SlotSummary(Protocol):
+    def summary(self) -> dict[str, object]:
+        """``{"slot", "model", "state"}``: what a stop answers with, per slot."""
+        ...
+
+
+class StreamHandle(Protocol):
+    """A stream as the API serves it: this process's ``Stream``, or another instance's
+    stream found through the shared state (``app/state``), which answers the same."""
+
+    @property
+    def id(self) -> str: ...
+
+    @property
+    def slots(self) -> Sequence[SlotSummary]: ...
+
+    @property
+    def conversation(self) -> object | None:
+        """Not ``None`` for a conversation (its stop may ``skip``)."""
+        ...
+
+    @property
+    def last_id(self) -> int:
+        """The id of the last event logged so far."""
+        ...
+
+    def follow(self, after: int = 0) -> AsyncIterator[bytes]: ...
+
+    def stop(self, slots: Iterable[int] | None = None, reason: str = "user") -> None: ...
+
+    def skip(self) -> None: ...
+
+    async def wait_ended(self, slots: Iterable[int] | None = None) -> None: ...
+
+    async def wait_skipped(self) -> None: ...
+
+    async def snapshot(self) -> dict[str, object]: ...
+
+
 class Stream:
     def __init__(
         self,
@@ -110,7 +149,7 @@ class Stream:
         self.done = trio.Event()
         self.observer = observer
         self.stop_asked: dict[int, float] = {}  # slot -> when its stop was first asked
-        self.watches = Watches(self, settings, timers, self._reader_cut)
+        self.watches = Watches(self, settings, timers, self._reader_cut, self._unattended)
         # In conversation mode the slots are its speakers, who take turns (``conversation.py``).
         self.conversation = (None if conversation is None else
                              Conversation(conversation, self.slots, settings.channel_size))
@@ -185,6 +224,9 @@ class Stream:
     def _slot_event(self, state: SlotState, event: ModelRetry | Terminal) -> None:
         self._notify("slot_event", self, state, event)
 
+    def _unattended(self) -> None:
+        self.stop(None, "disconnect")
+
     def _reader_cut(self, stalled_for: float) -> None:
         self._notify("reader_cut", self, stalled_for)
 
@@ -235,6 +277,10 @@ class Stream:
     # -- readers --------------------------------------------------------------------------
 
     @property
+    def last_id(self) -> int:
+        return self.log.last_id
+
+    @property
     def readers(self) -> int:
         return self.watches.readers
 
@@ -242,12 +288,12 @@ class Stream:
         """Count a reader that will read from the start (``entries(attached=True)``)."""
         self.watches.attach()
 
-    def entries(self, after: int = 0, *, attached: bool = False) -> Reader:
+    def entries(self, after: int = 0, *, attached: bool = False) -> Reader[LogEntry]:
         """A reader's batches of entries after ``after`` (``readers.Reader``), attached
         now. ``attached=True`` takes over the reader the stream was opened with."""
-        return Reader(self, after, attached=attached)
+        return Reader[LogEntry](self, after, attached=attached)
 
-    def follow(self, after: int = 0, *, attached: bool = False) -> SSEBody:
+    def follow(self, after: int = 0, *, attached: bool = False) -> SSEBody[LogEntry]:
         """The SSE body for one reader: each batch of entries as one write, or a ping."""
         return SSEBody(self.entries(after, attached=attached))
 

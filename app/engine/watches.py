@@ -21,7 +21,7 @@ import trio
 from .timers import Timer, Timers
 
 if TYPE_CHECKING:
-    from .stream import Stream, StreamSettings
+    from .stream import StreamSettings
 
 log = logging.getLogger("chorus.stream")
 
@@ -36,16 +36,40 @@ class Watched(Protocol):
     def cut(self) -> None: ...
 
 
+class WatchedLog(Protocol):
+    @property
+    def last_id(self) -> int: ...
+
+    def wake(self) -> None: ...
+
+
+class WatchedStream(Protocol):
+    """What the watches look at: the stream's id, whether it has ended, and its log (to
+    tell silence and to wake the waiting readers)."""
+
+    @property
+    def id(self) -> str: ...
+
+    @property
+    def done(self) -> trio.Event: ...
+
+    @property
+    def log(self) -> WatchedLog: ...
+
+
 class Watches:
     """One stream's readers and timers. ``Stream`` owns one; readers ``attach`` and
-    ``detach`` through it."""
+    ``detach`` through it. ``on_unattended`` is what nobody reading for too long does: a
+    running stream stops its slots; another instance's stream, read here, stops following
+    it (``app/state``)."""
 
-    def __init__(self, stream: Stream, settings: StreamSettings, timers: Timers,
-                 on_cut: Callable[[float], None]) -> None:
+    def __init__(self, stream: WatchedStream, settings: StreamSettings, timers: Timers,
+                 on_cut: Callable[[float], None], on_unattended: Callable[[], None]) -> None:
         self._stream = stream
         self._settings = settings
         self._timers = timers
         self._on_cut = on_cut
+        self._on_unattended_call = on_unattended
         self.readers = 0
         self.had_reader = False
         self._watched: set[Watched] = set()
@@ -111,7 +135,7 @@ class Watches:
         if self.readers > 0 or stream.done.is_set():
             return
         log.info("stream.unattended", extra={"fields": {"stream": stream.id}})
-        stream.stop(None, "disconnect")
+        self._on_unattended_call()
 
     # -- the keep-alive tick --------------------------------------------------------------
 

@@ -1,0 +1,104 @@
+"""One Redis client that is replaced after any failure.
+
+coredis 6.9 drops a connection closed while checked out (a command cancelled in flight, a
+timeout, a Redis restart) without giving its pool slot back; after ``max_connections``
+of them every command waits for a slot forever. Chorus never cancels a command in normal
+operation, and when one fails anyway it stops using that client: the next commands go to
+a fresh client (a fresh pool), and the old one is closed. Public API only.
+"""
+
+from __future__ import annotations
+
+import logging
+from typing import Any
+
+import coredis
+import trio
+
+log = logging.getLogger("chorus.state")
+
+CONNECT_TIMEOUT = 2.0  # seconds to open a connection to Redis
+POOL_TIMEOUT = 2.0  # seconds a command waits for a free connection, then fails
+RETRY = (0.1, 2.0)  # seconds between attempts to open a client: first, at most
+
+# What a failing Redis raises through coredis (or the socket below it).
+FAILURES: tuple[type[BaseException], ...] = (
+    coredis.exceptions.RedisError, OSError, TimeoutError, trio.BrokenResourceError)
+
+
+class Unreachable(Exception):
+    """No working Redis client at the moment."""
+
+
+# Everything that means "Redis is not answering now", ``Unreachable`` included.
+DOWN: tuple[type[BaseException], ...] = (*FAILURES, Unreachable)
+_CHECK_FAILURES: tuple[type[BaseException], ...] = (*FAILURES, trio.TooSlowError)
+
+
+class RedisLink:
+    """A coredis client kept open by ``run``, renewed on ``failed``."""
+
+    def __init__(self, url: str, *, name: str, max_connections: int = 64,
+                 stream_timeout: float = 5.0) -> None:
+        self.url = url
+        self.name = name
+        self._options: dict[str, Any] = {
+            "max_connections": max_connections, "pool_timeout": POOL_TIMEOUT,
+            "stream_timeout": stream_timeout, "connect_timeout": CONNECT_TIMEOUT,
+        }
+        self._client: coredis.Redis[bytes] | None = None
+        self._renew = trio.Event()
+        self.renewals = 0  # clients replaced after a failure, for metrics and tests
+
+    @property
+    def client(self) -> coredis.Redis[bytes]:
+        if self._client is None:
+            raise Unreachable(f"Redis at {self.url} is not reachable")
+        return self._client
+
+    def failed(self, exc: BaseException) -> None:
+        """A command on the current client failed: use a fresh client from now on."""
+        if self._client is not None and not self._renew.is_set():
+            log.warning("redis.failed", extra={"fields": {"link": self.name,
+                                                          "error": repr(exc)}})
+            self._renew.set()
+
+    async def run(self, *, task_status: trio.TaskStatus[None] = trio.TASK_STATUS_IGNORED
+                  ) -> None:
+        """Hold a client open until cancelled, renewing it after each failure. Reports
+        started at once: until a client is open, commands raise ``Unreachable``."""
+        task_status.started()
+        delay = RETRY[0]
+        while True:
+            client = coredis.Redis.from_url(self.url, decode_responses=False,
+                                            **self._options)
+            try:
+                async with client:
+                    await client.ping()
+                    self._client, self._renew = client, trio.Event()
+                    delay = RETRY[0]
+                    await self._renew.wait()
+                    self.renewals += 1
+            except FAILURES as exc:
+                log.warning("redis.unreachable", extra={"fields": {"link": self.name,
+                                                                   "error": repr(exc)}})
+            finally:
+                self._client = None
+            await trio.sleep(delay)
+            delay = min(delay * 2, RETRY[1])
+
+
+CHECK_WAIT = 3.0  # seconds ``check`` gives Redis to answer
+
+
+async def check(url: str) -> str | None:
+    """``None`` if Redis at ``url`` answers a PING within ``CHECK_WAIT``; else why not."""
+    client = coredis.Redis.from_url(url, decode_responses=False,
+                                    connect_timeout=CHECK_WAIT, stream_timeout=CHECK_WAIT)
+    try:
+        with trio.fail_after(CHECK_WAIT + 1):
+            async with client:
+                await client.ping()
+    except _CHECK_FAILURES as exc:
+        return f"{type(exc).__name__}: {exc}" if str(exc) else type(exc).__name__
+    return None

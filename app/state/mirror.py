@@ -1,0 +1,149 @@
+"""The running instance's side: its streams' events written to Redis as they are logged.
+
+Local readers read the log in memory and never wait for Redis. One task writes every
+stream's new entries in one pipeline per round: while a round trip is out, the entries
+logged meanwhile (by any stream) gather for the next one, so a busy instance sends fewer,
+larger pipelines, never one per token. A failed round (Redis gone, restarted, slow) is
+retried with a fresh client; first it asks Redis how far each stream got (a restarted
+Redis may have lost everything) and goes on from there, rewriting the record too.
+"""
+
+from __future__ import annotations
+
+import logging
+from dataclasses import dataclass
+
+import trio
+from coredis.tokens import PureToken
+
+from app.engine.log import MemoryEventLog
+
+from .keys import entry_id, event_id, events_key, record_key
+from .link import FAILURES, RedisLink
+
+log = logging.getLogger("chorus.state")
+
+MAX_ROUND = 4096  # entries written per stream per round, at most
+MAX_ENTRIES = 100_000  # a stream's Redis Stream is trimmed (approximately) past this
+RUNNING_TTL = 24 * 3600.0  # a running stream's keys live this much past its last write
+RETRY = 0.5  # seconds before a failed round is tried again
+
+
+@dataclass(slots=True)
+class Mirrored:
+    stream_id: str
+    log: MemoryEventLog
+    record: dict[str, str]  # the stream's record, for a rewrite after a Redis restart
+    written: int = 0  # entries known to be in Redis
+    finished: bool = False  # every entry written and the record says done
+    forgotten: bool = False  # the hub let it go: drop it once finished
+
+
+class Mirror:
+    def __init__(self, link: RedisLink, retention: float) -> None:
+        self._link = link
+        self._retention = retention
+        self._tracked: dict[str, Mirrored] = {}
+        self._by_log: dict[int, Mirrored] = {}
+        self._dirty: dict[str, Mirrored] = {}  # ordered: the oldest change first
+        self._changed = trio.Event()
+        self._resync = False
+        self.rounds = 0  # pipelines sent, for metrics and tests
+        self._idle = trio.Event()
+        self._idle.set()
+
+    def track(self, stream_id: str, event_log: MemoryEventLog, record: dict[str, str],
+              written: int = 0) -> None:
+        m = Mirrored(stream_id, event_log, record, written)
+        self._tracked[stream_id] = m
+        self._by_log[id(event_log)] = m
+        if event_log.last_id > written or event_log.closed:
+            self.touched(event_log)
+
+    def touched(self, event_log: MemoryEventLog) -> None:
+        """The log has new entries (or closed): write them in the next round."""
+        m = self._by_log.get(id(event_log))
+        if m is not None and not m.finished:
+            self._dirty[m.stream_id] = m
+            self._idle = trio.Event() if self._idle.is_set() else self._idle
+            self._changed.set()
+
+    def untrack(self, stream_id: str) -> None:
+        """The stream is forgotten here: write what is left, then let it go."""
+        m = self._tracked.get(stream_id)
+        if m is not None:
+            m.forgotten = True
+            if m.finished:
+                self._drop(m)
+
+    async def flush(self) -> None:
+        """Until every change so far is written (or Redis is gone: bounded by the caller)."""
+        await self._idle.wait()
+
+    async def run(self) -> None:
+        while True:
+            await self._changed.wait()
+            self._changed = trio.Event()
+            batch, self._dirty = self._dirty, {}
+            try:
+                if self._resync:
+                    await self._sync(list(self._tracked.values()))
+                    self._resync = False
+                await self._round(list(batch.values()))
+            except FAILURES as exc:
+                self._link.failed(exc)
+                self._resync = True
+                self._dirty = {**batch, **self._dirty}
+                await trio.sleep(RETRY)
+                self._changed.set()
+                continue
+            if not self._dirty:
+                self._idle.set()
+
+    async def _round(self, batch: list[Mirrored]) -> None:
+        """One pipeline: each stream's new entries, its expiry, its record when done."""
+        work = []
+        async with self._link.client.pipeline(transaction=False) as p:
+            for m in batch:
+                entries = await m.log.since(m.written, MAX_ROUND)
+                for entry in entries:
+                    p.xadd(events_key(m.stream_id), {"w": entry.wire},
+                           identifier=entry_id(entry.id), trim_strategy=PureToken.MAXLEN,
+                           threshold=MAX_ENTRIES, trim_operator=PureToken.APPROXIMATELY)
+                upto = entries[-1].id if entries else m.written
+                ending = m.log.closed and upto == m.log.last_id
+                if ending:
+                    p.hset(record_key(m.stream_id), {"state": "done"})
+                ttl = int((self._retention if ending else RUNNING_TTL) * 1000)
+                for key in (events_key(m.stream_id), record_key(m.stream_id)):
+                    p.pexpire(key, max(ttl, 1))
+                work.append((m, upto, ending))
+        self.rounds += 1
+        for m, upto, ending in work:
+            m.written = upto
+            if ending:
+                m.finished = True
+                if m.forgotten:
+                    self._drop(m)
+            elif upto < m.log.last_id:
+                self._dirty[m.stream_id] = m  # more than one round's worth: go on
+                self._changed.set()
+
+    async def _sync(self, tracked: list[Mirrored]) -> None:
+        """After a failure: how far each stream got in Redis; its record written again."""
+        client = self._link.client
+        async with client.pipeline(transaction=False) as p:
+            for m in tracked:
+                p.xrevrange(events_key(m.stream_id), "+", "-", count=1)
+                p.hset(record_key(m.stream_id), m.record)
+        tops = p.results[0::2] if p.results else []
+        for m, top in zip(tracked, tops, strict=False):
+            m.written = event_id(top[0].identifier) if top else 0
+            m.finished = False
+            self._dirty[m.stream_id] = m
+        log.info("redis.resynced", extra={"fields": {"streams": len(tracked)}})
+
+    def _drop(self, m: Mirrored) -> None:
+        self._tracked.pop(m.stream_id, None)
+        self._by_log.pop(id(m.log), None)
+        self._dirty.pop(m.stream_id, None)

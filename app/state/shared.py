@@ -1,0 +1,353 @@
+"""The Redis backend of the hub's shared state: any instance serves any stream.
+
+What each instance does (docs/scaling.md):
+- Its own streams: a record (owner, instance, slots, state) written before the stream
+  starts, so every instance answers 404, the snapshot and the owner check the same way;
+  their events written by the ``Mirror``; its lease renewed while it lives.
+- Other instances' streams: found by their record, read through one follower per stream
+  (``RemoteStream``), stopped by a message on the stream's control channel, which the
+  running instance hears (one pattern subscription per instance) and obeys. Readers here
+  are announced there (``attach``/``detach``), so a stream read only on another instance
+  is not stopped for want of readers.
+- A stream whose instance's lease has lapsed is ended for its readers by whichever
+  instance finds it so: ``model.error`` (``connection``) for each unfinished slot, then
+  ``stream.done``, written in one transaction with the next ids, so two instances racing
+  to end it write it once.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import logging
+import math
+import secrets
+import time
+from typing import TYPE_CHECKING, Any
+
+import trio
+from coredis.response.types import StreamEntry
+
+from app.engine.events import Counts, ModelError, SlotError, SlotTiming, SlotUsage, StreamDone
+from app.engine.hub import Unavailable
+from app.engine.log import EventLog, MemoryEventLog
+from app.engine.wire import encode_event
+
+from .fold import Fold
+from .keys import (
+    CONTROL_PATTERN,
+    control_channel,
+    entry_id,
+    event_id,
+    events_key,
+    instance_key,
+    is_stream_id,
+    record_key,
+    stream_of_channel,
+)
+from .link import DOWN, RedisLink, Unreachable
+from .mirror import Mirror
+from .remote import RemoteEntry, RemoteStream
+
+if TYPE_CHECKING:
+    from app.engine.hub import Hub
+    from app.engine.stream import Stream
+
+log = logging.getLogger("chorus.state")
+
+BLOCK_MS = 1000  # a follower's XREAD blocks this long at most, then looks around
+READ_COUNT = 1024  # entries one read takes at most
+REGISTER_TIMEOUT = 2.0  # seconds a new stream waits for its record to be written
+FOLLOWER_CONNECTIONS = 1024  # blocked reads at once: one per followed stream
+GONE = ("the Chorus instance running this stream stopped answering (its lease lapsed); "
+        "this answer ends here")
+
+
+def _digest(owner: str) -> str:
+    return hashlib.sha256(owner.encode()).hexdigest()
+
+
+class RedisState:
+    def __init__(self, url: str, *, lease: float, retention: float) -> None:
+        self.instance = secrets.token_hex(8)
+        self.lease = lease
+        self.retention = retention
+        self.link = RedisLink(url, name="commands")
+        self.reads = RedisLink(url, name="follow", max_connections=FOLLOWER_CONNECTIONS,
+                               stream_timeout=BLOCK_MS / 1000 + 5)
+        self.mirror = Mirror(self.link, retention)
+        self.followed: dict[str, RemoteStream] = {}
+        self._hub: Hub | None = None
+        self._nursery: trio.Nursery | None = None
+        self._outbox, self._outgoing = trio.open_memory_channel[tuple[str, bytes]](math.inf)
+        # Readers on other instances of this instance's streams: stream -> instance -> when
+        # last announced.
+        self._remote_readers: dict[str, dict[str, float]] = {}
+
+    # -- the hub's side (``SharedState``) ---------------------------------------------------
+
+    def event_log(self, stream_id: str) -> EventLog:
+        return MemoryEventLog(self.mirror.touched)
+
+    async def register(self, stream: Stream) -> None:
+        record = {
+            "owner": _digest(stream.owner), "instance": self.instance,
+            "created": str(int(stream.created)), "state": "running",
+            "mode": "parallel" if stream.conversation is None else "conversation",
+        }
+        failure: BaseException | None = None
+        # Shielded: a client leaving now must not cancel the command in flight (that
+        # would cost the pool a connection); bounded by its own deadline instead.
+        with trio.CancelScope(shield=True):
+            with trio.move_on_after(REGISTER_TIMEOUT) as deadline:
+                try:
+                    async with self.link.client.pipeline(transaction=False) as p:
+                        p.hset(record_key(stream.id), record)
+                        p.pexpire(record_key(stream.id), int(self.retention * 1000))
+                except DOWN as exc:
+                    failure = exc
+            if deadline.cancelled_caught:
+                failure = TimeoutError(f"no answer from Redis within {REGISTER_TIMEOUT} s")
+        if failure is not None:
+            if not isinstance(failure, Unreachable):
+                self.link.failed(failure)
+            raise Unavailable(f"the shared state (Redis) cannot take a new stream now "
+                              f"({failure}); try again shortly") from failure
+        log_ = stream.log
+        assert isinstance(log_, MemoryEventLog)
+        self.mirror.track(stream.id, log_, record)
+
+    def forget(self, stream: Stream) -> None:
+        self.mirror.untrack(stream.id)
+        self._remote_readers.pop(stream.id, None)
+
+    async def flush(self) -> None:
+        await self.mirror.flush()
+
+    async def find(self, stream_id: str, owner: str) -> RemoteStream | None:
+        if not is_stream_id(stream_id):
+            return None
+        followed = self.followed.get(stream_id)
+        if followed is not None:
+            return followed if await self._owned_by(stream_id, owner) else None
+        try:
+            record = await self.link.client.hgetall(record_key(stream_id))
+            if not record or not secrets.compare_digest(
+                    record.get(b"owner", b"").decode(), _digest(owner)):
+                return None
+            fold, entries = await self._read_all(stream_id)
+        except DOWN as exc:
+            self._failed(self.link, exc)
+            raise Unavailable(f"the shared state (Redis) is not reachable ({exc})") from exc
+        hub = self._hub
+        assert hub is not None
+        remote = RemoteStream(self, stream_id, record.get(b"instance", b"").decode(), fold,
+                              hub.settings, hub.timers)
+        remote.feed(entries)
+        if record.get(b"state") == b"running" and not fold.done:
+            await self._end_if_gone(remote)
+        return remote
+
+    async def snapshot(self, stream_id: str) -> dict[str, object]:
+        fold, _ = await self._read_all(stream_id)
+        return fold.snapshot()
+
+    # -- background work --------------------------------------------------------------------
+
+    async def run(self, hub: Hub, *, task_status: trio.TaskStatus[None]) -> None:
+        self._hub = hub
+        async with trio.open_nursery() as nursery:
+            await nursery.start(self.link.run)
+            await nursery.start(self.reads.run)
+            self._nursery = nursery
+            nursery.start_soon(self.mirror.run)
+            nursery.start_soon(self._renew_lease)
+            nursery.start_soon(self._listen)
+            nursery.start_soon(self._publish)
+            task_status.started()
+
+    def start_following(self, remote: RemoteStream) -> None:
+        if remote.following or remote.done.is_set() or self._nursery is None:
+            return
+        self.followed[remote.id] = remote
+        remote.following = True
+        remote.watches.start()
+        self._nursery.start_soon(self._follow, remote)
+
+    def send_control(self, stream_id: str, message: dict[str, Any]) -> None:
+        """Publish ``message`` on the stream's control channel, from the publisher task
+        (a caller's cancellation never reaches a command in flight)."""
+        body = json.dumps({**message, "from": self.instance}).encode()
+        self._outbox.send_nowait((control_channel(stream_id), body))
+
+    async def _follow(self, remote: RemoteStream) -> None:
+        """Read the stream's new entries into ``remote`` while anyone here wants them."""
+        announced = False
+        checked = trio.current_time()
+        try:
+            while remote.wanted and not remote.done.is_set():
+                readers = remote.watches.readers > 0
+                if readers != announced or (readers and trio.current_time() - checked
+                                            > self.lease / 3):
+                    self.send_control(remote.id, {"op": "attach" if readers else "detach"})
+                    announced = readers
+                try:
+                    got = await self.reads.client.xread(
+                        {events_key(remote.id): entry_id(remote.log.last_id)},
+                        count=READ_COUNT, block=BLOCK_MS)
+                except DOWN as exc:
+                    self._failed(self.reads, exc)
+                    await trio.sleep(0.5)
+                    continue
+                if got:
+                    remote.feed([_entry(e) for entries in got.values() for e in entries])
+                if trio.current_time() - checked > self.lease / 3:
+                    checked = trio.current_time()
+                    await self._end_if_gone(remote)
+        finally:
+            if announced:
+                self.send_control(remote.id, {"op": "detach"})
+            remote.following = False
+            remote.watches.stop()
+            if self.followed.get(remote.id) is remote:
+                del self.followed[remote.id]
+
+    async def _renew_lease(self) -> None:
+        """Keep this instance's lease while it lives, and drop announcements of readers on
+        instances that have not renewed theirs."""
+        while True:
+            try:
+                await self.link.client.set(instance_key(self.instance), b"1",
+                                           px=int(self.lease * 1000))
+            except DOWN as exc:
+                self._failed(self.link, exc)
+            self._expire_remote_readers()
+            await trio.sleep(self.lease / 3)
+
+    async def _listen(self) -> None:
+        """Hear every stream's control channel; obey what concerns this instance's."""
+        while True:
+            try:
+                async with self.link.client.pubsub(
+                        patterns=[CONTROL_PATTERN], ignore_subscribe_messages=True) as ps:
+                    while True:
+                        message = await ps.get_message()
+                        if message is not None and message.get("type") == "pmessage":
+                            channel, data = message["channel"], message["data"]
+                            if isinstance(channel, bytes) and isinstance(data, bytes):
+                                self._obey(channel.decode(), data)
+            except DOWN as exc:
+                self._failed(self.link, exc)
+                await trio.sleep(0.5)
+
+    async def _publish(self) -> None:
+        async for channel, body in self._outgoing:
+            try:
+                await self.link.client.publish(channel, body)
+            except DOWN as exc:
+                self._failed(self.link, exc)
+
+    def _obey(self, name: str, data: bytes) -> None:
+        hub = self._hub
+        stream = None if hub is None else hub.local(stream_of_channel(name))
+        if stream is None:
+            return  # another instance's stream
+        try:
+            message = json.loads(data)
+            op, sender = message["op"], str(message["from"])
+        except (ValueError, KeyError, TypeError):
+            log.warning("control.bad_message", extra={"fields": {"channel": name}})
+            return
+        if op == "stop":
+            slots = message.get("slots")
+            if slots is None or all(isinstance(s, int) and 0 <= s < len(stream.slots)
+                                    for s in slots):
+                stream.stop(slots, "user")
+        elif op == "skip":
+            stream.skip()
+        elif op in ("attach", "detach") and sender != self.instance:
+            readers = self._remote_readers.setdefault(stream.id, {})
+            if op == "attach":
+                if sender not in readers:
+                    stream.watches.attach()
+                readers[sender] = trio.current_time()
+            elif readers.pop(sender, None) is not None:
+                stream.watches.detach()
+
+    def _expire_remote_readers(self) -> None:
+        hub, now = self._hub, trio.current_time()
+        for stream_id, readers in list(self._remote_readers.items()):
+            stream = None if hub is None else hub.local(stream_id)
+            for sender, seen in list(readers.items()):
+                if now - seen > self.lease:  # that instance stopped announcing: gone
+                    del readers[sender]
+                    if stream is not None:
+                        stream.watches.detach()
+
+    # -- reading and ending others' streams ---------------------------------------------------
+
+    async def _read_all(self, stream_id: str) -> tuple[Fold, list[RemoteEntry]]:
+        entries = [_entry(e) for e in
+                   await self.link.client.xrange(events_key(stream_id), "-", "+")]
+        fold = Fold()
+        for entry in entries:
+            fold.feed_wire(entry.id, entry.wire)
+        return fold, entries
+
+    async def _owned_by(self, stream_id: str, owner: str) -> bool:
+        try:
+            digest = await self.link.client.hget(record_key(stream_id), "owner")
+        except DOWN as exc:
+            self._failed(self.link, exc)
+            raise Unavailable(f"the shared state (Redis) is not reachable ({exc})") from exc
+        return digest is not None and secrets.compare_digest(digest.decode(),
+                                                             _digest(owner))
+
+    async def _end_if_gone(self, remote: RemoteStream) -> None:
+        """If the instance running ``remote`` has lost its lease, end the stream for its
+        readers. Written as one transaction at the next ids: of instances racing to do
+        it, only the first one's entries go in."""
+        try:
+            if await self.link.client.exists([instance_key(remote.instance)]):
+                return
+            fold = remote.fold
+            if fold.done:
+                return
+            events: list[Any] = []
+            error = SlotError("connection", GONE, retryable=False)
+            for view in fold.unfinished():
+                turn = len(fold.turns) - 1 if fold.conversation else None
+                events.append(ModelError(view.slot, error, SlotUsage(None, 0, True),
+                                         SlotTiming(None, 0.0, None), turn))
+                view.state = "error"
+            states = [s.state for s in (fold.turns if fold.conversation else fold.slots)]
+            counts = Counts(states.count("done"), len(states) - states.count("done")
+                            - states.count("stopped"), states.count("stopped"))
+            events.append(StreamDone(counts, round((time.time() - fold.created) * 1000, 1)))
+            key = events_key(remote.id)
+            async with self.link.client.pipeline(transaction=True) as p:
+                for n, event in enumerate(events, start=fold.last_id + 1):
+                    p.xadd(key, {"w": encode_event(n, event)}, identifier=entry_id(n))
+                p.hset(record_key(remote.id), {"state": "done"})
+                for k in (key, record_key(remote.id)):
+                    p.pexpire(k, int(self.retention * 1000))
+            log.warning("stream.orphan_ended", extra={"fields": {
+                "stream": remote.id, "instance": remote.instance}})
+        except DOWN as exc:
+            if not _raced(exc):
+                self._failed(self.link, exc)
+
+    def _failed(self, link: RedisLink, exc: BaseException) -> None:
+        if not isinstance(exc, Unreachable):
+            link.failed(exc)
+
+
+def _entry(entry: StreamEntry) -> RemoteEntry:
+    wire = entry.field_values[b"w"]
+    return RemoteEntry(event_id(entry.identifier),
+                       wire if isinstance(wire, bytes) else wire.encode())
+
+
+def _raced(exc: BaseException) -> bool:
+    """Another instance ended the stream first (its ids are taken)."""
+    return "equal or smaller" in str(exc)
