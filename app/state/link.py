@@ -66,9 +66,10 @@ class RedisLink:
     async def run(self, *, task_status: trio.TaskStatus[None] = trio.TASK_STATUS_IGNORED
                   ) -> None:
         """Hold a client open until cancelled, renewing it after each failure. Reports
-        started at once: until a client is open, commands raise ``Unreachable``."""
-        task_status.started()
+        started after the first attempt to open one, whether it worked or not: until a
+        client is open, commands raise ``Unreachable``."""
         delay = RETRY[0]
+        started = False
         while True:
             client = coredis.Redis.from_url(self.url, decode_responses=False,
                                             **self._options)
@@ -77,6 +78,9 @@ class RedisLink:
                     await client.ping()
                     self._client, self._renew = client, trio.Event()
                     delay = RETRY[0]
+                    if not started:
+                        started = True
+                        task_status.started()
                     await self._renew.wait()
                     self.renewals += 1
             except FAILURES as exc:
@@ -84,6 +88,9 @@ class RedisLink:
                                                                    "error": repr(exc)}})
             finally:
                 self._client = None
+            if not started:
+                started = True
+                task_status.started()
             await trio.sleep(delay)
             delay = min(delay * 2, RETRY[1])
 

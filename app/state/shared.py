@@ -161,7 +161,7 @@ class RedisState:
             await nursery.start(self.reads.run)
             self._nursery = nursery
             nursery.start_soon(self.mirror.run)
-            nursery.start_soon(self._renew_lease)
+            await nursery.start(self._renew_lease)
             nursery.start_soon(self._listen)
             nursery.start_soon(self._publish)
             task_status.started()
@@ -212,17 +212,23 @@ class RedisState:
             if self.followed.get(remote.id) is remote:
                 del self.followed[remote.id]
 
-    async def _renew_lease(self) -> None:
-        """Keep this instance's lease while it lives, and drop announcements of readers on
-        instances that have not renewed theirs."""
+    async def _renew_lease(self, *, task_status: trio.TaskStatus[None]) -> None:
+        """Keep this instance's lease while it lives (taken before the first stream), and
+        drop announcements of readers on instances that have not renewed theirs."""
+        first = True
         while True:
             try:
                 await self.link.client.set(instance_key(self.instance), b"1",
                                            px=int(self.lease * 1000))
+                pause = self.lease / 3
             except DOWN as exc:
                 self._failed(self.link, exc)
+                pause = min(self.lease / 10, 0.5)  # the lease is short of time: try soon
             self._expire_remote_readers()
-            await trio.sleep(self.lease / 3)
+            if first:
+                first = False
+                task_status.started()
+            await trio.sleep(pause)
 
     async def _listen(self) -> None:
         """Hear every stream's control channel; obey what concerns this instance's."""

@@ -1,0 +1,40 @@
+"""Two Chorus instances on one real ``redis-server``, and a loopback upstream."""
+
+from __future__ import annotations
+
+from collections.abc import Awaitable, Callable
+
+import pytest
+
+from ..conftest import Server, StartServer
+from ..support.redis import RedisServer
+from ..support.upstream import FakeUpstream
+
+ASK = {"messages": [{"role": "user", "content": "hello"}]}
+SSE = {"Accept": "text/event-stream"}
+KEYS = {"CHORUS_API_KEYS": "key-a,key-b"}
+AUTH_A = {"Authorization": "Bearer key-a"}
+AUTH_B = {"Authorization": "Bearer key-b"}
+
+Pair = Callable[..., Awaitable[tuple[Server, Server]]]
+
+
+def redis_config(upstream: FakeUpstream, redis: RedisServer, *, grace: float = 0.0,
+                 lease: float = 10.0, retention: float = 600.0) -> str:
+    return (f"[server]\nresume_grace = {grace}\nretention = {retention}\n"
+            f"[state]\nbackend = \"redis\"\nredis_url = \"{redis.url}\"\nlease = {lease}\n"
+            f"[providers.up]\ntype = \"openai\"\nbase_url = \"{upstream.url}/v1\"\n"
+            f"api_key = \"sk-upstream\"\nretries = 0\n")
+
+
+@pytest.fixture
+def pair(upstream: FakeUpstream, redis_server: RedisServer, start_server: StartServer
+         ) -> Pair:
+    """``await pair(**settings)``: instances A and B of one deployment (same Redis, same
+    upstream, same API keys)."""
+
+    async def start(**settings: float) -> tuple[Server, Server]:
+        toml = redis_config(upstream, redis_server, **settings)
+        return (await start_server(toml, env=KEYS), await start_server(toml, env=KEYS))
+
+    return start

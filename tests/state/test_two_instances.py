@@ -1,0 +1,118 @@
+"""Any instance serves any stream: events, resume, stop, snapshot and 404, across two
+Chorus instances sharing one real Redis, against a loopback upstream."""
+
+from __future__ import annotations
+
+from contextlib import aclosing
+
+import trio
+
+from ..conftest import read_events
+from ..support.upstream import FakeUpstream, openai_script
+from .conftest import ASK, AUTH_A, AUTH_B, SSE, Pair
+
+
+async def collect(client, url: str, headers: dict[str, str] | None = None,
+                  until: int | None = None) -> list[tuple[int, str, dict]]:
+    """Read a stream's events (all, or the first ``until``)."""
+    got: list[tuple[int, str, dict]] = []
+    async with client.stream("GET", url, headers={**AUTH_A, **(headers or {})}) as r, \
+            aclosing(read_events(r)) as events:
+        assert r.status_code == 200, await r.aread()
+        async for event in events:
+            got.append(event)
+            if until is not None and len(got) >= until:
+                break
+    return got
+
+
+async def test_a_stream_started_on_a_is_read_on_b_event_for_event(
+    upstream: FakeUpstream, pair: Pair,
+) -> None:
+    upstream.respond = lambda seen: openai_script(["one ", "two ", "three"], gap=0.02)
+    a, b = await pair()
+    async with a.client() as ca, b.client() as cb:
+        created = (await ca.post("/v1/streams", headers=AUTH_A,
+                                 json={"models": ["up/m1", "up/m2"], **ASK})).json()
+        on_b = await collect(cb, created["events_url"])
+        on_a = await collect(ca, created["events_url"])
+        snap_a = (await ca.get(f"/v1/streams/{created['id']}", headers=AUTH_A)).json()
+        snap_b = (await cb.get(f"/v1/streams/{created['id']}", headers=AUTH_A)).json()
+    assert on_b == on_a
+    assert [i for i, _, _ in on_b] == list(range(1, len(on_b) + 1))
+    assert on_b[-1][1] == "stream.done"
+    texts = ["".join(d["text"] for _, t, d in on_b if t == "delta" and d["slot"] == s)
+             for s in (0, 1)]
+    assert texts == ["one two three"] * 2
+    assert snap_b == snap_a
+
+
+async def test_a_reader_on_b_resumes_on_b_with_every_event_once(
+    upstream: FakeUpstream, pair: Pair,
+) -> None:
+    upstream.respond = lambda seen: openai_script([f"w{i} " for i in range(40)], gap=0.01)
+    a, b = await pair(grace=5.0)
+    async with a.client() as ca, b.client() as cb:
+        created = (await ca.post("/v1/streams", headers=AUTH_A,
+                                 json={"models": ["up/m1"], **ASK})).json()
+        first = await collect(cb, created["events_url"], until=6)
+        rest = await collect(cb, created["events_url"],
+                             headers={"Last-Event-ID": str(first[-1][0])})
+        whole = await collect(ca, created["events_url"])
+    assert first + rest == whole
+    assert whole[-1][1] == "stream.done"
+
+
+async def test_a_stop_from_b_closes_the_upstream_on_a_and_the_sibling_finishes(
+    upstream: FakeUpstream, pair: Pair,
+) -> None:
+    upstream.respond = lambda seen: openai_script(["tok "] * 200, gap=0.01)
+    a, b = await pair(grace=5.0)
+    async with a.client() as ca, b.client() as cb:
+        created = (await ca.post("/v1/streams", headers=AUTH_A,
+                                 json={"models": [{"model": "up/m1"},
+                                                  {"model": "up/m2"}], **ASK})).json()
+        async with ca.stream("GET", created["events_url"], headers=AUTH_A) as r, \
+                aclosing(read_events(r)) as events:
+            async for _, kind, _data in events:
+                if kind == "delta":
+                    break
+            await upstream.wait_for_request(2)
+            stopped = next(s for s in upstream.seen if s.json["model"] == "m1")
+            asked = trio.current_time()
+            answer = await cb.post(created["stop_url"], headers=AUTH_A, json={"slots": [0]})
+            with trio.fail_after(2):
+                await stopped.closed.wait()
+            closed_after = trio.current_time() - asked
+            rest = [e async for e in events]
+    assert answer.status_code == 200
+    states = {s["slot"]: s["state"] for s in answer.json()["slots"]}
+    assert states[0] == "stopped"
+    assert closed_after < 1.0
+    sibling = next(s for s in upstream.seen if s.json["model"] == "m2")
+    assert sibling.closed_at is None or not any(
+        t == "model.stopped" and d["slot"] == 1 for _, t, d in rest)
+    assert [d["slot"] for _, t, d in rest if t == "model.done"] == [1]
+    assert rest[-1][1] == "stream.done"
+
+
+async def test_another_key_gets_404_on_every_instance(
+    upstream: FakeUpstream, pair: Pair,
+) -> None:
+    upstream.respond = lambda seen: openai_script(["x"], gap=0.0)
+    a, b = await pair()
+    async with a.client() as ca, b.client() as cb:
+        created = (await ca.post("/v1/streams", headers=AUTH_A,
+                                 json={"models": ["up/m1"], **ASK})).json()
+        for client in (ca, cb):
+            for path in ("", "/events"):
+                r = await client.get(f"/v1/streams/{created['id']}{path}", headers=AUTH_B)
+                assert r.status_code == 404, path
+                assert r.json()["error"]["type"] == "not_found"
+            r = await client.post(f"/v1/streams/{created['id']}/stop", headers=AUTH_B,
+                                  json={})
+            assert r.status_code == 404
+        r = await cb.get("/v1/streams/no-such-stream", headers=AUTH_A)
+        assert r.status_code == 404
+        r = await cb.get("/v1/streams/bad}id{/events", headers=AUTH_A)
+        assert r.status_code == 404
