@@ -30,8 +30,10 @@ class Unreachable(Exception):
     """No working Redis client at the moment."""
 
 
-# Everything that means "Redis is not answering now", ``Unreachable`` included.
-DOWN: tuple[type[BaseException], ...] = (*FAILURES, Unreachable)
+# Everything that means "Redis is not answering now", ``Unreachable`` included. coredis
+# raises some failures grouped (from its task group); a group of plain exceptions (never
+# one holding a cancellation) is taken as one.
+DOWN: tuple[type[BaseException], ...] = (*FAILURES, Unreachable, ExceptionGroup)
 _CHECK_FAILURES: tuple[type[BaseException], ...] = (*FAILURES, trio.TooSlowError)
 
 
@@ -83,9 +85,9 @@ class RedisLink:
                         task_status.started()
                     await self._renew.wait()
                     self.renewals += 1
-            except FAILURES as exc:
-                log.warning("redis.unreachable", extra={"fields": {"link": self.name,
-                                                                   "error": repr(exc)}})
+            except* FAILURES as group:  # the client's own task group raises them grouped
+                log.warning("redis.unreachable", extra={"fields": {
+                    "link": self.name, "error": repr(group.exceptions[0])}})
             finally:
                 self._client = None
             if not started:
@@ -102,10 +104,13 @@ async def check(url: str) -> str | None:
     """``None`` if Redis at ``url`` answers a PING within ``CHECK_WAIT``; else why not."""
     client = coredis.Redis.from_url(url, decode_responses=False,
                                     connect_timeout=CHECK_WAIT, stream_timeout=CHECK_WAIT)
+    why: list[BaseException] = []
     try:
         with trio.fail_after(CHECK_WAIT + 1):
             async with client:
                 await client.ping()
-    except _CHECK_FAILURES as exc:
-        return f"{type(exc).__name__}: {exc}" if str(exc) else type(exc).__name__
-    return None
+    except* _CHECK_FAILURES as group:
+        why = list(group.exceptions)
+    if not why:
+        return None
+    return f"{type(why[0]).__name__}: {why[0]}" if str(why[0]) else type(why[0]).__name__

@@ -19,7 +19,7 @@ from coredis.tokens import PureToken
 from app.engine.log import MemoryEventLog
 
 from .keys import entry_id, event_id, events_key, record_key
-from .link import FAILURES, RedisLink
+from .link import DOWN, RedisLink
 
 log = logging.getLogger("chorus.state")
 
@@ -90,7 +90,7 @@ class Mirror:
                     await self._sync(list(self._tracked.values()))
                     self._resync = False
                 await self._round(list(batch.values()))
-            except FAILURES as exc:
+            except DOWN as exc:
                 self._link.failed(exc)
                 self._resync = True
                 self._dirty = {**batch, **self._dirty}

@@ -23,6 +23,7 @@ import logging
 import math
 import secrets
 import time
+from collections.abc import Awaitable, Callable
 from typing import TYPE_CHECKING, Any
 
 import trio
@@ -160,10 +161,10 @@ class RedisState:
             await nursery.start(self.link.run)
             await nursery.start(self.reads.run)
             self._nursery = nursery
-            nursery.start_soon(self.mirror.run)
+            nursery.start_soon(_kept, self.mirror.run)
             await nursery.start(self._renew_lease)
-            nursery.start_soon(self._listen)
-            nursery.start_soon(self._publish)
+            nursery.start_soon(_kept, self._listen)
+            nursery.start_soon(_kept, self._publish)
             task_status.started()
 
     def start_following(self, remote: RemoteStream) -> None:
@@ -346,6 +347,17 @@ class RedisState:
     def _failed(self, link: RedisLink, exc: BaseException) -> None:
         if not isinstance(exc, Unreachable):
             link.failed(exc)
+
+
+async def _kept(task: Callable[[], Awaitable[None]]) -> None:
+    """Run ``task`` again after any failure of its own: the shared state's trouble is
+    logged, and never ends the hub's nursery (and every stream with it)."""
+    while True:
+        try:
+            await task()
+        except Exception:
+            log.exception("state task %s failed; it starts again", task.__qualname__)
+            await trio.sleep(1.0)
 
 
 def _entry(entry: StreamEntry) -> RemoteEntry:

@@ -38,3 +38,6 @@ def pair(upstream: FakeUpstream, redis_server: RedisServer, start_server: StartS
         return (await start_server(toml, env=KEYS), await start_server(toml, env=KEYS))
 
     return start
+
+
+from ..hardening.conftest import ChorusProcess, chorus_process, spawn  # noqa: E402,F401

@@ -9,7 +9,7 @@ import trio
 
 from ..conftest import read_events
 from ..support.upstream import FakeUpstream, openai_script
-from .conftest import ASK, AUTH_A, AUTH_B, SSE, Pair
+from .conftest import ASK, AUTH_A, AUTH_B, Pair
 
 
 async def collect(client, url: str, headers: dict[str, str] | None = None,

@@ -1,0 +1,132 @@
+"""What happens when Redis or an instance fails: documented outcomes, nothing hung.
+
+- Redis unreachable at start-up: ``chorus serve`` says so and exits 2.
+- Redis gone later: new streams get 503 ``unavailable``; a running stream finishes for its
+  readers on its own instance; once Redis is back, new streams are taken again.
+- Redis restarted (empty) mid-stream: the running instance writes the stream again, and a
+  reader on another instance goes on with every event once.
+- An instance killed mid-stream: a reader on another instance gets ``model.error``
+  (``connection``) per unfinished slot and ``stream.done`` within the lease.
+"""
+
+from __future__ import annotations
+
+from contextlib import aclosing
+
+import httpx
+import trio
+
+from ..conftest import StartServer, read_events
+from ..support.redis import RedisServer, free_port
+from ..support.upstream import FakeUpstream, openai_script
+from .conftest import ASK, AUTH_A, KEYS, SSE, Pair, redis_config, spawn
+
+
+async def test_serve_exits_2_when_redis_does_not_answer(tmp_path) -> None:
+    path = tmp_path / "chorus.toml"
+    url = f"redis://127.0.0.1:{free_port()}/0"
+    path.write_text(f"[state]\nbackend = \"redis\"\nredis_url = \"{url}\"\n")
+    process = await spawn(["serve", "--config", str(path), "--port", "0"])
+    with trio.fail_after(20):
+        await process.wait()
+    assert process.stderr is not None
+    err = (await process.stderr.receive_some(65536)).decode()
+    assert process.returncode == 2
+    assert f"Redis at {url} does not answer" in err
+    assert 'backend = "memory"' in err
+
+
+async def test_with_redis_gone_new_streams_get_503_and_running_ones_finish_here(
+    upstream: FakeUpstream, pair: Pair, redis_server: RedisServer,
+) -> None:
+    upstream.respond = lambda seen: openai_script([f"w{i} " for i in range(30)], gap=0.02)
+    a, _ = await pair()
+    async with a.client() as ca:
+        async with ca.stream("POST", "/v1/streams", headers={**AUTH_A, **SSE},
+                             json={"models": ["up/m1"], **ASK}) as r, \
+                aclosing(read_events(r)) as events:
+            got = []
+            async for event in events:
+                got.append(event)
+                if len(got) == 3:
+                    redis_server.stop()
+            with trio.fail_after(10):
+                refused = await ca.post("/v1/streams", headers=AUTH_A,
+                                        json={"models": ["up/m1"], **ASK})
+        assert refused.status_code == 503
+        assert refused.json()["error"]["type"] == "unavailable"
+        assert "Redis" in refused.json()["error"]["message"]
+        assert refused.headers["Retry-After"]
+        redis_server.restart()  # back (empty): new streams are taken again, unprompted
+        with trio.fail_after(10):
+            for _ in range(100):  # the client's own retry, as the 503 asks
+                again = await ca.post("/v1/streams", headers=AUTH_A,
+                                      json={"models": ["up/m1"], **ASK})
+                if again.status_code == 201:
+                    break
+                await trio.sleep(0.2)
+        assert again.status_code == 201
+    assert got[-1][1] == "stream.done"
+    assert "".join(d["text"] for _, t, d in got if t == "delta") == "".join(
+        f"w{i} " for i in range(30))
+
+
+async def test_redis_restarted_mid_stream_a_reader_elsewhere_misses_nothing(
+    upstream: FakeUpstream, pair: Pair, redis_server: RedisServer,
+) -> None:
+    upstream.respond = lambda seen: openai_script([f"w{i} " for i in range(60)], gap=0.02)
+    a, b = await pair(grace=5.0)
+    async with a.client() as ca, b.client() as cb:
+        created = (await ca.post("/v1/streams", headers=AUTH_A,
+                                 json={"models": ["up/m1"], **ASK})).json()
+        on_b = []
+        with trio.fail_after(30):
+            async with cb.stream("GET", created["events_url"], headers=AUTH_A) as r, \
+                    aclosing(read_events(r)) as events:
+                async for event in events:
+                    on_b.append(event)
+                    if len(on_b) == 10:
+                        redis_server.restart()
+        on_a = [e async for e in _events(ca, created["events_url"])]
+    assert on_b == on_a
+    assert on_b[-1][1] == "stream.done"
+
+
+async def test_an_instance_killed_mid_stream_ends_for_readers_elsewhere_within_the_lease(
+    upstream: FakeUpstream, redis_server: RedisServer, start_server: StartServer,
+    chorus_process,
+) -> None:
+    upstream.respond = lambda seen: openai_script(["tok "] * 500, gap=0.02)
+    lease = 1.0
+    toml = redis_config(upstream, redis_server, grace=5.0, lease=lease)
+    a = await chorus_process(toml, env=KEYS)
+    b = await start_server(toml, env=KEYS)
+    async with httpx.AsyncClient(base_url=a.url, timeout=10) as ca, b.client() as cb:
+        created = (await ca.post("/v1/streams", headers=AUTH_A,
+                                 json={"models": ["up/m1", "up/m2"], **ASK})).json()
+        got = []
+        async with cb.stream("GET", created["events_url"], headers=AUTH_A) as r, \
+                aclosing(read_events(r)) as events:
+            async for event in events:
+                got.append(event)
+                if len([e for e in got if e[1] == "delta"]) == 5:
+                    a.process.kill()
+                    killed = trio.current_time()
+                    break
+            with trio.fail_after(lease + 3):
+                got += [e async for e in events]
+            ended_after = trio.current_time() - killed
+    errors = [d for _, t, d in got if t == "model.error"]
+    assert sorted(e["slot"] for e in errors) == [0, 1]
+    assert {e["error"]["type"] for e in errors} == {"connection"}
+    assert got[-1][1] == "stream.done"
+    assert got[-1][2]["counts"]["error"] == 2
+    assert [i for i, _, _ in got] == list(range(1, len(got) + 1))
+    assert ended_after < lease + 2.5
+
+
+async def _events(client: httpx.AsyncClient, url: str):
+    async with client.stream("GET", url, headers=AUTH_A) as r, \
+            aclosing(read_events(r)) as events:
+        async for event in events:
+            yield event
