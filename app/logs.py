@@ -31,7 +31,7 @@ log = logging.getLogger("chorus.stream")
 
 # Libraries that log once per upstream request at INFO (httpx names the URL, which for
 # some APIs holds a key) or per frame at DEBUG: quiet unless they have something wrong.
-QUIET = ("httpx", "httpcore", "hpack", "h2", "h11", "hypercorn.access")
+QUIET = ("httpx", "httpcore", "hpack", "h2", "h11", "hypercorn.access", "coredis")
 
 _REQUEST_ID = re.compile(r"^[A-Za-z0-9._:-]{1,128}$")
 _BARE = re.compile(r"^[^\s\"=\\]+$")

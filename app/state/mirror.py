@@ -52,6 +52,11 @@ class Mirror:
         self._idle = trio.Event()
         self._idle.set()
 
+    @property
+    def tracked(self) -> int:
+        """Streams whose logs are being, or were, written here and are not yet let go."""
+        return len(self._tracked)
+
     def track(self, stream_id: str, event_log: MemoryEventLog, record: dict[str, str],
               written: int = 0) -> None:
         m = Mirrored(stream_id, event_log, record, written)
