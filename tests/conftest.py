@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import json
 import tomllib
-from collections.abc import AsyncIterator, Awaitable, Callable
+from collections.abc import AsyncIterator, Awaitable, Callable, Iterator
 from contextlib import aclosing
 from dataclasses import dataclass
 
@@ -18,6 +18,7 @@ from app.config import build_config
 from app.engine import Hub
 from providers.sse import SSEDecoder
 
+from .support.redis import RedisServer, RedisUnavailable
 from .support.serving import loopback_config, start_serving
 from .support.upstream import FakeUpstream
 
@@ -75,6 +76,21 @@ async def start_server(nursery: trio.Nursery) -> AsyncIterator[StartServer]:
 async def server(start_server: StartServer) -> Server:
     """Chorus with the demo provider only, and no grace after a reader leaves."""
     return await start_server("[server]\nresume_grace = 0.0\n")
+
+
+@pytest.fixture
+def redis_server() -> Iterator[RedisServer]:
+    """A real, empty ``redis-server`` on a free loopback port, ended after the test. Without
+    ``redis-server`` installed the test fails (it does not skip): the Redis backend's tests
+    are part of the suite."""
+    try:
+        server = RedisServer()
+    except RedisUnavailable as exc:
+        pytest.fail(str(exc), pytrace=False)
+    try:
+        yield server
+    finally:
+        server.close()
 
 
 async def read_events(response: httpx.Response) -> AsyncIterator[tuple[int, str, dict]]:
