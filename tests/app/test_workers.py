@@ -35,6 +35,7 @@ ROOT = Path(__file__).resolve().parents[2]
 BOUND = 30.0  # seconds any one step (start, shutdown, restart) may take
 EXIT_WITHIN = workers.STOP_WAIT  # SIGKILL comes after this: a graceful exit is well within
 READY = re.compile(r"event=worker\.ready worker=(\d+) pid=(\d+)")
+STARTED = re.compile(r"event=worker\.start worker=1 pid=(\d+)")
 
 
 class Output:
@@ -165,6 +166,23 @@ def test_a_worker_count_below_one_is_refused(count: str) -> None:
     assert "--workers: must be a whole number from 1 up" in done.stderr
 
 
+def test_one_worker_is_the_single_process_server_as_before(
+    chorus: Callable[..., Chorus],
+) -> None:
+    server = chorus("--workers", "1")
+    server.out.until(lambda seen: any("listening on" in line for line in seen))
+    assert "(providers: demo)" in server.out.text
+    assert "workers" not in server.out.text
+    url = re.search(r"http://\S+", server.out.text)
+    assert url
+    answer = httpx.get(url.group(0) + "/healthz", timeout=5)
+    assert answer.status_code == 200
+    assert workers.WORKER_HEADER not in answer.headers
+    assert "event=worker." not in server.log.text
+    server.process.send_signal(signal.SIGTERM)
+    assert server.wait() == 0
+
+
 def test_two_workers_answer_on_one_port_and_sigterm_ends_them_all(
     chorus: Callable[..., Chorus],
 ) -> None:
@@ -214,6 +232,25 @@ def test_a_worker_that_dies_is_restarted(chorus: Callable[..., Chorus]) -> None:
     server.process.send_signal(signal.SIGINT)
     assert server.wait() == 0
     assert not any(running(pid) for pid in second.values())
+
+
+def test_a_worker_that_keeps_dying_makes_the_supervisor_give_up_with_1(
+    chorus: Callable[..., Chorus],
+) -> None:
+    server = chorus("--workers", "2")
+    server.log.until(lambda seen: len(READY.findall("\n".join(seen))) == 2)
+    other = server.pids()[2]
+    killed: list[int] = []
+    for _ in range(workers.RESTART_LIMIT + 1):  # each time it starts, it dies
+        server.log.until(lambda seen: len(STARTED.findall("\n".join(seen))) > len(killed))
+        killed.append(int(STARTED.findall(server.log.text)[-1]))
+        os.kill(killed[-1], signal.SIGKILL)
+    assert server.wait() == 1
+    log = server.log.text
+    assert log.count("event=worker.exit worker=1") == workers.RESTART_LIMIT + 1
+    assert f"event=workers.failing restarts={workers.RESTART_LIMIT}" in log
+    assert "event=shutdown.done worker=2" in log  # the other one was stopped its usual way
+    assert not running(other)
 
 
 def test_workers_do_not_outlive_their_supervisor(chorus: Callable[..., Chorus]) -> None:
