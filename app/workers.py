@@ -183,12 +183,12 @@ class Supervisor:
                 pass  # it ended before reading its config: its status says why
             async with trio.open_nursery() as nursery:
                 nursery.start_soon(self._watch_output, index, process)
-                await process.wait()
+                status = await process.wait()
                 nursery.cancel_scope.cancel()
         finally:
             del self.live[index]
             await process.stdin.aclose()
-        return process.returncode or 0  # set once it has ended
+        return status
 
     async def _watch_output(self, index: int, process: trio.Process) -> None:
         """The worker's first line on standard output says that it listens (it is the line

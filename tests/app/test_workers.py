@@ -13,6 +13,7 @@ import json
 import os
 import re
 import signal
+import socket
 import subprocess
 import sys
 import time
@@ -292,7 +293,8 @@ def test_a_stream_open_at_sigterm_is_stopped_for_shutdown_and_the_exit_is_0(
 async def test_restarts_are_bounded_to_a_few_within_a_window(
     autojump_clock: MockClock,
 ) -> None:
-    supervisor = Supervisor(build_config({}, {}), sock=None, count=2)  # type: ignore[arg-type]
+    with socket.socket() as sock:
+        supervisor = Supervisor(build_config({}, {}), sock=sock, count=2)
     delays = [supervisor.restart_delay() for _ in range(RESTART_LIMIT)]
     assert None not in delays
     assert delays == sorted(delays)  # each waits longer than the one before
