@@ -6,7 +6,8 @@ quietly with status 141, as a Unix tool killed by SIGPIPE would (``quiet_broken_
 ``chorus serve`` refuses a non-loopback address unless API keys are configured, because a
 keyless Chorus would let anyone on the network spend the upstream keys. On SIGINT/SIGTERM it
 refuses new streams, stops the live ones (``model.stopped`` with reason ``shutdown``), lets
-their responses finish and exits 0.
+their responses finish and exits 0. ``chorus serve --workers N`` runs N such processes on
+the one port, under a supervisor (``app.workers``).
 """
 
 from __future__ import annotations
