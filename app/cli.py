@@ -6,7 +6,8 @@ quietly with status 141, as a Unix tool killed by SIGPIPE would (``quiet_broken_
 ``chorus serve`` refuses a non-loopback address unless API keys are configured, because a
 keyless Chorus would let anyone on the network spend the upstream keys. On SIGINT/SIGTERM it
 refuses new streams, stops the live ones (``model.stopped`` with reason ``shutdown``), lets
-their responses finish and exits 0.
+their responses finish and exits 0. ``chorus serve --workers N`` runs N such processes on
+the one port, under a supervisor (``app.workers``).
 """
 
 from __future__ import annotations
@@ -27,6 +28,7 @@ from hypercorn.config import Config as HypercornConfig
 from hypercorn.config import Sockets
 from quart_trio import QuartTrio
 
+from app import workers
 from app.autodetect import with_local_ollama
 from app.config import Config, ConfigError, ServerConfig, load_config
 from app.logs import configure_logging, fields
@@ -46,6 +48,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     p.add_argument("--config", help="TOML config file (default: $CHORUS_CONFIG, else none)")
     p.add_argument("--host", help="address to listen on (default 127.0.0.1)")
     p.add_argument("--port", type=int, help="port to listen on (default 8000)")
+    p.add_argument("--workers", type=positive, default=1, metavar="N",
+                   help='processes serving the one port (default 1; more than 1 needs '
+                        '[state] backend = "redis")')
     p = sub.add_parser("models", help="list the configured models")
     p.add_argument("--config", help="TOML config file")
     for extend in EXTENSIONS:
@@ -93,6 +98,16 @@ def is_loopback(host: str) -> bool:
         return False
 
 
+def positive(text: str) -> int:
+    try:
+        value = int(text)
+    except ValueError:
+        value = 0
+    if value < 1:
+        raise argparse.ArgumentTypeError(f"must be a whole number from 1 up, not {text!r}")
+    return value
+
+
 def serve(args: argparse.Namespace) -> int:
     config = with_local_ollama(load_config(args.config), dict(os.environ))
     host = args.host or config.server.host
@@ -101,6 +116,9 @@ def serve(args: argparse.Namespace) -> int:
         print(f"chorus: refusing to listen on {host} with no API keys configured: anyone who "
               f"can reach it could use your providers. Set {config.server.api_keys_env} "
               f"(comma-separated bearer keys) or listen on 127.0.0.1.", file=sys.stderr)
+        return 2
+    if (why := workers.refusal(config, args.workers)) is not None:
+        print(f"chorus: {why}", file=sys.stderr)
         return 2
     configure_logging(config.server.log_level)
     if config.state.backend == "redis":
@@ -113,6 +131,8 @@ def serve(args: argparse.Namespace) -> int:
                   f"[state] redis_url (or $CHORUS_REDIS_URL), or use backend = \"memory\".",
                   file=sys.stderr)
             return 2
+    if args.workers > 1:
+        return workers.serve_workers(config, host, port, args.workers)
     trio.run(run_server, config, host, port)
     logging.getLogger("chorus").info("shutdown.done", extra=fields())
     return 0
@@ -127,12 +147,13 @@ async def wait_for_signal() -> None:
 async def run_server(
     config: Config, host: str, port: int,
     *, stop: Callable[[], Awaitable[None]] = wait_for_signal, app: QuartTrio | None = None,
-    task_status: trio.TaskStatus[list[str]] = trio.TASK_STATUS_IGNORED,
+    fd: int | None = None, task_status: trio.TaskStatus[list[str]] = trio.TASK_STATUS_IGNORED,
 ) -> None:
     """Serve ``app`` (by default ``create_app(config)``) until ``stop()`` returns (on
     SIGINT/SIGTERM); then shut down in order: no new stream, every live one stopped (reason
     ``shutdown``, bounded by ``SHUTDOWN_WAIT``), no new connection, open responses finished
-    (Hypercorn's ``graceful_timeout``)."""
+    (Hypercorn's ``graceful_timeout``). With ``fd``, it serves that inherited listening
+    socket (``--workers``) instead of binding ``host:port``."""
     from hypercorn.trio import serve as hypercorn_serve
 
     from app import SHUTDOWN_WAIT, create_app
@@ -143,7 +164,7 @@ async def run_server(
     # otherwise stops every stream for ~25 ms (60k objects). Streams' own objects are
     # collected as before.
     gc.freeze()
-    hc = hypercorn_config(config.server, host, port)
+    hc = hypercorn_config(config.server, host, port, fd=fd)
 
     async def shutdown_trigger() -> None:
         await stop()
@@ -164,9 +185,13 @@ async def run_server(
 GRACEFUL_TIMEOUT = 1.0  # seconds open responses get to finish once streams have ended
 
 
-def hypercorn_config(server: ServerConfig, host: str, port: int) -> HypercornConfig:
+def hypercorn_config(server: ServerConfig, host: str, port: int, *, fd: int | None = None,
+                     ) -> HypercornConfig:
     hc = _HypercornConfig()
-    hc.bind = [f"[{host}]:{port}" if ":" in host else f"{host}:{port}"]
+    if fd is not None:
+        hc.bind = [f"fd://{fd}"]
+    else:
+        hc.bind = [f"[{host}]:{port}" if ":" in host else f"{host}:{port}"]
     hc.accesslog = None
     hc.errorlog = None  # our own line says where we listen
     # By the time Hypercorn's graceful phase begins, the shutdown trigger has ended every
