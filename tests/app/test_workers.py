@@ -301,3 +301,36 @@ async def test_restarts_are_bounded_to_a_few_within_a_window(
     assert supervisor.restart_delay() is None  # one too many: the supervisor gives up
     await trio.sleep(RESTART_WINDOW + 1)
     assert supervisor.restart_delay() is not None  # an old burst is forgotten
+
+
+def test_a_stream_made_on_one_worker_is_read_and_stopped_through_the_other(
+    chorus: Callable[..., Chorus],
+) -> None:
+    server = chorus("--workers", "2")
+    server.listening()
+    server.log.until(lambda seen: len(READY.findall("\n".join(seen))) == 2)
+
+    def fresh(method: str, path: str, **kw: object) -> httpx.Response:
+        with httpx.Client(base_url=server.url, timeout=10) as client:
+            return client.request(method, path, **kw)  # type: ignore[arg-type]
+
+    made = fresh("POST", "/v1/streams", json={"models": ["demo/slow"],
+                                               "messages": [{"role": "user", "content": "hi"}]})
+    assert made.status_code == 201
+    maker = made.headers[workers.WORKER_HEADER]
+    for _ in range(200):  # fresh connections until the other worker takes one
+        snap = fresh("GET", f"/v1/streams/{made.json()['id']}")
+        if snap.headers[workers.WORKER_HEADER] != maker:
+            break
+    assert snap.headers[workers.WORKER_HEADER] != maker
+    assert snap.status_code == 200
+    assert snap.json()["id"] == made.json()["id"]
+    for _ in range(200):
+        stopped = fresh("POST", made.json()["stop_url"], json={})
+        if stopped.headers[workers.WORKER_HEADER] != maker:
+            break
+    assert stopped.status_code == 200
+    assert stopped.headers[workers.WORKER_HEADER] != maker
+    assert [s["state"] for s in stopped.json()["slots"]] == ["stopped"]
+    server.process.send_signal(signal.SIGTERM)
+    assert server.wait() == 0
