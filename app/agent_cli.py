@@ -9,8 +9,10 @@ Events go back in ``events`` frames: a job's first one at once, the next ones ga
 up to ``LINGER`` after the frame before (or ``MAX_BATCH`` events), so a fast model costs a
 frame per 10 ms rather than one per token, and a slow one adds no wait. A ``cancel``
 cancels the job's scope, which closes its upstream response (and connection) at once.
-Every wait is on a bounded queue: when the server reads slowly the WebSocket's sends block,
-the job's queue fills, and the job stops reading its upstream.
+Every wait is on a bounded queue, per job: a job sends no more than its window (the
+``window`` of its ``job`` frame, given back by the server's ``credit`` frames as its slot
+takes the events); out of window, its events queue up, and once ``JOB_QUEUE`` of them wait
+the job stops reading its upstream. The other jobs on the connection go on.
 
 A dropped connection is dialled again after a backoff (doubling, with jitter). A wrong
 token ends the command with status 2.
@@ -52,6 +54,7 @@ from providers.agent.frames import (
     loads,
 )
 from providers.agent.handshake import answer
+from providers.agent.window import Allowance
 from providers.http import HttpProvider
 
 log = logging.getLogger("chorus.agent")
@@ -60,7 +63,7 @@ PATH = "/v1/agents/connect"
 WIRES = {"ollama": ollama_wire, "openai": openai_wire}
 LINGER = 0.010  # seconds a token may wait to share a frame
 MAX_BATCH = 256  # events in one frame at most
-JOB_QUEUE = 64  # a job's events waiting for their frame
+JOB_QUEUE = 64  # a job's events waiting for their frame (or for window)
 OUTBOX = 16  # frames waiting for the WebSocket
 BACKOFF_FIRST, BACKOFF_MAX = 0.5, 30.0  # seconds before dialling again
 POLICY = 1008  # the server's close code for a wrong token
@@ -230,7 +233,7 @@ class Worker:
         self.ws = ws
         self.provider = provider
         self.heartbeat = heartbeat
-        self.jobs: dict[str, trio.CancelScope] = {}
+        self.jobs: dict[str, tuple[trio.CancelScope, Allowance]] = {}
         self.outbox, self.outgoing = trio.open_memory_channel[str](OUTBOX)
         self.heard = trio.current_time()
 
@@ -244,10 +247,14 @@ class Worker:
                 kind = frame["type"]
                 if kind == "job":
                     nursery.start_soon(self._job, frame)
+                elif kind == "credit":
+                    running = self.jobs.get(str(frame.get("id")))
+                    if running is not None:  # else it ended meanwhile
+                        running[1].grant(field(frame, "events", int))
                 elif kind == "cancel":
-                    scope = self.jobs.get(str(frame.get("id")))
-                    if scope is not None:
-                        scope.cancel()
+                    running = self.jobs.get(str(frame.get("id")))
+                    if running is not None:
+                        running[0].cancel()
 
     async def _write(self) -> None:
         async for text in self.outgoing:
@@ -265,6 +272,9 @@ class Worker:
         job = str(field(frame, "id", str))
         try:
             request = decode_request(field(frame, "model", str), frame.get("request"))
+            window = field(frame, "window", int)
+            if window < 1:
+                raise FrameError("a job's window must be at least one event")
         except FrameError as exc:
             await self.outbox.send(dumps({"type": "error", "id": job, "error": {
                 "type": "bad_request", "message": str(exc)}}))
@@ -272,12 +282,13 @@ class Worker:
         failed: list[ProviderError] = []
         frames = 0
         with trio.CancelScope() as scope:
-            self.jobs[job] = scope
+            allowance = Allowance(window)
+            self.jobs[job] = scope, allowance
             try:
                 send, receive = trio.open_memory_channel[dict[str, Any]](JOB_QUEUE)
                 async with trio.open_nursery() as nursery:
                     nursery.start_soon(self._produce, request, send, failed)
-                    frames = await self._frames(job, receive)
+                    frames = await self._frames(job, receive, allowance)
                 if failed:
                     await self.outbox.send(dumps({"type": "error", "id": job,
                                                   "error": encode_error(failed[0])}))
@@ -298,21 +309,25 @@ class Worker:
             except ProviderError as exc:
                 failed.append(exc)
 
-    async def _frames(self, job: str, receive: trio.MemoryReceiveChannel[dict[str, Any]]
-                      ) -> int:
-        """Send the job's events in frames until its queue ends; how many frames."""
+    async def _frames(self, job: str, receive: trio.MemoryReceiveChannel[dict[str, Any]],
+                      allowance: Allowance) -> int:
+        """Send the job's events in frames, within its window, until its queue ends; how
+        many frames. Out of window it waits for credit, reading nothing meanwhile."""
         sent, last = 0, -math.inf
         async with receive:
             ended = False
             while not ended:
+                await allowance.ready()
                 try:
                     batch = [await receive.receive()]
                 except trio.EndOfChannel:
                     return sent
+                most = min(MAX_BATCH, allowance.left)
                 with trio.move_on_at(last + LINGER):
-                    ended = await _gather(receive, batch, wait=True)
+                    ended = await _gather(receive, batch, most, wait=True)
                 if not ended:
-                    ended = await _gather(receive, batch, wait=False)
+                    ended = await _gather(receive, batch, most, wait=False)
+                allowance.take(len(batch))
                 await self.outbox.send(dumps(events_frame(job, batch)))
                 sent += 1
                 last = trio.current_time()
@@ -320,10 +335,10 @@ class Worker:
 
 
 async def _gather(receive: trio.MemoryReceiveChannel[dict[str, Any]],
-                  batch: list[dict[str, Any]], *, wait: bool) -> bool:
-    """Add events to ``batch`` up to ``MAX_BATCH``: waiting for them, or only those ready.
+                  batch: list[dict[str, Any]], most: int, *, wait: bool) -> bool:
+    """Add events to ``batch`` up to ``most``: waiting for them, or only those ready.
     Whether the queue has ended."""
-    while len(batch) < MAX_BATCH:
+    while len(batch) < most:
         try:
             batch.append(await receive.receive() if wait else receive.receive_nowait())
         except trio.WouldBlock:
