@@ -155,9 +155,8 @@ class AgentPool:
         finished = False
         texted = False
         try:
-            await link.outbox.send(dumps({"type": "job", "id": job, "model": request.model,
-                                          "window": WINDOW,
-                                          "request": encode_request(request)}))
+            await _send(link, {"type": "job", "id": job, "model": request.model,
+                               "window": WINDOW, "request": encode_request(request)})
             async with frames:
                 async for frame in frames:
                     kind = frame.get("type")
@@ -174,8 +173,7 @@ class AgentPool:
                         yield event
                     grant = window.taken(len(carried))
                     if grant:
-                        await link.outbox.send(dumps({"type": "credit", "id": job,
-                                                      "events": grant}))
+                        await _send(link, {"type": "credit", "id": job, "events": grant})
             finished = True
             gone = TransportError(f"agent {link.name} serving {request.model!r} went away "
                                   "mid-answer")
@@ -189,11 +187,16 @@ class AgentPool:
                 await _cancel(link, job)
 
 
+async def _send(link: AgentLink, frame: Frame) -> None:
+    """Queue ``frame`` for the agent; waits while the outbox is full. On a connection
+    already gone it does nothing: the job's queue is closed too, and says so to the slot."""
+    try:
+        await link.outbox.send(dumps(frame))
+    except (trio.BrokenResourceError, trio.ClosedResourceError):
+        pass
+
+
 async def _cancel(link: AgentLink, job: str) -> None:
     """Tell the agent to drop ``job``; from a closing generator, so shielded and brief."""
-    text = dumps({"type": "cancel", "id": job})
-    try:
-        with trio.CancelScope(shield=True), trio.move_on_after(CANCEL_WAIT):
-            await link.outbox.send(text)
-    except (trio.BrokenResourceError, trio.ClosedResourceError):
-        pass  # the connection is gone, and the job with it
+    with trio.CancelScope(shield=True), trio.move_on_after(CANCEL_WAIT):
+        await _send(link, {"type": "cancel", "id": job})

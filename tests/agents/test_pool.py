@@ -169,3 +169,20 @@ async def test_a_slot_grants_its_window_back_as_it_takes_the_events(
             assert granted == WINDOW
         link.deliver({"type": "end", "id": job})
     assert got == [TextDelta("a")] * (3 * WINDOW)
+
+
+async def test_an_agent_gone_before_its_credit_is_sent_ends_the_slot_as_gone(
+    clock: MockClock,
+) -> None:
+    p, link = linked(1)
+    got: list[object] = []
+    async with trio.open_nursery() as nursery:
+        nursery.start_soon(collect, p, got)
+        job = (await job_of(link))["id"]
+        link.deliver({"type": "events", "id": job, "events": [{"text": "a"}] * WINDOW})
+        link.outbox.close()  # the writer is gone: the credit due cannot be sent
+        await trio.testing.wait_all_tasks_blocked()
+        p.detach(link)
+    assert got[:-1] == [TextDelta("a")] * WINDOW
+    assert isinstance(got[-1], TransportError)
+    assert str(got[-1]) == "agent box1 serving 'm1' went away mid-answer"
