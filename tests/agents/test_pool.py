@@ -150,16 +150,29 @@ async def test_a_slot_that_takes_nothing_never_holds_up_its_agents_reader(
         nursery.cancel_scope.cancel()
 
 
+A_WINDOW = [{"text": "a"}] * WINDOW
+
+
+async def a_window_sent(nursery: trio.Nursery, p: AgentPool, link: AgentLink,
+                        got: list[object]) -> str:
+    """A slot started on ``link`` (collecting into ``got``), sent a whole window of "a":
+    its job's id."""
+    nursery.start_soon(collect, p, got)
+    job = str((await job_of(link))["id"])
+    link.deliver({"type": "events", "id": job, "events": A_WINDOW})
+    return job
+
+
 async def test_a_slot_grants_its_window_back_as_it_takes_the_events(
     clock: MockClock,
 ) -> None:
     p, link = linked(1)
     got: list[object] = []
     async with trio.open_nursery() as nursery:
-        nursery.start_soon(collect, p, got)
-        job = (await job_of(link))["id"]
-        for _ in range(3):  # three windows' worth, a window at a time
-            link.deliver({"type": "events", "id": job, "events": [{"text": "a"}] * WINDOW})
+        job = await a_window_sent(nursery, p, link, got)
+        for sent in range(3):  # three windows' worth, a window at a time
+            if sent:
+                link.deliver({"type": "events", "id": job, "events": A_WINDOW})
             granted = 0
             while granted < WINDOW:
                 credit = await job_of(link)
@@ -177,9 +190,7 @@ async def test_an_agent_gone_before_its_credit_is_sent_ends_the_slot_as_gone(
     p, link = linked(1)
     got: list[object] = []
     async with trio.open_nursery() as nursery:
-        nursery.start_soon(collect, p, got)
-        job = (await job_of(link))["id"]
-        link.deliver({"type": "events", "id": job, "events": [{"text": "a"}] * WINDOW})
+        await a_window_sent(nursery, p, link, got)
         link.outbox.close()  # the writer is gone: the credit due cannot be sent
         await trio.testing.wait_all_tasks_blocked()
         p.detach(link)
