@@ -225,6 +225,16 @@ async def handshake(ws: WebSocketConnection, settings: Settings) -> float:
     return float(heartbeat) if isinstance(heartbeat, int | float) else math.inf
 
 
+@dataclass(eq=False)
+class Running:
+    """A job in progress: its scope (a ``cancel`` cancels it), its window, its frames sent
+    (for the log line, cancelled jobs included)."""
+
+    scope: trio.CancelScope
+    allowance: Allowance
+    frames: int = 0
+
+
 class Worker:
     """The jobs of one connection: a reader, a writer, a heartbeat, a task per job."""
 
@@ -233,7 +243,7 @@ class Worker:
         self.ws = ws
         self.provider = provider
         self.heartbeat = heartbeat
-        self.jobs: dict[str, tuple[trio.CancelScope, Allowance]] = {}
+        self.jobs: dict[str, Running] = {}
         self.outbox, self.outgoing = trio.open_memory_channel[str](OUTBOX)
         self.heard = trio.current_time()
 
@@ -250,11 +260,11 @@ class Worker:
                 elif kind == "credit":
                     running = self.jobs.get(str(frame.get("id")))
                     if running is not None:  # else it ended meanwhile
-                        running[1].grant(field(frame, "events", int))
+                        running.allowance.grant(field(frame, "events", int))
                 elif kind == "cancel":
                     running = self.jobs.get(str(frame.get("id")))
                     if running is not None:
-                        running[0].cancel()
+                        running.scope.cancel()
 
     async def _write(self) -> None:
         async for text in self.outgoing:
@@ -280,15 +290,13 @@ class Worker:
                 "type": "bad_request", "message": str(exc)}}))
             return
         failed: list[ProviderError] = []
-        frames = 0
-        with trio.CancelScope() as scope:
-            allowance = Allowance(window)
-            self.jobs[job] = scope, allowance
+        running = self.jobs[job] = Running(trio.CancelScope(), Allowance(window))
+        with running.scope:
             try:
                 send, receive = trio.open_memory_channel[dict[str, Any]](JOB_QUEUE)
                 async with trio.open_nursery() as nursery:
                     nursery.start_soon(self._produce, request, send, failed)
-                    frames = await self._frames(job, receive, allowance)
+                    await self._frames(job, receive, running)
                 if failed:
                     await self.outbox.send(dumps({"type": "error", "id": job,
                                                   "error": encode_error(failed[0])}))
@@ -296,8 +304,9 @@ class Worker:
                     await self.outbox.send(dumps({"type": "end", "id": job}))
             finally:
                 del self.jobs[job]
-        outcome = "cancelled" if scope.cancelled_caught else "failed" if failed else "done"
-        log.info("job %s %s %s: %d frames", job, request.model, outcome, frames)
+        outcome = ("cancelled" if running.scope.cancelled_caught else "failed" if failed
+                   else "done")
+        log.info("job %s %s %s: %d frames", job, request.model, outcome, running.frames)
 
     async def _produce(self, request: Any, send: trio.MemorySendChannel[dict[str, Any]],
                        failed: list[ProviderError]) -> None:
@@ -310,10 +319,10 @@ class Worker:
                 failed.append(exc)
 
     async def _frames(self, job: str, receive: trio.MemoryReceiveChannel[dict[str, Any]],
-                      allowance: Allowance) -> int:
-        """Send the job's events in frames, within its window, until its queue ends; how
-        many frames. Out of window it waits for credit, reading nothing meanwhile."""
-        sent, last = 0, -math.inf
+                      running: Running) -> None:
+        """Send the job's events in frames, within its window, until its queue ends. Out
+        of window it waits for credit, reading nothing meanwhile."""
+        allowance, last = running.allowance, -math.inf
         async with receive:
             ended = False
             while not ended:
@@ -321,7 +330,7 @@ class Worker:
                 try:
                     batch = [await receive.receive()]
                 except trio.EndOfChannel:
-                    return sent
+                    return
                 most = min(MAX_BATCH, allowance.left)
                 with trio.move_on_at(last + LINGER):
                     ended = await _gather(receive, batch, most, wait=True)
@@ -329,9 +338,8 @@ class Worker:
                     ended = await _gather(receive, batch, most, wait=False)
                 allowance.take(len(batch))
                 await self.outbox.send(dumps(events_frame(job, batch)))
-                sent += 1
+                running.frames += 1
                 last = trio.current_time()
-        return sent
 
 
 async def _gather(receive: trio.MemoryReceiveChannel[dict[str, Any]],
