@@ -108,7 +108,7 @@ async def test_tokens_come_back_batched_under_load(lab: Lab) -> None:
 async def test_a_stop_closes_the_agents_upstream_request(lab: Lab) -> None:
     lab.upstream.respond = answering(
         lambda seen: openai_script(["tok "] * 500, gap=0.01), ["m1"])
-    await lab.start_agent("--models", "m1")
+    agent = await lab.start_agent("--models", "m1")
     await lab.until_models({"m1"})
     async with lab.server.client() as client:
         created = (await client.post("/v1/streams", json={
@@ -122,6 +122,7 @@ async def test_a_stop_closes_the_agents_upstream_request(lab: Lab) -> None:
     assert chat.closed_at is not None
     assert chat.closed_at - asked < 0.5
     assert await lab.metric("chorus_agent_jobs") == 0
+    await agent.lines.until(r"job \d+ m1 cancelled: [1-9]\d* frames$")  # those it sent
 
 
 async def test_an_agent_killed_mid_answer_ends_the_slot_with_a_connection_error(
