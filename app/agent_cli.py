@@ -9,8 +9,10 @@ Events go back in ``events`` frames: a job's first one at once, the next ones ga
 up to ``LINGER`` after the frame before (or ``MAX_BATCH`` events), so a fast model costs a
 frame per 10 ms rather than one per token, and a slow one adds no wait. A ``cancel``
 cancels the job's scope, which closes its upstream response (and connection) at once.
-Every wait is on a bounded queue: when the server reads slowly the WebSocket's sends block,
-the job's queue fills, and the job stops reading its upstream.
+Every wait is on a bounded queue, per job: a job sends no more than its window (the
+``window`` of its ``job`` frame, given back by the server's ``credit`` frames as its slot
+takes the events); out of window, its events queue up, and once ``JOB_QUEUE`` of them wait
+the job stops reading its upstream. The other jobs on the connection go on.
 
 A dropped connection is dialled again after a backoff (doubling, with jitter). A wrong
 token ends the command with status 2.
@@ -52,6 +54,7 @@ from providers.agent.frames import (
     loads,
 )
 from providers.agent.handshake import answer
+from providers.agent.window import Allowance
 from providers.http import HttpProvider
 
 log = logging.getLogger("chorus.agent")
@@ -60,7 +63,7 @@ PATH = "/v1/agents/connect"
 WIRES = {"ollama": ollama_wire, "openai": openai_wire}
 LINGER = 0.010  # seconds a token may wait to share a frame
 MAX_BATCH = 256  # events in one frame at most
-JOB_QUEUE = 64  # a job's events waiting for their frame
+JOB_QUEUE = 64  # a job's events waiting for their frame (or for window)
 OUTBOX = 16  # frames waiting for the WebSocket
 BACKOFF_FIRST, BACKOFF_MAX = 0.5, 30.0  # seconds before dialling again
 POLICY = 1008  # the server's close code for a wrong token
@@ -222,6 +225,16 @@ async def handshake(ws: WebSocketConnection, settings: Settings) -> float:
     return float(heartbeat) if isinstance(heartbeat, int | float) else math.inf
 
 
+@dataclass(eq=False)
+class Running:
+    """A job in progress: its scope (a ``cancel`` cancels it), its window, its frames sent
+    (for the log line, cancelled jobs included)."""
+
+    scope: trio.CancelScope
+    allowance: Allowance
+    frames: int = 0
+
+
 class Worker:
     """The jobs of one connection: a reader, a writer, a heartbeat, a task per job."""
 
@@ -230,7 +243,7 @@ class Worker:
         self.ws = ws
         self.provider = provider
         self.heartbeat = heartbeat
-        self.jobs: dict[str, trio.CancelScope] = {}
+        self.jobs: dict[str, Running] = {}
         self.outbox, self.outgoing = trio.open_memory_channel[str](OUTBOX)
         self.heard = trio.current_time()
 
@@ -244,10 +257,14 @@ class Worker:
                 kind = frame["type"]
                 if kind == "job":
                     nursery.start_soon(self._job, frame)
+                elif kind == "credit":
+                    running = self.jobs.get(str(frame.get("id")))
+                    if running is not None:  # else it ended meanwhile
+                        running.allowance.grant(field(frame, "events", int))
                 elif kind == "cancel":
-                    scope = self.jobs.get(str(frame.get("id")))
-                    if scope is not None:
-                        scope.cancel()
+                    running = self.jobs.get(str(frame.get("id")))
+                    if running is not None:
+                        running.scope.cancel()
 
     async def _write(self) -> None:
         async for text in self.outgoing:
@@ -265,19 +282,21 @@ class Worker:
         job = str(field(frame, "id", str))
         try:
             request = decode_request(field(frame, "model", str), frame.get("request"))
+            window = field(frame, "window", int)
+            if window < 1:
+                raise FrameError("a job's window must be at least one event")
         except FrameError as exc:
             await self.outbox.send(dumps({"type": "error", "id": job, "error": {
                 "type": "bad_request", "message": str(exc)}}))
             return
         failed: list[ProviderError] = []
-        frames = 0
-        with trio.CancelScope() as scope:
-            self.jobs[job] = scope
+        running = self.jobs[job] = Running(trio.CancelScope(), Allowance(window))
+        with running.scope:
             try:
                 send, receive = trio.open_memory_channel[dict[str, Any]](JOB_QUEUE)
                 async with trio.open_nursery() as nursery:
                     nursery.start_soon(self._produce, request, send, failed)
-                    frames = await self._frames(job, receive)
+                    await self._frames(job, receive, running)
                 if failed:
                     await self.outbox.send(dumps({"type": "error", "id": job,
                                                   "error": encode_error(failed[0])}))
@@ -285,8 +304,9 @@ class Worker:
                     await self.outbox.send(dumps({"type": "end", "id": job}))
             finally:
                 del self.jobs[job]
-        outcome = "cancelled" if scope.cancelled_caught else "failed" if failed else "done"
-        log.info("job %s %s %s: %d frames", job, request.model, outcome, frames)
+        outcome = ("cancelled" if running.scope.cancelled_caught else "failed" if failed
+                   else "done")
+        log.info("job %s %s %s: %d frames", job, request.model, outcome, running.frames)
 
     async def _produce(self, request: Any, send: trio.MemorySendChannel[dict[str, Any]],
                        failed: list[ProviderError]) -> None:
@@ -298,32 +318,35 @@ class Worker:
             except ProviderError as exc:
                 failed.append(exc)
 
-    async def _frames(self, job: str, receive: trio.MemoryReceiveChannel[dict[str, Any]]
-                      ) -> int:
-        """Send the job's events in frames until its queue ends; how many frames."""
-        sent, last = 0, -math.inf
+    async def _frames(self, job: str, receive: trio.MemoryReceiveChannel[dict[str, Any]],
+                      running: Running) -> None:
+        """Send the job's events in frames, within its window, until its queue ends. Out
+        of window it waits for credit, reading nothing meanwhile."""
+        allowance, last = running.allowance, -math.inf
         async with receive:
             ended = False
             while not ended:
+                await allowance.ready()
                 try:
                     batch = [await receive.receive()]
                 except trio.EndOfChannel:
-                    return sent
+                    return
+                most = min(MAX_BATCH, allowance.left)
                 with trio.move_on_at(last + LINGER):
-                    ended = await _gather(receive, batch, wait=True)
+                    ended = await _gather(receive, batch, most, wait=True)
                 if not ended:
-                    ended = await _gather(receive, batch, wait=False)
+                    ended = await _gather(receive, batch, most, wait=False)
+                allowance.take(len(batch))
                 await self.outbox.send(dumps(events_frame(job, batch)))
-                sent += 1
+                running.frames += 1
                 last = trio.current_time()
-        return sent
 
 
 async def _gather(receive: trio.MemoryReceiveChannel[dict[str, Any]],
-                  batch: list[dict[str, Any]], *, wait: bool) -> bool:
-    """Add events to ``batch`` up to ``MAX_BATCH``: waiting for them, or only those ready.
+                  batch: list[dict[str, Any]], most: int, *, wait: bool) -> bool:
+    """Add events to ``batch`` up to ``most``: waiting for them, or only those ready.
     Whether the queue has ended."""
-    while len(batch) < MAX_BATCH:
+    while len(batch) < most:
         try:
             batch.append(await receive.receive() if wait else receive.receive_nowait())
         except trio.WouldBlock:

@@ -5,9 +5,10 @@ every token of every ``type = "agent"`` provider (``providers.agent.handshake``)
 answer closes the connection with 1008 (policy violation) and a log line that names the
 agent and its address, never a token. Then ``announce {models, capacity}``, and the agent's
 ``AgentLink`` joins its provider's pool until the connection ends. Three tasks serve it:
-one reads (job frames to their slots; waiting when a slot's queue is full is the
-backpressure), one writes the outbox, one sends heartbeats and drops a connection silent
-for ``MISSED`` of them. API keys do not apply here: the token is the agent's credential.
+one reads (job frames to their slots, never waiting for one: each job's window guarantees
+its queue room, ``providers.agent.window``), one writes the outbox, one sends heartbeats
+(every ``[server] agent_heartbeat`` seconds) and drops a connection silent for ``MISSED``
+of them. API keys do not apply here: the token is the agent's credential.
 """
 
 from __future__ import annotations
@@ -27,7 +28,6 @@ log = logging.getLogger("chorus.agents")
 
 bp = Blueprint("agents", __name__)
 
-HEARTBEAT = 10.0  # seconds between pings, each way
 MISSED = 3  # pings missed before a connection counts as dead
 HELLO_TIMEOUT = 10.0  # seconds an agent has to answer the challenge and announce
 POLICY = 1008  # WebSocket close code: policy violation (a wrong token)
@@ -82,7 +82,8 @@ async def connect() -> None:
     try:
         async with trio.open_nursery() as nursery:
             nursery.start_soon(_write, link)
-            nursery.start_soon(_beat, link, nursery.cancel_scope)
+            nursery.start_soon(_beat, link, state.config.server.agent_heartbeat,
+                               nursery.cancel_scope)
             try:
                 await _read(state, pool, link)
             except FrameError as exc:
@@ -104,7 +105,8 @@ async def _greet(state: Chorus, where: str) -> tuple[AgentPool | None, AgentLink
         log.warning("agent %r from %s refused: wrong token", name, where)
         await websocket.close(POLICY, "wrong token")
         return None, None
-    await websocket.send(dumps({"type": "welcome", "heartbeat": HEARTBEAT}))
+    await websocket.send(dumps({"type": "welcome",
+                                "heartbeat": state.config.server.agent_heartbeat}))
     announce = loads(await websocket.receive())
     models = field(announce, "models", list)
     capacity = field(announce, "capacity", int)
@@ -123,9 +125,9 @@ async def _read(state: Chorus, pool: AgentPool, link: AgentLink) -> None:
         if kind == "events":
             state.metrics.agent_frames.labels(name).inc()
             state.metrics.agent_events.labels(name).inc(len(field(frame, "events", list)))
-            await link.deliver(frame)
+            link.deliver(frame)
         elif kind in ("end", "error"):
-            await link.deliver(frame)
+            link.deliver(frame)
         elif kind != "ping":
             raise FrameError(f"an agent sent a frame of unknown type {kind!r}")
 
@@ -135,11 +137,11 @@ async def _write(link: AgentLink) -> None:
         await websocket.send(text)
 
 
-async def _beat(link: AgentLink, scope: trio.CancelScope) -> None:
+async def _beat(link: AgentLink, heartbeat: float, scope: trio.CancelScope) -> None:
     ping = dumps({"type": "ping"})
     while True:
-        await trio.sleep(HEARTBEAT)
-        if trio.current_time() - link.heard > HEARTBEAT * MISSED:
+        await trio.sleep(heartbeat)
+        if trio.current_time() - link.heard > heartbeat * MISSED:
             log.warning("agent %s dropped: silent for %d heartbeats", link.name, MISSED)
             scope.cancel()
             return

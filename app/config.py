@@ -60,6 +60,7 @@ class ServerConfig:
     rate_limit: float = 20.0  # per key: requests per second, refilled continuously; 0 = off
     rate_burst: int = 100  # per key: requests at once before rate_limit applies
     stall_timeout: float = 30.0  # a client that takes nothing for this long is cut off; 0 = off
+    agent_heartbeat: float = 10.0  # seconds between pings to and from worker agents
 
 
 @dataclass(frozen=True, slots=True)
@@ -254,8 +255,9 @@ def _server(table: Mapping[str, Any], fail: Any) -> ServerConfig:
                 "max_message_chars", "rate_burst"):
         if getattr(cfg, key) < 1:
             raise fail(f"server.{key} must be at least 1", key)
-    if cfg.ping == 0:
-        raise fail("server.ping must be positive", "ping")
+    for key in ("ping", "agent_heartbeat"):
+        if getattr(cfg, key) <= 0:
+            raise fail(f"server.{key} must be positive", key)
     if cfg.demo not in DEMO_MODES:
         raise fail(f"server.demo must be one of {', '.join(DEMO_MODES)}, not {cfg.demo!r}",
                    "demo")

@@ -97,6 +97,7 @@ async def measure(app: QuartTrio, url: str, upstream: Upstream, models: tuple[st
     async with httpx.AsyncClient(base_url=url, timeout=60) as client:
         print(f"{'path':6} {'TTFT ms (median)':>17} {'token lag ms p50':>17} "
               f"{'p99':>7} {'stop -> upstream closed ms':>27}")
+        rows: dict[str, tuple[float, float, float, float]] = {}
         for provider in ("up", "lab"):
             ttfts, lags, stops = [], [], []
             for i in range(runs):
@@ -110,13 +111,34 @@ async def measure(app: QuartTrio, url: str, upstream: Upstream, models: tuple[st
                 if asked is not None and closed is not None:
                     stops.append((closed - asked) / 1e6)
             q = statistics.quantiles(lags, n=100)
-            print(f"{provider:6} {statistics.median(ttfts):17.2f} {q[49]:17.2f} "
-                  f"{q[98]:7.2f} {statistics.median(stops):27.2f}")
+            rows[provider] = (statistics.median(ttfts), q[49], q[98],
+                              statistics.median(stops))
+            print(f"{provider:6} {rows[provider][0]:17.2f} {q[49]:17.2f} "
+                  f"{q[98]:7.2f} {rows[provider][3]:27.2f}")
         frames_before = _metric(await client.get("/metrics"), "chorus_agent_frames_total")
         await one(client, f"lab/{fast}", "fast")
         frames = _metric(await client.get("/metrics"), "chorus_agent_frames_total")
         print(f"agent frames per token, 2000 tokens as fast as the upstream writes: "
               f"{(frames - frames_before) / 2000:.3f}")
+        print()
+        markdown(rows, (frames - frames_before) / 2000, runs)
+
+
+def markdown(rows: dict[str, tuple[float, float, float, float]], per_token: float,
+             runs: int) -> None:
+    """The figures as the benchmarks page shows them: each path, then what the agent adds
+    (``lab`` minus ``up``)."""
+    print("| path | TTFT ms (median) | token lag ms p50 | p99 | stop → upstream closed ms |")
+    print("|---|---|---|---|---|")
+    names = {"up": f"direct (`up`), {runs} runs", "lab": "through `chorus agent` (`lab`)"}
+    for provider, (ttft, p50, p99, stop) in rows.items():
+        print(f"| {names[provider]} | {ttft:.2f} | {p50:.2f} | {p99:.2f} | {stop:.2f} |")
+    added = [b - a for a, b in zip(rows["up"], rows["lab"], strict=True)]
+    print(f"| **added by the agent** | **{added[0]:.2f}** | **{added[1]:.2f}** | "
+          f"**{added[2]:.2f}** | {added[3]:.2f} |")
+    print()
+    print(f"Agent frames per token, 2000 tokens as fast as the upstream writes: "
+          f"**{per_token:.3f}**.")
 
 
 def _metric(response: httpx.Response, name: str) -> float:

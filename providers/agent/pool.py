@@ -8,9 +8,11 @@ agent sends back. Cancelling the slot's scope closes the generator, which sends 
 ``cancel``. A link that goes away mid-answer closes its jobs' queues: the slot ends with a
 ``connection`` error, retryable only while no text was sent.
 
-Backpressure: each job's queue holds ``JOB_QUEUE`` frames. When it is full the route stops
-reading the agent's WebSocket, TCP's window closes, and the agent (whose sends then block)
-stops reading its upstream.
+Backpressure, per job (``window``): the agent sends a job at most ``WINDOW`` events that the
+slot has not taken yet; each job's queue has room for all of them, so the route hands a
+frame over without waiting and never stops reading the WebSocket for one slot. As the slot
+takes the events the generator grants them back (``credit`` frames); a slot that takes
+nothing leaves its agent out of window, and the agent stops reading that job's upstream.
 """
 
 from __future__ import annotations
@@ -24,10 +26,11 @@ import trio
 from ..base import ChatRequest, ProviderConfig
 from ..errors import TransportError
 from ..events import ProviderEvent, ReasoningDelta, TextDelta
-from .frames import Frame, decode_error, decode_event, dumps, encode_request
+from .frames import Frame, FrameError, decode_error, decode_event, dumps, encode_request
 from .handshake import split_tokens
+from .window import Window
 
-JOB_QUEUE = 64  # frames of one job waiting for its slot to take them
+WINDOW = 256  # events of one job the agent may send before its slot has taken them
 OUTBOX = 256  # frames waiting to be written to one agent
 CANCEL_WAIT = 1.0  # seconds a cancel may wait for room in a full outbox
 
@@ -39,6 +42,14 @@ class NoAgent(TransportError):
 
 
 @dataclass(eq=False)
+class Job:
+    """One job on a link: the queue its slot reads and the account of its window."""
+
+    queue: trio.MemorySendChannel[Frame]
+    window: Window
+
+
+@dataclass(eq=False)
 class AgentLink:
     """One connected agent as the server sees it; the route does its I/O."""
 
@@ -47,26 +58,31 @@ class AgentLink:
     capacity: int
     running: int = 0
     heard: float = 0.0  # trio time of its last frame
-    jobs: dict[str, trio.MemorySendChannel[Frame]] = field(default_factory=dict)
+    jobs: dict[str, Job] = field(default_factory=dict)
 
     def __post_init__(self) -> None:
         self.outbox, self.outgoing = trio.open_memory_channel[str](OUTBOX)
 
-    async def deliver(self, frame: Frame) -> None:
-        """Pass a job's frame to its slot; waits while the slot's queue is full. A frame
-        for a job already ended (a cancel crossed it) is dropped."""
-        queue = self.jobs.get(str(frame.get("id")))
-        if queue is None:
+    def deliver(self, frame: Frame) -> None:
+        """Pass a job's frame to its slot, without waiting: the job's window guarantees
+        room. A frame over the window raises ``FrameError``; one for a job already ended
+        (a cancel crossed it) is dropped."""
+        job = self.jobs.get(str(frame.get("id")))
+        if job is None:
             return
+        if frame.get("type") == "events":
+            job.window.arrived(len(frame.get("events") or ()))
         try:
-            await queue.send(frame)
+            job.queue.send_nowait(frame)
+        except trio.WouldBlock:
+            raise FrameError("an agent sent a job more frames than its window") from None
         except (trio.BrokenResourceError, trio.ClosedResourceError):
             pass
 
     def close(self) -> None:
         """The connection is gone: every job's slot learns it from its closed queue."""
-        for queue in self.jobs.values():
-            queue.close()
+        for job in self.jobs.values():
+            job.queue.close()
         self.outbox.close()
 
 
@@ -132,13 +148,15 @@ class AgentPool:
     async def stream(self, request: ChatRequest) -> AsyncGenerator[ProviderEvent, None]:
         link = await self._take(request.model)
         job = str(next(self._ids))
-        queue, frames = trio.open_memory_channel[Frame](JOB_QUEUE)
-        link.jobs[job] = queue
+        window = Window(WINDOW)
+        # Every frame the window allows (one event each, at the least) and the job's end.
+        queue, frames = trio.open_memory_channel[Frame](WINDOW + 1)
+        link.jobs[job] = Job(queue, window)
         finished = False
         texted = False
         try:
-            await link.outbox.send(dumps({"type": "job", "id": job, "model": request.model,
-                                          "request": encode_request(request)}))
+            await _send(link, {"type": "job", "id": job, "model": request.model,
+                               "window": WINDOW, "request": encode_request(request)})
             async with frames:
                 async for frame in frames:
                     kind = frame.get("type")
@@ -148,10 +166,14 @@ class AgentPool:
                     if kind == "error":
                         finished = True
                         raise decode_error(frame.get("error"), link.name)
-                    for data in frame.get("events") or ():
+                    carried = frame.get("events") or ()
+                    for data in carried:
                         event = decode_event(data)
                         texted |= isinstance(event, TextDelta | ReasoningDelta)
                         yield event
+                    grant = window.taken(len(carried))
+                    if grant:
+                        await _send(link, {"type": "credit", "id": job, "events": grant})
             finished = True
             gone = TransportError(f"agent {link.name} serving {request.model!r} went away "
                                   "mid-answer")
@@ -165,11 +187,16 @@ class AgentPool:
                 await _cancel(link, job)
 
 
+async def _send(link: AgentLink, frame: Frame) -> None:
+    """Queue ``frame`` for the agent; waits while the outbox is full. On a connection
+    already gone it does nothing: the job's queue is closed too, and says so to the slot."""
+    try:
+        await link.outbox.send(dumps(frame))
+    except (trio.BrokenResourceError, trio.ClosedResourceError):
+        pass
+
+
 async def _cancel(link: AgentLink, job: str) -> None:
     """Tell the agent to drop ``job``; from a closing generator, so shielded and brief."""
-    text = dumps({"type": "cancel", "id": job})
-    try:
-        with trio.CancelScope(shield=True), trio.move_on_after(CANCEL_WAIT):
-            await link.outbox.send(text)
-    except (trio.BrokenResourceError, trio.ClosedResourceError):
-        pass  # the connection is gone, and the job with it
+    with trio.CancelScope(shield=True), trio.move_on_after(CANCEL_WAIT):
+        await _send(link, {"type": "cancel", "id": job})

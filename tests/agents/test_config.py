@@ -32,3 +32,13 @@ def test_an_agent_provider_without_tokens_is_a_config_error(
 ) -> None:
     with pytest.raises(ConfigError, match=says.replace(".", r"\.")):
         build_config(tomllib.loads(toml), env)
+
+
+def test_the_agents_heartbeat_is_a_server_setting_and_must_be_positive() -> None:
+    config = build_config(tomllib.loads("[server]\nagent_heartbeat = 0.5\n" + LAB),
+                          {"LAB_AGENT_TOKENS": "t1"})
+    assert config.server.agent_heartbeat == 0.5
+    assert build_config(tomllib.loads(LAB), {"LAB_AGENT_TOKENS": "t1"}
+                        ).server.agent_heartbeat == 10.0
+    with pytest.raises(ConfigError, match=r"server\.agent_heartbeat must be positive"):
+        build_config(tomllib.loads("[server]\nagent_heartbeat = 0\n"), {})

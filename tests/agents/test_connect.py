@@ -3,16 +3,19 @@
 from __future__ import annotations
 
 import logging
+import signal
 import tomllib
+from collections.abc import Callable
 from contextlib import aclosing
 
 import pytest
 import trio
 
 from app import create_app
+from app.agents import MISSED
 from app.config import build_config
 
-from ..conftest import read_events
+from ..conftest import Server, StartServer, read_events
 from ..support.serving import loopback_config, start_serving
 from ..support.upstream import FakeUpstream, openai_script
 from .conftest import (
@@ -28,6 +31,25 @@ from .conftest import (
     pool_of,
     until_models,
 )
+
+HEARTBEAT = 0.2  # seconds: the server's pings in the silent-agent test
+
+
+async def mid_answer(server: Server, act: Callable[[], None]) -> list[tuple[int, str, dict]]:
+    """A stream of lab/m1, read to its end; ``act`` runs once, at its first delta."""
+    seen: list[tuple[int, str, dict]] = []
+    acted = False
+    async with server.client() as client, client.stream(
+        "POST", "/v1/streams", headers={"Accept": "text/event-stream"},
+        json={"models": ["lab/m1"], **ASK},
+    ) as r, aclosing(read_events(r)) as events:
+        with trio.fail_after(10):
+            async for event in events:
+                seen.append(event)
+                if event[1] == "delta" and not acted:
+                    act()
+                    acted = True
+    return seen
 
 
 def text_of(events: list[tuple[int, str, dict]]) -> str:
@@ -86,7 +108,7 @@ async def test_tokens_come_back_batched_under_load(lab: Lab) -> None:
 async def test_a_stop_closes_the_agents_upstream_request(lab: Lab) -> None:
     lab.upstream.respond = answering(
         lambda seen: openai_script(["tok "] * 500, gap=0.01), ["m1"])
-    await lab.start_agent("--models", "m1")
+    agent = await lab.start_agent("--models", "m1")
     await lab.until_models({"m1"})
     async with lab.server.client() as client:
         created = (await client.post("/v1/streams", json={
@@ -100,6 +122,7 @@ async def test_a_stop_closes_the_agents_upstream_request(lab: Lab) -> None:
     assert chat.closed_at is not None
     assert chat.closed_at - asked < 0.5
     assert await lab.metric("chorus_agent_jobs") == 0
+    await agent.lines.until(r"job \d+ m1 cancelled: [1-9]\d* frames$")  # those it sent
 
 
 async def test_an_agent_killed_mid_answer_ends_the_slot_with_a_connection_error(
@@ -109,18 +132,7 @@ async def test_an_agent_killed_mid_answer_ends_the_slot_with_a_connection_error(
         lambda seen: openai_script(["tok "] * 500, gap=0.01), ["m1"])
     agent = await lab.start_agent("--models", "m1")
     await lab.until_models({"m1"})
-    seen: list[tuple[int, str, dict]] = []
-    killed = False
-    async with lab.server.client() as client, client.stream(
-        "POST", "/v1/streams", headers={"Accept": "text/event-stream"},
-        json={"models": ["lab/m1"], **ASK},
-    ) as r, aclosing(read_events(r)) as events:
-        with trio.fail_after(10):
-            async for event in events:
-                seen.append(event)
-                if event[1] == "delta" and not killed:
-                    agent.process.kill()  # mid-answer: text has been sent
-                    killed = True
+    seen = await mid_answer(lab.server, agent.process.kill)  # text has been sent
     kinds = [kind for _, kind, _ in seen]
     assert "model.retry" not in kinds  # text was sent: never retried
     error = next(d for _, kind, d in seen if kind == "model.error")["error"]
@@ -189,3 +201,38 @@ async def test_an_agent_dials_again_when_the_server_goes_and_its_models_come_bac
     stop.set()
     with trio.fail_after(5):
         await stopped.wait()
+
+
+async def test_an_agent_gone_silent_is_dropped_after_its_missed_heartbeats(
+    nursery: trio.Nursery, upstream: FakeUpstream, start_server: StartServer,
+    agents: list[Agent],
+) -> None:
+    upstream.respond = answering(lambda seen: openai_script(["tok "] * 2000, gap=0.01),
+                                 ["m1"])
+    server = await start_server(LAB.replace("[server]\n", f"[server]\nagent_heartbeat = "
+                                                          f"{HEARTBEAT}\n"), env=LAB_ENV)
+    agent = await launch(nursery, server.url, upstream.url, "--models", "m1")
+    agents.append(agent)
+    pool = pool_of(server.app)
+    await until_models(pool, {"m1"})
+    paused_at: list[float] = []
+
+    def pause() -> None:
+        agent.process.send_signal(signal.SIGSTOP)  # silent, its connection still open
+        paused_at.append(trio.current_time())
+
+    try:
+        seen = await mid_answer(server, pause)
+        silent = trio.current_time() - paused_at[0]
+        error = next(d for _, kind, d in seen if kind == "model.error")["error"]
+        assert error["type"] == "connection"
+        assert "box1" in error["message"]
+        assert silent > HEARTBEAT * (MISSED - 1)  # not at once: after the missed beats
+        assert silent < HEARTBEAT * (MISSED + 1) + 1
+        await until_models(pool, set(), absent={"m1"})
+        async with server.client() as client:
+            ids = {m["id"] for m in (await client.get("/v1/models")).json()["data"]}
+        assert "lab/m1" not in ids
+    finally:
+        agent.process.send_signal(signal.SIGCONT)
+        agent.process.kill()

@@ -11,8 +11,8 @@ from trio.testing import MockClock
 
 from providers import ChatRequest, Message, ProviderConfig
 from providers.agent import AgentLink, AgentPool, NoAgent
-from providers.agent.frames import Frame, loads
-from providers.agent.pool import JOB_QUEUE
+from providers.agent.frames import Frame, FrameError, loads
+from providers.agent.pool import WINDOW
 from providers.errors import TransportError
 from providers.events import TextDelta
 
@@ -26,6 +26,14 @@ def clock() -> MockClock:
 
 def pool() -> AgentPool:
     return AgentPool(ProviderConfig(name="lab", type="agent", api_key="t1,t2"))
+
+
+def linked(capacity: int) -> tuple[AgentPool, AgentLink]:
+    """A pool with one agent, box1, serving m1."""
+    p = pool()
+    link = AgentLink("box1", frozenset({"m1"}), capacity)
+    p.attach(link)
+    return p, link
 
 
 async def job_of(link: AgentLink) -> Frame:
@@ -78,8 +86,8 @@ async def test_jobs_go_to_the_least_loaded_agent_and_wait_for_a_free_place(
         assert p.running == 3  # the fourth waits: every place is taken
         first = await job_of(small)
         at = trio.current_time()
-        await small.deliver({"type": "events", "id": first["id"], "events": [{"text": "a"}]})
-        await small.deliver({"type": "end", "id": first["id"]})
+        small.deliver({"type": "events", "id": first["id"], "events": [{"text": "a"}]})
+        small.deliver({"type": "end", "id": first["id"]})
         fourth = await job_of(small)  # pushed the moment the place came free
         assert trio.current_time() == at
         assert fourth["model"] == "m1"
@@ -95,9 +103,7 @@ async def test_jobs_go_to_the_least_loaded_agent_and_wait_for_a_free_place(
 
 
 async def test_a_slot_that_stops_sends_the_agent_a_cancel() -> None:
-    p = pool()
-    link = AgentLink("box1", frozenset({"m1"}), 1)
-    p.attach(link)
+    p, link = linked(1)
     async with aclosing(p.stream(ASK)) as events:
         with trio.move_on_after(0.01):
             await events.__anext__()
@@ -107,14 +113,12 @@ async def test_a_slot_that_stops_sends_the_agent_a_cancel() -> None:
 
 
 async def test_an_agent_gone_after_text_was_sent_is_not_retried() -> None:
-    p = pool()
-    link = AgentLink("box1", frozenset({"m1"}), 1)
-    p.attach(link)
+    p, link = linked(1)
     got: list[object] = []
     async with trio.open_nursery() as nursery:
         nursery.start_soon(collect, p, got)
         job = await job_of(link)
-        await link.deliver({"type": "events", "id": job["id"], "events": [{"text": "a"}]})
+        link.deliver({"type": "events", "id": job["id"], "events": [{"text": "a"}]})
         await trio.testing.wait_all_tasks_blocked()
         p.detach(link)
     assert got[0] == TextDelta("a")
@@ -122,22 +126,74 @@ async def test_an_agent_gone_after_text_was_sent_is_not_retried() -> None:
     assert got[1].retryable is False
 
 
-async def test_a_slot_that_takes_nothing_holds_up_its_agents_reader_at_the_bound(
+async def test_a_slot_that_takes_nothing_never_holds_up_its_agents_reader(
     clock: MockClock,
 ) -> None:
-    p = pool()
-    link = AgentLink("box1", frozenset({"m1"}), 1)
-    p.attach(link)
-    frame = {"type": "events", "events": [{"text": "a"}]}
-    async with trio.open_nursery() as nursery, aclosing(p.stream(ASK)) as events:
-        nursery.start_soon(events.__anext__)  # the slot starts, takes one frame, stalls
-        job = (await job_of(link))["id"]
-        await link.deliver({**frame, "id": job})
+    p, link = linked(2)
+    got: list[object] = []
+    async with trio.open_nursery() as nursery, aclosing(p.stream(ASK)) as stalled:
+        nursery.start_soon(stalled.__anext__)  # the slot starts, takes one event, stalls
+        job = await job_of(link)
+        assert job["window"] == WINDOW
+        link.deliver({"type": "events", "id": job["id"], "events": [{"text": "a"}] * WINDOW})
         await trio.testing.wait_all_tasks_blocked()
-        for _ in range(JOB_QUEUE):
-            with trio.fail_after(1):
-                await link.deliver({**frame, "id": job})  # room in the bounded queue
-        with trio.move_on_after(5) as waited:
-            await link.deliver({**frame, "id": job})
-        assert waited.cancelled_caught  # the reader waits: TCP does the rest
+        nursery.start_soon(collect, p, got)  # a second job on the same agent
+        other = await job_of(link)
+        start = trio.current_time()
+        link.deliver({"type": "events", "id": other["id"], "events": [{"text": "b"}]})
+        link.deliver({"type": "end", "id": other["id"]})
+        await trio.testing.wait_all_tasks_blocked()
+        assert got == [TextDelta("b")]  # not behind the stalled job
+        assert trio.current_time() == start
+        with pytest.raises(FrameError, match="window"):  # the agent overran its window
+            link.deliver({"type": "events", "id": job["id"], "events": [{"text": "a"}]})
         nursery.cancel_scope.cancel()
+
+
+A_WINDOW = [{"text": "a"}] * WINDOW
+
+
+async def a_window_sent(nursery: trio.Nursery, p: AgentPool, link: AgentLink,
+                        got: list[object]) -> str:
+    """A slot started on ``link`` (collecting into ``got``), sent a whole window of "a":
+    its job's id."""
+    nursery.start_soon(collect, p, got)
+    job = str((await job_of(link))["id"])
+    link.deliver({"type": "events", "id": job, "events": A_WINDOW})
+    return job
+
+
+async def test_a_slot_grants_its_window_back_as_it_takes_the_events(
+    clock: MockClock,
+) -> None:
+    p, link = linked(1)
+    got: list[object] = []
+    async with trio.open_nursery() as nursery:
+        job = await a_window_sent(nursery, p, link, got)
+        for sent in range(3):  # three windows' worth, a window at a time
+            if sent:
+                link.deliver({"type": "events", "id": job, "events": A_WINDOW})
+            granted = 0
+            while granted < WINDOW:
+                credit = await job_of(link)
+                assert credit["type"] == "credit"
+                assert credit["id"] == job
+                granted += credit["events"]
+            assert granted == WINDOW
+        link.deliver({"type": "end", "id": job})
+    assert got == [TextDelta("a")] * (3 * WINDOW)
+
+
+async def test_an_agent_gone_before_its_credit_is_sent_ends_the_slot_as_gone(
+    clock: MockClock,
+) -> None:
+    p, link = linked(1)
+    got: list[object] = []
+    async with trio.open_nursery() as nursery:
+        await a_window_sent(nursery, p, link, got)
+        link.outbox.close()  # the writer is gone: the credit due cannot be sent
+        await trio.testing.wait_all_tasks_blocked()
+        p.detach(link)
+    assert got[:-1] == [TextDelta("a")] * WINDOW
+    assert isinstance(got[-1], TransportError)
+    assert str(got[-1]) == "agent box1 serving 'm1' went away mid-answer"
