@@ -24,12 +24,22 @@ import math
 import secrets
 import time
 from collections.abc import Awaitable, Callable
-from typing import TYPE_CHECKING, Any
+from functools import partial
+from typing import TYPE_CHECKING, Any, TypeVar
 
+import coredis
 import trio
 from coredis.response.types import StreamEntry
 
-from app.engine.events import Counts, ModelError, SlotError, SlotTiming, SlotUsage, StreamDone
+from app.engine.events import (
+    Counts,
+    Event,
+    ModelError,
+    SlotError,
+    SlotTiming,
+    SlotUsage,
+    StreamDone,
+)
 from app.engine.hub import Unavailable
 from app.engine.log import EventLog, MemoryEventLog
 from app.engine.wire import encode_event
@@ -56,9 +66,12 @@ if TYPE_CHECKING:
 
 log = logging.getLogger("chorus.state")
 
+T = TypeVar("T")
+Client = coredis.Redis[bytes]
+
 BLOCK_MS = 1000  # a follower's XREAD blocks this long at most, then looks around
 READ_COUNT = 1024  # entries one read takes at most
-REGISTER_TIMEOUT = 2.0  # seconds a new stream waits for its record to be written
+COMMAND_WAIT = 2.0  # seconds a request waits for Redis (its record written, a lookup)
 FOLLOWER_CONNECTIONS = 1024  # blocked reads at once: one per followed stream
 GONE = ("the Chorus instance running this stream stopped answering (its lease lapsed); "
         "this answer ends here")
@@ -96,24 +109,13 @@ class RedisState:
             "created": str(int(stream.created)), "state": "running",
             "mode": "parallel" if stream.conversation is None else "conversation",
         }
-        failure: BaseException | None = None
-        # Shielded: a client leaving now must not cancel the command in flight (that
-        # would cost the pool a connection); bounded by its own deadline instead.
-        with trio.CancelScope(shield=True):
-            with trio.move_on_after(REGISTER_TIMEOUT) as deadline:
-                try:
-                    async with self.link.client.pipeline(transaction=False) as p:
-                        p.hset(record_key(stream.id), record)
-                        p.pexpire(record_key(stream.id), int(self.retention * 1000))
-                except DOWN as exc:
-                    failure = exc
-            if deadline.cancelled_caught:
-                failure = TimeoutError(f"no answer from Redis within {REGISTER_TIMEOUT} s")
-        if failure is not None:
-            if not isinstance(failure, Unreachable):
-                self.link.failed(failure)
-            raise Unavailable(f"the shared state (Redis) cannot take a new stream now "
-                              f"({failure}); try again shortly") from failure
+
+        async def write(client: Client) -> None:
+            async with client.pipeline(transaction=False) as p:
+                p.hset(record_key(stream.id), record)
+                p.pexpire(record_key(stream.id), int(self.retention * 1000))
+
+        await self._ask(write, "cannot take a new stream now")
         log_ = stream.log
         assert isinstance(log_, MemoryEventLog)
         self.mirror.track(stream.id, log_, record)
@@ -129,17 +131,21 @@ class RedisState:
         if not is_stream_id(stream_id):
             return None
         followed = self.followed.get(stream_id)
+
+        async def look(client: Client) -> tuple[dict[bytes, bytes], Fold, list[RemoteEntry]]:
+            record = await client.hgetall(record_key(stream_id))
+            if not record or not secrets.compare_digest(record.get(b"owner", b"").decode(),
+                                                        _digest(owner)):
+                return {}, Fold(), []
+            if followed is not None:  # its log is here already
+                return record, followed.fold, []
+            return (record, *await _read_all(client, stream_id))
+
+        record, fold, entries = await self._ask(look, "is not reachable")
+        if not record:
+            return None
         if followed is not None:
-            return followed if await self._owned_by(stream_id, owner) else None
-        try:
-            record = await self.link.client.hgetall(record_key(stream_id))
-            if not record or not secrets.compare_digest(
-                    record.get(b"owner", b"").decode(), _digest(owner)):
-                return None
-            fold, entries = await self._read_all(stream_id)
-        except DOWN as exc:
-            self._failed(self.link, exc)
-            raise Unavailable(f"the shared state (Redis) is not reachable ({exc})") from exc
+            return followed
         hub = self._hub
         assert hub is not None
         remote = RemoteStream(self, stream_id, record.get(b"instance", b"").decode(), fold,
@@ -150,8 +156,26 @@ class RedisState:
         return remote
 
     async def snapshot(self, stream_id: str) -> dict[str, object]:
-        fold, _ = await self._read_all(stream_id)
+        fold, _ = await self._ask(partial(_read_all, stream_id=stream_id), "is not reachable")
         return fold.snapshot()
+
+    async def _ask(self, work: Callable[[Client], Awaitable[T]], trouble: str) -> T:
+        """``work`` done with the commands client on behalf of a request: shielded (a
+        client leaving must not cancel a command in flight, which would cost the pool a
+        connection) and bounded by its own deadline; any failure is ``Unavailable``."""
+        failure: BaseException | None = None
+        with trio.CancelScope(shield=True):
+            with trio.move_on_after(COMMAND_WAIT) as deadline:
+                try:
+                    return await work(self.link.client)
+                except DOWN as exc:
+                    failure = exc
+            if deadline.cancelled_caught:
+                failure = TimeoutError(f"no answer from Redis within {COMMAND_WAIT} s")
+        assert failure is not None
+        self._failed(self.link, failure)
+        raise Unavailable(f"the shared state (Redis) {trouble} ({failure}); try again "
+                          "shortly") from failure
 
     # -- background work --------------------------------------------------------------------
 
@@ -293,56 +317,42 @@ class RedisState:
 
     # -- reading and ending others' streams ---------------------------------------------------
 
-    async def _read_all(self, stream_id: str) -> tuple[Fold, list[RemoteEntry]]:
-        entries = [_entry(e) for e in
-                   await self.link.client.xrange(events_key(stream_id), "-", "+")]
-        fold = Fold()
-        for entry in entries:
-            fold.feed_wire(entry.id, entry.wire)
-        return fold, entries
-
-    async def _owned_by(self, stream_id: str, owner: str) -> bool:
-        try:
-            digest = await self.link.client.hget(record_key(stream_id), "owner")
-        except DOWN as exc:
-            self._failed(self.link, exc)
-            raise Unavailable(f"the shared state (Redis) is not reachable ({exc})") from exc
-        return digest is not None and secrets.compare_digest(digest.decode(),
-                                                             _digest(owner))
-
     async def _end_if_gone(self, remote: RemoteStream) -> None:
         """If the instance running ``remote`` has lost its lease, end the stream for its
         readers. Written as one transaction at the next ids: of instances racing to do
         it, only the first one's entries go in."""
-        try:
-            if await self.link.client.exists([instance_key(remote.instance)]):
-                return
-            fold = remote.fold
-            if fold.done:
-                return
-            events: list[Any] = []
-            error = SlotError("connection", GONE, retryable=False)
-            for view in fold.unfinished():
-                turn = len(fold.turns) - 1 if fold.conversation else None
-                events.append(ModelError(view.slot, error, SlotUsage(None, 0, True),
-                                         SlotTiming(None, 0.0, None), turn))
-                view.state = "error"
-            states = [s.state for s in (fold.turns if fold.conversation else fold.slots)]
-            counts = Counts(states.count("done"), len(states) - states.count("done")
-                            - states.count("stopped"), states.count("stopped"))
-            events.append(StreamDone(counts, round((time.time() - fold.created) * 1000, 1)))
-            key = events_key(remote.id)
-            async with self.link.client.pipeline(transaction=True) as p:
+        fold = remote.fold
+        error = SlotError("connection", GONE, retryable=False)
+        turn = len(fold.turns) - 1 if fold.conversation else None
+        unfinished = fold.unfinished()
+        events: list[Event] = [ModelError(view.slot, error, SlotUsage(None, 0, True),
+                                          SlotTiming(None, 0.0, None), turn)
+                               for view in unfinished]
+        states = [("error" if view in unfinished else view.state)
+                  for view in (fold.turns if fold.conversation else fold.slots)]
+        events.append(StreamDone(
+            Counts(states.count("done"), states.count("error"), states.count("stopped")),
+            round((time.time() - fold.created) * 1000, 1)))
+        key, record = events_key(remote.id), record_key(remote.id)
+
+        async def end(client: Client) -> bool:
+            if fold.done or await client.exists([instance_key(remote.instance)]):
+                return False
+            async with client.pipeline(transaction=True) as p:
                 for n, event in enumerate(events, start=fold.last_id + 1):
                     p.xadd(key, {"w": encode_event(n, event)}, identifier=entry_id(n))
-                p.hset(record_key(remote.id), {"state": "done"})
-                for k in (key, record_key(remote.id)):
+                p.hset(record, {"state": "done"})
+                for k in (key, record):
                     p.pexpire(k, int(self.retention * 1000))
-            log.warning("stream.orphan_ended", extra={"fields": {
-                "stream": remote.id, "instance": remote.instance}})
-        except DOWN as exc:
-            if not _raced(exc):
-                self._failed(self.link, exc)
+            return True
+
+        try:
+            if await self._ask(end, "is not reachable"):
+                log.warning("stream.orphan_ended", extra={"fields": {
+                    "stream": remote.id, "instance": remote.instance}})
+        except Unavailable as exc:
+            if not _raced(exc.__cause__):
+                raise
 
     def _failed(self, link: RedisLink, exc: BaseException) -> None:
         if not isinstance(exc, Unreachable):
@@ -366,6 +376,15 @@ def _entry(entry: StreamEntry) -> RemoteEntry:
                        wire if isinstance(wire, bytes) else wire.encode())
 
 
-def _raced(exc: BaseException) -> bool:
+async def _read_all(client: Client, stream_id: str) -> tuple[Fold, list[RemoteEntry]]:
+    """A stream's whole log in Redis, and what it says."""
+    entries = [_entry(e) for e in await client.xrange(events_key(stream_id), "-", "+")]
+    fold = Fold()
+    for entry in entries:
+        fold.feed_wire(entry.id, entry.wire)
+    return fold, entries
+
+
+def _raced(exc: BaseException | None) -> bool:
     """Another instance ended the stream first (its ids are taken)."""
     return "equal or smaller" in str(exc)
