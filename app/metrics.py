@@ -37,6 +37,8 @@ class Metrics:
         Gauge("chorus_streams_forgotten_early",
               "Ended streams forgotten before their retention, to keep within "
               "retained_bytes", registry=r).set_function(lambda: hub.forgotten_early)
+        if hub.shared is not None:
+            self._shared_state(hub.shared, r)
         self.streams = Counter("chorus_streams", "Streams started", registry=r)
         model = ["provider", "model"]
         self.slots = Counter("chorus_slots", "Slots ended, by outcome (done, error, stopped)",
@@ -80,6 +82,23 @@ class Metrics:
                                     "Events (tokens, usage, finish) those frames carried",
                                     ["provider"], registry=r)
         self._models: dict[str, set[str]] = {}
+
+    @staticmethod
+    def _shared_state(shared: object, r: CollectorRegistry) -> None:
+        """The Redis backend's own gauges (``app/state``), when it is on."""
+        from app.state import RedisState
+
+        if not isinstance(shared, RedisState):
+            return
+        Gauge("chorus_state_followed_streams", "Other instances' streams read here now "
+              "(one Redis follower each)", registry=r).set_function(lambda: len(shared.followed))
+        Gauge("chorus_state_mirrored_streams", "This instance's streams whose events are "
+              "written to Redis", registry=r).set_function(lambda: shared.mirror.tracked)
+        Gauge("chorus_state_write_rounds", "Pipelines of events written to Redis so far",
+              registry=r).set_function(lambda: shared.mirror.rounds)
+        Gauge("chorus_state_redis_renewals", "Redis clients replaced after a failed "
+              "command so far", registry=r).set_function(
+            lambda: shared.link.renewals + shared.reads.renewals)
 
     def exposition(self) -> bytes:
         return generate_latest(self.registry)

@@ -116,3 +116,41 @@ async def test_another_key_gets_404_on_every_instance(
         assert r.status_code == 404
         r = await cb.get("/v1/streams/bad}id{/events", headers=AUTH_A)
         assert r.status_code == 404
+
+
+async def test_a_conversation_is_read_and_looked_at_on_b_as_on_a(
+    upstream: FakeUpstream, pair: Pair,
+) -> None:
+    upstream.respond = lambda seen: openai_script(["fine ", "thanks"], gap=0.01)
+    a, b = await pair()
+    body = {"mode": "conversation", "rounds": 2,
+            "participants": [{"model": "up/m1", "name": "Ada"},
+                             {"model": "up/m2", "name": "Bo"}], **ASK}
+    async with a.client() as ca, b.client() as cb:
+        created = (await ca.post("/v1/streams", headers=AUTH_A, json=body)).json()
+        on_b = await collect(cb, created["events_url"])
+        on_a = await collect(ca, created["events_url"])
+        snap_a = (await ca.get(f"/v1/streams/{created['id']}", headers=AUTH_A)).json()
+        snap_b = (await cb.get(f"/v1/streams/{created['id']}", headers=AUTH_A)).json()
+    assert on_b == on_a
+    assert [d["turn"] for _, t, d in on_b if t == "turn.start"] == [0, 1, 2, 3]
+    assert snap_b == snap_a
+    assert snap_b["mode"] == "conversation"
+    assert [t["name"] for t in snap_b["turns"]] == ["Ada", "Bo", "Ada", "Bo"]
+
+
+async def test_metrics_show_the_shared_state_at_work(
+    upstream: FakeUpstream, pair: Pair,
+) -> None:
+    upstream.respond = lambda seen: openai_script(["x "] * 5, gap=0.01)
+    a, b = await pair()
+    async with a.client() as ca, b.client() as cb:
+        created = (await ca.post("/v1/streams", headers=AUTH_A,
+                                 json={"models": ["up/m1"], **ASK})).json()
+        await collect(cb, created["events_url"])
+        text = (await ca.get("/metrics", headers=AUTH_A)).text
+    rounds = next(line for line in text.splitlines()
+                  if line.startswith("chorus_state_write_rounds "))
+    assert float(rounds.split()[1]) >= 1
+    assert "chorus_state_redis_renewals 0.0" in text
+    assert "chorus_state_mirrored_streams 1.0" in text
