@@ -69,7 +69,7 @@ log = logging.getLogger("chorus.state")
 T = TypeVar("T")
 Client = coredis.Redis[bytes]
 
-BLOCK_MS = 1000  # a follower's XREAD blocks this long at most, then looks around
+BLOCK = 1.0  # seconds a follower's XREAD blocks at most, then looks around
 READ_COUNT = 1024  # entries one read takes at most
 COMMAND_WAIT = 2.0  # seconds a request waits for Redis (its record written, a lookup)
 FOLLOWER_CONNECTIONS = 1024  # blocked reads at once: one per followed stream
@@ -85,10 +85,15 @@ class RedisState:
     def __init__(self, url: str, *, lease: float, retention: float) -> None:
         self.instance = secrets.token_hex(8)
         self.lease = lease
+        # Timed so that a dead instance's streams end within ``lease``: its key lapses at
+        # most lease/2 after its last renewal, a follower looks every lease/6, and waits
+        # in a read at most lease/4 (a second at most).
+        self._renew_every = lease / 6
+        self._block_ms = int(min(BLOCK, lease / 4) * 1000)
         self.retention = retention
         self.link = RedisLink(url, name="commands")
         self.reads = RedisLink(url, name="follow", max_connections=FOLLOWER_CONNECTIONS,
-                               stream_timeout=BLOCK_MS / 1000 + 5)
+                               stream_timeout=BLOCK + 5)
         self.mirror = Mirror(self.link, retention)
         self.followed: dict[str, RemoteStream] = {}
         self._hub: Hub | None = None
@@ -108,6 +113,8 @@ class RedisState:
             "owner": _digest(stream.owner), "instance": self.instance,
             "created": str(int(stream.created)), "state": "running",
             "mode": "parallel" if stream.conversation is None else "conversation",
+            "slots": json.dumps([{"slot": s.slot, "model": s.model, "label": s.plan.label}
+                                 for s in stream.slots]),
         }
 
         async def write(client: Client) -> None:
@@ -213,20 +220,20 @@ class RedisState:
             while remote.wanted and not remote.done.is_set():
                 readers = remote.watches.readers > 0
                 if readers != announced or (readers and trio.current_time() - checked
-                                            > self.lease / 3):
+                                            > self._renew_every):
                     self.send_control(remote.id, {"op": "attach" if readers else "detach"})
                     announced = readers
                 try:
                     got = await self.reads.client.xread(
                         {events_key(remote.id): entry_id(remote.log.last_id)},
-                        count=READ_COUNT, block=BLOCK_MS)
+                        count=READ_COUNT, block=self._block_ms)
                 except DOWN as exc:
                     self._failed(self.reads, exc)
                     await trio.sleep(0.5)
                     continue
                 if got:
                     remote.feed([_entry(e) for entries in got.values() for e in entries])
-                if trio.current_time() - checked > self.lease / 3:
+                if trio.current_time() - checked > self._renew_every:
                     checked = trio.current_time()
                     await self._end_if_gone(remote)
         finally:
@@ -244,11 +251,11 @@ class RedisState:
         while True:
             try:
                 await self.link.client.set(instance_key(self.instance), b"1",
-                                           px=int(self.lease * 1000))
-                pause = self.lease / 3
+                                           px=int(self.lease * 500))
+                pause = self._renew_every
             except DOWN as exc:
                 self._failed(self.link, exc)
-                pause = min(self.lease / 10, 0.5)  # the lease is short of time: try soon
+                pause = min(self.lease / 20, 0.5)  # the lease is short of time: try soon
             self._expire_remote_readers()
             if first:
                 first = False
