@@ -80,6 +80,20 @@ def open_fds(pid: int) -> int:
     return len(os.listdir(f"/proc/{pid}/fd"))
 
 
+def run_delay_s(pid: int) -> float:
+    """Seconds the process's threads have spent runnable but waiting for a core
+    (``/proc/PID/task/*/schedstat``, second field): on a shared machine, the part of a lag
+    that other processes caused."""
+    total = 0
+    for task in os.listdir(f"/proc/{pid}/task"):
+        try:
+            with open(f"/proc/{pid}/task/{task}/schedstat") as f:
+                total += int(f.read().split()[1])
+        except (OSError, IndexError, ValueError):
+            continue
+    return total / 1e9
+
+
 @dataclass
 class Tally:
     """What one pass's clients saw. A token counts once the steady state has begun."""
@@ -183,6 +197,10 @@ async def run_pass(p: Pass, log: Log) -> dict[str, Any]:
         await trio.sleep(SETTLE)
         tally.window_start_ns = time.monotonic_ns()
         cpu0 = p.server.cpu() if p.server else 0.0
+        pids = {"load": os.getpid()}
+        if p.server is not None and p.server.popen is not None:
+            pids["server"] = p.server.popen.pid
+        waited0 = {name: run_delay_s(pid) for name, pid in pids.items()}
         hold_end = trio.current_time() + p.hold
         while trio.current_time() < hold_end:
             if p.server is not None and p.server.popen is not None:
@@ -192,6 +210,9 @@ async def run_pass(p: Pass, log: Log) -> dict[str, Any]:
         if p.server is not None:
             server_cpu = p.server.cpu() - cpu0
         window_s = (time.monotonic_ns() - tally.window_start_ns) / 1e9
+        waited = {f"{name}_waited_for_a_core": round((run_delay_s(pid) - waited0[name])
+                                                    / window_s, 3)
+                  for name, pid in pids.items()}
         leave_ns = time.monotonic_ns()
         readers.cancel_scope.cancel()
     closed_s = None
@@ -211,6 +232,7 @@ async def run_pass(p: Pass, log: Log) -> dict[str, Any]:
         "server_rss_mb": round(max(rss) / 1024, 1) if rss else None,
         "server_fds": max(fds) if fds else None,
         "server_cpu_share": round(server_cpu / window_s, 3) if p.server else None,
+        **waited,
         "upstream_open_after_leaving": await _open_upstream_answers(p.upstream_port),
         "upstream_answers_finished": finished,
         "all_upstreams_closed_after_leaving_s": closed_s,
