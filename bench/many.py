@@ -1,16 +1,18 @@
 """Ten thousand streams in one Chorus process: its memory, the latency it adds, and leaving.
 
-    .venv/bin/python -m bench.many [--streams 10000] [--hold 30]
+    .venv/bin/python -m bench.many [--streams 10000] [--hold 30] [--interval 1]
+                                   [--ramp-rate 1000]
 
 Each stream is one ``POST /v1/streams`` of one slot (``Accept: text/event-stream``) whose
-model answers one token a second for as long as the run lasts. The streams open in steps of
-``STEP`` (the server's listen backlog is Hypercorn's 100), are held ``--hold`` seconds, and
-then every client leaves at once. The same client first reads the fake upstream directly
-with as many streams (the floor); Chorus's figures are given minus the floor's. The fake
-upstream and this load generator share one core, the server (``python -m app serve``, the
-memory backend) has the other. Every process here gets the hard open-file limit as its soft
-one; when that cannot hold the server's two sockets per stream, the run is cut to what fits
-and says so.
+model answers one token every ``--interval`` seconds for as long as the run lasts. The
+streams open in steps of ``STEP`` (the server's listen backlog is Hypercorn's 100),
+``--ramp-rate`` a second, until all are open, a step fails or ``RAMP_LIMIT`` has passed;
+they are held ``--hold`` seconds, and then every client leaves at once. The same client
+first reads the fake upstream directly with as many streams (the floor); Chorus's figures
+are given minus the floor's. The fake upstream and this load generator share one core, the
+server (``python -m app serve``, the memory backend) has the other. Every process here gets
+the hard open-file limit as its soft one; when that cannot hold the server's two sockets
+per stream, the run is cut to what fits and says so.
 """
 
 from __future__ import annotations
@@ -38,7 +40,7 @@ from .upstream import model_name
 
 HERE = Path(__file__).resolve().parent
 STEP = 100  # streams that connect at once: within the server's listen backlog (100)
-STEP_GAP = 0.1  # seconds from one step's start to the next's: 1000 streams a second
+RAMP_RATE = 1000.0  # streams a second the ramp asks for (``--ramp-rate``), in steps of STEP
 SETTLE = 2.0  # seconds after the ramp before the steady state is measured
 RAMP_LIMIT = 120.0  # seconds the ramp may take; it stops early at the first step that fails
 CLOSE_WAIT = 30.0  # seconds the upstream gets to see every connection closed
@@ -164,6 +166,7 @@ class Pass:
     streams: int
     hold: float
     interval: float = 1.0  # seconds between one stream's tokens
+    ramp_rate: float = RAMP_RATE
     server: procs.Proc | None = None
 
 
@@ -182,7 +185,7 @@ async def run_pass(p: Pass, log: Log) -> dict[str, Any]:
     async with trio.open_nursery() as readers:
         started = trio.current_time()
         for k, first in enumerate(range(0, p.streams, STEP)):
-            await trio.sleep_until(started + k * STEP_GAP)
+            await trio.sleep_until(started + k * STEP / p.ramp_rate)
             async with trio.open_nursery() as step:
                 for _ in range(first, min(p.streams, first + STEP)):
                     model = model_name(rng.randrange(round(gap_ms)), 1_000_000, gap_ms,
@@ -256,13 +259,14 @@ def verdicts(r: dict[str, Any]) -> list[tuple[str, float | None, float, bool]]:
     return [(name, v, goal, v is not None and v <= goal) for name, v, goal in rows]
 
 
-def measure(wanted: int, hold: float, interval: float, workdir: Path,
+def measure(wanted: int, hold: float, interval: float, ramp_rate: float, workdir: Path,
             log: Log) -> dict[str, Any]:
     """Start the upstream and the server, run the floor's pass and Chorus's, stop both."""
     limit = raise_open_files()
     cores, load_cores = procs.cpus()
     os.sched_setaffinity(0, load_cores)
     r: dict[str, Any] = {"wanted": wanted, "hold_s": hold, "interval_s": interval,
+                         "ramp_rate": ramp_rate,
                          "open_files_limit": limit,
                          "loadavg_before": Path("/proc/loadavg").read_text().strip()}
     upstream = procs.upstream_proc(load_cores, workdir / "many-upstream.log")
@@ -285,10 +289,12 @@ def measure(wanted: int, hold: float, interval: float, workdir: Path,
             log(f"the open-file limit ({limit}) holds {streams} streams, not {wanted}")
         log(f"floor: {streams} streams read from the fake upstream directly")
         r["floor"] = trio.run(run_pass, Pass(Target("direct", upstream.port, "direct"),
-                                             upstream.port, streams, hold, interval), log)
+                                             upstream.port, streams, hold, interval,
+                                             ramp_rate), log)
         log(f"chorus: {streams} streams through /v1/streams")
         r["chorus"] = trio.run(run_pass, Pass(Target("chorus", port, "chorus"),
-                                              upstream.port, streams, hold, interval, server),
+                                              upstream.port, streams, hold, interval,
+                                              ramp_rate, server),
                                log)
     finally:
         server.stop()
@@ -305,11 +311,15 @@ def main(argv: list[str] | None = None) -> int:
                         help="seconds of steady state measured (default 30)")
     parser.add_argument("--interval", type=float, default=1.0,
                         help="seconds between one stream's tokens (default 1)")
+    parser.add_argument("--ramp-rate", type=float, default=RAMP_RATE,
+                        help=f"streams opened a second (default {RAMP_RATE:g})")
     parser.add_argument("--json", type=Path, default=HERE / "results" / "many.json",
                         help="where the figures go")
     args = parser.parse_args(argv)
-    if args.streams < 1 or args.hold <= 0 or not 0.001 <= args.interval <= 60:
-        parser.error("--streams must be at least 1, --hold positive, --interval 0.001-60")
+    if (args.streams < 1 or args.hold <= 0 or args.ramp_rate <= 0
+            or not 0.001 <= args.interval <= 60):
+        parser.error("--streams must be at least 1, --hold and --ramp-rate positive, "
+                     "--interval 0.001-60")
     workdir = HERE / "results" / "tmp"
     workdir.mkdir(parents=True, exist_ok=True)
     started = time.monotonic()
@@ -317,7 +327,7 @@ def main(argv: list[str] | None = None) -> int:
     def log(message: str) -> None:
         print(f"[{time.monotonic() - started:6.1f}s] {message}", flush=True)
 
-    r = measure(args.streams, args.hold, args.interval, workdir, log)
+    r = measure(args.streams, args.hold, args.interval, args.ramp_rate, workdir, log)
     r["seconds"] = round(time.monotonic() - started, 1)
     args.json.parent.mkdir(parents=True, exist_ok=True)
     args.json.write_text(json.dumps(r, indent=1) + "\n")
