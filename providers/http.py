@@ -15,9 +15,11 @@ from __future__ import annotations
 import email.utils
 import json
 import math
+import ssl
 import time
 import traceback
-from collections.abc import AsyncGenerator
+from collections.abc import AsyncGenerator, Callable, Iterator
+from contextlib import contextmanager
 from typing import Any
 
 import httpx
@@ -38,6 +40,7 @@ MAX_ERROR_BODY = 64 * 1024
 MODELS_TTL = 300.0  # seconds a discovered model list is reused (``options.models_ttl``)
 MODELS_TIMEOUT = 10.0
 MAX_URLS = 256  # parsed request URLs kept per provider (``_url``)
+SHARD_ANSWERS = 64  # answers in flight on one httpx client (``ClientShards``)
 MAX_IDLE = 16  # idle connections kept per provider: a busy stream reuses one at once
 KEEPALIVE_EXPIRY = 20.0  # seconds an idle connection is kept
 
@@ -58,7 +61,14 @@ class HttpProvider:
     ) -> None:
         self.config = config
         self.wire = wire
-        self._client = client if client is not None else make_client(config)
+        if client is not None:
+            self._clients = ClientShards(lambda _: client, per_client=None)
+        else:
+            # One TLS context for all of the provider's clients: loading the CA bundle
+            # takes milliseconds, each time.
+            tls = httpx.create_ssl_context()
+            self._clients = ClientShards(
+                lambda index: make_client(config, keep_idle=index == 0, verify=tls))
         self._urls: dict[str, httpx.URL] = {}
         self._models: list[str] | None = None
         self._models_at = -math.inf
@@ -67,34 +77,35 @@ class HttpProvider:
     async def stream(self, request: ChatRequest) -> AsyncGenerator[ProviderEvent, None]:
         parser = self.wire.parser()
         try:
-            # Sent by a call of its own, so that nothing of the request (its body, headers
-            # and parsed URL) stays referenced by this frame while the answer streams.
-            response = await self._send(request)
-            try:
-                if response.status_code >= 400:
-                    raise await self._status_error(response)
-                async for chunk in response.aiter_bytes():
-                    for event in parser.feed(chunk):
+            with self._clients.lease() as client:
+                # Sent by a call of its own, so that nothing of the request (its body,
+                # headers and parsed URL) stays referenced by this frame while it streams.
+                response = await self._send(client, request)
+                try:
+                    if response.status_code >= 400:
+                        raise await self._status_error(response)
+                    async for chunk in response.aiter_bytes():
+                        for event in parser.feed(chunk):
+                            yield event
+                        # An error the upstream sent mid-read is raised after the events
+                        # before it, now rather than on the next read.
+                        parser.raise_held()
+                    for event in parser.close():
                         yield event
-                    # An error the upstream sent mid-read is raised after the events before
-                    # it, now rather than on the next read.
-                    parser.raise_held()
-                for event in parser.close():
-                    yield event
-            finally:
-                await response.aclose()
+                finally:
+                    await response.aclose()
         except ProviderError as exc:
             exc.message = self.redact(exc.message)
             raise
         except HTTPX_ERRORS as exc:
             raise self.map_error(exc) from self._cause(exc)
 
-    async def _send(self, request: ChatRequest) -> httpx.Response:
+    async def _send(self, client: httpx.AsyncClient, request: ChatRequest) -> httpx.Response:
         """The wire protocol's request, sent; the answer as it starts."""
         spec = self.wire.build_request(self.config, request)
-        built = self._client.build_request(spec.method, self._url(spec.url),
-                                           headers=spec.headers, json=spec.json)
-        return await self._client.send(built, stream=True)
+        built = client.build_request(spec.method, self._url(spec.url),
+                                     headers=spec.headers, json=spec.json)
+        return await client.send(built, stream=True)
 
     def _url(self, url: str) -> httpx.URL:
         """``url`` parsed, once: a provider sends to one URL, or one per model (Gemini).
@@ -126,7 +137,7 @@ class HttpProvider:
         spec = self.wire.models_request(self.config)
         try:
             with trio.fail_after(MODELS_TIMEOUT):
-                response = await self._client.request(spec.method, spec.url,
+                response = await self._clients.first.request(spec.method, spec.url,
                                                       headers=dict(spec.headers))
         except trio.TooSlowError as exc:
             raise TimeoutError_(f"{self.config.name} did not list its models in time") from exc
@@ -140,7 +151,7 @@ class HttpProvider:
         return self.wire.parse_models(response.content)
 
     async def aclose(self) -> None:
-        await self._client.aclose()
+        await self._clients.aclose()
 
     def map_error(self, exc: HttpxError) -> ProviderError:
         """httpx's errors, as the engine's types; the one place this mapping lives."""
@@ -197,7 +208,54 @@ class HttpProvider:
         return text
 
 
-def make_client(config: ProviderConfig) -> httpx.AsyncClient:
+class ClientShards:
+    """The provider's httpx clients: as many as its answers in flight need, ``per_client``
+    answers each.
+
+    httpcore's pool walks every connection it holds on each request and on each answer's
+    end (``AsyncConnectionPool._assign_requests_to_connections`` in httpcore 1.0, several
+    times over when idle connections are about), so a single client with thousands of
+    answers open spends milliseconds on every start and every close: ten thousand clients
+    leaving at once would hold their upstreams open for minutes. Clients of at most
+    ``SHARD_ANSWERS`` answers keep that walk short. Only the first keeps idle connections
+    for reuse: httpcore closes an expired idle connection only when its pool is next used,
+    so a client with nothing in flight must hold no socket.
+    """
+
+    def __init__(self, make: Callable[[int], httpx.AsyncClient],
+                 per_client: int | None = SHARD_ANSWERS) -> None:
+        self._make = make
+        self._per_client = per_client
+        self._clients = [make(0)]
+        self._busy = [0]
+
+    @property
+    def first(self) -> httpx.AsyncClient:
+        return self._clients[0]
+
+    @contextmanager
+    def lease(self) -> Iterator[httpx.AsyncClient]:
+        """The first client with room for one more answer (a new one if none has), held
+        until the answer ends."""
+        limit = self._per_client
+        index = 0 if limit is None else next(
+            (i for i, busy in enumerate(self._busy) if busy < limit), len(self._busy))
+        if index == len(self._clients):
+            self._clients.append(self._make(index))
+            self._busy.append(0)
+        self._busy[index] += 1
+        try:
+            yield self._clients[index]
+        finally:
+            self._busy[index] -= 1
+
+    async def aclose(self) -> None:
+        for client in self._clients:
+            await client.aclose()
+
+
+def make_client(config: ProviderConfig, *, keep_idle: bool = True,
+                verify: ssl.SSLContext | bool = True) -> httpx.AsyncClient:
     """A client for one provider on httpx's own transport, which also honours a proxy from
     the environment (``HTTPS_PROXY``, ``NO_PROXY``...) and ``SSL_CERT_FILE``.
 
@@ -205,14 +263,15 @@ def make_client(config: ProviderConfig) -> httpx.AsyncClient:
     httpx's default 5 s read timeout would cut a model that thinks for a minute. No
     connection limit: ``max_concurrency`` bounds the answers in flight, and each HTTP/1.1
     answer needs a connection of its own. Compression is refused: a compressing server or
-    proxy may hold tokens back to fill a block.
+    proxy may hold tokens back to fill a block. Without ``keep_idle`` a connection is
+    closed when its answer ends (``ClientShards``).
     """
+    idle = max(1, min(config.max_concurrency, MAX_IDLE)) if keep_idle else 0
     return httpx.AsyncClient(
         timeout=httpx.Timeout(None, connect=config.timeouts.connect),
-        limits=httpx.Limits(max_connections=None,
-                            max_keepalive_connections=max(1, min(config.max_concurrency,
-                                                                 MAX_IDLE)),
+        limits=httpx.Limits(max_connections=None, max_keepalive_connections=idle,
                             keepalive_expiry=KEEPALIVE_EXPIRY),
+        verify=verify,
         http2=config.http2,
         follow_redirects=False,
         headers={"Accept-Encoding": "identity"},

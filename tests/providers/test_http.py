@@ -17,7 +17,7 @@ import trio
 from providers import create, errors
 from providers.base import ChatRequest, Message, ProviderConfig, Timeouts
 from providers.events import ProviderEvent, TextDelta
-from providers.http import HttpProvider, parse_retry_after
+from providers.http import ClientShards, HttpProvider, parse_retry_after
 from tests.support.upstream import FakeUpstream, Script, Seen, openai_chunk, openai_script, sse
 
 KEY = "sk-test-secret"
@@ -304,3 +304,32 @@ def test_httpx_errors_map_to_one_provider_error_each() -> None:
     ]
     for exc, kind in cases:
         assert type(p.map_error(exc)) is kind, exc
+
+
+async def test_answers_in_flight_are_spread_over_clients_of_a_bounded_size() -> None:
+    made: list[int] = []
+
+    def make(index: int) -> httpx.AsyncClient:
+        made.append(index)
+        return httpx.AsyncClient()
+
+    shards = ClientShards(make, per_client=2)
+    with shards.lease() as a, shards.lease() as b, shards.lease() as c:
+        assert a is b is shards.first
+        assert c is not a  # the first client is full: a second one carries the third answer
+        assert made == [0, 1]
+    with shards.lease() as again, shards.lease() as too, shards.lease() as third:
+        assert again is too is shards.first  # every answer ended: the first has room again
+        assert third is c  # and the second is reused, not made anew
+    assert made == [0, 1]
+    await shards.aclose()
+    assert shards.first.is_closed
+    assert c.is_closed
+
+
+async def test_an_injected_client_carries_every_answer() -> None:
+    client = httpx.AsyncClient()
+    shards = ClientShards(lambda _: client, per_client=None)
+    with shards.lease() as a, shards.lease() as b:
+        assert a is b is client
+    await shards.aclose()
