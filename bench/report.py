@@ -96,10 +96,18 @@ def targets(r: dict[str, Any]) -> list[tuple[str, str, Any, bool | None]]:
     return rows
 
 
+# Where the sections that other bench commands write begin (agents, many streams, the
+# Redis backend, the page): ``python -m bench`` rewrites the page above it and keeps them.
+KEPT = ("<!-- The sections below are written by other bench commands; "
+        "python -m bench keeps them. -->")
+
+
 def write(r: dict[str, Any], out: Path, json_path: Path) -> None:
     out.mkdir(parents=True, exist_ok=True)
-    (out / "benchmarks.md").write_text("\n".join(page(r, out, json_path)) + "\n",
-                                       encoding="utf-8")
+    target = out / "benchmarks.md"
+    old = target.read_text(encoding="utf-8") if target.exists() else ""
+    kept = old[old.index(KEPT):] if KEPT in old else KEPT + "\n"
+    target.write_text("\n".join(page(r, out, json_path)) + "\n\n" + kept, encoding="utf-8")
 
 
 def page(r: dict[str, Any], out: Path, json_path: Path) -> list[str]:

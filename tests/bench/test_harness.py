@@ -202,10 +202,16 @@ def test_page_only_writes_the_committed_page_from_the_committed_figures(
     (tmp_path / "bench").mkdir()
     figures = tmp_path / "bench" / "benchmarks.json"
     figures.write_bytes((procs.ROOT / "bench" / "benchmarks.json").read_bytes())
+    committed = (procs.ROOT / "docs" / "benchmarks.md").read_text(encoding="utf-8")
+    others = committed.split(report.KEPT)[1]
+    (tmp_path / "docs").mkdir()
+    # The page as it would be with someone's edit above the kept sections: rewritten.
+    (tmp_path / "docs" / "benchmarks.md").write_text("stale\n" + report.KEPT + others)
     assert main(["--page-only", "--json", str(figures),
                         "--out", str(tmp_path / "docs")]) == 0
     written = (tmp_path / "docs" / "benchmarks.md").read_text(encoding="utf-8")
-    assert written == (procs.ROOT / "docs" / "benchmarks.md").read_text(encoding="utf-8")
+    assert written == committed
+    assert "## Worker agents" in others  # the sections other commands write are kept
 
 
 def test_page_only_without_figures_says_so_and_writes_nothing(
