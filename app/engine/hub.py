@@ -141,8 +141,11 @@ class Hub:
             raise TooManyStreams(f"this key already runs {mine} streams; the limit is "
                                  f"{self.max_per_owner} per key")
         stream_id = secrets.token_urlsafe(16)
-        event_log = (self._log_factory() if self.shared is None
-                     else self.shared.event_log(stream_id))
+        # A stream nobody can come back to (a chat completion) is served by this process
+        # alone: sharing it would cost the shared state work that no reader could use.
+        shared = self.shared if resumable else None
+        event_log = (self._log_factory() if shared is None
+                     else shared.event_log(stream_id))
         stream = Stream(stream_id, owner, plans, event_log, self.settings, self.timers,
                         self.observer, resumable=resumable, conversation=conversation)
         if reader:
@@ -152,8 +155,8 @@ class Hub:
         self._by_owner[owner] = mine + 1
         self._counted.add(stream.id)
         try:
-            if self.shared is not None:
-                await self.shared.register(stream)
+            if shared is not None:
+                await shared.register(stream)
             await self._nursery.start(self._life, stream)
         except BaseException:
             # It never started: the caller was cancelled (a client that left at once) or

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 from contextlib import aclosing
 
+import coredis
 import trio
 
 from ..conftest import read_events
@@ -154,3 +155,19 @@ async def test_metrics_show_the_shared_state_at_work(
     assert float(rounds.split()[1]) >= 1
     assert "chorus_state_redis_renewals 0.0" in text
     assert "chorus_state_mirrored_streams 1.0" in text
+
+
+async def test_a_chat_completion_is_served_without_touching_redis(
+    upstream: FakeUpstream, pair: Pair, redis_server,
+) -> None:
+    upstream.respond = lambda seen: openai_script(["hi ", "there"], gap=0.0)
+    a, _ = await pair()
+    async with a.client() as ca:
+        answer = await ca.post("/v1/chat/completions", headers=AUTH_A,
+                               json={"model": "up/m1", **ASK})
+    assert answer.status_code == 200
+    assert answer.json()["choices"][0]["message"]["content"] == "hi there"
+    redis = coredis.Redis.from_url(redis_server.url)
+    async with redis:
+        keys = [k async for k in redis.scan_iter(match="chorus:{*")]
+    assert keys == []  # nobody can resume a completion: nothing of it is shared
