@@ -147,6 +147,12 @@ class MemoryEventLog:
         events, wires = self._events, self._wires
         return [LogEntry(i + 1, _event(events[i]), wires[i]) for i in range(start, end)]
 
+    def wires_since(self, after: int, limit: int) -> list[bytes]:
+        """The SSE bytes of entries ``after + 1`` on, at most ``limit`` of them: what a copy
+        of the log elsewhere needs (the Redis mirror), with no entry object made."""
+        start = max(after, 0)
+        return self._wires[start:start + limit]
+
     async def wait(self, after: int) -> None:
         if len(self._wires) <= after and not self._closed:
             if self._changed is None:

@@ -110,12 +110,13 @@ class Mirror:
         work = []
         async with self._link.client.pipeline(transaction=False) as p:
             for m in batch:
-                entries = await m.log.since(m.written, MAX_ROUND)
-                for entry in entries:
-                    p.xadd(events_key(m.stream_id), {"w": entry.wire},
-                           identifier=entry_id(entry.id), trim_strategy=PureToken.MAXLEN,
-                           threshold=MAX_ENTRIES, trim_operator=PureToken.APPROXIMATELY)
-                upto = entries[-1].id if entries else m.written
+                wires = m.log.wires_since(m.written, MAX_ROUND)
+                key = events_key(m.stream_id)
+                for n, wire in enumerate(wires, start=m.written + 1):
+                    p.xadd(key, {"w": wire}, identifier=entry_id(n),
+                           trim_strategy=PureToken.MAXLEN, threshold=MAX_ENTRIES,
+                           trim_operator=PureToken.APPROXIMATELY)
+                upto = m.written + len(wires)
                 ending = m.log.closed and upto == m.log.last_id
                 if ending:
                     p.hset(record_key(m.stream_id), {"state": "done"})
