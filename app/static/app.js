@@ -580,6 +580,7 @@ function bindKeys() {
 
 function main() {
   api.setApiKey(settings.apiKey);
+  api.startFeeds();
   picker = new Picker($("picker"), onSelectionChange, store);
   bindAttachments();
   const saved = store.currentConversationId();
