@@ -330,6 +330,8 @@ function noteFor(turn) {
   return "";
 }
 
+const TURNS_PER_GROUP = 8;
+
 export class PaneView {
   /**
    * callbacks: stop(index), regenerate(index), copy(text, button). `layout`: null for a
@@ -415,11 +417,27 @@ export class PaneView {
     this.turns.push(view);
     view.syncPick();
     if (this.layout) this.layout.place(this.index, this.turns.length - 1, view);
-    else this.content.append(view.root);
+    else this.groupFor().append(view.root);
     this.empty.hidden = true;
     this.syncHead();
     this.scroll();
     return view;
+  }
+
+  /**
+   * The group the next turn goes in. Turns are kept in groups of TURNS_PER_GROUP, and the
+   * browser skips a finished group out of view as one box (style.css): each
+   * `content-visibility: auto` box is checked against the viewport every frame, so one per
+   * turn made every frame's cost grow with the conversation.
+   */
+  groupFor() {
+    const last = this.content.lastElementChild;
+    if (last?.classList.contains("turn-group") && last.childElementCount < TURNS_PER_GROUP) {
+      return last;
+    }
+    const group = el("div", "turn-group");
+    this.content.append(group);
+    return group;
   }
 
   replaceLastTurn(turn) {
