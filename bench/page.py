@@ -182,21 +182,9 @@ PROBE = r"""
       else for (const n of r.addedNodes) scan(n.textContent, now);
     }
   }).observe(document, {subtree: true, childList: true, characterData: true});
-  window.__longtasks = [];
-  new PerformanceObserver((list) => {
-    for (const e of list.getEntries()) window.__longtasks.push(e.duration);
-  }).observe({type: 'longtask'});
-})();
-"""
-
-# In the page and in each of its workers (the page reads its event feeds in one): when a
-# stamp reaches JavaScript through a fetch() body reader, the part of the delay spent
-# before the page, in the upstream, Chorus and the network stack.
-READS = r"""
-(() => {
-  if (globalThis.__arrived) return;
-  const arrived = (globalThis.__arrived = new Map());
-  const re = /§([0-9a-f]+)x(\d+\.\d+)/g;
+  // When a stamp reaches the page's JavaScript (the event feed's fetch() reader): the part
+  // of the delay spent before the page, in the upstream, Chorus and the network stack.
+  const arrived = (window.__arrived = new Map());
   const decoder = new TextDecoder();
   const read = ReadableStreamDefaultReader.prototype.read;
   ReadableStreamDefaultReader.prototype.read = function () {
@@ -212,20 +200,20 @@ READS = r"""
       return r;
     });
   };
+  window.__longtasks = [];
+  new PerformanceObserver((list) => {
+    for (const e of list.getEntries()) window.__longtasks.push(e.duration);
+  }).observe({type: 'longtask'});
 })();
 """
 
 TAKE = """() => {
-  const out = {stamps: [...window.__stamps].map(([k, [sent, seen]]) => [k, sent, seen]),
+  const out = {stamps: [...window.__stamps].map(([k, [sent, seen]]) =>
+                 [sent, seen, window.__arrived.get(k) ?? null]),
                longtasks: window.__longtasks};
   window.__stamps.clear();
+  window.__arrived.clear();
   window.__longtasks = [];
-  return out;
-}"""
-
-TAKE_READS = """() => {
-  const out = [...(globalThis.__arrived ?? [])];
-  globalThis.__arrived?.clear();
   return out;
 }"""
 
@@ -284,14 +272,11 @@ def drive(browser: Any, url: str, panes: int, turns: int) -> dict[str, Any]:
     context = browser.new_context(base_url=url, viewport={"width": 1600, "height": 1000})
     context.add_init_script(script=f"localStorage.setItem('chorus:settings', {seed});")
     context.add_init_script(script=PROBE)
-    context.add_init_script(script=READS)
     page = context.new_page()
     errors: list[str] = []
     page.on("pageerror", lambda exc: errors.append(str(exc)))
     page.goto("/")
     page.wait_for_selector("body[data-models]", state="attached")
-    for worker in page.workers:  # started with the page, before any stream
-        worker.evaluate(READS)
     cdp = context.new_cdp_session(page)
     cdp.send("Performance.enable", {"timeDomain": "threadTicks"})
     cdp.send("Profiler.enable")
@@ -302,7 +287,7 @@ def drive(browser: Any, url: str, panes: int, turns: int) -> dict[str, Any]:
     # One turn more than measured is profiled: where a late turn's main-thread time goes
     # (the profiler's own cost stays out of the measured turns).
     for turn in range(1, turns + 2):
-        take(page)
+        page.evaluate(TAKE)
         profiled = turn > turns
         if profiled:
             cdp.send("Profiler.start")
@@ -320,7 +305,7 @@ def drive(browser: Any, url: str, panes: int, turns: int) -> dict[str, Any]:
             profile = self_times(cdp.send("Profiler.stop")["profile"])
             kinds = main_thread_kinds(json.loads(browser.stop_tracing()))
             break
-        taken = take(page)
+        taken = page.evaluate(TAKE)
         lag = sorted(seen - sent for sent, seen, _ in taken["stamps"])
         before_page = sorted(at - sent for sent, _, at in taken["stamps"] if at is not None)
         in_page = sorted(seen - at for _, seen, at in taken["stamps"] if at is not None)
@@ -345,18 +330,6 @@ def drive(browser: Any, url: str, panes: int, turns: int) -> dict[str, Any]:
               file=sys.stderr)
     context.close()
     return {"turns": out, "errors": errors, "profile": profile, "kinds": kinds}
-
-
-def take(page: Any) -> dict[str, Any]:
-    """The stamps seen since the last call, each as (sent, drawn, read or None), and the
-    long tasks; the probes start afresh."""
-    taken = page.evaluate(TAKE)
-    arrived: dict[str, float] = {}
-    for scope in (page, *page.workers):
-        for key, at in scope.evaluate(TAKE_READS):
-            arrived[key] = min(at, arrived.get(key, at))
-    stamps = [(sent, seen, arrived.get(key)) for key, sent, seen in taken["stamps"]]
-    return {"stamps": stamps, "longtasks": taken["longtasks"]}
 
 
 def main_thread_kinds(trace: dict[str, Any], top: int = 12) -> list[dict[str, Any]]:

@@ -12,13 +12,12 @@ bp = Blueprint("meta", __name__)
 
 
 # The page's own policy (also in its <meta>), plus what only a header can say. data: images
-# are the thumbnails of images the user attached; model output never makes an <img>. The one
-# Trusted Types policy, chorus-feed, passes only the URL of the page's feed worker (api.js).
+# are the thumbnails of images the user attached; model output never makes an <img>.
 PAGE_HEADERS = {
     "Content-Security-Policy": (
         "default-src 'none'; script-src 'self'; style-src 'self'; img-src 'self' data:; "
         "connect-src 'self'; base-uri 'none'; form-action 'none'; frame-ancestors 'none'; "
-        "require-trusted-types-for 'script'; trusted-types chorus-feed"),
+        "require-trusted-types-for 'script'; trusted-types 'none'"),
     "X-Content-Type-Options": "nosniff",
     "Referrer-Policy": "no-referrer",
 }

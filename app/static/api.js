@@ -2,13 +2,30 @@
  * The Chorus HTTP API as the page uses it: models, streams, stop, snapshot, and the event
  * feed of a stream.
  *
- * Feeds are read in a worker (feed-worker.js) so that the main thread only draws; where a
- * worker cannot start, the same loop (feed.js) runs in the page.
+ * The feed is read with fetch() and the parser in sse.js rather than EventSource, because
+ * EventSource cannot send headers: with API keys configured the server needs
+ * `Authorization`, and resuming sends `Last-Event-ID` the same way on a reconnect and
+ * after a page reload.
  */
 
-import { EVENT_TYPES, followFeed } from "./feed.js";
+import { SSEParser } from "./sse.js";
 
-export { EVENT_TYPES };
+export const EVENT_TYPES = new Set([
+  "stream.start",
+  "model.start",
+  "delta",
+  "reasoning",
+  "model.retry",
+  "model.done",
+  "model.error",
+  "model.stopped",
+  "stream.done",
+  "turn.start", // a conversation's (thread.js)
+  "manager.pick",
+]);
+
+const MAX_RETRY_MS = 10_000;
+const GIVE_UP_AFTER = 8; // consecutive failed connections before the feed is lost
 
 let apiKey = "";
 
@@ -80,89 +97,85 @@ export function getSnapshot(streamId) {
   return call("GET", "/v1/streams/" + encodeURIComponent(streamId));
 }
 
-/*
- * The feed worker. Its script URL is a Trusted Types sink: the page's policy
- * (`trusted-types chorus-feed`) allows one policy, which passes this one URL and no other.
- */
-
-const WORKER_URL = new URL("./feed-worker.js", import.meta.url).href;
-const feeds = new Map(); // feed id -> {url, last, onEvent, onLost, local}
-let worker = null; // the worker; false where none could start
-let nextFeed = 1;
-
-function workerUrl() {
-  const policy = globalThis.trustedTypes?.createPolicy("chorus-feed", {
-    createScriptURL: (url) => {
-      if (url !== WORKER_URL) throw new TypeError("Only the feed worker may be loaded.");
-      return url;
-    },
+const sleep = (ms, signal) =>
+  new Promise((resolve) => {
+    const timer = setTimeout(resolve, ms);
+    signal.addEventListener("abort", () => (clearTimeout(timer), resolve()), { once: true });
   });
-  return policy ? policy.createScriptURL(WORKER_URL) : WORKER_URL;
-}
 
 /**
- * Starts the feed worker now, so that the first stream does not wait for it to load.
- * Returns it, or false where it cannot start (feeds are then read in the page).
- */
-export function startFeeds() {
-  if (worker !== null) return worker;
-  try {
-    worker = new Worker(workerUrl(), { type: "module", name: "chorus-feed" });
-  } catch {
-    worker = false;
-    return worker;
-  }
-  worker.addEventListener("message", ({ data }) => {
-    worker.postMessage({ ack: true }); // first: a throwing handler must not stall the feeds
-    for (const [id, type, payload, n] of data.events) {
-      const feed = feeds.get(id);
-      if (!feed) continue; // closed meanwhile
-      if (n) feed.last = n;
-      feed.onEvent(type, payload, n);
-    }
-    for (const [id, status] of data.lost) {
-      const feed = feeds.get(id);
-      feeds.delete(id);
-      feed?.onLost(status);
-    }
-  });
-  // The worker failed to load or crashed: its feeds go on in the page from their last event.
-  worker.addEventListener("error", () => {
-    worker.terminate();
-    worker = false;
-    for (const [id, feed] of feeds) readInPage(id, feed);
-  });
-  return worker;
-}
-
-function readInPage(id, feed) {
-  feed.local = followFeed(feed.url, feed.last, authHeaders(), (type, data, n) => {
-    if (n) feed.last = n;
-    feed.onEvent(type, data, n);
-  }, (status) => {
-    feeds.delete(id);
-    feed.onLost(status);
-  });
-}
-
-/**
- * Follows a stream's events from after `lastEventId` (0: from the start), as followFeed in
- * feed.js does: `onEvent(type, data, id)` once per event id, in order; `onLost(status)`
- * when the feed is given up. Returns {close}.
+ * Follows a stream's events from after `lastEventId` (0: from the start).
+ *
+ * `onEvent(type, data, id)` is called once per event id, in order: ids at or below the
+ * last one seen are dropped, so a replay that overlaps can never repeat text. A dropped
+ * connection is reopened with `Last-Event-ID` (after the server's `retry:` delay, doubling
+ * up to 10 s while it keeps failing). `onLost(status)` is called when the feed is given up:
+ * the server refused it (4xx other than 429), or it failed 8 times in a row. The feed ends
+ * after `stream.done`. Returns {close}.
  */
 export function followEvents(eventsUrl, lastEventId, onEvent, onLost) {
-  const id = nextFeed++;
-  const url = new URL(eventsUrl, location.href).href;
-  const feed = { url, last: lastEventId, onEvent, onLost, local: null };
-  feeds.set(id, feed);
-  const w = startFeeds();
-  if (w) w.postMessage({ follow: id, url, last: lastEventId, headers: authHeaders() });
-  else readInPage(id, feed);
-  return {
-    close: () => {
-      feeds.delete(id);
-      if (feed.local) feed.local.close();
-      else if (worker) worker.postMessage({ close: id });
-    },
+  const url = new URL(eventsUrl, location.href);
+  const stop = new AbortController();
+  let last = lastEventId;
+  let finished = false;
+  let retryMs = 1000;
+
+  const deliver = ({ type, data, id }) => {
+    const n = Number(id) || 0;
+    if (finished || !EVENT_TYPES.has(type) || (n && n <= last)) return;
+    let parsed;
+    try {
+      parsed = JSON.parse(data);
+    } catch {
+      return;
+    }
+    if (n) last = n;
+    if (type === "stream.done") finished = true;
+    onEvent(type, parsed, n);
   };
+
+  async function readOnce() {
+    const headers = { Accept: "text/event-stream", ...authHeaders() };
+    if (last > 0) headers["Last-Event-ID"] = String(last);
+    const res = await fetch(url, { headers, cache: "no-store", signal: stop.signal });
+    if (!res.ok || !res.body) return res.status;
+    const parser = new SSEParser(deliver, (ms) => (retryMs = ms));
+    const reader = res.body.pipeThrough(new TextDecoderStream()).getReader();
+    try {
+      for (;;) {
+        const { value, done } = await reader.read();
+        if (done || finished) break;
+        parser.feed(value);
+      }
+    } finally {
+      reader.cancel().catch(() => {});
+    }
+    return 200;
+  }
+
+  (async () => {
+    let failures = 0;
+    while (!finished && !stop.signal.aborted) {
+      let status = 0;
+      const before = last;
+      try {
+        status = await readOnce();
+      } catch {
+        status = 0; // network error, before or during the body
+      }
+      if (finished || stop.signal.aborted) return;
+      if (status >= 400 && status < 500 && status !== 429) {
+        onLost(status);
+        return;
+      }
+      failures = status === 200 && last > before ? 0 : failures + 1;
+      if (failures >= GIVE_UP_AFTER) {
+        onLost(status);
+        return;
+      }
+      await sleep(Math.min(retryMs * 2 ** Math.max(0, failures - 1), MAX_RETRY_MS), stop.signal);
+    }
+  })();
+
+  return { close: () => stop.abort() };
 }

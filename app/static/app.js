@@ -580,7 +580,6 @@ function bindKeys() {
 
 function main() {
   api.setApiKey(settings.apiKey);
-  api.startFeeds();
   picker = new Picker($("picker"), onSelectionChange, store);
   bindAttachments();
   const saved = store.currentConversationId();
