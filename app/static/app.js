@@ -467,7 +467,11 @@ function toast(message) {
   toastTimer = setTimeout(() => (ui.toast.hidden = true), 4000);
 }
 
+/** Where the browser cannot size the prompt to its text in CSS (style.css), it is done here. */
+const SIZED_BY_CSS = CSS.supports("field-sizing", "content");
+
 function autosize() {
+  if (SIZED_BY_CSS) return;
   const area = ui.prompt;
   area.style.height = "auto";
   area.style.height = Math.min(area.scrollHeight, Math.round(window.innerHeight * 0.3)) + "px";

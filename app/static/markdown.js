@@ -25,6 +25,7 @@ import { BlockParser, RE_BLANK, RE_PURE_MARKUP, stripIndent } from "./md-blocks.
 import { highlightInto } from "./md-code.js";
 import { renderInline, safeHref } from "./md-inline.js";
 import { mathNode } from "./md-math.js";
+import { patch } from "./md-patch.js";
 
 export { renderInline, safeHref };
 
@@ -40,12 +41,13 @@ class DomSink {
     this.parent = parent;
     this.depth = depth;
     this.list = list; // {key, node}: the list the next compatible item joins
-    this.added = null; // when set, every node this sink inserts is recorded here
+    this.outside = list?.node; // a list already in the DOM that items may join
+    this.held = null; // when set, nodes bound for the DOM are recorded as [node, into]
   }
 
   put(node, into = this.parent) {
-    into.append(node);
-    this.added?.push(node);
+    if (this.held && (into === this.parent || into === this.outside)) this.held.push([node, into]);
+    else into.append(node);
   }
 
   add(u) {
@@ -217,22 +219,25 @@ export class MarkdownStream {
     this.sink = new StreamSink(root, 0);
     this.parser = new BlockParser(this.sink, 0);
     this.partial = "";
-    this.preview = [];
+    this.preview = []; // [node, parent] of what the preview put in the DOM
     this.ended = false;
   }
 
   push(chunk) {
     if (!chunk || this.ended) return;
-    this.clearPreview();
     const nl = chunk.lastIndexOf("\n");
     if (nl < 0) {
+      // The same block, grown: the preview drawn is patched rather than replaced.
       this.partial += chunk;
-    } else {
-      const complete = this.partial + chunk.slice(0, nl);
-      this.partial = chunk.slice(nl + 1);
-      for (const line of complete.split("\n")) this.parser.feed(line);
+      this.drawPreview(true);
+      return;
     }
-    this.drawPreview();
+    // Lines end, so blocks may finish: they go in after what is final, before any preview.
+    this.clearPreview();
+    const complete = this.partial + chunk.slice(0, nl);
+    this.partial = chunk.slice(nl + 1);
+    for (const line of complete.split("\n")) this.parser.feed(line);
+    this.drawPreview(false);
   }
 
   end() {
@@ -245,11 +250,12 @@ export class MarkdownStream {
   }
 
   clearPreview() {
-    for (const node of this.preview) node.remove();
-    this.preview.length = 0;
+    for (const [node] of this.preview) node.remove();
+    this.preview = [];
   }
 
-  drawPreview() {
+  /** Draws the open block and the partial line; `patchable`: over the preview drawn before. */
+  drawPreview(patchable) {
     const u = this.parser.cur;
     const partial = this.partial.endsWith("\r") ? this.partial.slice(0, -1) : this.partial;
     const held = RE_PURE_MARKUP.test(partial); // may yet be a closing fence, a marker…
@@ -260,11 +266,19 @@ export class MarkdownStream {
     }
     const lines = u ? u.raw.slice() : [];
     if (!held) lines.push(partial);
-    if (!lines.length) return;
     const sink = new DomSink(this.root, 0, this.sink.list);
-    sink.added = this.preview;
+    sink.held = [];
     const parser = new BlockParser(sink, 0);
     for (const line of lines) parser.feed(line);
     parser.finish();
+    const next = sink.held;
+    const old = this.preview;
+    if (patchable && old.length === next.length && old.every(([, into], i) => into === next[i][1])) {
+      this.preview = old.map(([node, into], i) => [patch(node, next[i][0]), into]);
+      return;
+    }
+    this.clearPreview();
+    for (const [node, into] of next) into.append(node);
+    this.preview = next;
   }
 }

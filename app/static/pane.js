@@ -204,47 +204,59 @@ class TurnView {
       const thinking = active && !turn.answer;
       setText(this.reasoningLabel, thinking ? "Thinking…" : "Reasoning");
       setText(this.reasoningSize, " · " + this.reasoningWords + " words");
-      this.reasoning.classList.toggle("live", thinking);
+      if (this.reasoning.classList.contains("live") !== thinking) {
+        this.reasoning.classList.toggle("live", thinking);
+      }
     }
     if (!active && !this.closed) {
       this.endAnswer();
       this.reasoningMd?.end();
       this.closed = true;
     }
-    this.root.dataset.state = turn.state;
-    this.typing.hidden = !(active && !turn.answer && !turn.reasoning);
+    // Unchanged values are not written again: a write restyles what depends on it
+    // ([data-state] selectors), even when the value is the same.
+    setAttr(this.root, "data-state", turn.state);
+    setHidden(this.typing, !(active && !turn.answer && !turn.reasoning));
     setText(this.note, noteFor(turn));
-    this.note.hidden = !this.note.textContent;
-    this.errorBox.hidden = turn.state !== "error" || !turn.error;
-    if (this.errorBox.firstChild) this.errorBox.replaceChildren();
-    if (!this.errorBox.hidden) {
-      const type = el("strong", "error-type", turn.error.type || "error");
-      const status = turn.error.status ? " " + turn.error.status : "";
-      this.errorBox.append(type, document.createTextNode(status + " — " + (turn.error.message || "")));
+    setHidden(this.note, !this.note.textContent);
+    const error = turn.state === "error" ? turn.error : null;
+    if (this.errorShown !== error) {
+      this.errorShown = error;
+      this.errorBox.replaceChildren();
+      if (error) {
+        const type = el("strong", "error-type", error.type || "error");
+        const status = error.status ? " " + error.status : "";
+        this.errorBox.append(type, document.createTextNode(status + " — " + (error.message || "")));
+      }
     }
-    this.copy.hidden = !turn.answer;
+    setHidden(this.errorBox, !error);
+    setHidden(this.copy, !turn.answer);
     this.syncStats();
     if (this.pickedFor !== turn.state) this.syncPick(); // its buttons change with the state only
     this.pickedFor = turn.state;
   }
 
-  /** The Best and Continue buttons, from the turn's pick (callbacks.pickOf). */
+  /**
+   * The Best and Continue buttons, from the turn's pick (callbacks.pickOf). A send or a pick
+   * calls this for every turn of every pane, so it writes only what changed: rewriting
+   * equal text or attributes made the browser restyle and lay out every turn again.
+   */
   syncPick() {
     const { pick, last } = this.callbacks.pickOf(this.index);
-    this.editBtn.hidden = !last || ACTIVE.has(this.head.state);
+    setHidden(this.editBtn, !last || ACTIVE.has(this.head.state));
     const mine = pick?.pane === this.slot;
     const ended = !ACTIVE.has(this.turn.state);
-    this.root.classList.toggle("picked", mine);
-    this.pickBtn.hidden = !ended || !this.turn.answer;
-    this.pickBtn.setAttribute("aria-pressed", String(mine));
-    this.pickBtn.querySelector(".btn-icon").textContent = mine ? "★" : "☆";
-    this.pickBtn.querySelector(".btn-label").textContent = mine ? "Preferred" : "Best";
-    this.shareBtn.hidden = !mine || !(last || pick.shared);
-    this.shareBtn.setAttribute("aria-pressed", String(!!pick?.shared));
-    this.shareBtn.disabled = !!pick?.shared;
-    this.shareBtn.querySelector(".btn-label").textContent = pick?.shared
+    if (this.root.classList.contains("picked") !== mine) this.root.classList.toggle("picked", mine);
+    setHidden(this.pickBtn, !ended || !this.turn.answer);
+    setAttr(this.pickBtn, "aria-pressed", String(mine));
+    setText(this.pickBtn.querySelector(".btn-icon"), mine ? "★" : "☆");
+    setText(this.pickBtn.querySelector(".btn-label"), mine ? "Preferred" : "Best");
+    setHidden(this.shareBtn, !mine || !(last || pick.shared));
+    setAttr(this.shareBtn, "aria-pressed", String(!!pick?.shared));
+    if (this.shareBtn.disabled !== !!pick?.shared) this.shareBtn.disabled = !!pick?.shared;
+    setText(this.shareBtn.querySelector(".btn-label"), pick?.shared
       ? "Every model continues from this one"
-      : "Continue with this one";
+      : "Continue with this one");
   }
 
   /**
@@ -289,7 +301,7 @@ class TurnView {
     for (const [key, text] of parts) {
       setText(this.statNodes[key], text);
     }
-    this.statNodes.state.dataset.state = this.turn.state;
+    setAttr(this.statNodes.state, "data-state", this.turn.state);
   }
 }
 
@@ -308,6 +320,14 @@ export function shownAnswer(turn) {
  */
 function setText(node, text) {
   if (node.textContent !== text) node.textContent = text;
+}
+
+function setHidden(node, hidden) {
+  if (node.hidden !== hidden) node.hidden = hidden;
+}
+
+function setAttr(node, name, value) {
+  if (node.getAttribute(name) !== value) node.setAttribute(name, value);
 }
 
 function countWords(text) {
@@ -329,6 +349,8 @@ function noteFor(turn) {
   if (turn.state === "done" && turn.finish === "length") return "Cut off: the token limit was reached.";
   return "";
 }
+
+const TURNS_PER_GROUP = 8;
 
 export class PaneView {
   /**
@@ -415,11 +437,27 @@ export class PaneView {
     this.turns.push(view);
     view.syncPick();
     if (this.layout) this.layout.place(this.index, this.turns.length - 1, view);
-    else this.content.append(view.root);
+    else this.groupFor().append(view.root);
     this.empty.hidden = true;
     this.syncHead();
     this.scroll();
     return view;
+  }
+
+  /**
+   * The group the next turn goes in. Turns are kept in groups of TURNS_PER_GROUP, and the
+   * browser skips a finished group out of view as one box (style.css): each
+   * `content-visibility: auto` box is checked against the viewport every frame, so one per
+   * turn made every frame's cost grow with the conversation.
+   */
+  groupFor() {
+    const last = this.content.lastElementChild;
+    if (last?.classList.contains("turn-group") && last.childElementCount < TURNS_PER_GROUP) {
+      return last;
+    }
+    const group = el("div", "turn-group");
+    this.content.append(group);
+    return group;
   }
 
   replaceLastTurn(turn) {
@@ -478,13 +516,13 @@ export class PaneView {
     const last = this.pane.turns[this.pane.turns.length - 1];
     const state = last ? last.state : "ready";
     const active = ACTIVE.has(state);
-    this.root.dataset.state = state;
-    this.root.setAttribute("aria-busy", String(active));
+    setAttr(this.root, "data-state", state);
+    setAttr(this.root, "aria-busy", String(active));
     setText(this.stateBadge, last?.stopping && active ? "stopping" : STATE_TEXT[state] ?? state);
-    this.stateBadge.dataset.state = state;
-    this.stopBtn.hidden = !active;
-    this.stopBtn.disabled = !!last?.stopping;
-    this.regenBtn.hidden = active || !last;
+    setAttr(this.stateBadge, "data-state", state);
+    setHidden(this.stopBtn, !active);
+    if (this.stopBtn.disabled !== !!last?.stopping) this.stopBtn.disabled = !!last?.stopping;
+    setHidden(this.regenBtn, active || !last);
   }
 
   /** Brings the newest turn into view (a new turn was added) if the reader scrolled up. */

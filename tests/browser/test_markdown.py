@@ -297,6 +297,42 @@ def test_rendering_of_common_constructs(browser_thread: BrowserThread) -> None:
     assert dict(zip(EXPECTED, got, strict=True)) == EXPECTED
 
 
+def test_a_growing_block_keeps_its_nodes_and_only_its_text_changes(
+    browser_thread: BrowserThread,
+) -> None:
+    """Words that extend the open block (no line ends) patch the drawn preview: the
+    paragraph, list item or table drawn before stays the same node, and a plain word is a
+    text change, with no node put in or taken out."""
+    result = run_js(browser_thread, r"""
+      const out = {};
+      for (const [name, start, words] of arg) {
+        const box = document.createElement('div');
+        document.body.append(box);
+        const stream = new md.MarkdownStream(box);
+        stream.push(start);
+        const drawn = box.lastElementChild;
+        const observer = new MutationObserver(() => {});
+        observer.observe(box, {childList: true, subtree: true, characterData: true});
+        const kinds = new Set();
+        for (const w of words) {
+          stream.push(w);
+          for (const r of observer.takeRecords()) kinds.add(r.type);
+        }
+        out[name] = {same: box.lastElementChild === drawn, kinds: [...kinds],
+                     text: box.textContent};
+      }
+      return out;
+    """, [["paragraph", "Some **bold** words", [" and", " more", " words"]],
+          ["item", "- one\n- two", [" and", " three"]],
+          ["table", "| a | b |\n|---|---|\n| c", [" more", " cells"]]])
+    ends = {"paragraph": "Some bold words and more words", "item": "two and three",
+            "table": "c more cells"}
+    for name, end in ends.items():
+        assert result[name]["same"], name
+        assert result[name]["kinds"] == ["characterData"], name
+        assert result[name]["text"].endswith(end), name
+
+
 def test_work_per_chunk_does_not_grow_with_the_answer(browser_thread: BrowserThread) -> None:
     """Counts the DOM nodes made and the mutations done for each chunk of a long answer.
 

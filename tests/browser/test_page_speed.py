@@ -7,7 +7,9 @@ then the summary and the page of docs built from them.
 
 And what made the page fast must keep it usable: a pane that scrolls from its bottom in CSS
 still shows the newest text while a model streams, and a send brings back a reader who
-scrolled up.
+scrolled up. And it must stay fast as the chat grows: finished turns are never written to
+again, and they are skipped out of view in groups, so the boxes the browser checks each
+frame stay few.
 """
 
 from __future__ import annotations
@@ -23,7 +25,7 @@ from playwright.sync_api import Browser
 
 from bench.page import answer_words, pct, stamped
 
-from ..conftest import Server
+from ..conftest import Server, StartServer
 from .chorus_page import ChorusPage
 from .conftest import CHROMIUM, RunInBrowser
 
@@ -131,6 +133,57 @@ async def test_a_pane_keeps_the_newest_text_in_view_and_a_send_brings_the_reader
             ui.page.wait_for_function(f"() => ({NEWEST})().chars > 40", timeout=10_000)
             assert newest_in_view(ui.page.evaluate(NEWEST))
             ui.wait_states("done")
+            assert ui.errors == []
+
+    await in_browser(scenario)
+
+
+QUICK_CONFIG = """
+[providers.demo]
+type = "demo"
+
+[providers.demo.options.presets]
+quick = { ttft = 0.0, rate = 0.0, tokens = 30 }
+"""
+
+# From now on, every change in pane 0's turns but its last, by kind.
+WATCH_FINISHED = """() => {
+  window.__changes = [];
+  const turns = [...document.querySelectorAll('.pane[data-slot="0"] .turn')].slice(0, -1);
+  const observer = new MutationObserver((records) => window.__changes.push(
+    ...records.map((r) => `${r.type} ${r.attributeName ?? ''} ${r.target.nodeName}`)));
+  for (const turn of turns) {
+    observer.observe(turn, {subtree: true, childList: true, characterData: true,
+                            attributes: true});
+  }
+  return turns.length;
+}"""
+
+# How many boxes of pane 0 the browser skips while out of view (content-visibility: auto).
+SKIPPABLE = """() => [...document.querySelectorAll('.pane[data-slot="0"] .pane-content *')]
+  .filter((node) => getComputedStyle(node).contentVisibility === 'auto').length"""
+
+
+async def test_finished_turns_are_left_alone_and_skipped_in_groups(
+    start_server: StartServer, in_browser: RunInBrowser
+) -> None:
+    chorus = await start_server(QUICK_CONFIG)
+
+    def scenario(browser: Browser) -> None:
+        with ChorusPage(browser, chorus.url, models=["demo/quick", "demo/quick"]) as ui:
+            ui.open()
+            for n in range(1, 11):
+                ui.send(f"Question {n}")
+                ui.wait_states("done", "done")
+            # 10 turns: a group of 8, skipped as one box, and the last group's first turn.
+            assert ui.page.locator('.pane[data-slot="0"] .turn').count() == 10
+            assert ui.page.evaluate(SKIPPABLE) == 2
+            assert ui.page.evaluate(WATCH_FINISHED) == 9
+            ui.send("Question 11")
+            ui.wait_states("done", "done")
+            ui.page.wait_for_timeout(300)  # a few frames and a figures tick
+            assert ui.page.evaluate("window.__changes") == []
+            assert ui.page.evaluate(SKIPPABLE) == 3
             assert ui.errors == []
 
     await in_browser(scenario)

@@ -293,3 +293,30 @@ async def test_a_server_with_api_keys_is_used_with_the_key_from_settings(
             assert ui.errors == []
 
     await in_browser(scenario)
+
+
+async def test_the_prompt_grows_with_its_text_up_to_a_limit_and_shrinks_when_sent(
+    chorus: Server, in_browser: RunInBrowser
+) -> None:
+    def scenario(browser: Browser) -> None:
+        with ChorusPage(browser, chorus.url, models=["demo/steady"]) as ui:
+            ui.open()
+            prompt = ui.page.locator("#prompt")
+
+            def height() -> float:
+                return float(prompt.evaluate("(el) => el.getBoundingClientRect().height"))
+
+            one_line = height()
+            prompt.fill("a\nb\nc\nd")
+            four_lines = height()
+            assert four_lines > one_line + 40
+            prompt.fill("\n".join("line" for _ in range(60)))
+            limit = ui.page.evaluate("innerHeight * 0.3")
+            assert four_lines < height() <= limit + 1
+            ui.page.fill("#prompt", "Short again")
+            ui.page.press("#prompt", "Enter")
+            ui.page.wait_for_function("() => !document.querySelector('#prompt').value")
+            assert height() == one_line
+            assert ui.errors == []
+
+    await in_browser(scenario)
