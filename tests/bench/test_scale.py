@@ -1,0 +1,79 @@
+"""``python -m bench.scale``, run tiny: a real ``redis-server``, Chorus on the memory backend
+and two Chorus instances on Redis, then ``--workers 2`` and one worker; every part gives
+sane figures and the page's section shows them. Bounded: a few seconds of load."""
+
+from __future__ import annotations
+
+import json
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from bench import procs
+from bench.scale import PATHS, Elsewhere, workers_ratios
+
+needs_redis = pytest.mark.skipif(shutil.which("redis-server") is None,
+                                 reason="redis-server is not installed")
+
+
+def test_a_reader_elsewhere_asks_for_the_events_of_the_stream_made_on_the_other() -> None:
+    raw = Elsewhere("b", 8001, "chorus", events_url="/v1/streams/abc/events").request(
+        "m_t5_n10_g5", "tag")
+    head = raw.decode()
+    assert head.startswith("GET /v1/streams/abc/events HTTP/1.1\r\n")
+    assert "Host: 127.0.0.1:8001\r\n" in head
+    assert "Accept: text/event-stream\r\n" in head
+    assert head.endswith("\r\n\r\n")
+
+
+def test_two_workers_are_read_as_measured_and_by_work_rate() -> None:
+    one = {"tokens_per_s": 10_000.0, "tokens_per_server_cpu_s": 10_000}
+    two = {"tokens_per_s": 12_000.0, "tokens_per_server_cpu_s": 9_000}
+    # As measured: 1.2 times; by work rate: two cores at 9000 tokens per CPU second each
+    # against one at 10000.
+    assert workers_ratios(one, two) == {"tokens_per_s": 1.2, "work_rate": 1.8}
+    assert workers_ratios({"tokens_per_s": 0.0, "tokens_per_server_cpu_s": None}, two) == {
+        "tokens_per_s": None, "work_rate": None}
+
+
+@needs_redis
+def test_quick_run_measures_every_figure(tmp_path: Path) -> None:
+    figures, section = tmp_path / "scale.json", tmp_path / "scale.md"
+    done = subprocess.run([sys.executable, "-m", "bench.scale", "--quick", "--json",
+                           str(figures), "--md", str(section)], cwd=procs.ROOT,
+                          capture_output=True, text=True, timeout=120)
+    assert done.returncode == 0, done.stdout + done.stderr
+    r = json.loads(figures.read_text())
+    assert r["notes"] == []
+    for path in PATHS:
+        lat = r["latency"][path]
+        assert lat["tokens"] > 0, path
+        assert lat["errors"] == 0, (path, lat["error_kinds"])
+        assert 0.0 <= lat["ttft_lag_ms"]["p50"] <= lat["ttft_lag_ms"]["p99"], path
+        assert 0.0 <= lat["chunk_lag_ms"]["p50"] <= lat["chunk_lag_ms"]["p99"], path
+    assert r["latency"]["redis-cross"]["cpu_us_per_token"] > 0  # both instances' CPU read
+    memory, redis = r["saturation"]["memory"], r["saturation"]["redis"]
+    assert memory["tokens_per_s"] > 100
+    assert redis["tokens_per_s"] > 100
+    assert redis["cpu_us_per_token"] > 0
+    assert redis["redis_cpu_us_per_token"] > 0  # the stream's events went through Redis
+    for where in ("memory", "redis-local", "redis-cross"):
+        stop = r["stop"][where]
+        assert stop["failed"] == 0, where
+        assert stop["upstream_closed_ms"]["n"] == stop["trials"], where
+        assert stop["upstream_closed_ms"]["max"] < 1000, where
+    workers = r["workers"]
+    assert len(workers["1"]["worker_cpu_s"]) == 1
+    assert len(workers["2"]["worker_cpu_s"]) == 2  # the supervisor's two workers, read apart
+    for label in ("1", "2", "2, burst"):
+        assert workers[label]["tokens_per_s"] > 100, label
+        assert workers[label]["tokens_per_server_cpu_s"] > 0, label
+    assert workers["ratio"] == workers_ratios(workers["1"], workers["2"])
+    text = section.read_text()
+    assert text.startswith("## Redis backend and workers\n")
+    assert "python -m bench.scale --quick" in text
+    assert "Redis, reader on the other instance" in text
+    assert text in done.stdout
