@@ -28,6 +28,7 @@ import os
 import sys
 import time
 from argparse import ArgumentParser
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
@@ -104,6 +105,36 @@ async def healthy(port: int, workers: int = 1, within: float = 30.0) -> None:
             await trio.sleep(0.01)
 
 
+async def redis_counts(port: int) -> dict[str, int]:
+    """How much Redis has done so far: calls per command (``INFO commandstats``; not
+    counting these ``INFO`` calls) and its reads (``INFO stats``: about one per pipeline
+    or lone command a client sent)."""
+    stream = await trio.open_tcp_stream("127.0.0.1", port)
+    async with stream:
+        await stream.send_all(b"*3\r\n$4\r\nINFO\r\n$5\r\nstats\r\n$12\r\ncommandstats\r\n")
+        buf = b""
+        while b"\r\n" not in buf or len(buf) < buf.index(b"\r\n") + 2 + int(
+                buf[1:buf.index(b"\r\n")]):
+            data = await stream.receive_some(65536)
+            if not data:
+                raise ConnectionError("redis-server closed before answering INFO")
+            buf += data
+    counts: dict[str, int] = {}
+    for line in buf.decode().splitlines()[1:]:
+        name, _, value = line.partition(":")
+        if name.startswith("cmdstat_") and name != "cmdstat_info":
+            counts[name.removeprefix("cmdstat_")] = int(value.split(",")[0].split("=")[1])
+        elif name == "total_reads_processed":
+            counts["reads"] = int(value)
+    return counts
+
+
+def per_token(before: dict[str, int], after: dict[str, int], tokens: int) -> dict[str, float]:
+    """What Redis did per relayed token between two ``redis_counts``."""
+    return {k: round((v - before.get(k, 0)) / tokens, 2) for k, v in sorted(after.items())
+            if v != before.get(k, 0) and tokens}
+
+
 # -- latency: the common path and the cross-instance path --------------------------------------
 
 @dataclass(frozen=True, slots=True)
@@ -154,16 +185,19 @@ async def collect_elsewhere(running: Target, reading: Target, load: Load,
     return Sample(results, (time.monotonic_ns() - start) / 1e9, cpu, cpu_ticks() - ticks0)
 
 
-async def latency(ctx: Ctx, rounds: int, paths: dict[str, Server], b: Server
+async def latency(ctx: Ctx, rounds: int, paths: dict[str, Server], b: Server, redis: Proc
                   ) -> dict[str, Any]:
     """Each path in turn, ``rounds`` times, under the latency load of ``python -m bench``;
-    every round pooled (the page gives the stolen time beside them)."""
+    every round pooled (the page gives the stolen time beside them), with what Redis did
+    per token meanwhile (commands, reads and CPU)."""
     p = ctx.plan
     load = Load(p.target_concurrency, 1, p.latency_model, p.latency_seconds, p.latency_grace,
                 stagger=1.0)
     samples: dict[str, list[Sample]] = {name: [] for name in PATHS}
+    counts: dict[str, tuple[dict[str, int], dict[str, int]]] = {}
     for _ in range(rounds):
         for name in PATHS:
+            before = {**await redis_counts(redis.port), "cpu_us": round(redis.cpu() * 1e6)}
             if name == "redis-cross":
                 a = paths["redis-local"]
                 assert a.proc is not None
@@ -173,7 +207,14 @@ async def latency(ctx: Ctx, rounds: int, paths: dict[str, Server], b: Server
             else:
                 s = paths[name]
                 samples[name].append(await collect(s.target, load, s.proc))
-    return {name: pooled(x) for name, x in samples.items()}
+            after = {**await redis_counts(redis.port), "cpu_us": round(redis.cpu() * 1e6)}
+            total, done = counts.get(name, ({}, {}))
+            counts[name] = ({k: total.get(k, 0) + v for k, v in before.items()},
+                            {k: done.get(k, 0) + v for k, v in after.items()})
+    out = {name: pooled(x) for name, x in samples.items()}
+    for name, x in out.items():
+        x["redis_per_token"] = per_token(*counts[name], x["tokens"])
+    return out
 
 
 # -- CPU per relayed chunk at saturation ---------------------------------------------------------
@@ -242,7 +283,7 @@ async def run_parts(ctx: Ctx, plan: ScalePlan, servers: dict[str, Server], redis
     direct = Server("direct", Target("direct", ctx.upstream.port, "direct"), None)
     log(f"latency, {ctx.plan.target_concurrency} streams, {plan.rounds} rounds per path")
     results["latency"] = await latency(
-        ctx, plan.rounds, {"direct": direct, "memory": mem, "redis-local": a}, b)
+        ctx, plan.rounds, {"direct": direct, "memory": mem, "redis-local": a}, b, redis)
     log("saturation")
     results["saturation"] = {name: await saturation(ctx, s, redis)
                              for name, s in (("memory", mem), ("redis", a))}
@@ -260,38 +301,40 @@ def measure(plan: ScalePlan, results: dict[str, Any], log: Any) -> None:
     os.sched_setaffinity(0, load_cores)
     running: list[Proc] = []
 
-    def start(proc: Proc) -> Proc:
-        running.append(proc)
-        return proc.start(ready_timeout=60)
+    def start(*started: Proc) -> list[Proc]:
+        """Each process started, at once (each is a Python importing Chorus: seconds)."""
+        running.extend(started)
+        with ThreadPoolExecutor(len(started)) as pool:
+            return list(pool.map(lambda p: p.start(ready_timeout=60), started))
 
     try:
-        upstream = start(procs.upstream_proc(load_cores, workdir / "upstream.log"))
-        redis = start(redis_proc(load_cores, workdir))
+        upstream, redis = start(procs.upstream_proc(load_cores, workdir / "upstream.log"),
+                                redis_proc(load_cores, workdir))
         up = upstream.port
         ctx = Ctx(plan.base, upstream, workdir, results["notes"])
-        servers = {
-            "memory": server("chorus-memory", start(procs.chorus_proc(
-                up, cores, workdir, name="chorus-memory"))),
-            "redis-a": server("chorus-redis-a", start(chorus_redis_proc(
-                up, redis.port, cores, workdir, "chorus-redis-a"))),
-            "redis-b": server("chorus-redis-b", start(chorus_redis_proc(
-                up, redis.port, load_cores, workdir, "chorus-redis-b")))}
+        mem, a, b = start(
+            procs.chorus_proc(up, cores, workdir, name="chorus-memory"),
+            chorus_redis_proc(up, redis.port, cores, workdir, "chorus-redis-a"),
+            chorus_redis_proc(up, redis.port, load_cores, workdir, "chorus-redis-b"))
+        servers = {"memory": server("chorus-memory", mem), "redis-a": server("chorus-redis-a", a),
+                   "redis-b": server("chorus-redis-b", b)}
         trio.run(run_parts, ctx, plan, servers, redis, results, log)
-        for proc in running[2:]:
+        for proc in (mem, a, b):
             proc.stop()
 
         log(f"--workers 2 and one worker, {plan.workers_streams} streams each")
         both = cores | load_cores
         results["workers"] = {}
-        for n in (1, 2):
-            proc = start(chorus_redis_proc(up, redis.port, both, workdir, f"chorus-w{n}", n))
+        for n, proc in enumerate(start(*(chorus_redis_proc(up, redis.port, both, workdir,
+                                                           f"chorus-w{n}", n)
+                                         for n in (1, 2))), 1):
             s = server(f"chorus-w{n}", proc)
             trio.run(healthy, s.target.port, n)
             for label, stagger in ((str(n), 0.4), *([(f"{n}, burst", 0.0)] if n > 1 else [])):
                 results["workers"][label] = trio.run(
                     workers_saturation, ctx, s, plan.workers_streams, plan.workers_seconds,
                     [upstream, redis], stagger)
-            proc.stop()
+            proc.stop()  # the other one waits idle meanwhile
         results["workers"]["ratio"] = workers_ratios(results["workers"]["1"],
                                                      results["workers"]["2"])
     finally:
@@ -343,6 +386,14 @@ def section(r: dict[str, Any]) -> list[str]:
                f"{_f(_added(r, n, 'chunk_lag_ms', 'p99'))}",
                "—" if n == "direct" else _f(x["cpu_us_per_token"], 0), _f(x["steal_pct"], 1),
                x["errors"]) for n, x in lat.items()))]
+    counted = [(n, x["redis_per_token"]) for n, x in lat.items() if n.startswith("redis")]
+    L += ["What Redis did per relayed token meanwhile (*reads*: about one per pipeline or "
+          "lone command sent to it; CPU: redis-server's own):", "",
+          *_table(("path", "XADD", "PEXPIRE", "HSET", "XREAD", "PUBLISH", "reads",
+                   "Redis CPU µs"), (
+              (NAMES[n], *(_f(c.get(k, 0.0)) for k in ("xadd", "pexpire", "hset", "xread",
+                                                        "publish", "reads")),
+               _f(c.get("cpu_us"), 1)) for n, c in counted))]
     sat = r.get("saturation") or {}
     L += [f"**CPU per relayed chunk at saturation**: {p['saturation_streams']} streams whose "
           f"upstreams send as fast as the socket takes, {p['saturation_seconds']} s, reader "
