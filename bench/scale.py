@@ -220,13 +220,15 @@ async def latency(ctx: Ctx, rounds: int, paths: dict[str, Server], b: Server, re
 # -- CPU per relayed chunk at saturation ---------------------------------------------------------
 
 async def saturation(ctx: Ctx, s: Server, redis: Proc) -> dict[str, Any]:
-    """``python -m bench``'s saturation, with Redis's own CPU over the same window."""
-    before = redis.cpu()
+    """``python -m bench``'s saturation, with Redis's own CPU and commands over the same
+    window."""
+    before, counts = redis.cpu(), await redis_counts(redis.port)
     out = await scenarios.saturation(ctx, s)
     redis_cpu = redis.cpu() - before
     out["redis_cpu_s"] = round(redis_cpu, 3)
     out["redis_cpu_us_per_token"] = (round(redis_cpu / out["tokens"] * 1e6, 1)
                                      if out["tokens"] else None)
+    out["redis_per_token"] = per_token(counts, await redis_counts(redis.port), out["tokens"])
     return out
 
 
@@ -249,13 +251,14 @@ async def workers_saturation(ctx: Ctx, s: Server, streams: int, seconds: float,
     model = model_name(0, 10_000_000, 0, max_s=seconds + 5)
     load = Load(streams, 1, model, 0.5, seconds, stagger=stagger)
     each0 = worker_cpu(s.proc)
-    rest0 = sum(p.cpu() for p in others) + cpu_seconds(os.getpid())
+    # This process's own CPU (not its children's: it started every server here).
+    rest0 = sum(p.cpu() for p in others) + time.process_time()
     sample = await collect(s.target, load, s.proc)
     each = [round(x - y, 3) for x, y in zip(worker_cpu(s.proc), each0, strict=False)]
     out = summarise(sample.results, sample.wall, sample.cpu, sample.ticks)
     out["worker_cpu_s"] = each
-    out["load_side_cpu_s"] = round(sum(p.cpu() for p in others) + cpu_seconds(os.getpid())
-                                   - rest0, 3)
+    out["load_side_cpu_s"] = round(sum(p.cpu() for p in others) + time.process_time() - rest0,
+                                   3)
     out["tokens_per_server_cpu_s"] = (round(out["tokens"] / sample.cpu) if sample.cpu
                                       else None)
     return out
@@ -263,10 +266,11 @@ async def workers_saturation(ctx: Ctx, s: Server, streams: int, seconds: float,
 
 def workers_ratios(one: dict[str, Any], two: dict[str, Any]) -> dict[str, Any]:
     """Two ways to read ``--workers 2`` against one worker on two shared cores: tokens per
-    second as measured (the load side's share of the cores differs between the runs), and
-    the work rate: tokens per second of server CPU, times the cores each could have to
-    itself (one worker uses one core; two, two), which asks whether a second worker adds
-    a core's worth of work or costs more per token."""
+    second as measured (but the load side shares the cores with the workers, and on a
+    machine shared with other work two processes get twice one's share of it), and the
+    work rate: tokens per second of server CPU, times the cores each could have to itself
+    (one worker uses one core; two, two), which asks whether a second worker adds a core's
+    worth of work or costs more per token."""
     raw = two["tokens_per_s"] / one["tokens_per_s"] if one["tokens_per_s"] else None
     rate1, rate2 = one["tokens_per_server_cpu_s"], two["tokens_per_server_cpu_s"]
     return {"tokens_per_s": None if raw is None else round(raw, 2),
@@ -376,7 +380,7 @@ def section(r: dict[str, Any]) -> list[str]:
           "cross-instance path, both instances') per token.", "",
           *_table(("path", "streams", "TTFT lag p50", "p99", "added p50 / p99",
                    "chunk lag p50", "p99", "added p50 / p99", "CPU µs/token", "steal %",
-                   "errors"), (
+                   "incomplete"), (
               (NAMES[n], x["streams"], _f(x["ttft_lag_ms"]["p50"], 3),
                _f(x["ttft_lag_ms"]["p99"], 3),
                f"{_f(_added(r, n, 'ttft_lag_ms', 'p50'))} / "
@@ -385,7 +389,7 @@ def section(r: dict[str, Any]) -> list[str]:
                f"{_f(_added(r, n, 'chunk_lag_ms', 'p50'))} / "
                f"{_f(_added(r, n, 'chunk_lag_ms', 'p99'))}",
                "—" if n == "direct" else _f(x["cpu_us_per_token"], 0), _f(x["steal_pct"], 1),
-               x["errors"]) for n, x in lat.items()))]
+               x["streams"] - x["complete"]) for n, x in lat.items()))]
     counted = [(n, x["redis_per_token"]) for n, x in lat.items() if n.startswith("redis")]
     L += ["What Redis did per relayed token meanwhile (*reads*: about one per pipeline or "
           "lone command sent to it; CPU: redis-server's own):", "",
@@ -416,9 +420,10 @@ def section(r: dict[str, Any]) -> list[str]:
           f"{p['workers_streams']} saturation streams starting within 0.4 s (*burst*: all at "
           f"once), {p['workers_seconds']} s. *Load side*: the fake upstream, Redis and the "
           "load generator.", "",
-          *_table(("workers", "tokens/s", "server CPU s", "each worker's CPU s",
-                   "tokens per server CPU s", "load side CPU s"), (
+          *_table(("workers", "tokens/s", "server CPU s", "cores it used",
+                   "each worker's CPU s", "tokens per server CPU s", "load side CPU s"), (
               (n, _f(x["tokens_per_s"], 0), _f(x["server_cpu_s"]),
+               _f(x["server_cpu_s"] / x["wall_s"] if x["wall_s"] else None),
                ", ".join(_f(c) for c in x["worker_cpu_s"]), x["tokens_per_server_cpu_s"],
                _f(x["load_side_cpu_s"])) for n, x in w.items() if n != "ratio")),
           f"Two workers against one: {_f(_get(w, 'ratio', 'tokens_per_s'))} times the tokens "

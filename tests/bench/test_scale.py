@@ -50,27 +50,34 @@ def test_quick_run_measures_every_figure(tmp_path: Path) -> None:
     assert r["notes"] == []
     for path in PATHS:
         lat = r["latency"][path]
-        assert lat["tokens"] > 0, path
-        assert lat["errors"] == 0, (path, lat["error_kinds"])
+        assert lat["complete"] > 0, (path, lat)
+        # A stream still running when the run is cut is no failure; any other error is.
+        assert set(lat["error_kinds"]) <= {"deadline"}, (path, lat)
         assert 0.0 <= lat["ttft_lag_ms"]["p50"] <= lat["ttft_lag_ms"]["p99"], path
         assert 0.0 <= lat["chunk_lag_ms"]["p50"] <= lat["chunk_lag_ms"]["p99"], path
     assert r["latency"]["redis-cross"]["cpu_us_per_token"] > 0  # both instances' CPU read
     memory, redis = r["saturation"]["memory"], r["saturation"]["redis"]
-    assert memory["tokens_per_s"] > 100
-    assert redis["tokens_per_s"] > 100
-    assert redis["cpu_us_per_token"] > 0
-    assert redis["redis_cpu_us_per_token"] > 0  # the stream's events went through Redis
+    assert memory["tokens_per_s"] > 100, memory
+    assert redis["tokens_per_s"] > 100, redis
+    assert redis["cpu_us_per_token"] > 0, redis
+    assert redis["redis_per_token"]["xadd"] > 0, redis  # its events went through Redis
+    assert "xadd" not in memory["redis_per_token"], memory  # and the memory backend's not
     for where in ("memory", "redis-local", "redis-cross"):
         stop = r["stop"][where]
-        assert stop["failed"] == 0, where
-        assert stop["upstream_closed_ms"]["n"] == stop["trials"], where
-        assert stop["upstream_closed_ms"]["max"] < 1000, where
+        assert stop["failed"] == 0, (where, stop)
+        assert stop["upstream_closed_ms"]["n"] == stop["trials"], (where, stop)
+        assert stop["upstream_closed_ms"]["max"] < 1000, (where, stop)
     workers = r["workers"]
     assert len(workers["1"]["worker_cpu_s"]) == 1
     assert len(workers["2"]["worker_cpu_s"]) == 2  # the supervisor's two workers, read apart
     for label in ("1", "2", "2, burst"):
-        assert workers[label]["tokens_per_s"] > 100, label
-        assert workers[label]["tokens_per_server_cpu_s"] > 0, label
+        assert workers[label]["tokens_per_s"] > 100, (label, workers)
+        assert workers[label]["tokens_per_server_cpu_s"] > 0, (label, workers)
+        # The load side (the upstream, Redis, the load generator) is pinned to its cores:
+        # its CPU cannot exceed theirs (it would, counting the servers it started).
+        load_cores = len(procs.cpus()[1])
+        assert 0 < workers[label]["load_side_cpu_s"] <= workers[label]["wall_s"] * load_cores, (
+            label, workers)
     assert workers["ratio"] == workers_ratios(workers["1"], workers["2"])
     text = section.read_text()
     assert text.startswith("## Redis backend and workers\n")
