@@ -54,14 +54,19 @@ class ScalePlan:
     (latency load, saturation, stop trials); ``quick()`` is the smoke test's size."""
 
     base: Plan = field(default_factory=lambda: Plan(stop_trials=100))
+    # Answers in flight for the latency part: python -m bench's 50, and a light load that
+    # leaves the server's core idle most of the time even on a machine shared with other
+    # work (where 50 can queue behind it and measure the neighbours).
+    latency_streams: tuple[int, ...] = (50, 10)
     rounds: int = 3  # latency rounds per path, taking turns
     workers_streams: int = 16  # saturation streams for --workers 2 and one worker
     workers_seconds: float = 5.0
 
     @classmethod
     def quick(cls) -> ScalePlan:
-        return cls(base=replace(Plan.quick(), stop_trials=5), rounds=1, workers_streams=4,
-                   workers_seconds=1.0)
+        base = replace(Plan.quick(), latency_seconds=0.5, latency_grace=0.5, stop_trials=5)
+        return cls(base=base, latency_streams=(5, 2), rounds=1,
+                   workers_streams=4, workers_seconds=1.0)
 
 
 # -- the processes ---------------------------------------------------------------------------
@@ -185,14 +190,13 @@ async def collect_elsewhere(running: Target, reading: Target, load: Load,
     return Sample(results, (time.monotonic_ns() - start) / 1e9, cpu, cpu_ticks() - ticks0)
 
 
-async def latency(ctx: Ctx, rounds: int, paths: dict[str, Server], b: Server, redis: Proc
-                  ) -> dict[str, Any]:
-    """Each path in turn, ``rounds`` times, under the latency load of ``python -m bench``;
-    every round pooled (the page gives the stolen time beside them), with what Redis did
-    per token meanwhile (commands, reads and CPU)."""
+async def latency(ctx: Ctx, rounds: int, paths: dict[str, Server], b: Server, redis: Proc,
+                  streams: int) -> dict[str, Any]:
+    """Each path in turn, ``rounds`` times, under ``python -m bench``'s latency load with
+    ``streams`` answers in flight; every round pooled (the page gives the stolen time beside
+    them), with what Redis did per token meanwhile (commands, reads and CPU)."""
     p = ctx.plan
-    load = Load(p.target_concurrency, 1, p.latency_model, p.latency_seconds, p.latency_grace,
-                stagger=1.0)
+    load = Load(streams, 1, p.latency_model, p.latency_seconds, p.latency_grace, stagger=1.0)
     samples: dict[str, list[Sample]] = {name: [] for name in PATHS}
     counts: dict[str, tuple[dict[str, int], dict[str, int]]] = {}
     for _ in range(rounds):
@@ -285,9 +289,12 @@ async def run_parts(ctx: Ctx, plan: ScalePlan, servers: dict[str, Server], redis
     for s in (mem, a, b):
         await healthy(s.target.port)
     direct = Server("direct", Target("direct", ctx.upstream.port, "direct"), None)
-    log(f"latency, {ctx.plan.target_concurrency} streams, {plan.rounds} rounds per path")
-    results["latency"] = await latency(
-        ctx, plan.rounds, {"direct": direct, "memory": mem, "redis-local": a}, b, redis)
+    results["latency"] = {}
+    for streams in plan.latency_streams:
+        log(f"latency, {streams} streams, {plan.rounds} rounds per path")
+        results["latency"][str(streams)] = await latency(
+            ctx, plan.rounds, {"direct": direct, "memory": mem, "redis-local": a}, b, redis,
+            streams)
     log("saturation")
     results["saturation"] = {name: await saturation(ctx, s, redis)
                              for name, s in (("memory", mem), ("redis", a))}
@@ -353,8 +360,8 @@ NAMES = {"direct": "direct (floor)", "memory": "memory backend",
          "redis-cross": "Redis, reader on the other instance"}
 
 
-def _added(r: dict[str, Any], name: str, key: str, q: str) -> float | None:
-    v, f = _get(r, "latency", name, key, q), _get(r, "latency", "direct", key, q)
+def _added(lat: dict[str, Any], name: str, key: str, q: str) -> float | None:
+    v, f = _get(lat, name, key, q), _get(lat, "direct", key, q)
     return None if v is None or f is None else round(v - f, 3)
 
 
@@ -373,31 +380,8 @@ def section(r: dict[str, Any]) -> list[str]:
          f"{_loads(m.get('load_average_at_end'))} at the end; "
          f"stolen time {_f(m.get('steal_pct'), 1)} %.", ""]
     L += [f"> **Note:** {note}\n" for note in r.get("notes", [])]
-    lat = r.get("latency") or {}
-    L += [f"**Latency**: {p['target_concurrency']} answers `{p['latency_model']}` in flight, "
-          f"closed loop, {p['latency_seconds']} s, {p['rounds']} rounds per path taking "
-          "turns, pooled; ms; *added* is minus the floor. CPU: the server's (for the "
-          "cross-instance path, both instances') per token.", "",
-          *_table(("path", "streams", "TTFT lag p50", "p99", "added p50 / p99",
-                   "chunk lag p50", "p99", "added p50 / p99", "CPU µs/token", "steal %",
-                   "incomplete"), (
-              (NAMES[n], x["streams"], _f(x["ttft_lag_ms"]["p50"], 3),
-               _f(x["ttft_lag_ms"]["p99"], 3),
-               f"{_f(_added(r, n, 'ttft_lag_ms', 'p50'))} / "
-               f"{_f(_added(r, n, 'ttft_lag_ms', 'p99'))}",
-               _f(x["chunk_lag_ms"]["p50"], 3), _f(x["chunk_lag_ms"]["p99"], 3),
-               f"{_f(_added(r, n, 'chunk_lag_ms', 'p50'))} / "
-               f"{_f(_added(r, n, 'chunk_lag_ms', 'p99'))}",
-               "—" if n == "direct" else _f(x["cpu_us_per_token"], 0), _f(x["steal_pct"], 1),
-               x["streams"] - x["complete"]) for n, x in lat.items()))]
-    counted = [(n, x["redis_per_token"]) for n, x in lat.items() if n.startswith("redis")]
-    L += ["What Redis did per relayed token meanwhile (*reads*: about one per pipeline or "
-          "lone command sent to it; CPU: redis-server's own):", "",
-          *_table(("path", "XADD", "PEXPIRE", "HSET", "XREAD", "PUBLISH", "reads",
-                   "Redis CPU µs"), (
-              (NAMES[n], *(_f(c.get(k, 0.0)) for k in ("xadd", "pexpire", "hset", "xread",
-                                                        "publish", "reads")),
-               _f(c.get("cpu_us"), 1)) for n, c in counted))]
+    for streams, lat in (r.get("latency") or {}).items():
+        L += _latency(p, int(streams), lat)
     sat = r.get("saturation") or {}
     L += [f"**CPU per relayed chunk at saturation**: {p['saturation_streams']} streams whose "
           f"upstreams send as fast as the socket takes, {p['saturation_seconds']} s, reader "
@@ -432,6 +416,33 @@ def section(r: dict[str, Any]) -> list[str]:
     return L
 
 
+def _latency(p: dict[str, Any], streams: int, lat: dict[str, Any]) -> list[str]:
+    def added(n: str, key: str) -> str:
+        return f"{_f(_added(lat, n, key, 'p50'))} / {_f(_added(lat, n, key, 'p99'))}"
+
+    counted = [(n, x["redis_per_token"]) for n, x in lat.items() if n.startswith("redis")]
+    return [f"**Latency, {streams} streams**: {streams} answers `{p['latency_model']}` in "
+            f"flight, closed loop, {p['latency_seconds']} s, {p['rounds']} rounds per path "
+            "taking turns, pooled; ms; *added* is minus the floor. CPU: the server's (for the "
+            "cross-instance path, both instances') per token.", "",
+            *_table(("path", "streams", "TTFT lag p50", "p99", "added p50 / p99",
+                     "chunk lag p50", "p99", "added p50 / p99", "CPU µs/token", "steal %",
+                     "incomplete"), (
+                (NAMES[n], x["streams"], _f(x["ttft_lag_ms"]["p50"], 3),
+                 _f(x["ttft_lag_ms"]["p99"], 3), added(n, "ttft_lag_ms"),
+                 _f(x["chunk_lag_ms"]["p50"], 3), _f(x["chunk_lag_ms"]["p99"], 3),
+                 added(n, "chunk_lag_ms"),
+                 "—" if n == "direct" else _f(x["cpu_us_per_token"], 0),
+                 _f(x["steal_pct"], 1), x["streams"] - x["complete"]) for n, x in lat.items())),
+            "What Redis did per relayed token meanwhile (*reads*: about one per pipeline or "
+            "lone command sent to it; CPU: redis-server's own):", "",
+            *_table(("path", "XADD", "PEXPIRE", "HSET", "XREAD", "PUBLISH", "reads",
+                     "Redis CPU µs"), (
+                (NAMES[n], *(_f(c.get(k, 0.0)) for k in ("xadd", "pexpire", "hset", "xread",
+                                                          "publish", "reads")),
+                 _f(c.get("cpu_us"), 1)) for n, c in counted))]
+
+
 def _stop(x: dict[str, Any] | None) -> tuple[Any, ...]:
     if not x:
         return ("—",) * 6
@@ -457,6 +468,7 @@ def main(argv: list[str] | None = None) -> int:
         "machine": machine(), "notes": [],
         "command": "python -m bench.scale" + (" --quick" if args.quick else ""),
         "plan": {**plan.base.__dict__, "rounds": plan.rounds,
+                 "latency_streams": plan.latency_streams,
                  "workers_streams": plan.workers_streams,
                  "workers_seconds": plan.workers_seconds}}
     measure(plan, results, log)

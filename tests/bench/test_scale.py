@@ -48,14 +48,17 @@ def test_quick_run_measures_every_figure(tmp_path: Path) -> None:
     assert done.returncode == 0, done.stdout + done.stderr
     r = json.loads(figures.read_text())
     assert r["notes"] == []
-    for path in PATHS:
-        lat = r["latency"][path]
-        assert lat["complete"] > 0, (path, lat)
+    assert sorted(r["latency"]) == ["2", "5"]
+    for streams, path in ((n, path) for n in ("2", "5") for path in PATHS):
+        lat = r["latency"][streams][path]
+        assert lat["complete"] > 0, (streams, path, lat)
         # A stream still running when the run is cut is no failure; any other error is.
-        assert set(lat["error_kinds"]) <= {"deadline"}, (path, lat)
-        assert 0.0 <= lat["ttft_lag_ms"]["p50"] <= lat["ttft_lag_ms"]["p99"], path
-        assert 0.0 <= lat["chunk_lag_ms"]["p50"] <= lat["chunk_lag_ms"]["p99"], path
-    assert r["latency"]["redis-cross"]["cpu_us_per_token"] > 0  # both instances' CPU read
+        assert set(lat["error_kinds"]) <= {"deadline"}, (streams, path, lat)
+        assert 0.0 <= lat["ttft_lag_ms"]["p50"] <= lat["ttft_lag_ms"]["p99"], (streams, path)
+        assert 0.0 <= lat["chunk_lag_ms"]["p50"] <= lat["chunk_lag_ms"]["p99"], (streams, path)
+    cross = r["latency"]["5"]["redis-cross"]
+    assert cross["cpu_us_per_token"] > 0  # both instances' CPU read
+    assert cross["redis_per_token"]["xread"] > 0  # the other instance followed from Redis
     memory, redis = r["saturation"]["memory"], r["saturation"]["redis"]
     assert memory["tokens_per_s"] > 100, memory
     assert redis["tokens_per_s"] > 100, redis
@@ -82,5 +85,7 @@ def test_quick_run_measures_every_figure(tmp_path: Path) -> None:
     text = section.read_text()
     assert text.startswith("## Redis backend and workers\n")
     assert "python -m bench.scale --quick" in text
+    assert "**Latency, 5 streams**" in text
+    assert "**Latency, 2 streams**" in text
     assert "Redis, reader on the other instance" in text
     assert text in done.stdout
