@@ -1,6 +1,6 @@
 """The Redis state backend and ``--workers``, measured beside the memory backend.
 
-    .venv/bin/python -m bench.scale            # about five minutes on 2 cores
+    .venv/bin/python -m bench.scale            # about four minutes on 2 cores
     .venv/bin/python -m bench.scale --quick    # every part, tiny (the smoke test's size)
 
 One run, one fake upstream, one ``redis-server`` started here (no persistence, its own
@@ -19,6 +19,10 @@ read apart from the server's. Lags are the client's receive time minus the upstr
 stamp, as in ``python -m bench``; *added* figures subtract the floor (the same client
 reading the upstream directly). The figures go to ``--json``; the page's section is
 printed and written to ``--md``.
+
+One module of some 500 lines, the run and its section of the page together: every part
+shares the run's processes and nothing else uses them; the helpers it needs from
+``python -m bench`` are imported, not repeated.
 """
 
 from __future__ import annotations
@@ -28,6 +32,7 @@ import os
 import sys
 import time
 from argparse import ArgumentParser
+from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field, replace
 from pathlib import Path
@@ -46,6 +51,7 @@ from .upstream import model_name
 
 HERE = Path(__file__).resolve().parent
 PATHS = ("direct", "memory", "redis-local", "redis-cross")
+Log = Callable[[str], None]
 
 
 @dataclass(frozen=True)
@@ -284,7 +290,7 @@ def workers_ratios(one: dict[str, Any], two: dict[str, Any]) -> dict[str, Any]:
 # -- the run --------------------------------------------------------------------------------------
 
 async def run_parts(ctx: Ctx, plan: ScalePlan, servers: dict[str, Server], redis: Proc,
-                    results: dict[str, Any], log: Any) -> None:
+                    results: dict[str, Any], log: Log) -> None:
     mem, a, b = servers["memory"], servers["redis-a"], servers["redis-b"]
     for s in (mem, a, b):
         await healthy(s.target.port)
@@ -304,7 +310,7 @@ async def run_parts(ctx: Ctx, plan: ScalePlan, servers: dict[str, Server], redis
                        "redis-cross": await scenarios.stop_latency(ctx, a, stop_via=b)}
 
 
-def measure(plan: ScalePlan, results: dict[str, Any], log: Any) -> None:
+def measure(plan: ScalePlan, results: dict[str, Any], log: Log) -> None:
     """Start every process, run each part into ``results``, stop them whatever happens."""
     workdir = HERE / "results" / "tmp" / "scale"
     workdir.mkdir(parents=True, exist_ok=True)
