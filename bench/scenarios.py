@@ -234,10 +234,11 @@ async def _wait_request(ctx: Ctx, t: str, count: int = 1, within: float = 5.0) -
         await trio.sleep(0.005)
 
 
-async def stop_latency(ctx: Ctx, chorus: Server, background: Server | None = None
-                       ) -> dict[str, Any]:
+async def stop_latency(ctx: Ctx, chorus: Server, background: Server | None = None, *,
+                       stop_via: Server | None = None) -> dict[str, Any]:
     """``POST /v1/streams/{id}/stop`` → the upstream connection closed, over N trials
-    (with ``background`` given, while 20 other streams run through it)."""
+    (with ``background`` given, while 20 other streams run through it; with ``stop_via``,
+    the stop sent to that server rather than to the one running the stream)."""
     p = ctx.plan
     lags: list[float] = []
     answered: list[float] = []
@@ -258,7 +259,7 @@ async def stop_latency(ctx: Ctx, chorus: Server, background: Server | None = Non
                 with trio.move_on_after(5):
                     await _read_tokens(response, 3)
                 t0 = time.monotonic_ns()
-                status, _, seconds = await get_json(chorus.target.port,
+                status, _, seconds = await get_json((stop_via or chorus).target.port,
                                                     f"/v1/streams/{stream_id}/stop", "POST", {})
                 answered.append(seconds * 1000)
                 closed = (await _closed_after(ctx, [t], t0, 3.0))[0]
