@@ -122,7 +122,7 @@ async def test_an_instance_killed_mid_stream_ends_for_readers_elsewhere_within_t
     assert got[-1][1] == "stream.done"
     assert got[-1][2]["counts"]["error"] == 2
     assert [i for i, _, _ in got] == list(range(1, len(got) + 1))
-    assert ended_after < lease + 0.5  # within the lease, give or take a busy machine
+    assert ended_after < lease + 1.0  # within the lease, give or take a busy machine
 
 
 async def _events(client: httpx.AsyncClient, url: str):
