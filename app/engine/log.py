@@ -99,17 +99,47 @@ def _event(kept: Event | _Kept) -> Event:
     return kept
 
 
+class Changes:
+    """The next change of a log, waited for by any number of readers at once: one
+    ``trio.Event``, made when the first of them waits and set by the next change (none is
+    made per change while nobody waits)."""
+
+    __slots__ = ("_event",)
+
+    def __init__(self) -> None:
+        self._event: trio.Event | None = None
+
+    async def wait(self, ready: bool) -> None:
+        """Return at once (a checkpoint) if ``ready``, else at the next ``set``."""
+        if ready:
+            await trio.lowlevel.checkpoint()
+            return
+        if self._event is None:
+            self._event = trio.Event()
+        await self._event.wait()
+
+    def set(self) -> None:
+        event, self._event = self._event, None
+        if event is not None:
+            event.set()
+
+
+def span(length: int, after: int, limit: int | None) -> slice:
+    """Which of a log's ``length`` entries come after id ``after``, ``limit`` at most."""
+    start = max(after, 0)
+    return slice(start, length if limit is None else min(length, start + limit))
+
+
 class MemoryEventLog:
-    """The in-process backend: entries in two lists (events, SSE bytes) and a
-    ``trio.Event`` for the readers in ``wait``, made when the first of them waits and set
-    by the next append (no event is made per append while nobody waits)."""
+    """The in-process backend: entries in two lists (events, SSE bytes), and the readers'
+    wait for the next append (``Changes``)."""
 
     def __init__(self, on_append: Callable[[MemoryEventLog], None] | None = None) -> None:
         self._on_append = on_append  # told of each append (the Redis mirror, ``app/state``)
         self._events: list[Event | _Kept] = []
         self._wires: list[bytes] = []
         self._size = 0
-        self._changed: trio.Event | None = None
+        self._changes = Changes()
         self._closed = False
 
     @property
@@ -136,37 +166,31 @@ class MemoryEventLog:
             wires.append(wire)
             self._events.append(_keep(event))
             self._size += len(wire)
-        self._wake()
+        self._changes.set()
         if self._on_append is not None:
             self._on_append(self)
         return len(wires)
 
     async def since(self, after: int, limit: int | None = None) -> list[LogEntry]:
-        start = max(after, 0)
-        end = len(self._wires) if limit is None else min(len(self._wires), start + limit)
+        chosen = span(len(self._wires), after, limit)
         events, wires = self._events, self._wires
-        return [LogEntry(i + 1, _event(events[i]), wires[i]) for i in range(start, end)]
+        return [LogEntry(i + 1, _event(events[i]), wires[i])
+                for i in range(chosen.start, chosen.stop)]
 
     def wires_since(self, after: int, limit: int) -> list[bytes]:
         """The SSE bytes of entries ``after + 1`` on, at most ``limit`` of them: what a copy
         of the log elsewhere needs (the Redis mirror), with no entry object made."""
-        start = max(after, 0)
-        return self._wires[start:start + limit]
+        return self._wires[span(len(self._wires), after, limit)]
 
     async def wait(self, after: int) -> None:
-        if len(self._wires) <= after and not self._closed:
-            if self._changed is None:
-                self._changed = trio.Event()
-            await self._changed.wait()
-        else:
-            await trio.lowlevel.checkpoint()
+        await self._changes.wait(len(self._wires) > after or self._closed)
 
     def wake(self) -> None:
-        self._wake()
+        self._changes.set()
 
     def close(self) -> None:
         self._closed = True
-        self._wake()
+        self._changes.set()
         if self._on_append is not None:
             self._on_append(self)
 
@@ -183,8 +207,3 @@ class MemoryEventLog:
             await trio.lowlevel.checkpoint()
         self._size = 0
 
-    def _wake(self) -> None:
-        changed = self._changed
-        if changed is not None:
-            self._changed = None
-            changed.set()

@@ -17,6 +17,7 @@ from typing import TYPE_CHECKING
 
 import trio
 
+from app.engine.log import Changes, span
 from app.engine.readers import Reader, SSEBody
 from app.engine.stream import StreamSettings
 from app.engine.timers import Timers
@@ -41,7 +42,7 @@ class RemoteLog:
 
     def __init__(self) -> None:
         self._entries: list[RemoteEntry] = []
-        self._changed: trio.Event | None = None
+        self._changes = Changes()
         self._closed = False
 
     @property
@@ -63,22 +64,13 @@ class RemoteLog:
         self.wake()
 
     async def since(self, after: int, limit: int | None = None) -> list[RemoteEntry]:
-        start = max(after, 0)
-        end = len(self._entries) if limit is None else min(len(self._entries), start + limit)
-        return self._entries[start:end]
+        return self._entries[span(len(self._entries), after, limit)]
 
     async def wait(self, after: int) -> None:
-        if len(self._entries) <= after and not self._closed:
-            if self._changed is None:
-                self._changed = trio.Event()
-            await self._changed.wait()
-        else:
-            await trio.lowlevel.checkpoint()
+        await self._changes.wait(len(self._entries) > after or self._closed)
 
     def wake(self) -> None:
-        changed, self._changed = self._changed, None
-        if changed is not None:
-            changed.set()
+        self._changes.set()
 
 
 class RemoteStream:
