@@ -3,7 +3,9 @@
 from __future__ import annotations
 
 from collections.abc import Awaitable, Callable
+from typing import Any
 
+import httpx
 import pytest
 
 from ..conftest import Server, StartServer
@@ -17,6 +19,14 @@ AUTH_A = {"Authorization": "Bearer key-a"}
 AUTH_B = {"Authorization": "Bearer key-b"}
 
 Pair = Callable[..., Awaitable[tuple[Server, Server]]]
+
+
+async def start_stream(client: httpx.AsyncClient, *models: object) -> dict[str, Any]:
+    """``POST /v1/streams`` (key A, the usual question) for ``models``: its 201 body."""
+    made = await client.post("/v1/streams", headers=AUTH_A, json={"models": list(models),
+                                                                 **ASK})
+    assert made.status_code == 201, made.text
+    return made.json()
 
 
 def redis_config(upstream: FakeUpstream, redis: RedisServer, *, grace: float = 0.0,

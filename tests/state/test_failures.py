@@ -19,7 +19,7 @@ import trio
 from ..conftest import StartServer, read_events
 from ..support.redis import RedisServer, free_port
 from ..support.upstream import FakeUpstream, openai_script
-from .conftest import ASK, AUTH_A, KEYS, SSE, Pair, redis_config, spawn
+from .conftest import ASK, AUTH_A, KEYS, SSE, Pair, redis_config, spawn, start_stream
 
 
 async def test_serve_exits_2_when_redis_does_not_answer(tmp_path) -> None:
@@ -77,8 +77,7 @@ async def test_redis_restarted_mid_stream_a_reader_elsewhere_misses_nothing(
     upstream.respond = lambda seen: openai_script([f"w{i} " for i in range(60)], gap=0.02)
     a, b = await pair(grace=5.0)
     async with a.client() as ca, b.client() as cb:
-        created = (await ca.post("/v1/streams", headers=AUTH_A,
-                                 json={"models": ["up/m1"], **ASK})).json()
+        created = await start_stream(ca, "up/m1")
         on_b = []
         with trio.fail_after(30):
             async with cb.stream("GET", created["events_url"], headers=AUTH_A) as r, \
@@ -102,8 +101,7 @@ async def test_an_instance_killed_mid_stream_ends_for_readers_elsewhere_within_t
     a = await chorus_process(toml, env=KEYS)
     b = await start_server(toml, env=KEYS)
     async with httpx.AsyncClient(base_url=a.url, timeout=10) as ca, b.client() as cb:
-        created = (await ca.post("/v1/streams", headers=AUTH_A,
-                                 json={"models": ["up/m1", "up/m2"], **ASK})).json()
+        created = await start_stream(ca, "up/m1", "up/m2")
         got = []
         async with cb.stream("GET", created["events_url"], headers=AUTH_A) as r, \
                 aclosing(read_events(r)) as events:

@@ -12,7 +12,7 @@ import trio
 from ..conftest import read_events
 from ..support.redis import RedisServer
 from ..support.upstream import FakeUpstream, openai_script
-from .conftest import ASK, AUTH_A, Pair
+from .conftest import ASK, AUTH_A, Pair, start_stream
 
 
 async def test_500_readers_leaving_mid_stream_on_b_leave_the_pool_healthy(
@@ -21,8 +21,7 @@ async def test_500_readers_leaving_mid_stream_on_b_leave_the_pool_healthy(
     upstream.respond = lambda seen: openai_script(["tok "] * 400, gap=0.005)
     a, b = await pair(grace=5.0)
     async with a.client() as ca, b.client() as cb:
-        created = (await ca.post("/v1/streams", headers=AUTH_A,
-                                 json={"models": ["up/m1"], **ASK})).json()
+        created = await start_stream(ca, "up/m1")
 
         async def read_a_little() -> None:
             async with cb.stream("GET", created["events_url"], headers=AUTH_A) as r, \
@@ -37,8 +36,7 @@ async def test_500_readers_leaving_mid_stream_on_b_leave_the_pool_healthy(
                         nursery.start_soon(read_a_little)
         # A new stream, read on B and stopped from B, in its usual time.
         upstream.respond = lambda seen: openai_script(["tok "] * 400, gap=0.01)
-        fresh = (await ca.post("/v1/streams", headers=AUTH_A,
-                               json={"models": ["up/m1"], **ASK})).json()
+        fresh = await start_stream(ca, "up/m1")
         with trio.fail_after(5):
             async with cb.stream("GET", fresh["events_url"], headers=AUTH_A) as r, \
                     aclosing(read_events(r)) as events:

@@ -10,7 +10,7 @@ import trio
 
 from ..conftest import read_events
 from ..support.upstream import FakeUpstream, openai_script
-from .conftest import ASK, AUTH_A, AUTH_B, Pair
+from .conftest import ASK, AUTH_A, AUTH_B, Pair, start_stream
 
 
 async def collect(client, url: str, headers: dict[str, str] | None = None,
@@ -33,8 +33,7 @@ async def test_a_stream_started_on_a_is_read_on_b_event_for_event(
     upstream.respond = lambda seen: openai_script(["one ", "two ", "three"], gap=0.02)
     a, b = await pair()
     async with a.client() as ca, b.client() as cb:
-        created = (await ca.post("/v1/streams", headers=AUTH_A,
-                                 json={"models": ["up/m1", "up/m2"], **ASK})).json()
+        created = await start_stream(ca, "up/m1", "up/m2")
         on_b = await collect(cb, created["events_url"])
         on_a = await collect(ca, created["events_url"])
         snap_a = (await ca.get(f"/v1/streams/{created['id']}", headers=AUTH_A)).json()
@@ -54,8 +53,7 @@ async def test_a_reader_on_b_resumes_on_b_with_every_event_once(
     upstream.respond = lambda seen: openai_script([f"w{i} " for i in range(40)], gap=0.01)
     a, b = await pair(grace=5.0)
     async with a.client() as ca, b.client() as cb:
-        created = (await ca.post("/v1/streams", headers=AUTH_A,
-                                 json={"models": ["up/m1"], **ASK})).json()
+        created = await start_stream(ca, "up/m1")
         first = await collect(cb, created["events_url"], until=6)
         rest = await collect(cb, created["events_url"],
                              headers={"Last-Event-ID": str(first[-1][0])})
@@ -70,9 +68,7 @@ async def test_a_stop_from_b_closes_the_upstream_on_a_and_the_sibling_finishes(
     upstream.respond = lambda seen: openai_script(["tok "] * 200, gap=0.01)
     a, b = await pair(grace=5.0)
     async with a.client() as ca, b.client() as cb:
-        created = (await ca.post("/v1/streams", headers=AUTH_A,
-                                 json={"models": [{"model": "up/m1"},
-                                                  {"model": "up/m2"}], **ASK})).json()
+        created = await start_stream(ca, {"model": "up/m1"}, {"model": "up/m2"})
         async with ca.stream("GET", created["events_url"], headers=AUTH_A) as r, \
                 aclosing(read_events(r)) as events:
             async for _, kind, _data in events:
@@ -103,8 +99,7 @@ async def test_another_key_gets_404_on_every_instance(
     upstream.respond = lambda seen: openai_script(["x"], gap=0.0)
     a, b = await pair()
     async with a.client() as ca, b.client() as cb:
-        created = (await ca.post("/v1/streams", headers=AUTH_A,
-                                 json={"models": ["up/m1"], **ASK})).json()
+        created = await start_stream(ca, "up/m1")
         for client in (ca, cb):
             for path in ("", "/events"):
                 r = await client.get(f"/v1/streams/{created['id']}{path}", headers=AUTH_B)
@@ -146,8 +141,7 @@ async def test_metrics_show_the_shared_state_at_work(
     upstream.respond = lambda seen: openai_script(["x "] * 5, gap=0.01)
     a, b = await pair()
     async with a.client() as ca, b.client() as cb:
-        created = (await ca.post("/v1/streams", headers=AUTH_A,
-                                 json={"models": ["up/m1"], **ASK})).json()
+        created = await start_stream(ca, "up/m1")
         await collect(cb, created["events_url"])
         text = (await ca.get("/metrics", headers=AUTH_A)).text
     rounds = next(line for line in text.splitlines()
