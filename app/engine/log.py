@@ -134,8 +134,8 @@ class MemoryEventLog:
     """The in-process backend: entries in two lists (events, SSE bytes), and the readers'
     wait for the next append (``Changes``)."""
 
-    def __init__(self, on_append: Callable[[MemoryEventLog], None] | None = None) -> None:
-        self._on_append = on_append  # told of each append (the Redis mirror, ``app/state``)
+    def __init__(self, on_change: Callable[[], None] | None = None) -> None:
+        self._on_change = on_change  # told of each append and the close (the Redis mirror)
         self._events: list[Event | _Kept] = []
         self._wires: list[bytes] = []
         self._size = 0
@@ -167,8 +167,8 @@ class MemoryEventLog:
             self._events.append(_keep(event))
             self._size += len(wire)
         self._changes.set()
-        if self._on_append is not None:
-            self._on_append(self)
+        if self._on_change is not None:
+            self._on_change()
         return len(wires)
 
     async def since(self, after: int, limit: int | None = None) -> list[LogEntry]:
@@ -191,8 +191,8 @@ class MemoryEventLog:
     def close(self) -> None:
         self._closed = True
         self._changes.set()
-        if self._on_append is not None:
-            self._on_append(self)
+        if self._on_change is not None:
+            self._on_change()
 
     async def discard(self) -> None:
         """Free the entries a slice at a time, letting other tasks run between slices.

@@ -13,19 +13,15 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from app.engine.slots import QUEUED, RUNNING
+from providers.sse import SSEDecoder
 
 TERMINAL = {"model.done": "done", "model.error": "error", "model.stopped": "stopped"}
 
 
 def parse_wire(wire: bytes) -> tuple[str, dict[str, Any]]:
     """An SSE event of Chorus's own (``engine/wire.py``) → its type and its JSON data."""
-    kind, data = "", "{}"
-    for line in wire.decode().split("\n"):
-        if line.startswith("event: "):
-            kind = line[7:]
-        elif line.startswith("data: "):
-            data = line[6:]
-    return kind, json.loads(data)
+    (event,) = SSEDecoder().feed(wire)
+    return event.event, json.loads(event.data)
 
 
 @dataclass

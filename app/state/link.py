@@ -59,7 +59,10 @@ class RedisLink:
         return self._client
 
     def failed(self, exc: BaseException) -> None:
-        """A command on the current client failed: use a fresh client from now on."""
+        """A command on the current client failed: use a fresh client from now on. (No
+        client open, ``Unreachable``: there is nothing to renew.)"""
+        if isinstance(exc, Unreachable):
+            return
         if self._client is not None and not self._renew.is_set():
             log.warning("redis.failed", extra={"fields": {"link": self.name,
                                                           "error": repr(exc)}})

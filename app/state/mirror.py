@@ -50,7 +50,6 @@ class Mirror:
         self._link = link
         self._retention = retention
         self._tracked: dict[str, Mirrored] = {}
-        self._by_log: dict[int, Mirrored] = {}
         self._dirty: dict[str, Mirrored] = {}  # ordered: the oldest change first
         self._changed = trio.Event()
         self._resync = False
@@ -65,18 +64,17 @@ class Mirror:
 
     def track(self, stream_id: str, event_log: MemoryEventLog, record: dict[str, str],
               written: int = 0) -> None:
-        m = Mirrored(stream_id, event_log, record, written)
-        self._tracked[stream_id] = m
-        self._by_log[id(event_log)] = m
+        self._tracked[stream_id] = Mirrored(stream_id, event_log, record, written)
         if event_log.last_id > written or event_log.closed:
-            self.touched(event_log)
+            self.touched(stream_id)
 
-    def touched(self, event_log: MemoryEventLog) -> None:
-        """The log has new entries (or closed): write them in the next round."""
-        m = self._by_log.get(id(event_log))
+    def touched(self, stream_id: str) -> None:
+        """The stream's log has new entries (or closed): write them in the next round."""
+        m = self._tracked.get(stream_id)
         if m is not None and not m.finished:
-            self._dirty[m.stream_id] = m
-            self._idle = trio.Event() if self._idle.is_set() else self._idle
+            self._dirty[stream_id] = m
+            if self._idle.is_set():
+                self._idle = trio.Event()
             self._changed.set()
 
     def untrack(self, stream_id: str) -> None:
@@ -159,5 +157,4 @@ class Mirror:
 
     def _drop(self, m: Mirrored) -> None:
         self._tracked.pop(m.stream_id, None)
-        self._by_log.pop(id(m.log), None)
         self._dirty.pop(m.stream_id, None)

@@ -11,7 +11,7 @@ reader leaving costs Redis nothing.
 from __future__ import annotations
 
 import logging
-from collections.abc import Iterable, Sequence
+from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
@@ -154,8 +154,7 @@ class RemoteStream:
         changed, self.changed = self.changed, trio.Event()
         changed.set()
 
-    async def _wait_for(self, condition: object) -> None:
-        assert callable(condition)
+    async def _wait_for(self, condition: Callable[[], bool]) -> None:
         self.waiting += 1
         self.wanted = True
         self._state.start_following(self)

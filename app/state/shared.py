@@ -56,7 +56,7 @@ from .keys import (
     record_key,
     stream_of_channel,
 )
-from .link import DOWN, RedisLink, Unreachable
+from .link import DOWN, RedisLink
 from .mirror import Mirror
 from .remote import RemoteEntry, RemoteStream
 
@@ -106,7 +106,7 @@ class RedisState:
     # -- the hub's side (``SharedState``) ---------------------------------------------------
 
     def event_log(self, stream_id: str) -> EventLog:
-        return MemoryEventLog(self.mirror.touched)
+        return MemoryEventLog(partial(self.mirror.touched, stream_id))
 
     async def register(self, stream: Stream) -> None:
         record = {
@@ -180,7 +180,7 @@ class RedisState:
             if deadline.cancelled_caught:
                 failure = TimeoutError(f"no answer from Redis within {COMMAND_WAIT} s")
         assert failure is not None
-        self._failed(self.link, failure)
+        self.link.failed(failure)
         raise Unavailable(f"the shared state (Redis) {trouble} ({failure}); try again "
                           "shortly") from failure
 
@@ -228,7 +228,7 @@ class RedisState:
                         {events_key(remote.id): entry_id(remote.log.last_id)},
                         count=READ_COUNT, block=self._block_ms)
                 except DOWN as exc:
-                    self._failed(self.reads, exc)
+                    self.reads.failed(exc)
                     await trio.sleep(0.5)
                     continue
                 if got:
@@ -254,7 +254,7 @@ class RedisState:
                                            px=int(self.lease * 500))
                 pause = self._renew_every
             except DOWN as exc:
-                self._failed(self.link, exc)
+                self.link.failed(exc)
                 pause = min(self.lease / 20, 0.5)  # the lease is short of time: try soon
             self._expire_remote_readers()
             if first:
@@ -275,7 +275,7 @@ class RedisState:
                             if isinstance(channel, bytes) and isinstance(data, bytes):
                                 self._obey(channel.decode(), data)
             except DOWN as exc:
-                self._failed(self.link, exc)
+                self.link.failed(exc)
                 await trio.sleep(0.5)
 
     async def _publish(self) -> None:
@@ -283,7 +283,7 @@ class RedisState:
             try:
                 await self.link.client.publish(channel, body)
             except DOWN as exc:
-                self._failed(self.link, exc)
+                self.link.failed(exc)
 
     def _obey(self, name: str, data: bytes) -> None:
         hub = self._hub
@@ -361,9 +361,6 @@ class RedisState:
             if not _raced(exc.__cause__):
                 raise
 
-    def _failed(self, link: RedisLink, exc: BaseException) -> None:
-        if not isinstance(exc, Unreachable):
-            link.failed(exc)
 
 
 async def _kept(task: Callable[[], Awaitable[None]]) -> None:
