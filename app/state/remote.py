@@ -103,7 +103,7 @@ class RemoteStream:
 
     @property
     def last_id(self) -> int:
-        return max(self.fold.last_id, self.log.last_id)
+        return self.log.last_id  # the fold has read the same entries (``feed``)
 
     def follow(self, after: int = 0) -> SSEBody[RemoteEntry]:
         self.wanted = True
