@@ -10,13 +10,8 @@ import subprocess
 import sys
 from pathlib import Path
 
-import pytest
-
 from bench import procs
 from bench.scale import PATHS, Elsewhere, workers_ratios
-
-needs_redis = pytest.mark.skipif(shutil.which("redis-server") is None,
-                                 reason="redis-server is not installed")
 
 
 def test_a_reader_elsewhere_asks_for_the_events_of_the_stream_made_on_the_other() -> None:
@@ -39,8 +34,8 @@ def test_two_workers_are_read_as_measured_and_by_work_rate() -> None:
         "tokens_per_s": None, "work_rate": None}
 
 
-@needs_redis
 def test_quick_run_measures_every_figure(tmp_path: Path) -> None:
+    assert shutil.which("redis-server"), "install redis-server (apt-get install -y redis-server)"
     figures, section = tmp_path / "scale.json", tmp_path / "scale.md"
     done = subprocess.run([sys.executable, "-m", "bench.scale", "--quick", "--json",
                            str(figures), "--md", str(section)], cwd=procs.ROOT,

@@ -118,7 +118,8 @@ class ChorusProcess:
 
 async def spawn(args: list[str], env: dict[str, str] | None = None) -> trio.Process:
     full_env = {k: v for k, v in os.environ.items()
-                if not k.endswith("_API_KEY") and k not in ("CHORUS_API_KEYS", "CHORUS_CONFIG")}
+                if not k.endswith("_API_KEY")
+                and k not in ("CHORUS_API_KEYS", "CHORUS_CONFIG", "CHORUS_REDIS_URL")}
     full_env.update(env or {})
     full_env["PYTHONUNBUFFERED"] = "1"
     return await trio.lowlevel.open_process(

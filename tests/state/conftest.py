@@ -3,12 +3,13 @@
 from __future__ import annotations
 
 from collections.abc import Awaitable, Callable
+from contextlib import aclosing
 from typing import Any
 
 import httpx
 import pytest
 
-from ..conftest import Server, StartServer
+from ..conftest import Server, StartServer, read_events
 from ..support.redis import RedisServer
 from ..support.upstream import FakeUpstream
 
@@ -19,6 +20,20 @@ AUTH_A = {"Authorization": "Bearer key-a"}
 AUTH_B = {"Authorization": "Bearer key-b"}
 
 Pair = Callable[..., Awaitable[tuple[Server, Server]]]
+
+
+async def read_all(client: httpx.AsyncClient, url: str, headers: dict[str, str] | None = None,
+                   until: int | None = None) -> list[tuple[int, str, dict[str, Any]]]:
+    """A stream's events read with key A (all of them, or the first ``until``)."""
+    got: list[tuple[int, str, dict[str, Any]]] = []
+    async with client.stream("GET", url, headers={**AUTH_A, **(headers or {})}) as r, \
+            aclosing(read_events(r)) as events:
+        assert r.status_code == 200, await r.aread()
+        async for event in events:
+            got.append(event)
+            if until is not None and len(got) >= until:
+                break
+    return got
 
 
 async def start_stream(client: httpx.AsyncClient, *models: object) -> dict[str, Any]:
@@ -50,4 +65,4 @@ def pair(upstream: FakeUpstream, redis_server: RedisServer, start_server: StartS
     return start
 
 
-from ..hardening.conftest import ChorusProcess, chorus_process, spawn  # noqa: E402,F401
+from ..hardening.conftest import chorus_process, spawn  # noqa: E402,F401

@@ -16,10 +16,12 @@ from contextlib import aclosing
 import httpx
 import trio
 
+from bench.procs import free_port
+
 from ..conftest import StartServer, read_events
-from ..support.redis import RedisServer, free_port
+from ..support.redis import RedisServer
 from ..support.upstream import FakeUpstream, openai_script
-from .conftest import ASK, AUTH_A, KEYS, SSE, Pair, redis_config, spawn, start_stream
+from .conftest import ASK, AUTH_A, KEYS, SSE, Pair, read_all, redis_config, spawn, start_stream
 
 
 async def test_serve_exits_2_when_redis_does_not_answer(tmp_path) -> None:
@@ -49,7 +51,8 @@ async def test_with_redis_gone_new_streams_get_503_and_running_ones_finish_here(
             async for event in events:
                 got.append(event)
                 if len(got) == 3:
-                    redis_server.stop()
+                    # In a thread: both instances run on while Redis goes down.
+                    await trio.to_thread.run_sync(redis_server.stop)
             with trio.fail_after(10):
                 refused = await ca.post("/v1/streams", headers=AUTH_A,
                                         json={"models": ["up/m1"], **ASK})
@@ -57,7 +60,8 @@ async def test_with_redis_gone_new_streams_get_503_and_running_ones_finish_here(
         assert refused.json()["error"]["type"] == "unavailable"
         assert "Redis" in refused.json()["error"]["message"]
         assert refused.headers["Retry-After"]
-        redis_server.restart()  # back (empty): new streams are taken again, unprompted
+        # Back (empty): new streams are taken again, unprompted.
+        await trio.to_thread.run_sync(redis_server.restart)
         with trio.fail_after(10):
             for _ in range(100):  # the client's own retry, as the 503 asks
                 again = await ca.post("/v1/streams", headers=AUTH_A,
@@ -85,8 +89,8 @@ async def test_redis_restarted_mid_stream_a_reader_elsewhere_misses_nothing(
                 async for event in events:
                     on_b.append(event)
                     if len(on_b) == 10:
-                        redis_server.restart()
-        on_a = [e async for e in _events(ca, created["events_url"])]
+                        await trio.to_thread.run_sync(redis_server.restart)
+        on_a = await read_all(ca, created["events_url"])
     assert on_b == on_a
     assert on_b[-1][1] == "stream.done"
 
@@ -122,9 +126,3 @@ async def test_an_instance_killed_mid_stream_ends_for_readers_elsewhere_within_t
     assert [i for i, _, _ in got] == list(range(1, len(got) + 1))
     assert ended_after < lease + 1.0  # within the lease, give or take a busy machine
 
-
-async def _events(client: httpx.AsyncClient, url: str):
-    async with client.stream("GET", url, headers=AUTH_A) as r, \
-            aclosing(read_events(r)) as events:
-        async for event in events:
-            yield event

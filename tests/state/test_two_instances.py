@@ -10,21 +10,7 @@ import trio
 
 from ..conftest import read_events
 from ..support.upstream import FakeUpstream, openai_script
-from .conftest import ASK, AUTH_A, AUTH_B, Pair, start_stream
-
-
-async def collect(client, url: str, headers: dict[str, str] | None = None,
-                  until: int | None = None) -> list[tuple[int, str, dict]]:
-    """Read a stream's events (all, or the first ``until``)."""
-    got: list[tuple[int, str, dict]] = []
-    async with client.stream("GET", url, headers={**AUTH_A, **(headers or {})}) as r, \
-            aclosing(read_events(r)) as events:
-        assert r.status_code == 200, await r.aread()
-        async for event in events:
-            got.append(event)
-            if until is not None and len(got) >= until:
-                break
-    return got
+from .conftest import ASK, AUTH_A, AUTH_B, Pair, read_all, start_stream
 
 
 async def test_a_stream_started_on_a_is_read_on_b_event_for_event(
@@ -34,8 +20,8 @@ async def test_a_stream_started_on_a_is_read_on_b_event_for_event(
     a, b = await pair()
     async with a.client() as ca, b.client() as cb:
         created = await start_stream(ca, "up/m1", "up/m2")
-        on_b = await collect(cb, created["events_url"])
-        on_a = await collect(ca, created["events_url"])
+        on_b = await read_all(cb, created["events_url"])
+        on_a = await read_all(ca, created["events_url"])
         snap_a = (await ca.get(f"/v1/streams/{created['id']}", headers=AUTH_A)).json()
         snap_b = (await cb.get(f"/v1/streams/{created['id']}", headers=AUTH_A)).json()
     assert on_b == on_a
@@ -54,10 +40,10 @@ async def test_a_reader_on_b_resumes_on_b_with_every_event_once(
     a, b = await pair(grace=5.0)
     async with a.client() as ca, b.client() as cb:
         created = await start_stream(ca, "up/m1")
-        first = await collect(cb, created["events_url"], until=6)
-        rest = await collect(cb, created["events_url"],
+        first = await read_all(cb, created["events_url"], until=6)
+        rest = await read_all(cb, created["events_url"],
                              headers={"Last-Event-ID": str(first[-1][0])})
-        whole = await collect(ca, created["events_url"])
+        whole = await read_all(ca, created["events_url"])
     assert first + rest == whole
     assert whole[-1][1] == "stream.done"
 
@@ -122,8 +108,8 @@ async def test_a_conversation_is_read_and_looked_at_on_b_as_on_a(
                              {"model": "up/m2", "name": "Bo"}], **ASK}
     async with a.client() as ca, b.client() as cb:
         created = (await ca.post("/v1/streams", headers=AUTH_A, json=body)).json()
-        on_b = await collect(cb, created["events_url"])
-        on_a = await collect(ca, created["events_url"])
+        on_b = await read_all(cb, created["events_url"])
+        on_a = await read_all(ca, created["events_url"])
         snap_a = (await ca.get(f"/v1/streams/{created['id']}", headers=AUTH_A)).json()
         snap_b = (await cb.get(f"/v1/streams/{created['id']}", headers=AUTH_A)).json()
     assert on_b == on_a
@@ -140,7 +126,7 @@ async def test_metrics_show_the_shared_state_at_work(
     a, b = await pair()
     async with a.client() as ca, b.client() as cb:
         created = await start_stream(ca, "up/m1")
-        await collect(cb, created["events_url"])
+        await read_all(cb, created["events_url"])
         text = (await ca.get("/metrics", headers=AUTH_A)).text
     rounds = next(line for line in text.splitlines()
                   if line.startswith("chorus_state_write_rounds "))

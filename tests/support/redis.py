@@ -17,6 +17,8 @@ import tempfile
 import time
 from pathlib import Path
 
+from bench.procs import free_port
+
 START_WAIT = 10.0  # seconds redis-server gets to answer PING
 STOP_WAIT = 10.0
 INSTALL = "apt-get install -y redis-server"
@@ -24,13 +26,6 @@ INSTALL = "apt-get install -y redis-server"
 
 class RedisUnavailable(RuntimeError):
     """``redis-server`` is not installed, or would not start."""
-
-
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        port: int = sock.getsockname()[1]
-        return port
 
 
 def answers_ping(port: int, timeout: float = 0.5) -> bool:
