@@ -195,19 +195,22 @@ class Supervisor:
         a single ``chorus serve`` prints); any later ones are passed on."""
         assert process.stdout is not None
         lines = LineReader(process.stdout)
-        with trio.move_on_after(START_WAIT):
-            if await lines.next() is None:
-                return  # it ended before listening: its status says why
-            log.info("worker.ready", extra=fields(worker=index, pid=process.pid))
-            self.ready.add(index)
-            if len(self.ready) == self.count and not (self.announced or self.stop.is_set()):
-                self.announced = True
-                print(self.listening_line(), flush=True)
-            while (line := await lines.next()) is not None:
-                print(line, flush=True)
+        first: str | None = None
+        with trio.move_on_after(START_WAIT) as waited:  # the start alone is bounded
+            first = await lines.next()
+        if waited.cancelled_caught:
+            log.error("worker.start_timeout", extra=fields(worker=index, pid=process.pid))
+            process.kill()
             return
-        log.error("worker.start_timeout", extra=fields(worker=index, pid=process.pid))
-        process.kill()
+        if first is None:
+            return  # it ended before listening: its status says why
+        log.info("worker.ready", extra=fields(worker=index, pid=process.pid))
+        self.ready.add(index)
+        if len(self.ready) == self.count and not (self.announced or self.stop.is_set()):
+            self.announced = True
+            print(self.listening_line(), flush=True)
+        while (line := await lines.next()) is not None:
+            print(line, flush=True)
 
     def listening_line(self) -> str:
         host, port = self.sock.getsockname()[:2]

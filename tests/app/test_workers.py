@@ -23,6 +23,7 @@ from pathlib import Path
 import httpx
 import pytest
 import trio
+import trio.testing
 from trio.testing import MockClock
 
 from app import workers
@@ -334,3 +335,33 @@ def test_a_stream_made_on_one_worker_is_read_and_stopped_through_the_other(
     assert [s["state"] for s in stopped.json()["slots"]] == ["stopped"]
     server.process.send_signal(signal.SIGTERM)
     assert server.wait() == 0
+
+
+class _Quiet:
+    """A worker as the supervisor watches it: its standard output, a pid, a kill."""
+
+    def __init__(self, stdout: trio.abc.ReceiveStream) -> None:
+        self.stdout, self.pid, self.killed = stdout, 4242, False
+
+    def kill(self) -> None:
+        self.killed = True
+
+
+async def test_only_the_start_is_bounded_a_quiet_worker_lives_on(
+    autojump_clock: MockClock,
+) -> None:
+    with socket.socket() as sock:
+        supervisor = Supervisor(build_config({}, {}), sock=sock, count=2)
+    send, receive = trio.testing.memory_stream_one_way_pair()
+    silent_send, silent_receive = trio.testing.memory_stream_one_way_pair()
+    ready, silent = _Quiet(receive), _Quiet(silent_receive)
+    async with trio.open_nursery() as nursery:
+        nursery.start_soon(supervisor._watch_output, 1, ready)
+        nursery.start_soon(supervisor._watch_output, 2, silent)
+        await send.send_all(b"Chorus is listening on http://127.0.0.1:1\n")
+        await trio.sleep(workers.START_WAIT * 4)  # serving, saying nothing more
+        assert supervisor.ready == {1}
+        assert not ready.killed  # a worker that listens is never cut off for quiet
+        assert silent.killed  # one that never says it listens is, after START_WAIT
+        await send.aclose()
+    await silent_send.aclose()
