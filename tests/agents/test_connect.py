@@ -100,7 +100,7 @@ async def test_tokens_come_back_batched_under_load(lab: Lab) -> None:
     frames = await lab.metric("chorus_agent_frames_total")
     carried = await lab.metric("chorus_agent_events_total")
     assert carried >= len(words)
-    assert frames / len(words) < 1
+    assert frames / len(words) < 0.25  # one frame per event would be about 1
     await agent.lines.until(r" frames$")  # its log line follows the end frame
     assert agent.frames() == frames
 

@@ -73,12 +73,15 @@ async def test_jobs_go_to_the_least_loaded_agent_and_wait_for_a_free_place(
 ) -> None:
     p = pool()
     small, big = AgentLink("small", frozenset({"m1"}), 1), AgentLink("big", frozenset({"m1"}), 2)
+    p.attach(big)  # first: the one a first-fit pick would fill before the other
     p.attach(small)
-    p.attach(big)
     got: list[list[object]] = [[], [], [], []]
     async with trio.open_nursery() as nursery:
-        for out in got[:3]:
+        for out in got[:2]:
             nursery.start_soon(collect, p, out)
+            await trio.testing.wait_all_tasks_blocked()
+        assert (small.running, big.running) == (1, 1)  # the second went to the idle one
+        nursery.start_soon(collect, p, got[2])
         await trio.testing.wait_all_tasks_blocked()
         assert (small.running, big.running) == (1, 2)
         nursery.start_soon(collect, p, got[3])
