@@ -118,13 +118,15 @@ async def _greet(state: Chorus, where: str) -> tuple[AgentPool | None, AgentLink
 
 async def _read(state: Chorus, pool: AgentPool, link: AgentLink) -> None:
     name = pool.config.name
+    frames = state.metrics.agent_frames.labels(name)  # looked up once, counted per frame
+    events = state.metrics.agent_events.labels(name)
     while True:
         frame = loads(await websocket.receive())
         link.heard = trio.current_time()
         kind = frame["type"]
         if kind == "events":
-            state.metrics.agent_frames.labels(name).inc()
-            state.metrics.agent_events.labels(name).inc(len(field(frame, "events", list)))
+            frames.inc()
+            events.inc(len(field(frame, "events", list)))
             link.deliver(frame)
         elif kind in ("end", "error"):
             link.deliver(frame)

@@ -32,10 +32,10 @@ from app.config import build_config
 from providers.agent import AgentPool
 from providers.sse import SSEDecoder
 
+from .client import STAMP
 from .upstream import Upstream, model_name
 
 TOKEN = "bench-agent-token"
-STAMP = re.compile(rb"~(\d+)\.(\d+)~")
 
 
 async def one(client: httpx.AsyncClient, model: str, tag: str,
