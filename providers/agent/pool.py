@@ -56,9 +56,14 @@ class AgentLink:
     name: str
     models: frozenset[str]
     capacity: int
-    running: int = 0
     heard: float = 0.0  # trio time of its last frame
     jobs: dict[str, Job] = field(default_factory=dict)
+
+    @property
+    def running(self) -> int:
+        """Jobs on it now (``stream`` adds its job the moment ``_take`` picks the link,
+        with no checkpoint between: the place is taken as it is counted)."""
+        return len(self.jobs)
 
     def __post_init__(self) -> None:
         self.outbox, self.outgoing = trio.open_memory_channel[str](OUTBOX)
@@ -140,9 +145,7 @@ class AgentPool:
                               f"{self.config.name!r}")
             free = [link for link in serving if link.running < link.capacity]
             if free:
-                link = min(free, key=lambda one: one.running / one.capacity)
-                link.running += 1
-                return link
+                return min(free, key=lambda one: one.running / one.capacity)
             await self.next_change()
 
     async def stream(self, request: ChatRequest) -> AsyncGenerator[ProviderEvent, None]:
@@ -181,7 +184,6 @@ class AgentPool:
             raise gone
         finally:
             link.jobs.pop(job, None)
-            link.running -= 1
             self.changed()
             if not finished:
                 await _cancel(link, job)
