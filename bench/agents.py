@@ -16,7 +16,6 @@ from __future__ import annotations
 
 import argparse
 import re
-import statistics
 import sys
 import time
 import tomllib
@@ -33,6 +32,7 @@ from providers.agent import AgentPool
 from providers.sse import SSEDecoder
 
 from .client import STAMP
+from .stats import median, percentile
 from .upstream import Upstream, model_name
 
 TOKEN = "bench-agent-token"
@@ -110,11 +110,9 @@ async def measure(app: QuartTrio, url: str, upstream: Upstream, models: tuple[st
                 closed = upstream.records[tag][0].closed_ns
                 if asked is not None and closed is not None:
                     stops.append((closed - asked) / 1e6)
-            q = statistics.quantiles(lags, n=100)
-            rows[provider] = (statistics.median(ttfts), q[49], q[98],
-                              statistics.median(stops))
-            print(f"{provider:6} {rows[provider][0]:17.2f} {q[49]:17.2f} "
-                  f"{q[98]:7.2f} {rows[provider][3]:27.2f}")
+            rows[provider] = row = (median(ttfts) or 0.0, percentile(lags, 50) or 0.0,
+                                    percentile(lags, 99) or 0.0, median(stops) or 0.0)
+            print(f"{provider:6} {row[0]:17.2f} {row[1]:17.2f} {row[2]:7.2f} {row[3]:27.2f}")
         frames_before = _metric(await client.get("/metrics"), "chorus_agent_frames_total")
         await one(client, f"lab/{fast}", "fast")
         frames = _metric(await client.get("/metrics"), "chorus_agent_frames_total")

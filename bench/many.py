@@ -35,7 +35,7 @@ import trio
 
 from . import procs
 from .client import STAMP, Target, get_json, open_response
-from .stats import summary
+from .stats import minus, summary
 from .upstream import model_name
 
 HERE = Path(__file__).resolve().parent
@@ -47,22 +47,6 @@ CLOSE_WAIT = 30.0  # seconds the upstream gets to see every connection closed
 FD_SPARE = 64  # descriptors the server needs beside its streams' (logs, pool, requests)
 Log = Callable[[str], None]
 GOALS = {"rss_mb": 1024.0, "added_p99_ms": 50.0, "closed_s": 2.0}
-
-SERVER_TOML = """\
-[server]
-resume_grace = 0.0
-max_streams = {cap}
-max_streams_per_key = {cap}
-rate_limit = 0.0
-retention = 5.0
-
-[providers.fake]
-type = "openai"
-base_url = "http://127.0.0.1:{upstream}/v1"
-retries = 0
-max_concurrency = {cap}
-"""
-
 
 def raise_open_files() -> int:
     """Lift this process's soft open-file limit to its hard one (children inherit it);
@@ -244,8 +228,7 @@ async def run_pass(p: Pass, log: Log) -> dict[str, Any]:
 
 def added(chorus: dict[str, Any], floor: dict[str, Any], q: str) -> float | None:
     """Chorus's lag percentile ``q`` minus the floor's (ms)."""
-    a, b = chorus["lag_ms"].get(q), floor["lag_ms"].get(q)
-    return None if a is None or b is None else round(a - b, 3)
+    return minus(chorus["lag_ms"].get(q), floor["lag_ms"].get(q))
 
 
 def verdicts(r: dict[str, Any]) -> list[tuple[str, float | None, float, bool]]:
@@ -270,12 +253,9 @@ def measure(wanted: int, hold: float, interval: float, ramp_rate: float, workdir
                          "open_files_limit": limit,
                          "loadavg_before": Path("/proc/loadavg").read_text().strip()}
     upstream = procs.upstream_proc(load_cores, workdir / "many-upstream.log")
-    config = workdir / "many.toml"
-    config.write_text(SERVER_TOML.format(cap=wanted + 100, upstream=upstream.port))
-    port = procs.free_port()
-    server = procs.Proc("chorus-many", [sys.executable, "-m", "app", "serve", "--config",
-                                        str(config), "--port", str(port)],
-                        port, cores, workdir / "many-chorus.log")
+    server = procs.chorus_proc(upstream.port, cores, workdir, name="chorus-many",
+                               cap=wanted + 100)
+    port = server.port
     try:
         upstream.start()
         server.start(ready_timeout=60)

@@ -200,8 +200,8 @@ def relay_proc(upstream_port: int, cores: set[int], workdir: Path, name: str = "
 CHORUS_TOML = """\
 [server]
 resume_grace = 0.0
-max_streams = 1200
-max_streams_per_key = 1200
+max_streams = {cap}
+max_streams_per_key = {cap}
 rate_limit = 0.0
 retention = {retention}
 
@@ -209,19 +209,20 @@ retention = {retention}
 type = "openai"
 base_url = "http://127.0.0.1:{upstream}/v1"
 retries = 0
-max_concurrency = 4096
+max_concurrency = {cap}
 """
 
 
 def chorus_proc(upstream_port: int, cores: set[int], workdir: Path, *, name: str = "chorus",
-                retention: float = 5.0, merge_probe: Path | None = None) -> Proc:
+                retention: float = 5.0, merge_probe: Path | None = None,
+                cap: int = 4096) -> Proc:
     """Chorus as shipped (``python -m app serve``), with the limits meant for many users
-    lifted (rate, per-key and per-provider caps) and a short retention, so finished streams
-    don't pile up. With ``merge_probe``, the same server under ``bench.probed``, which
-    appends its merge task's waits to that file."""
+    lifted (rate, per-key and per-provider caps, up to ``cap`` streams and answers) and a
+    short retention, so finished streams don't pile up. With ``merge_probe``, the same server
+    under ``bench.probed``, which appends its merge task's waits to that file."""
     port = free_port()
     config = workdir / f"{name}.toml"
-    config.write_text(CHORUS_TOML.format(upstream=upstream_port, retention=retention))
+    config.write_text(CHORUS_TOML.format(upstream=upstream_port, retention=retention, cap=cap))
     if merge_probe is None:
         argv = [sys.executable, "-m", "app", "serve", "--config", str(config), "--port", str(port)]
     else:

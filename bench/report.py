@@ -9,6 +9,8 @@ from collections.abc import Iterable
 from pathlib import Path
 from typing import Any
 
+from .stats import minus
+
 # How each server under test is named on the page.
 NAMES = {"direct": "direct (floor)", "chorus": "Chorus", "chorus-1": "Chorus, 1 slot",
          "chorus-3": "Chorus, 3 slots", "chorus-9": "Chorus, 9 slots",
@@ -44,9 +46,8 @@ def _c(r: dict[str, Any]) -> str:
 def _added(r: dict[str, Any], name: str, key: str, q: str) -> float | None:
     """``name``'s lag figure (``key``, quantile ``q``) at the targets' concurrency minus the
     floor's (the same client reading the fake upstream directly)."""
-    v = _get(r, "latency", name, _c(r), key, q)
-    f = _get(r, "latency", "direct", _c(r), key, q)
-    return None if v is None or f is None else round(v - f, 3)
+    return minus(_get(r, "latency", name, _c(r), key, q),
+                 _get(r, "latency", "direct", _c(r), key, q))
 
 
 def _vs_litellm(r: dict[str, Any], name: str) -> float | None:

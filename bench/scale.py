@@ -47,6 +47,7 @@ from .load import Load, Sample, collect, pooled, summarise
 from .procs import Proc, cpu_seconds, cpu_ticks
 from .report import _f, _get, _loads, _table
 from .scenarios import Ctx, Plan, Server, tag
+from .stats import minus
 from .upstream import model_name
 
 HERE = Path(__file__).resolve().parent
@@ -367,8 +368,7 @@ NAMES = {"direct": "direct (floor)", "memory": "memory backend",
 
 
 def _added(lat: dict[str, Any], name: str, key: str, q: str) -> float | None:
-    v, f = _get(lat, name, key, q), _get(lat, "direct", key, q)
-    return None if v is None or f is None else round(v - f, 3)
+    return minus(_get(lat, name, key, q), _get(lat, "direct", key, q))
 
 
 def _per(r: dict[str, Any], backend: str, key: str) -> float | None:

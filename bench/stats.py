@@ -25,5 +25,11 @@ def summary(values: Iterable[float], scale: float = 1.0, digits: int = 3) -> dic
     return out
 
 
+def minus(a: float | None, b: float | None) -> float | None:
+    """``a - b`` rounded to three places (an *added* figure: a server's lag less the
+    floor's, in ms); ``None`` when either is missing."""
+    return None if a is None or b is None else round(a - b, 3)
+
+
 def median(values: Sequence[float]) -> float | None:
     return percentile(values, 50)

@@ -31,7 +31,8 @@ def test_a_small_run_holds_every_stream_and_sees_every_upstream_closed(tmp_path:
         assert 0 <= p["all_upstreams_closed_after_leaving_s"] < many.CLOSE_WAIT
     chorus = r["chorus"]
     assert chorus["server_rss_mb"] > r["server_idle_rss_mb"] > 0
-    assert chorus["server_fds"] >= r["server_idle_fds"] + 2 * 20  # a client and an upstream each
+    # A client and an upstream each.
+    assert chorus["server_fds"] >= r["server_idle_fds"] + 2 * 20, (chorus, r["server_idle_fds"])
     assert r["added_ms"]["p99"] == round(chorus["lag_ms"]["p99"] - r["floor"]["lag_ms"]["p99"], 3)
     assert [name for name, *_ in many.verdicts(r)] == [
         "server RSS with every stream open, MB", "added latency per chunk p99, ms",

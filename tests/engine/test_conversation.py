@@ -23,15 +23,11 @@ from app.engine import (
 from providers import Finish, Message, TextDelta, Usage
 from providers.errors import UpstreamError
 
-from ..support.engine import DEMO, Event, Scripted, collect, parse, route
+from ..support.engine import DEMO, Event, Scripted, collect, parse, route, run
 
 TERMINAL = {"model.done", "model.error", "model.stopped"}
 OPENING = (Message("user", "Is P = NP?"),)
 
-
-@pytest.fixture
-def autojump_clock() -> trio.testing.MockClock:
-    return trio.testing.MockClock(autojump_threshold=0)
 
 
 def says(name: str, turns: int = 30, *, gap: float = 0.1) -> Scripted:
@@ -57,16 +53,7 @@ def talk(*sources: Scripted | str, rounds: int = 1, order: Sequence[int] = (),
 
 async def converse(plan: ConversationPlan, during: Callable[[Stream], Any] | None = None,
                    settings: StreamSettings | None = None) -> list[Event]:
-    hub = Hub(settings or StreamSettings(resume_grace=0))
-    async with trio.open_nursery() as nursery:
-        await nursery.start(hub.run)
-        stream = await hub.open("owner", [s.plan for s in plan.speakers], reader=True,
-                                conversation=plan)
-        if during is not None:
-            nursery.start_soon(during, stream)
-        events = await collect(stream, attached=True)
-        hub.close()
-    return events
+    return await run([s.plan for s in plan.speakers], settings, during, plan)
 
 
 def turns(events: list[Event]) -> list[int]:

@@ -14,11 +14,6 @@ from app.engine import Hub, MemoryEventLog, StreamSettings
 from ..support.engine import collect, plans
 
 
-@pytest.fixture
-def autojump_clock() -> trio.testing.MockClock:
-    return trio.testing.MockClock(autojump_threshold=0)
-
-
 async def test_a_stream_nobody_can_resume_is_forgotten_when_it_ends(autojump_clock) -> None:
     hub = Hub(StreamSettings(resume_grace=0, retention=600))
     async with trio.open_nursery() as nursery:

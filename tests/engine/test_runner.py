@@ -13,11 +13,6 @@ from providers.errors import AuthError, RateLimitError, TransportError, Upstream
 from ..support.engine import Scripted, by_slot, plans, route, run, text_of
 
 
-@pytest.fixture
-def autojump_clock() -> trio.testing.MockClock:
-    return trio.testing.MockClock(autojump_threshold=0)
-
-
 def last(events, slot=0):
     return by_slot(events, slot)[-1]
 

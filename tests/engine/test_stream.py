@@ -31,10 +31,6 @@ from ..support.engine import (
 TERMINAL = {"model.done", "model.error", "model.stopped"}
 
 
-@pytest.fixture
-def autojump_clock() -> trio.testing.MockClock:
-    return trio.testing.MockClock(autojump_threshold=0)
-
 
 def assert_grammar(events: list[Event], n_slots: int) -> None:
     """The stream grammar every client relies on."""

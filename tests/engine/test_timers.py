@@ -13,11 +13,6 @@ import trio.testing
 from app.engine.timers import Timers
 
 
-@pytest.fixture
-def autojump_clock() -> trio.testing.MockClock:
-    return trio.testing.MockClock(autojump_threshold=0)
-
-
 async def started(nursery: trio.Nursery) -> Timers:
     timers = Timers()
     await nursery.start(timers.run)

@@ -7,7 +7,6 @@ from __future__ import annotations
 import json
 from typing import Any
 
-import pytest
 import trio
 import trio.testing
 
@@ -19,11 +18,6 @@ from providers import Finish, TextDelta
 from providers.errors import UpstreamError
 
 from ..support.engine import Scripted, plans, route
-
-
-@pytest.fixture
-def autojump_clock() -> trio.testing.MockClock:
-    return trio.testing.MockClock(autojump_threshold=0)
 
 
 def slow(*texts: str, then: Any = None) -> Scripted:

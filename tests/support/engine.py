@@ -9,7 +9,7 @@ from typing import Any
 
 import trio
 
-from app.engine import Hub, Route, SlotPlan, Stream, StreamSettings
+from app.engine import ConversationPlan, Hub, Route, SlotPlan, Stream, StreamSettings
 from providers import ChatRequest, Message, ProviderConfig, ProviderEvent, Timeouts
 from providers.demo import DemoProvider
 
@@ -65,6 +65,7 @@ async def run(
     slot_plans: list[SlotPlan],
     settings: StreamSettings | None = None,
     during: Callable[[Stream], Any] | None = None,
+    conversation: ConversationPlan | None = None,
 ) -> list[Event]:
     """Open a stream with a reader from the start, read it to the end, return its events.
 
@@ -73,7 +74,7 @@ async def run(
     hub = Hub(settings or StreamSettings(resume_grace=0))
     async with trio.open_nursery() as nursery:
         await nursery.start(hub.run)
-        stream = await hub.open("owner", slot_plans, reader=True)
+        stream = await hub.open("owner", slot_plans, reader=True, conversation=conversation)
         if during is not None:
             nursery.start_soon(during, stream)
         events = await collect(stream, attached=True)
