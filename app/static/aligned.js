@@ -5,7 +5,7 @@
  * row's cell for its slot. The prompt shows once per row, above the answers.
  */
 
-import { el } from "./dom.js";
+import { el, setSlotHue } from "./dom.js";
 
 export class AlignedLayout {
   /** onEdit(): the last row's Edit button was pressed. */
@@ -59,7 +59,7 @@ export class AlignedLayout {
     const cells = [];
     for (let p = 0; p < this.count; p++) {
       const cell = el("div", "turn-cell");
-      cell.style.setProperty("--slot-hue", String((p * 137 + 210) % 360));
+      setSlotHue(cell, p);
       cell.dataset.slot = String(p);
       cells.push(cell);
     }

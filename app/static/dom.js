@@ -1,8 +1,18 @@
-/** The one DOM helper the page's views share: an element with a class and text. */
+/** The DOM helpers the page's views share. */
+
+/** An element with a class and text. */
 
 export function el(tag, className, text) {
   const node = document.createElement(tag);
   if (className) node.className = className;
   if (text !== undefined) node.textContent = text;
   return node;
+}
+
+/**
+ * Gives `node` slot `index`'s colour (`--slot-hue`, read by the style sheets): hues 137°
+ * apart, so neighbouring slots never look alike, the same on every page and view.
+ */
+export function setSlotHue(node, index) {
+  node.style.setProperty("--slot-hue", String((index * 137 + 210) % 360));
 }

@@ -7,7 +7,7 @@
 import { watchCode } from "./a11y.js";
 import { imageChip } from "./attachments.js";
 import { ACTIVE, shownVersion, versionsOf } from "./conversation.js";
-import { el } from "./dom.js";
+import { el, setSlotHue } from "./dom.js";
 import { MarkdownStream } from "./markdown.js";
 import { isTuned, PaneSettings } from "./pane-settings.js";
 import { VersionNav } from "./versions.js";
@@ -368,7 +368,7 @@ export class PaneView {
     this.root.dataset.slot = String(index);
     this.root.tabIndex = -1;
     this.root.setAttribute("aria-label", "Slot " + (index + 1) + ": " + pane.model);
-    this.root.style.setProperty("--slot-hue", String((index * 137 + 210) % 360));
+    setSlotHue(this.root, index);
     const head = el("header", "pane-head");
     const title = el("div", "pane-title");
     const slot = el("span", "slot-no", String(index + 1));

@@ -1,7 +1,8 @@
 /**
  * What the page keeps in localStorage: settings (picked models, system prompt, params, the
  * API key when the server needs one, the layout, blind mode), saved conversations, which
- * conversation is open, the blind-mode tally, and the server notes already dismissed.
+ * conversation is open, the blind-mode tally, the server notes already dismissed, and the
+ * conversation-mode stream the thread page follows.
  * Conversations are written as a whole, so app.js writes them at most once a second while
  * streaming, less often as writing one grows slower (and at once when the page is hidden):
  * saving never costs per chunk.
@@ -102,6 +103,21 @@ export function saveConversation(conv) {
 export function deleteConversation(id) {
   localStorage.removeItem(PREFIX + "conv:" + id);
   write("convs", listConversations().filter((c) => c.id !== id));
+}
+
+/** The conversation the thread page shows ({id, eventsUrl, stopUrl}), or null. */
+export function loadThread() {
+  const saved = read("thread", null);
+  return saved && typeof saved.eventsUrl === "string" && typeof saved.stopUrl === "string"
+    ? saved : null;
+}
+
+export function saveThread(saved) {
+  write("thread", saved);
+}
+
+export function forgetThread() {
+  localStorage.removeItem(PREFIX + "thread");
 }
 
 /** Blind-mode results per model: {model: {picked, rounds}}. */

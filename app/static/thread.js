@@ -5,21 +5,21 @@
  * line says who speaks now; Skip ends the current turn, Stop the conversation.
  *
  * Answers are rendered by MarkdownStream, as in the main page's panes: model output never
- * reaches an HTML sink. The running conversation is kept in localStorage, so a reload
- * rebuilds the thread from the stream's events (replayed from the first, onto an empty
- * thread, so nothing is shown twice) and goes on following it live.
+ * reaches an HTML sink. As there, text is drawn once per animation frame, however many
+ * deltas came in it. The running conversation is kept in localStorage (`store.js`), so a
+ * reload rebuilds the thread from the stream's events (replayed from the first, onto an
+ * empty thread, so nothing is shown twice) and goes on following it live.
  */
 
 import { watchCode } from "./a11y.js";
 import { createStream, followEvents, setApiKey, skipTurn, stopStream } from "./api.js";
-import { el } from "./dom.js";
+import { el, setSlotHue } from "./dom.js";
 import { MarkdownStream } from "./markdown.js";
 import { formatMs, turnFigures } from "./pane.js";
-import { loadSettings } from "./store.js";
+import { forgetThread, loadSettings, loadThread, saveThread } from "./store.js";
 
 const $ = (id) => document.getElementById(id);
 const ENDINGS = { "model.done": "done", "model.error": "error", "model.stopped": "stopped" };
-const SAVED = "chorus:thread"; // {id, eventsUrl, stopUrl} of the conversation shown
 const PICKS = {
   false: "picked by the manager",
   true: "round-robin: the pick fell back",
@@ -49,6 +49,7 @@ class TurnView {
   constructor(data, fallback) {
     this.item = el("li", "thread-turn");
     this.item.dataset.slot = String(data.slot);
+    setSlotHue(this.item, data.slot);
     this.item.dataset.turn = String(data.turn);
     const head = el("p", "thread-head");
     head.append(el("span", "thread-speaker", data.name));
@@ -67,23 +68,25 @@ class TurnView {
     this.turn = { state: "waiting", answer: "", reasoning: "", started: Date.now(),
                   first: null, ended: null, usage: null, timing: null };
     this.frame = 0;
+    this.shown = 0; // how much of the answer the renderer has been given
     this.sync();
   }
 
   set state(state) {
     this.turn.state = state;
-    this.item.dataset.state = state;
+    if (this.item.dataset.state !== state) this.item.dataset.state = state;
   }
 
   delta(text) {
     this.turn.first ??= Date.now();
-    this.state = "streaming";
+    this.turn.state = "streaming";
     this.turn.answer += text;
-    this.md.push(text);
     this.frame ||= requestAnimationFrame(() => this.sync());
   }
 
   finish(type, data) {
+    if (this.frame) cancelAnimationFrame(this.frame);
+    this.draw();
     this.state = ENDINGS[type];
     this.turn.ended = Date.now();
     this.turn.usage = data.usage ?? null;
@@ -97,8 +100,18 @@ class TurnView {
     this.sync();
   }
 
-  sync() {
+  /** Gives the renderer what came since the last frame. */
+  draw() {
     this.frame = 0;
+    if (this.shown < this.turn.answer.length) {
+      this.md.push(this.turn.answer.slice(this.shown));
+      this.shown = this.turn.answer.length;
+    }
+    this.state = this.turn.state;
+  }
+
+  sync() {
+    this.draw();
     const text = figuresText(turnFigures(this.turn));
     if (this.figures.textContent !== text) this.figures.textContent = text;
   }
@@ -144,7 +157,7 @@ function follow(saved) {
   run.feed = followEvents(saved.eventsUrl, 0, onEvent, (status) => {
     if (run !== mine) return;
     if (status === 404) {
-      localStorage.removeItem(SAVED);
+      forgetThread();
       $("now").textContent = "That conversation is no longer on the server.";
     } else {
       $("now").textContent = "The connection to the server was lost.";
@@ -175,22 +188,11 @@ async function start(event) {
   try {
     const created = await createStream(body);
     const saved = { id: created.id, eventsUrl: created.events_url, stopUrl: created.stop_url };
-    localStorage.setItem(SAVED, JSON.stringify(saved));
+    saveThread(saved);
     follow(saved);
   } catch (err) {
     $("now").textContent = err.message;
     busy(false);
-  }
-}
-
-/** The conversation saved by an earlier load of the page, or null. */
-function savedRun() {
-  try {
-    const saved = JSON.parse(localStorage.getItem(SAVED) ?? "null");
-    return saved && typeof saved.eventsUrl === "string" && typeof saved.stopUrl === "string"
-      ? saved : null;
-  } catch {
-    return null;
   }
 }
 
@@ -199,7 +201,7 @@ function main() {
   $("talk").addEventListener("submit", start);
   $("skip").addEventListener("click", () => run && skipTurn(run.stopUrl).catch(() => {}));
   $("stop").addEventListener("click", () => run && stopStream(run.stopUrl).catch(() => {}));
-  const saved = savedRun();
+  const saved = loadThread();
   if (saved) follow(saved);
   document.body.dataset.ready = "true"; // the form is Chorus's now, not the browser's
 }

@@ -43,7 +43,22 @@ type = "demo"
 [providers.demo.options.presets]
 steady = { ttft = 0.1, rate = 40.0, tokens = 60 }
 picker = { ttft = 0.0, rate = 0.0, tokens = 1, text = "Bo" }
+fast = { ttft = 0.0, rate = 3000.0, tokens = 600 }
 """
+
+# Counts the renderer's pushes and the animation frames while the page runs.
+COUNT_DRAWS = """async () => {
+  const m = await import('/static/markdown.js');
+  const push = m.MarkdownStream.prototype.push;
+  window.__pushes = 0;
+  m.MarkdownStream.prototype.push = function (text) {
+    window.__pushes += 1;
+    return push.call(this, text);
+  };
+  window.__frames = 0;
+  const tick = () => { window.__frames += 1; requestAnimationFrame(tick); };
+  requestAnimationFrame(tick);
+}"""
 
 
 def start(page: Page, participants: str, rounds: int, manager: str = "") -> str:
@@ -51,6 +66,11 @@ def start(page: Page, participants: str, rounds: int, manager: str = "") -> str:
     page.goto("/static/thread.html")
     # Until the module has taken the form, a click would submit it the browser's way.
     page.wait_for_selector("body[data-ready]", state="attached")
+    return start_stream(page, participants, rounds, manager)
+
+
+def start_stream(page: Page, participants: str, rounds: int, manager: str = "") -> str:
+    """Fills the loaded page's form and starts the conversation; its stream id."""
     page.fill("#participants", participants)
     page.fill("#rounds", str(rounds))
     page.fill("#manager", manager)
@@ -202,6 +222,32 @@ async def test_the_main_page_links_to_the_conversation_page(
             ui.page.click("#thread-link")
             ui.page.wait_for_url("**/static/thread.html")
             ui.page.locator("#talk").wait_for()
+            assert ui.errors == []
+
+    await in_browser(scenario)
+
+
+async def test_a_fast_turn_is_drawn_at_most_once_a_frame(
+    start_server: StartServer, in_browser: RunInBrowser
+) -> None:
+    server = await start_server(PICKER)
+
+    def scenario(browser: Browser) -> None:
+        with ChorusPage(browser, server.url) as ui:
+            page = ui.page
+            page.goto("/static/thread.html")
+            page.wait_for_selector("body[data-ready]", state="attached")
+            page.evaluate(COUNT_DRAWS)
+            stream_id = start_stream(page, "Ada=demo/fast, Bo=demo/fast", 1)
+            wait_ended(page)
+            pushes, frames = page.evaluate("[window.__pushes, window.__frames]")
+            replay = page.request.get(f"/v1/streams/{stream_id}/events",
+                                      headers={"Accept": "text/event-stream"})
+            deltas = replay.text().count("event: delta\n")
+            # Many deltas come within one frame at 3,000 tokens a second; each turn's text
+            # is handed to the renderer once a frame, and once more as it ends.
+            assert deltas > frames + 2
+            assert pushes <= frames + 2
             assert ui.errors == []
 
     await in_browser(scenario)
