@@ -1,6 +1,7 @@
 """The frames between Chorus and an agent: one JSON object per WebSocket text message.
 
-    server -> agent   challenge {nonce} · welcome {heartbeat} · job {id, model, request}
+    server -> agent   challenge {nonce} · welcome {heartbeat}
+                      · job {id, model, window, request} · credit {id, events}
                       · cancel {id} · ping
     agent -> server   hello {name, mac} · announce {models, capacity}
                       · events {id, events: [...]} · end {id} · error {id, error} · ping
