@@ -14,8 +14,9 @@ Every wait is on a bounded queue, per job: a job sends no more than its window (
 takes the events); out of window, its events queue up, and once ``JOB_QUEUE`` of them wait
 the job stops reading its upstream. The other jobs on the connection go on.
 
-A dropped connection is dialled again after a backoff (doubling, with jitter). A wrong
-token ends the command with status 2.
+A dropped connection is dialled again after a backoff (doubling, with jitter), and so is
+one the server breaks: a frame that ``frames.decode`` refuses closes the connection with
+1002 (protocol error) and a line in the log. A wrong token ends the command with status 2.
 """
 
 from __future__ import annotations
@@ -42,16 +43,16 @@ from app.cli import COMMANDS, EXTENSIONS
 from providers import ProviderConfig, ProviderError
 from providers import ollama as ollama_wire
 from providers import openai as openai_wire
+from providers.agent.connection import MISSED, POLICY, PROTOCOL, beat, close_reason, write
 from providers.agent.frames import (
+    FROM_SERVER,
     Frame,
     FrameError,
-    decode_request,
+    decode,
     dumps,
     encode_error,
     encode_event,
     events_frame,
-    field,
-    loads,
 )
 from providers.agent.handshake import answer
 from providers.agent.window import Allowance
@@ -66,7 +67,6 @@ MAX_BATCH = 256  # events in one frame at most
 JOB_QUEUE = 64  # a job's events waiting for their frame (or for window)
 OUTBOX = 16  # frames waiting for the WebSocket
 BACKOFF_FIRST, BACKOFF_MAX = 0.5, 30.0  # seconds before dialling again
-POLICY = 1008  # the server's close code for a wrong token
 
 
 class Refused(Exception):
@@ -175,14 +175,13 @@ DROPS = (OSError, HandshakeError, ConnectionClosed, FrameError, ProviderError)
 def first_of(exc: BaseException, kinds: tuple[type[BaseException], ...]
              ) -> BaseException | None:
     """``exc``, or the first exception inside its groups (a nursery's), of ``kinds``."""
-    if isinstance(exc, kinds):
-        return exc
-    if isinstance(exc, BaseExceptionGroup):
-        for inner in exc.exceptions:
-            found = first_of(inner, kinds)
-            if found is not None:
-                return found
-    return None
+    if not isinstance(exc, BaseExceptionGroup):
+        return exc if isinstance(exc, kinds) else None
+    found = exc.subgroup(lambda e: isinstance(e, kinds) and not isinstance(
+        e, BaseExceptionGroup))
+    while isinstance(found, BaseExceptionGroup):  # its order kept: the first is first
+        found = found.exceptions[0]
+    return found
 
 
 def _why(exc: BaseException) -> str:
@@ -190,39 +189,44 @@ def _why(exc: BaseException) -> str:
         return f"closed ({exc.reason.code} {exc.reason.reason or ''})".strip()
     if isinstance(exc, ProviderError):
         return exc.message
+    if isinstance(exc, FrameError):
+        return f"the server broke the protocol ({exc})"
     return str(exc) or type(exc).__name__
 
 
 async def session(settings: Settings, provider: HttpProvider,
                   welcomed: Callable[[], None]) -> None:
-    """One connection: the handshake, then jobs until it drops."""
+    """One connection: the handshake, then jobs until it drops. A malformed frame from the
+    server closes it with 1002, saying why."""
     async with open_websocket_url(socket_url(settings.server), connect_timeout=10,
                                   disconnect_timeout=2) as ws:
-        heartbeat = await handshake(ws, settings)
-        models = list(settings.models) or await provider.list_models()
-        await ws.send_message(dumps({"type": "announce", "models": models,
-                                     "capacity": settings.capacity}))
-        log.info("serving %s to %s as %s (capacity %d)", ",".join(models), settings.server,
-                 settings.name, settings.capacity)
-        welcomed()
-        await Worker(ws, provider, heartbeat).run()
+        try:
+            heartbeat = await handshake(ws, settings)
+            models = list(settings.models) or await provider.list_models()
+            await ws.send_message(dumps({"type": "announce", "models": models,
+                                         "capacity": settings.capacity}))
+            log.info("serving %s to %s as %s (capacity %d)", ",".join(models),
+                     settings.server, settings.name, settings.capacity)
+            welcomed()
+            await Worker(ws, provider, heartbeat).run()
+        except* FrameError as broken:
+            await ws.aclose(PROTOCOL, close_reason(first_of(broken, (FrameError,)) or broken))
+            raise
 
 
 async def handshake(ws: WebSocketConnection, settings: Settings) -> float:
     """Answer the challenge; the server's heartbeat interval. ``Refused`` on a wrong token."""
-    challenge = loads(await ws.get_message())
-    nonce = field(challenge, "nonce", str)
+    challenge = decode(await ws.get_message(), "challenge")
     await ws.send_message(dumps({"type": "hello", "name": settings.name,
-                                 "mac": answer(settings.token, nonce)}))
+                                 "mac": answer(settings.token, challenge["nonce"])}))
     try:
-        welcome = loads(await ws.get_message())
+        welcome = decode(await ws.get_message(), "welcome")
     except ConnectionClosed as exc:
         if exc.reason is not None and exc.reason.code == POLICY:
             raise Refused(f"the server at {settings.server} refused the token "
                           f"({exc.reason.reason or 'wrong token'})") from None
         raise
-    heartbeat = welcome.get("heartbeat")
-    return float(heartbeat) if isinstance(heartbeat, int | float) else math.inf
+    return float(welcome["heartbeat"])
 
 
 @dataclass(eq=False)
@@ -249,54 +253,35 @@ class Worker:
 
     async def run(self) -> None:
         async with trio.open_nursery() as nursery:
-            nursery.start_soon(self._write)
+            nursery.start_soon(write, self.outgoing, self.ws.send_message)
             nursery.start_soon(self._beat)
             while True:
-                frame = loads(await self.ws.get_message())
+                frame = decode(await self.ws.get_message(), *FROM_SERVER)
                 self.heard = trio.current_time()
                 kind = frame["type"]
                 if kind == "job":
                     nursery.start_soon(self._job, frame)
-                elif kind == "credit":
-                    running = self.jobs.get(str(frame.get("id")))
-                    if running is not None:  # else it ended meanwhile
-                        running.allowance.grant(field(frame, "events", int))
-                elif kind == "cancel":
-                    running = self.jobs.get(str(frame.get("id")))
-                    if running is not None:
-                        running.scope.cancel()
-
-    async def _write(self) -> None:
-        async for text in self.outgoing:
-            await self.ws.send_message(text)
+                    continue
+                running = self.jobs.get(frame.get("id", ""))  # None: it ended meanwhile
+                if running is not None and kind == "credit":
+                    running.allowance.grant(frame["events"])
+                elif running is not None and kind == "cancel":
+                    running.scope.cancel()
 
     async def _beat(self) -> None:
-        ping = dumps({"type": "ping"})
-        while True:
-            await trio.sleep(self.heartbeat)
-            if trio.current_time() - self.heard > self.heartbeat * 3:
-                raise ConnectionClosedSilently(self.heartbeat * 3)
-            await self.outbox.send(ping)
+        await beat(self.heartbeat, lambda: self.heard, self.outbox)
+        raise ConnectionClosedSilently(self.heartbeat * MISSED)
 
     async def _job(self, frame: Frame) -> None:
-        job = str(field(frame, "id", str))
-        try:
-            request = decode_request(field(frame, "model", str), frame.get("request"))
-            window = field(frame, "window", int)
-            if window < 1:
-                raise FrameError("a job's window must be at least one event")
-        except FrameError as exc:
-            await self.outbox.send(dumps({"type": "error", "id": job, "error": {
-                "type": "bad_request", "message": str(exc)}}))
-            return
+        job, request = frame["id"], frame["request"]
         failed: list[ProviderError] = []
-        running = self.jobs[job] = Running(trio.CancelScope(), Allowance(window))
+        running = self.jobs[job] = Running(trio.CancelScope(), Allowance(frame["window"]))
         with running.scope:
             try:
                 send, receive = trio.open_memory_channel[dict[str, Any]](JOB_QUEUE)
                 async with trio.open_nursery() as nursery:
                     nursery.start_soon(self._produce, request, send, failed)
-                    await self._frames(job, receive, running)
+                    await send_events(job, receive, running, self.outbox)
                 if failed:
                     await self.outbox.send(dumps({"type": "error", "id": job,
                                                   "error": encode_error(failed[0])}))
@@ -318,28 +303,29 @@ class Worker:
             except ProviderError as exc:
                 failed.append(exc)
 
-    async def _frames(self, job: str, receive: trio.MemoryReceiveChannel[dict[str, Any]],
-                      running: Running) -> None:
-        """Send the job's events in frames, within its window, until its queue ends. Out
-        of window it waits for credit, reading nothing meanwhile."""
-        allowance, last = running.allowance, -math.inf
-        async with receive:
-            ended = False
-            while not ended:
-                await allowance.ready()
-                try:
-                    batch = [await receive.receive()]
-                except trio.EndOfChannel:
-                    return
-                most = min(MAX_BATCH, allowance.left)
-                with trio.move_on_at(last + LINGER):
-                    ended = await _gather(receive, batch, most, wait=True)
-                if not ended:
-                    ended = await _gather(receive, batch, most, wait=False)
-                allowance.take(len(batch))
-                await self.outbox.send(dumps(events_frame(job, batch)))
-                running.frames += 1
-                last = trio.current_time()
+
+async def send_events(job: str, receive: trio.MemoryReceiveChannel[dict[str, Any]],
+                      running: Running, outbox: trio.MemorySendChannel[str]) -> None:
+    """Send a job's events in frames, within its window, until its queue ends. Out of
+    window it waits for credit, reading nothing meanwhile."""
+    allowance, last = running.allowance, -math.inf
+    async with receive:
+        ended = False
+        while not ended:
+            await allowance.ready()
+            try:
+                batch = [await receive.receive()]
+            except trio.EndOfChannel:
+                return
+            most = min(MAX_BATCH, allowance.left)
+            with trio.move_on_at(last + LINGER):
+                ended = await _gather(receive, batch, most, wait=True)
+            if not ended:
+                ended = await _gather(receive, batch, most, wait=False)
+            allowance.take(len(batch))
+            await outbox.send(dumps(events_frame(job, batch)))
+            running.frames += 1
+            last = trio.current_time()
 
 
 async def _gather(receive: trio.MemoryReceiveChannel[dict[str, Any]],

@@ -8,7 +8,10 @@ agent and its address, never a token. Then ``announce {models, capacity}``, and 
 one reads (job frames to their slots, never waiting for one: each job's window guarantees
 its queue room, ``providers.agent.window``), one writes the outbox, one sends heartbeats
 (every ``[server] agent_heartbeat`` seconds) and drops a connection silent for ``MISSED``
-of them. API keys do not apply here: the token is the agent's credential.
+of them (``providers.agent.connection``). Every frame is read through ``frames.decode``: a
+malformed one closes the connection with 1002 (protocol error), a line in the log, and the
+link's jobs end as their agent gone; the other agents and streams go on. API keys do not
+apply here: the token is the agent's credential.
 """
 
 from __future__ import annotations
@@ -21,18 +24,15 @@ from quart import Blueprint, Response, websocket
 from app.api.context import Chorus, chorus
 from app.api.errors import ApiError
 from providers.agent import AgentLink, AgentPool
-from providers.agent.frames import FrameError, dumps, field, loads
+from providers.agent.connection import MISSED, POLICY, PROTOCOL, beat, close_reason, write
+from providers.agent.frames import FROM_AGENT, FrameError, decode, dumps
 from providers.agent.handshake import accepted, new_challenge
 
 log = logging.getLogger("chorus.agents")
 
 bp = Blueprint("agents", __name__)
 
-MISSED = 3  # pings missed before a connection counts as dead
 HELLO_TIMEOUT = 10.0  # seconds an agent has to answer the challenge and announce
-POLICY = 1008  # WebSocket close code: policy violation (a wrong token)
-PROTOCOL = 1002  # WebSocket close code: a frame that breaks the protocol
-MAX_CAPACITY = 1024
 
 
 def pools(state: Chorus) -> list[AgentPool]:
@@ -71,7 +71,7 @@ async def connect() -> None:
             pool, link = await _greet(state, where)
     except (FrameError, trio.TooSlowError) as exc:
         log.warning("agent from %s refused: %s", where, exc)
-        await websocket.close(PROTOCOL, str(exc)[:100])
+        await websocket.close(PROTOCOL, close_reason(exc))
         return
     if pool is None or link is None:
         return
@@ -81,14 +81,15 @@ async def connect() -> None:
     pool.attach(link)
     try:
         async with trio.open_nursery() as nursery:
-            nursery.start_soon(_write, link)
+            nursery.start_soon(write, link.outgoing, websocket.send)
             nursery.start_soon(_beat, link, state.config.server.agent_heartbeat,
                                nursery.cancel_scope)
             try:
                 await _read(state, pool, link)
             except FrameError as exc:
                 log.warning("agent %s dropped: %s", link.name, exc)
-                await websocket.close(PROTOCOL, str(exc)[:100])
+                link.broken = str(exc)
+                await websocket.close(PROTOCOL, close_reason(exc))
             nursery.cancel_scope.cancel()
     finally:
         pool.detach(link)
@@ -98,8 +99,8 @@ async def connect() -> None:
 async def _greet(state: Chorus, where: str) -> tuple[AgentPool | None, AgentLink | None]:
     challenge = new_challenge()
     await websocket.send(dumps({"type": "challenge", "nonce": challenge}))
-    hello = loads(await websocket.receive())
-    name, mac = field(hello, "name", str)[:100], field(hello, "mac", str)
+    hello = decode(await websocket.receive(), "hello")
+    name, mac = hello["name"][:100], hello["mac"]
     pool = next((p for p in pools(state) if accepted(p.tokens, challenge, mac)), None)
     if pool is None:
         log.warning("agent %r from %s refused: wrong token", name, where)
@@ -107,13 +108,8 @@ async def _greet(state: Chorus, where: str) -> tuple[AgentPool | None, AgentLink
         return None, None
     await websocket.send(dumps({"type": "welcome",
                                 "heartbeat": state.config.server.agent_heartbeat}))
-    announce = loads(await websocket.receive())
-    models = field(announce, "models", list)
-    capacity = field(announce, "capacity", int)
-    if not all(isinstance(m, str) and m for m in models) or not 1 <= capacity <= MAX_CAPACITY:
-        raise FrameError("an announce needs model names and a capacity from 1 to "
-                         f"{MAX_CAPACITY}")
-    return pool, AgentLink(name, frozenset(models), capacity)
+    announce = decode(await websocket.receive(), "announce")
+    return pool, AgentLink(name, frozenset(announce["models"]), announce["capacity"])
 
 
 async def _read(state: Chorus, pool: AgentPool, link: AgentLink) -> None:
@@ -121,30 +117,16 @@ async def _read(state: Chorus, pool: AgentPool, link: AgentLink) -> None:
     frames = state.metrics.agent_frames.labels(name)  # looked up once, counted per frame
     events = state.metrics.agent_events.labels(name)
     while True:
-        frame = loads(await websocket.receive())
+        frame = decode(await websocket.receive(), *FROM_AGENT)
         link.heard = trio.current_time()
-        kind = frame["type"]
-        if kind == "events":
+        if frame["type"] == "events":
             frames.inc()
-            events.inc(len(field(frame, "events", list)))
+            events.inc(len(frame["events"]))
+        if frame["type"] != "ping":
             link.deliver(frame)
-        elif kind in ("end", "error"):
-            link.deliver(frame)
-        elif kind != "ping":
-            raise FrameError(f"an agent sent a frame of unknown type {kind!r}")
-
-
-async def _write(link: AgentLink) -> None:
-    async for text in link.outgoing:
-        await websocket.send(text)
 
 
 async def _beat(link: AgentLink, heartbeat: float, scope: trio.CancelScope) -> None:
-    ping = dumps({"type": "ping"})
-    while True:
-        await trio.sleep(heartbeat)
-        if trio.current_time() - link.heard > heartbeat * MISSED:
-            log.warning("agent %s dropped: silent for %d heartbeats", link.name, MISSED)
-            scope.cancel()
-            return
-        await link.outbox.send(ping)
+    await beat(heartbeat, lambda: link.heard, link.outbox)
+    log.warning("agent %s dropped: silent for %d heartbeats", link.name, MISSED)
+    scope.cancel()

@@ -1,6 +1,7 @@
 """The frames between Chorus and an agent: one JSON object per WebSocket text message.
 
-    server -> agent   challenge {nonce} · welcome {heartbeat} · job {id, model, request}
+    server -> agent   challenge {nonce} · welcome {heartbeat}
+                      · job {id, model, window, request} · credit {id, events}
                       · cancel {id} · ping
     agent -> server   hello {name, mac} · announce {models, capacity}
                       · events {id, events: [...]} · end {id} · error {id, error} · ping
@@ -8,13 +9,18 @@
 An event is a small object: ``{"text": s}``, ``{"reasoning": s}``,
 ``{"usage": [input, output]}`` or ``{"finish": reason, "tool_calls": [...]}``. An error
 carries the ``ProviderError`` fields, so the slot ends with the type the agent's upstream
-gave. Pure: no I/O; a malformed frame raises ``FrameError``.
+gave. Pure: no I/O.
+
+Each side reads every frame through ``decode``, the one check at the boundary: a frame of a
+type not expected there, lacking a field its type needs, or carrying an event or a request
+of the wrong shape raises ``FrameError`` (the reader then closes the connection with 1002),
+so nothing past the reader meets a malformed frame.
 """
 
 from __future__ import annotations
 
 import json
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from typing import Any
 
 from .. import errors
@@ -23,6 +29,25 @@ from ..errors import ProviderError, RateLimitError, UpstreamError
 from ..events import Finish, ProviderEvent, ReasoningDelta, TextDelta, ToolCall, Usage
 
 Frame = dict[str, Any]
+
+MAX_CAPACITY = 1024  # jobs one agent may announce it runs at once
+
+# The fields each frame type needs, and their JSON types (checked by ``field``).
+SHAPES: dict[str, dict[str, type]] = {
+    "challenge": {"nonce": str},
+    "hello": {"name": str, "mac": str},
+    "welcome": {},  # its heartbeat, a positive number, is checked by ``_welcome``
+    "announce": {"models": list, "capacity": int},
+    "job": {"id": str, "model": str, "window": int},  # its request: ``decode_request``
+    "events": {"id": str, "events": list},
+    "credit": {"id": str, "events": int},
+    "end": {"id": str},
+    "error": {"id": str, "error": dict},
+    "cancel": {"id": str},
+    "ping": {},
+}
+FROM_AGENT = ("events", "end", "error", "ping")  # what an announced agent may send
+FROM_SERVER = ("job", "credit", "cancel", "ping")  # what a welcomed agent may be sent
 
 _ERRORS: dict[str, type[ProviderError]] = {
     cls.type: cls for cls in (errors.AuthError, RateLimitError, errors.TimeoutError_,
@@ -71,25 +96,40 @@ def encode_event(event: ProviderEvent) -> dict[str, Any]:
 def decode_event(data: Any) -> ProviderEvent:
     if not isinstance(data, dict):
         raise FrameError("an event must be an object")
-    try:
-        if "text" in data:
-            return TextDelta(str(data["text"]))
-        if "reasoning" in data:
-            return ReasoningDelta(str(data["reasoning"]))
-        if "usage" in data:
-            given, taken = data["usage"]
-            return Usage(_count(given), _count(taken))
-        if "finish" in data:
-            calls = tuple(ToolCall(int(i), None if c is None else str(c), str(n), str(a))
-                          for i, c, n, a in data.get("tool_calls") or ())
-            return Finish(str(data["finish"]), calls)
-    except (TypeError, ValueError) as exc:
-        raise FrameError("an event has the wrong shape") from exc
+    if "text" in data:
+        return TextDelta(_text(data, "text"))
+    if "reasoning" in data:
+        return ReasoningDelta(_text(data, "reasoning"))
+    if "usage" in data:
+        usage = data["usage"]
+        if not (isinstance(usage, list) and len(usage) == 2 and all(map(_is_count, usage))):
+            raise FrameError("a usage event needs [input, output]: token counts or nulls")
+        return Usage(*usage)
+    if "finish" in data:
+        calls = data.get("tool_calls") or []
+        if not (isinstance(calls, list) and all(map(_is_call, calls))):
+            raise FrameError("a finish event's tool_calls must be lists of [index, id or "
+                             "null, name, arguments]")
+        return Finish(_text(data, "finish"), tuple(ToolCall(*call) for call in calls))
     raise FrameError("an event of an unknown kind")
 
 
-def _count(value: Any) -> int | None:
-    return None if value is None else int(value)
+def _text(data: Mapping[str, Any], name: str) -> str:
+    value = data[name]
+    if not isinstance(value, str):
+        raise FrameError(f"a {name!r} event needs a string")
+    return value
+
+
+def _is_count(value: Any) -> bool:
+    return value is None or (isinstance(value, int) and not isinstance(value, bool)
+                             and value >= 0)
+
+
+def _is_call(call: Any) -> bool:
+    return (isinstance(call, list) and len(call) == 4 and isinstance(call[0], int)
+            and not isinstance(call[0], bool) and isinstance(call[1], str | None)
+            and isinstance(call[2], str) and isinstance(call[3], str))
 
 
 def encode_error(exc: ProviderError) -> dict[str, Any]:
@@ -128,16 +168,73 @@ def encode_request(request: ChatRequest) -> dict[str, Any]:
 def decode_request(model: str, data: Any) -> ChatRequest:
     if not isinstance(data, dict):
         raise FrameError("a job's request must be an object")
-    try:
-        messages = [Message(str(m["role"]), str(m["content"]),
-                            tuple(ImagePart(str(u), d) for u, d in m.get("images") or ()))
-                    for m in data.get("messages") or ()]
-    except (KeyError, TypeError, ValueError) as exc:
-        raise FrameError("a job's messages have the wrong shape") from exc
+    messages = data.get("messages") or []
+    if not (isinstance(messages, list) and all(map(_is_message, messages))):
+        raise FrameError("a job's messages must be objects with a string role and content, "
+                         "and images as [url, detail or null]")
     params = data.get("params", {})
     if not isinstance(params, dict):
         raise FrameError("a job's params must be an object")
-    return ChatRequest(model, tuple(messages), params)
+    return ChatRequest(model, tuple(
+        Message(m["role"], m["content"], tuple(ImagePart(u, d) for u, d in m.get("images")
+                                               or ()))
+        for m in messages), params)
+
+
+def _is_message(data: Any) -> bool:
+    if not (isinstance(data, dict) and isinstance(data.get("role"), str)
+            and isinstance(data.get("content"), str)):
+        return False
+    images = data.get("images") or []
+    return isinstance(images, list) and all(
+        isinstance(i, list) and len(i) == 2 and isinstance(i[0], str)
+        and isinstance(i[1], str | None) for i in images)
+
+
+def decode(text: str | bytes, *kinds: str) -> Frame:
+    """The frame in ``text``: one of ``kinds``, with the fields its type needs, its parts
+    decoded (an events frame's ``events`` as ``ProviderEvent``s, a job's ``request`` as a
+    ``ChatRequest``). ``FrameError`` for anything else."""
+    frame = loads(text)
+    kind = frame["type"]
+    if kind not in kinds:
+        expected = " or ".join(repr(k) for k in kinds)
+        raise FrameError(f"a {kind!r} frame where {expected} was expected")
+    for name, of in SHAPES[kind].items():
+        field(frame, name, of)
+    check = _PARTS.get(kind)
+    if check is not None:
+        check(frame)
+    return frame
+
+
+def _welcome(frame: Frame) -> None:
+    heartbeat = frame.get("heartbeat")
+    if (not isinstance(heartbeat, int | float) or isinstance(heartbeat, bool)
+            or not heartbeat > 0):
+        raise FrameError("a 'welcome' frame needs a positive 'heartbeat' (seconds)")
+
+
+def _announce(frame: Frame) -> None:
+    if (not all(isinstance(m, str) and m for m in frame["models"])
+            or not 1 <= frame["capacity"] <= MAX_CAPACITY):
+        raise FrameError("an announce needs model names and a capacity from 1 to "
+                         f"{MAX_CAPACITY}")
+
+
+def _job(frame: Frame) -> None:
+    if frame["window"] < 1:
+        raise FrameError("a job's window must be at least one event")
+    frame["request"] = decode_request(frame["model"], frame.get("request"))
+
+
+def _events(frame: Frame) -> None:
+    frame["events"] = [decode_event(data) for data in frame["events"]]
+
+
+_PARTS: dict[str, Callable[[Frame], None]] = {
+    "welcome": _welcome, "announce": _announce, "job": _job, "events": _events,
+}
 
 
 def events_frame(job: str, events: Sequence[dict[str, Any]]) -> Frame:

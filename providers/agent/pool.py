@@ -26,7 +26,7 @@ import trio
 from ..base import ChatRequest, ProviderConfig
 from ..errors import TransportError
 from ..events import ProviderEvent, ReasoningDelta, TextDelta
-from .frames import Frame, FrameError, decode_error, decode_event, dumps, encode_request
+from .frames import Frame, FrameError, decode_error, dumps, encode_request
 from .handshake import split_tokens
 from .window import Window
 
@@ -57,6 +57,7 @@ class AgentLink:
     models: frozenset[str]
     capacity: int
     heard: float = 0.0  # trio time of its last frame
+    broken: str | None = None  # how it broke the protocol, if that is why it was dropped
     jobs: dict[str, Job] = field(default_factory=dict)
 
     @property
@@ -69,14 +70,14 @@ class AgentLink:
         self.outbox, self.outgoing = trio.open_memory_channel[str](OUTBOX)
 
     def deliver(self, frame: Frame) -> None:
-        """Pass a job's frame to its slot, without waiting: the job's window guarantees
-        room. A frame over the window raises ``FrameError``; one for a job already ended
-        (a cancel crossed it) is dropped."""
-        job = self.jobs.get(str(frame.get("id")))
+        """Pass a job's frame (as ``frames.decode`` gave it) to its slot, without waiting:
+        the job's window guarantees room. A frame over the window raises ``FrameError``;
+        one for a job already ended (a cancel crossed it) is dropped."""
+        job = self.jobs.get(frame["id"])
         if job is None:
             return
-        if frame.get("type") == "events":
-            job.window.arrived(len(frame.get("events") or ()))
+        if frame["type"] == "events":
+            job.window.arrived(len(frame["events"]))
         try:
             job.queue.send_nowait(frame)
         except trio.WouldBlock:
@@ -169,17 +170,17 @@ class AgentPool:
                     if kind == "error":
                         finished = True
                         raise decode_error(frame.get("error"), link.name)
-                    carried = frame.get("events") or ()
-                    for data in carried:
-                        event = decode_event(data)
+                    carried: list[ProviderEvent] = frame["events"]
+                    for event in carried:
                         texted |= isinstance(event, TextDelta | ReasoningDelta)
                         yield event
                     grant = window.taken(len(carried))
                     if grant:
                         await _send(link, {"type": "credit", "id": job, "events": grant})
             finished = True
+            why = f" (it broke the protocol: {link.broken})" if link.broken else ""
             gone = TransportError(f"agent {link.name} serving {request.model!r} went away "
-                                  "mid-answer")
+                                  f"mid-answer{why}")
             gone.retryable = not texted  # text was sent: a retry would repeat it
             raise gone
         finally:

@@ -12,8 +12,8 @@ import pytest
 import trio
 
 from app import create_app
-from app.agents import MISSED
 from app.config import build_config
+from providers.agent.connection import MISSED
 
 from ..conftest import Server, StartServer, read_events
 from ..support.serving import loopback_config, start_serving

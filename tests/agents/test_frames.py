@@ -6,7 +6,10 @@ import pytest
 
 from providers import ChatRequest, ImagePart, Message
 from providers.agent.frames import (
+    FROM_AGENT,
+    FROM_SERVER,
     FrameError,
+    decode,
     decode_error,
     decode_event,
     decode_request,
@@ -86,3 +89,41 @@ def test_an_event_of_the_wrong_shape_is_refused(data: object) -> None:
 def test_a_request_of_the_wrong_shape_is_refused(data: object) -> None:
     with pytest.raises(FrameError):
         decode_request("m1", data)
+
+
+def test_decode_gives_an_events_frames_events_and_a_jobs_request_decoded() -> None:
+    events = decode(dumps({"type": "events", "id": "3", "events": [
+        encode_event(e) for e in EVENTS]}), *FROM_AGENT)
+    assert events == {"type": "events", "id": "3", "events": EVENTS}
+    request = ChatRequest("m1", (Message("user", "hi"),), {"temperature": 0.5})
+    job = decode(dumps({"type": "job", "id": "3", "model": "m1", "window": 8,
+                        "request": encode_request(request)}), *FROM_SERVER)
+    assert job["request"] == request
+
+
+@pytest.mark.parametrize(("frame", "kinds", "reason"), [
+    ({"type": "job", "id": "1"}, FROM_AGENT,
+     "a 'job' frame where 'events' or 'end' or 'error' or 'ping' was expected"),
+    ({"type": "end", "id": 1}, FROM_AGENT, "a 'end' frame needs 'id' (str)"),
+    ({"type": "credit", "id": "1", "events": True}, FROM_SERVER,
+     "a 'credit' frame needs 'events' (int)"),
+    ({"type": "welcome", "heartbeat": 0}, ("welcome",),
+     "a 'welcome' frame needs a positive 'heartbeat' (seconds)"),
+    ({"type": "announce", "models": ["m1", 2], "capacity": 1}, ("announce",),
+     "an announce needs model names and a capacity from 1 to 1024"),
+    ({"type": "announce", "models": ["m1"], "capacity": 1025}, ("announce",),
+     "an announce needs model names and a capacity from 1 to 1024"),
+    ({"type": "events", "id": "1", "events": [{"finish": "stop", "tool_calls": [[0]]}]},
+     FROM_AGENT, "a finish event's tool_calls must be lists of [index, id or null, name, "
+                 "arguments]"),
+    ({"type": "job", "id": "1", "model": "m1", "window": 4, "request": {
+        "messages": [{"role": "user", "content": "x", "images": [["u", 3]]}]}}, FROM_SERVER,
+     "a job's messages must be objects with a string role and content, and images as "
+     "[url, detail or null]"),
+])
+def test_decode_refuses_a_frame_that_is_unexpected_or_malformed_saying_why(
+    frame: dict[str, object], kinds: tuple[str, ...], reason: str,
+) -> None:
+    with pytest.raises(FrameError) as refused:
+        decode(dumps(frame), *kinds)
+    assert str(refused.value) == reason

@@ -89,7 +89,7 @@ async def test_jobs_go_to_the_least_loaded_agent_and_wait_for_a_free_place(
         assert p.running == 3  # the fourth waits: every place is taken
         first = await job_of(small)
         at = trio.current_time()
-        small.deliver({"type": "events", "id": first["id"], "events": [{"text": "a"}]})
+        small.deliver({"type": "events", "id": first["id"], "events": [TextDelta("a")]})
         small.deliver({"type": "end", "id": first["id"]})
         fourth = await job_of(small)  # pushed the moment the place came free
         assert trio.current_time() == at
@@ -121,7 +121,7 @@ async def test_an_agent_gone_after_text_was_sent_is_not_retried() -> None:
     async with trio.open_nursery() as nursery:
         nursery.start_soon(collect, p, got)
         job = await job_of(link)
-        link.deliver({"type": "events", "id": job["id"], "events": [{"text": "a"}]})
+        link.deliver({"type": "events", "id": job["id"], "events": [TextDelta("a")]})
         await trio.testing.wait_all_tasks_blocked()
         p.detach(link)
     assert got[0] == TextDelta("a")
@@ -138,22 +138,22 @@ async def test_a_slot_that_takes_nothing_never_holds_up_its_agents_reader(
         nursery.start_soon(stalled.__anext__)  # the slot starts, takes one event, stalls
         job = await job_of(link)
         assert job["window"] == WINDOW
-        link.deliver({"type": "events", "id": job["id"], "events": [{"text": "a"}] * WINDOW})
+        link.deliver({"type": "events", "id": job["id"], "events": [TextDelta("a")] * WINDOW})
         await trio.testing.wait_all_tasks_blocked()
         nursery.start_soon(collect, p, got)  # a second job on the same agent
         other = await job_of(link)
         start = trio.current_time()
-        link.deliver({"type": "events", "id": other["id"], "events": [{"text": "b"}]})
+        link.deliver({"type": "events", "id": other["id"], "events": [TextDelta("b")]})
         link.deliver({"type": "end", "id": other["id"]})
         await trio.testing.wait_all_tasks_blocked()
         assert got == [TextDelta("b")]  # not behind the stalled job
         assert trio.current_time() == start
         with pytest.raises(FrameError, match="window"):  # the agent overran its window
-            link.deliver({"type": "events", "id": job["id"], "events": [{"text": "a"}]})
+            link.deliver({"type": "events", "id": job["id"], "events": [TextDelta("a")]})
         nursery.cancel_scope.cancel()
 
 
-A_WINDOW = [{"text": "a"}] * WINDOW
+A_WINDOW = [TextDelta("a")] * WINDOW
 
 
 async def a_window_sent(nursery: trio.Nursery, p: AgentPool, link: AgentLink,

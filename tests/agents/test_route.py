@@ -9,25 +9,15 @@ from contextlib import aclosing
 
 import pytest
 import trio
-from trio_websocket import ConnectionClosed, WebSocketConnection, open_websocket_url
+from trio_websocket import ConnectionClosed, open_websocket_url
 
 from providers import ChatRequest, Message
 from providers.agent.frames import dumps, loads
-from providers.agent.handshake import answer
 from providers.agent.pool import WINDOW
 from providers.errors import TransportError
 from providers.events import ProviderEvent
 
-from .conftest import TOKEN, Lab
-
-# trio-websocket's client, when the server closes first, waits for the TCP close and leaves
-# its socket to the garbage collector (``_impl.py``, ``_handle_close_connection_event``):
-# collected here, so the warning stays with the tests that cause it.
-LEFT_TO_GC = pytest.mark.filterwarnings("ignore:unclosed <socket:ResourceWarning")
-
-
-def ws_url(lab: Lab) -> str:
-    return "ws" + lab.server.url.removeprefix("http") + "/v1/agents/connect"
+from .conftest import LEFT_TO_GC, Lab, announce, ws_url
 
 
 @LEFT_TO_GC
@@ -49,16 +39,6 @@ async def test_a_bad_hello_closes_with_a_policy_or_protocol_code(
     assert (closed.value.reason.code, closed.value.reason.reason) == (code, reason)
     assert await lab.pool.list_models() == []
     gc.collect()
-
-
-async def announce(ws: WebSocketConnection, capacity: int) -> None:
-    """The handshake of an agent named ``hand`` serving m7, as ``chorus agent`` does it."""
-    nonce = loads(await ws.get_message())["nonce"]
-    await ws.send_message(dumps({"type": "hello", "name": "hand",
-                                 "mac": answer(TOKEN, nonce)}))
-    assert loads(await ws.get_message()) == {"type": "welcome", "heartbeat": 10.0}
-    await ws.send_message(dumps({"type": "announce", "models": ["m7"],
-                                 "capacity": capacity}))
 
 
 @LEFT_TO_GC

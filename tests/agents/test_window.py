@@ -3,12 +3,16 @@ slot took (half a window at a time), and neither side's account drifts."""
 
 from __future__ import annotations
 
+from typing import Any
+
 import pytest
 import trio
 from trio.testing import MockClock, wait_all_tasks_blocked
 
-from providers.agent.frames import FrameError
+from app.agent_cli import JOB_QUEUE, OUTBOX, Running, send_events
+from providers.agent.frames import FROM_AGENT, FrameError, decode
 from providers.agent.window import Allowance, Window
+from providers.events import ProviderEvent, TextDelta
 
 
 @pytest.fixture
@@ -86,50 +90,53 @@ async def test_an_agent_out_of_window_waits_for_credit_and_no_longer(
 async def test_both_accounts_agree_through_a_stalled_and_resumed_slot(
     clock: MockClock,
 ) -> None:
-    """The agent sends as much as it may in frames of up to three events; the slot takes
-    nothing for a while, then everything. The server never sees the window overrun, and
-    every event sent is granted back by the end."""
+    """The agent's own sender (``send_events``) sends a job's events as they come; the
+    server's reader charges each frame the moment it arrives, as the route does, never
+    waiting for the slot; the slot takes nothing for a while, then everything. The agent
+    stops at exactly one window, the server never sees it overrun (``Window.arrived``
+    raises if it does), and every event is granted back by the end."""
     size, total = 10, 100
-    allowance, window = Allowance(size), Window(size)
-    to_server, arriving = trio.open_memory_channel[int](size)  # frames: sizes
-    to_agent, granting = trio.open_memory_channel[int](size)  # credit frames
-    taken: list[int] = []
+    running, window = Running(trio.CancelScope(), Allowance(size)), Window(size)
+    upstream, events = trio.open_memory_channel[dict[str, Any]](JOB_QUEUE)
+    outbox, wire = trio.open_memory_channel[str](OUTBOX)
+    # As the pool's: room for every frame a window allows, so the reader never waits.
+    to_slot, arrived = trio.open_memory_channel[list[ProviderEvent]](size + 1)
+    taken: list[ProviderEvent] = []
     resume = trio.Event()
 
+    async def model() -> None:
+        async with upstream:
+            for i in range(total):
+                await upstream.send({"text": str(i)})
+
     async def agent() -> None:
-        sent = 0
-        async with to_server:
-            while sent < total:
-                await allowance.ready()
-                n = min(3, allowance.left, total - sent)
-                allowance.take(n)
-                sent += n
-                await to_server.send(n)
+        async with outbox:
+            await send_events("1", events, running, outbox)
 
-    async def credits() -> None:
-        async with granting:
-            async for grant in granting:
-                allowance.grant(grant)
+    async def reader() -> None:
+        async with to_slot:
+            async for text in wire:
+                frame = decode(text, *FROM_AGENT)
+                window.arrived(len(frame["events"]))
+                to_slot.send_nowait(frame["events"])
 
-    async def server() -> None:
-        async with to_agent, arriving:
-            async for n in arriving:
-                window.arrived(n)  # raises on an overrun
-                await resume.wait()
-                taken.append(n)
-                grant = window.taken(n)
-                if grant:
-                    await to_agent.send(grant)
+    async def slot() -> None:
+        await resume.wait()
+        async with arrived:
+            async for carried in arrived:
+                taken.extend(carried)
+                grant = window.taken(len(carried))
+                if grant:  # a credit frame, in order on the wire
+                    running.allowance.grant(grant)
 
     async with trio.open_nursery() as nursery:
-        nursery.start_soon(agent)
-        nursery.start_soon(credits)
-        nursery.start_soon(server)
+        for task in (model, agent, reader, slot):
+            nursery.start_soon(task)
         await trio.sleep(5)
         await wait_all_tasks_blocked()
-        assert allowance.left == 0  # the agent stopped at the window: 3 + 3 + 3 + 1
-        assert window.outstanding == 3  # the server took one frame in, then stalled
+        assert running.allowance.left == 0  # the agent stopped at the window...
+        assert window.outstanding == size  # ...which the server holds, all of it
         resume.set()
-    assert sum(taken) == total
-    assert allowance.left + window.pending == size  # only the last, ungranted part is out
+    assert taken == [TextDelta(str(i)) for i in range(total)]
+    assert running.allowance.left + window.pending == size  # only the ungranted part is out
     assert window.outstanding == window.pending < window.threshold
