@@ -7,28 +7,12 @@ from collections.abc import AsyncIterator
 import trio
 from quart import Blueprint, Response, jsonify, request
 
-from app.catalog import UnknownModel
-from app.engine import (
-    ConversationPlan,
-    ManagerPlan,
-    ShuttingDown,
-    SlotPlan,
-    Speaker,
-    Stream,
-    TooManyStreams,
-)
+from app.engine import ConversationPlan, ShuttingDown, SlotPlan, Stream, TooManyStreams
 from app.engine.hub import Unavailable
 from app.engine.stream import StreamHandle
-from app.limits import cap_max_tokens, check_messages
 
-from .bodies import (
-    PASS_THROUGH_ROLES,
-    ConversationBody,
-    StreamBody,
-    parse_skip,
-    parse_stop_body,
-    parse_stream_body,
-)
+from . import planning
+from .bodies import StreamBody, parse_skip, parse_stop_body, parse_stream_body
 from .context import chorus, json_body, owner
 from .errors import ApiError, invalid, not_found
 
@@ -43,12 +27,7 @@ async def create_stream() -> Response:
     ch = chorus()
     body = parse_stream_body(await json_body(), ch.config.server.max_slots, ch.catalog.group,
                              max_rounds=ch.config.server.max_rounds)
-    conversation = None
-    if body.conversation is not None:
-        plans = plan_slots(body, "participants[{i}]")
-        conversation = plan_conversation(body, body.conversation, plans)
-    else:
-        plans = plan_slots(body)
+    plans, conversation = planning.plan_stream(body, ch.catalog, ch.config.server)
     wants_sse = "text/event-stream" in request.headers.get("Accept", "")
     stream = await open_stream(who, plans, reader=wants_sse, conversation=conversation)
     if wants_sse:
@@ -86,52 +65,9 @@ async def open_stream(who: str, plans: list[SlotPlan], *, reader: bool,
 
 
 def plan_slots(body: StreamBody, target_param: str = "models[{i}]") -> list[SlotPlan]:
-    """Each target's routes, with the server's limits on history and output tokens applied
-    (``app.limits``). Errors name target ``i`` as ``target_param`` says: the request field
-    the caller's API calls it."""
+    """``app.api.planning.plan_slots`` with this app's catalog and limits."""
     ch = chorus()
-    catalog, server = ch.catalog, ch.config.server
-    seen: dict[str, int] = {}
-    plans = []
-    for i, target in enumerate(body.targets):
-        where = target_param.format(i=i)
-        messages = target.messages if target.messages is not None else body.messages
-        check_messages(messages, server.max_messages, server.max_message_chars,
-                       "messages" if target.messages is None else f"{where}.messages")
-        params = cap_max_tokens({**body.params, **target.params}, server.max_tokens)
-        try:
-            routes = catalog.route(target.model, messages, params, target.fallbacks)
-        except UnknownModel as exc:
-            raise ApiError(400, "unknown_model", str(exc), where) from exc
-        for route in routes:
-            for m in messages:
-                allowed = PASS_THROUGH_ROLES.get(m.role)
-                if allowed is not None and route.provider.config.type not in allowed:
-                    raise invalid(f"role {m.role!r} is not supported by {route.ref}", where)
-        seen[target.model] = seen.get(target.model, 0) + 1
-        label = target.label or (target.model if seen[target.model] == 1
-                                 else f"{target.model} #{seen[target.model]}")
-        plans.append(SlotPlan(i, label, routes))
-    return plans
-
-
-MANAGER_PARAMS = {"max_tokens": 64}  # a pick is one name: a short answer, a small bill
-
-
-def plan_conversation(body: StreamBody, talk: ConversationBody, plans: list[SlotPlan]
-                      ) -> ConversationPlan:
-    """The participants' plans (resolved once, here) as speakers, and the manager's routes."""
-    manager = None
-    if talk.manager is not None:
-        try:
-            routes = chorus().catalog.route(talk.manager, body.messages, MANAGER_PARAMS)
-        except UnknownModel as exc:
-            raise ApiError(400, "unknown_model", str(exc), "manager.model") from exc
-        manager = ManagerPlan(routes, talk.manager_system)
-    speakers = tuple(Speaker(plan, system) for plan, system in zip(plans, talk.systems,
-                                                                      strict=True))
-    return ConversationPlan(speakers, body.messages, talk.rounds, talk.turn_order, manager,
-                            talk.stop_on_error)
+    return planning.plan_slots(body, ch.catalog, ch.config.server, target_param)
 
 
 async def _stream_or_404(stream_id: str) -> StreamHandle:

@@ -1,9 +1,8 @@
 """Running ``chorus ask``: read a source's events into the board, draw it, print the end.
 
 On a terminal the board is drawn live on the alternate screen (so the answers are left in
-the scrollback once, complete); elsewhere, or with ``--json``, nothing is redrawn. The first
-Ctrl-C stops every slot (the upstreams close), then waits up to ``STOP_WAIT`` for their
-last events; a second one leaves at once. Either way what arrived is printed.
+the scrollback once, complete); elsewhere, or with ``--json``, nothing is redrawn. Ctrl-C
+stops every slot as ``interrupts`` says; either way what arrived is printed.
 """
 
 from __future__ import annotations
@@ -11,8 +10,6 @@ from __future__ import annotations
 import contextlib
 import json
 import shutil
-import signal
-import threading
 from dataclasses import dataclass
 from typing import TextIO
 
@@ -21,10 +18,10 @@ import trio
 from app.engine.wire import escape_surrogates
 
 from .board import Board
+from .interrupts import stop_on_ctrl_c
 from .render import render_final, render_live
 from .sources import RequestRefused, Source, SourceError
 
-STOP_WAIT = 3.0  # seconds to wait for the stopped slots' last events after Ctrl-C
 FRAME = 1 / 30  # the screen is redrawn at most this often…
 TICK = 0.25  # …and at least this often while models run, so the clocks move
 
@@ -101,11 +98,8 @@ async def follow(source: Source, view: View, out: TextIO) -> Outcome:
     outcome = Outcome(Board())
     redraw = _Redraw()
     live = view.live and not view.json
-    with Screen(out) if live else contextlib.nullcontext() as screen, \
-            trio.CancelScope() as reading:
-        async with trio.open_nursery() as nursery:
-            if threading.current_thread() is threading.main_thread():
-                nursery.start_soon(_interrupts, source, reading, outcome)
+    with Screen(out) if live else contextlib.nullcontext() as screen:
+        async with stop_on_ctrl_c(source) as interrupt, trio.open_nursery() as nursery:
             if screen is not None:
                 nursery.start_soon(_draw, outcome.board, screen, redraw, view)
             try:
@@ -120,24 +114,8 @@ async def follow(source: Source, view: View, out: TextIO) -> Outcome:
             except SourceError as exc:
                 outcome.failure = exc
             nursery.cancel_scope.cancel()
+    outcome.interrupted = interrupt.interrupted
     return outcome
-
-
-async def _interrupts(source: Source, reading: trio.CancelScope, outcome: Outcome) -> None:
-    with trio.open_signal_receiver(signal.SIGINT) as signals:
-        async with trio.open_nursery() as nursery:
-            async for _ in signals:
-                if outcome.interrupted:
-                    reading.cancel()
-                    return
-                outcome.interrupted = True
-                reading.deadline = trio.current_time() + STOP_WAIT
-                nursery.start_soon(_stop, source, reading)
-
-
-async def _stop(source: Source, reading: trio.CancelScope) -> None:
-    if not await source.stop():
-        reading.cancel()  # no stream yet: leaving closes the request, which is the stop
 
 
 async def _draw(board: Board, screen: Screen, redraw: _Redraw, view: View) -> None:

@@ -169,7 +169,7 @@ def ask(args: argparse.Namespace) -> int:
 def converse(args: argparse.Namespace, config: Config, models: list[str], prompt: str,
              params: dict[str, Any]) -> int:
     """``ask --conversation``: the models take turns; the thread printed as it comes."""
-    from .sources import RequestRefused, open_conversation
+    from .sources import RequestRefused, open_stream
     from .thread import conversation_body, run
 
     body = conversation_body(models, prompt, args.rounds, args.system, params)
@@ -177,7 +177,7 @@ def converse(args: argparse.Namespace, config: Config, models: list[str], prompt
 
     async def main() -> int:
         try:
-            async with open_conversation(where(args, config), body) as source:
+            async with open_stream(where(args, config), body) as source:
                 return await run(source, sys.stdout, sys.stderr, color=color)
         except RequestRefused as exc:
             print(f"chorus ask: {exc}", file=sys.stderr)

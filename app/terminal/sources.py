@@ -10,7 +10,7 @@ every slot (reason ``user``) so that the upstreams close and the last events sti
 from __future__ import annotations
 
 import json
-from collections.abc import AsyncIterator, Callable, Sequence
+from collections.abc import AsyncIterator, Sequence
 from contextlib import asynccontextmanager
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, Protocol
@@ -22,14 +22,8 @@ from app.config import Config
 from providers import Message
 from providers.sse import SSEDecoder
 
-from .board import labels
-
 if TYPE_CHECKING:
-    from app.catalog import Catalog
-    from app.engine import ConversationPlan, Route, SlotPlan, Stream
-
-    # What a local stream is made of: its slots' plans, and a conversation's plan.
-    Planned = tuple[list[SlotPlan], ConversationPlan | None]
+    from app.engine import Stream
 
 Event = tuple[int, str, dict[str, Any]]
 
@@ -158,84 +152,27 @@ class LocalSource:
 
 
 @asynccontextmanager
-async def local_source(config: Config, slots: Sequence[Target],
-                       params: dict[str, Any]) -> AsyncIterator[LocalSource]:
-    """Run a hub for one stream; the hub and the providers close on the way out.
+async def local_stream(config: Config, body: dict[str, Any]) -> AsyncIterator[LocalSource]:
+    """The stream a ``POST /v1/streams`` body asks for, run by a hub in this process.
 
-    The parameters are checked by the same rules as the server's (``RequestRefused``).
+    The body is checked and planned by the server's own code (``app.api.planning``: the
+    same routes, fallbacks, limits and labels), and a refusal is ``RequestRefused`` with the
+    server's message. The hub and the providers close on the way out.
     """
-    from app.api.bodies import parse_params
-    from app.api.errors import ApiError
-    from app.engine import SlotPlan
-
-    try:
-        params = parse_params(params, "params")
-    except ApiError as exc:
-        raise RequestRefused(exc.message) from exc
-
-    def plan(catalog: Catalog) -> Planned:
-        names = labels([t.model for t in slots])
-        return [SlotPlan(i, label, route(catalog, target.model, target.messages, params))
-                for i, (target, label) in enumerate(zip(slots, names, strict=True))], None
-
-    async with local_hub(config, plan) as source:
-        yield source
-
-
-@asynccontextmanager
-async def local_conversation(config: Config, body: dict[str, Any]
-                             ) -> AsyncIterator[LocalSource]:
-    """A conversation (a ``POST /v1/streams`` body of that mode) run in this process,
-    checked by the server's rules."""
     from app.api.bodies import parse_stream_body
     from app.api.errors import ApiError
-    from app.engine import ConversationPlan, ManagerPlan, SlotPlan, Speaker
-
-    try:
-        parsed = parse_stream_body(body, config.server.max_slots,
-                                   max_rounds=config.server.max_rounds)
-    except ApiError as exc:
-        raise RequestRefused(exc.message) from exc
-    talk = parsed.conversation
-    assert talk is not None
-
-    def plan(catalog: Catalog) -> Planned:
-        names = labels([t.model for t in parsed.targets])
-        plans = [SlotPlan(i, t.label or name, route(catalog, t.model, parsed.messages,
-                                                    {**parsed.params, **t.params}))
-                 for i, (t, name) in enumerate(zip(parsed.targets, names, strict=True))]
-        manager = None
-        if talk.manager is not None:
-            manager = ManagerPlan(route(catalog, talk.manager, parsed.messages, {}),
-                                  talk.manager_system)
-        return plans, ConversationPlan(
-            tuple(Speaker(p, system) for p, system in zip(plans, talk.systems, strict=True)),
-            parsed.messages, talk.rounds, talk.turn_order, manager, talk.stop_on_error)
-
-    async with local_hub(config, plan) as source:
-        yield source
-
-
-def route(catalog: Catalog, model: str, messages: Sequence[Message],
-          params: dict[str, Any]) -> tuple[Route, ...]:
-    from app.catalog import UnknownModel
-
-    try:
-        return catalog.route(model, messages, params)
-    except UnknownModel as exc:
-        raise RequestRefused(str(exc)) from exc
-
-
-@asynccontextmanager
-async def local_hub(config: Config, plan: Callable[[Catalog], Planned]
-                    ) -> AsyncIterator[LocalSource]:
-    """A hub running the one stream ``plan`` makes from the local catalog."""
+    from app.api.planning import plan_stream
     from app.catalog import Catalog
     from app.engine import Hub, StreamSettings
 
     catalog = Catalog(config)
     try:
-        plans, conversation = plan(catalog)
+        try:
+            parsed = parse_stream_body(body, config.server.max_slots, catalog.group,
+                                       max_rounds=config.server.max_rounds)
+            plans, conversation = plan_stream(parsed, catalog, config.server)
+        except ApiError as exc:
+            raise RequestRefused(exc.message) from exc
         hub = Hub(StreamSettings(ping=3600.0), max_streams=1)
         async with trio.open_nursery() as nursery:
             await nursery.start(hub.run)
@@ -261,20 +198,17 @@ class Where:
 async def open_source(where: Where, slots: Sequence[Target],
                       params: dict[str, Any]) -> AsyncIterator[Source]:
     """A stream of ``slots`` on a server or in this process, closed on the way out."""
-    if where.url:
-        async with server_client(where.url, where.key) as client:
-            yield ServerSource(client, stream_body(slots, params))
-    else:
-        async with local_source(where.config, slots, params) as source:
-            yield source
+    async with open_stream(where, stream_body(slots, params)) as source:
+        yield source
 
 
 @asynccontextmanager
-async def open_conversation(where: Where, body: dict[str, Any]) -> AsyncIterator[Source]:
-    """A conversation (its ``POST /v1/streams`` body) on a server or in this process."""
+async def open_stream(where: Where, body: dict[str, Any]) -> AsyncIterator[Source]:
+    """The stream a ``POST /v1/streams`` body asks for (parallel or a conversation), on a
+    server or in this process: the same body either way."""
     if where.url:
         async with server_client(where.url, where.key) as client:
             yield ServerSource(client, body)
     else:
-        async with local_conversation(where.config, body) as source:
+        async with local_stream(where.config, body) as source:
             yield source

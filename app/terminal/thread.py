@@ -2,24 +2,19 @@
 
 A conversation's text arrives one turn at a time, so it is printed in order, never
 redrawn: a header with the speaker's name, then the text as it streams. That works the
-same on a terminal, in a pipe and in the scrollback. The first Ctrl-C stops the
-conversation (the current turn's upstream closes) and waits up to ``STOP_WAIT`` for its
-last events; a second one leaves at once.
+same on a terminal, in a pipe and in the scrollback. Ctrl-C stops the conversation (the
+current turn's upstream closes) as ``interrupts`` says.
 """
 
 from __future__ import annotations
 
-import signal
-import threading
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from typing import Any, TextIO
 
-import trio
-
+from .interrupts import stop_on_ctrl_c
 from .sources import RequestRefused, Source, SourceError
 
-STOP_WAIT = 3.0
 COLORS = ("36", "35", "33", "32", "34", "31")  # each speaker's colour, by slot, in turn
 ENDED = {"model.done", "model.error", "model.stopped"}
 
@@ -67,32 +62,14 @@ class Thread:
 async def run(source: Source, out: TextIO, err: TextIO, *, color: bool = False) -> int:
     """Print ``source``'s conversation to its end (or Ctrl-C); the exit code."""
     thread = Thread(out, color)
-    interrupted = False
-    with trio.CancelScope() as reading:
-        async with trio.open_nursery() as nursery:
-            if threading.current_thread() is threading.main_thread():
-                async def interrupts() -> None:
-                    nonlocal interrupted
-                    with trio.open_signal_receiver(signal.SIGINT) as signals:
-                        async for _ in signals:
-                            if interrupted:
-                                reading.cancel()
-                                return
-                            interrupted = True
-                            reading.deadline = trio.current_time() + STOP_WAIT
-                            if not await source.stop():
-                                reading.cancel()
-
-                nursery.start_soon(interrupts)
-            try:
-                async for _, kind, data in source.events():
-                    thread.apply(kind, data)
-            except SourceError as exc:
-                err.write(f"chorus: {exc}\n")
-                nursery.cancel_scope.cancel()
-                return 2 if isinstance(exc, RequestRefused) else 1
-            nursery.cancel_scope.cancel()
-    if interrupted:
+    async with stop_on_ctrl_c(source) as interrupt:
+        try:
+            async for _, kind, data in source.events():
+                thread.apply(kind, data)
+        except SourceError as exc:
+            err.write(f"chorus: {exc}\n")
+            return 2 if isinstance(exc, RequestRefused) else 1
+    if interrupt.interrupted:
         err.write("chorus: stopped (Ctrl-C)\n")
         return 130
     if not thread.done:
