@@ -149,6 +149,16 @@ class ChorusPage:
             self.page.add_script_tag(path=str(axe_script))
         return list(self.page.evaluate(AXE_RUN, AXE_TAGS))
 
+    def assert_axe_clean(self, axe_script: Path) -> None:
+        """No axe-core violation on the page as it is now, in the light scheme and in the
+        dark one (the page themes itself in CSS alone, so switching the emulated scheme
+        restyles it as a fresh load in that scheme would)."""
+        found = []
+        for scheme in ("dark", "light"):
+            self.page.emulate_media(color_scheme=scheme)
+            found += [f"[{scheme}] {v}" for v in self.axe_violations(axe_script)]
+        assert not found, "\n".join(found)
+
     def snapshot(self, stream_id: str) -> dict[str, Any]:
         response = self.page.request.get(f"/v1/streams/{stream_id}")
         assert response.ok, response.text()

@@ -54,24 +54,18 @@ async def test_focus_stays_in_a_stopped_pane_and_returns_to_a_drawers_button(
     await in_browser(scenario)
 
 
-@pytest.mark.parametrize("scheme", ["light", "dark"])
 @pytest.mark.parametrize("size", ["desktop", "phone"])
 async def test_axe_finds_no_violation(
-    chorus: Server, in_browser: RunInBrowser, axe_script: Path, size: str, scheme: str
+    chorus: Server, in_browser: RunInBrowser, axe_script: Path, size: str
 ) -> None:
-    def check(ui: ChorusPage) -> None:
-        violations = ui.axe_violations(axe_script)
-        assert not violations, "\n".join(violations)
-
     def scenario(browser: Browser) -> None:
         # A code block and a list (steady), reasoning (thinker), an error (broken), and a
         # model that never starts (hang), so that Send and Stop all both show.
         models = ["demo/steady", "demo/thinker", "demo/broken", "demo/hang"]
         with ChorusPage(browser, chorus.url, models=models, bypass_csp=True,
-                        viewport=DESKTOP if size == "desktop" else PHONE,
-                        color_scheme=scheme) as ui:
+                        viewport=DESKTOP if size == "desktop" else PHONE) as ui:
             ui.open()
-            check(ui)  # before anything is sent
+            ui.assert_axe_clean(axe_script)  # before anything is sent
             ui.send("Show me everything")
             ui.wait_states("done", "done", "error", "waiting", timeout=30_000)
             ui.page.locator("#send").wait_for(state="visible")
@@ -83,12 +77,12 @@ async def test_axe_finds_no_violation(
             ui.turns(1).last.locator(".versions").wait_for()
             ui.turns(0).last.locator("button.pick").click()
             ui.pane(0).locator("button.tune").click()
-            check(ui)
+            ui.assert_axe_clean(axe_script)
             ui.page.click("#settings-btn")
-            check(ui)
+            ui.assert_axe_clean(axe_script)
             ui.page.keyboard.press("Escape")
             ui.page.click("#history-btn")
-            check(ui)
+            ui.assert_axe_clean(axe_script)
             ui.page.keyboard.press("Escape")
             ui.page.click("#stop-all")
             ui.wait_states("done", "done", "error", "stopped")
@@ -142,21 +136,16 @@ PNG = bytes.fromhex("89504e470d0a1a0a0000000d49484452000000010000000108060000001
                     "49444154789c63606060f80f0001040100a5b4b06c0000000049454e44ae426082")
 
 
-@pytest.mark.parametrize("scheme", ["light", "dark"])
 async def test_axe_finds_no_violation_with_images_costs_model_facts_and_notes(
-    start_server: StartServer, in_browser: RunInBrowser, axe_script: Path, scheme: str
+    start_server: StartServer, in_browser: RunInBrowser, axe_script: Path
 ) -> None:
     priced = await start_server(EXTRAS)
     noted = await start_server('[providers.up]\ntype = "openai"\n'
                                'base_url = "http://127.0.0.1:9/v1"\n')
 
-    def check(ui: ChorusPage) -> None:
-        violations = ui.axe_violations(axe_script)
-        assert not violations, "\n".join(violations)
-
     def scenario(browser: Browser) -> None:
         with ChorusPage(browser, priced.url, models=["demo/steady", "demo/plain"],
-                        bypass_csp=True, color_scheme=scheme) as ui:
+                        bypass_csp=True) as ui:
             ui.open()
             files = [{"name": "dot.png", "mimeType": "image/png", "buffer": PNG}]
             ui.page.set_input_files("#attach-input", files=files)
@@ -169,30 +158,24 @@ async def test_axe_finds_no_violation_with_images_costs_model_facts_and_notes(
             ui.page.locator("#attachments .attachment").wait_for()
             ui.page.fill("#model-search", "demo/")  # the list open, with its facts
             ui.page.locator(".option-facts").first.wait_for()
-            check(ui)
-        with ChorusPage(browser, noted.url, models=[], bypass_csp=True,
-                        color_scheme=scheme) as ui:
+            ui.assert_axe_clean(axe_script)
+        with ChorusPage(browser, noted.url, models=[], bypass_csp=True) as ui:
             ui.open()
             ui.page.locator("#picker-notes").wait_for()
-            check(ui)
+            ui.assert_axe_clean(axe_script)
 
     await in_browser(scenario)
 
 
-@pytest.mark.parametrize("scheme", ["light", "dark"])
 async def test_axe_finds_no_violation_on_the_conversation_page(
-    chorus: Server, in_browser: RunInBrowser, axe_script: Path, scheme: str
+    chorus: Server, in_browser: RunInBrowser, axe_script: Path
 ) -> None:
-    def check(ui: ChorusPage) -> None:
-        violations = ui.axe_violations(axe_script)
-        assert not violations, "\n".join(violations)
-
     def scenario(browser: Browser) -> None:
-        with ChorusPage(browser, chorus.url, bypass_csp=True, color_scheme=scheme) as ui:
+        with ChorusPage(browser, chorus.url, bypass_csp=True) as ui:
             page = ui.page
             page.goto("/static/thread.html")
             page.wait_for_selector("body[data-ready]", state="attached")
-            check(ui)  # the empty form
+            ui.assert_axe_clean(axe_script)  # the empty form
             # A code block and a list (steady), an error (broken), the manager's picks.
             page.fill("#participants", "Ada=demo/steady, Bo=demo/broken, Cy=demo/long")
             page.fill("#manager", "demo/fast")
@@ -202,10 +185,10 @@ async def test_axe_finds_no_violation_on_the_conversation_page(
             page.locator(".thread-text pre").first.wait_for(state="attached")
             page.locator('.thread-turn[data-slot="2"] .thread-text').filter(
                 has_text="simulated").wait_for()
-            check(ui)  # mid-turn: Skip and Stop shown, figures estimated
+            ui.assert_axe_clean(axe_script)  # mid-turn: Skip and Stop shown, figures estimated
             page.click("#stop")
             page.locator("#now").filter(has_text="The conversation has ended.").wait_for()
-            check(ui)
+            ui.assert_axe_clean(axe_script)
             assert ui.errors == []
 
     await in_browser(scenario)
