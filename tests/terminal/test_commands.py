@@ -128,6 +128,9 @@ async def test_half_a_character_per_event_prints_as_one(
     assert "a \U0001f600 b" in out
 
 
+OTHER = "demo/ttft=0,rate=0,tokens=5"  # a second quick model
+
+
 async def test_without_m_the_default_model_answers_and_says_so(
     chorus: Chorus, config: str,
 ) -> None:
@@ -136,16 +139,16 @@ async def test_without_m_the_default_model_answers_and_says_so(
     assert out.splitlines()[0].strip() == "demo/fast"
     assert "no -m given: using demo/fast (the default, from the built-in fallback" in err
 
-    code, out, _ = await chorus("models", "default", QUICK, "demo/slow")
+    code, out, _ = await chorus("models", "default", QUICK, OTHER)
     assert code == 0
-    assert f"{QUICK}, demo/slow" in out
+    assert f"{QUICK}, {OTHER}" in out
     code, out, _ = await chorus("models", "default")
-    assert out.splitlines() == [QUICK, "demo/slow"]
+    assert out.splitlines() == [QUICK, OTHER]
     code, out, err = await chorus("ask", "--config", config, "--json", "hi")
     assert code == 0, err
     start = json.loads(out.splitlines()[0])["data"]
-    assert [s["model"] for s in start["slots"]] == [QUICK, "demo/slow"]
-    assert f"using {QUICK}, demo/slow" in err
+    assert [s["model"] for s in start["slots"]] == [QUICK, OTHER]
+    assert f"using {QUICK}, {OTHER}" in err
 
 
 async def test_a_default_that_is_no_model_ref_is_refused(chorus: Chorus) -> None:
