@@ -38,6 +38,7 @@ from providers.demo import _words
 CHROMIUM = os.environ.get("CHORUS_CHROMIUM", "/usr/bin/chromium")
 GOAL_LATENCY_MS = 50.0
 GOAL_CPU_RATIO = 1.5
+VENDOR = ("katex.js", "prism.js")  # the page's renderers of math and code
 STAMP_EVERY = 3  # one word in this many carries a stamp (never inside math)
 
 # The answer: every construct the renderer has, in proportions a technical answer has.
@@ -519,6 +520,11 @@ def main(argv: list[str] | None = None) -> int:
         return 0
     if not 1 <= args.panes <= 9 or args.turns < 1 or args.rate <= 0:
         parser.error("--panes is 1 to 9, --turns and --rate are positive")
+    missing = [name for name in VENDOR if not (ROOT / "app" / "static" / "vendor" / name).is_file()]
+    if missing:
+        # Without them the page shows code unhighlighted and formulas as TeX: far fewer
+        # nodes, so its figures would not be the page's.
+        parser.error(f"app/static/vendor/ lacks {', '.join(missing)}: run scripts/web-packages")
     load_before = os.getloadavg()[0]
     with tempfile.TemporaryDirectory(prefix="chorus-page-") as tmp:
         result = run(args.panes, args.turns, args.rate, Path(tmp))
