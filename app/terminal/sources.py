@@ -18,7 +18,7 @@ from typing import TYPE_CHECKING, Any, Protocol
 import httpx
 import trio
 
-from app.config import Config
+from app.config import GROUP_PREFIX, Config
 from providers import Message
 from providers.sse import SSEDecoder
 
@@ -61,10 +61,14 @@ def targets(models: Sequence[str], messages: Sequence[Message]) -> list[Target]:
 
 def stream_body(slots: Sequence[Target], params: dict[str, Any]) -> dict[str, Any]:
     """The ``POST /v1/streams`` body: the messages once when every model is sent the same,
-    else each target with its own."""
+    else each target with its own. One ``group:NAME`` is sent as the group, which the
+    server (or the planner here) expands to its members."""
     def wire(messages: Sequence[Message]) -> list[dict[str, str]]:
         return [{"role": m.role, "content": m.content} for m in messages]
 
+    if len(slots) == 1 and slots[0].model.startswith(GROUP_PREFIX):
+        return {"models": slots[0].model, "messages": wire(slots[0].messages),
+                "params": params}
     if len({t.messages for t in slots}) == 1:
         return {"models": [t.model for t in slots], "messages": wire(slots[0].messages),
                 "params": params}

@@ -24,7 +24,8 @@ MANAGER_CAP = 64  # what a conversation's manager may answer, in tokens
 
 def toml(upstream: FakeUpstream) -> str:
     return (f'[providers.up]\ntype = "openai"\nbase_url = "{upstream.url}/v1"\n'
-            f"retries = 0\n[server]\nmax_tokens = {CEILING}\n")
+            f"retries = 0\n[server]\nmax_tokens = {CEILING}\n"
+            '[groups]\npanel = ["up/a", "up/b"]\n')
 
 
 @pytest.fixture(params=["in-process", "server"])
@@ -70,6 +71,14 @@ async def test_a_repeated_model_is_numbered_and_its_output_capped(
     start = next(data for kind, data in events if kind == "stream.start")
     assert [s["label"] for s in start["slots"]] == ["up/a", "up/a #2"]
     assert [output_ceiling(body) for body in asked(upstream)["a"]] == [sent, sent]
+    assert [kind for kind, _ in events].count("model.done") == 2
+
+
+async def test_a_group_is_expanded_to_its_members(where: Where, upstream: FakeUpstream) -> None:
+    events = await events_of(where, stream_body(targets(["group:panel"], HI), {}))
+    start = next(data for kind, data in events if kind == "stream.start")
+    assert [s["label"] for s in start["slots"]] == ["up/a", "up/b"]
+    assert sorted(asked(upstream)) == ["a", "b"]
     assert [kind for kind, _ in events].count("model.done") == 2
 
 
