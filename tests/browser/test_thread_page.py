@@ -61,11 +61,15 @@ COUNT_DRAWS = """async () => {
 }"""
 
 
-def start(page: Page, participants: str, rounds: int, manager: str = "") -> str:
-    """Starts a conversation from the form; its stream id."""
+def open_form(page: Page) -> None:
     page.goto("/static/thread.html")
     # Until the module has taken the form, a click would submit it the browser's way.
     page.wait_for_selector("body[data-ready]", state="attached")
+
+
+def start(page: Page, participants: str, rounds: int, manager: str = "") -> str:
+    """Starts a conversation from the form; its stream id."""
+    open_form(page)
     return start_stream(page, participants, rounds, manager)
 
 
@@ -235,8 +239,7 @@ async def test_a_fast_turn_is_drawn_at_most_once_a_frame(
     def scenario(browser: Browser) -> None:
         with ChorusPage(browser, server.url) as ui:
             page = ui.page
-            page.goto("/static/thread.html")
-            page.wait_for_selector("body[data-ready]", state="attached")
+            open_form(page)
             page.evaluate(COUNT_DRAWS)
             stream_id = start_stream(page, "Ada=demo/fast, Bo=demo/fast", 1)
             wait_ended(page)
