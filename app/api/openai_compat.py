@@ -21,7 +21,8 @@ from .chat_body import parse_chat_body
 from .completion import DONE, Completion, encode_chunk, openai_error
 from .context import chorus, json_body, owner
 from .errors import ApiError, invalid
-from .streams import open_stream, plan_slots, sse_response
+from .planning import plan_slots
+from .streams import open_stream, sse_response
 
 bp = Blueprint("openai_compat", __name__)
 
@@ -41,7 +42,8 @@ async def chat_completions() -> Response:
     chat = parse_chat_body(await json_body(), ch.config.server.max_slots)
     group = ch.catalog.is_group(chat.model)
     targets = _group_targets(chat.model, chat.n) if group else (Target(chat.model),) * chat.n
-    plans = plan_slots(StreamBody(targets, chat.messages, chat.params), target_param="model")
+    plans = plan_slots(StreamBody(targets, chat.messages, chat.params), ch.catalog,
+                       ch.config.server, "model")
     stream = await open_stream(who, plans, reader=True, resumable=False)
     completion = Completion(f"chatcmpl-{stream.id}", chat.model, int(stream.created),
                             [p.model for p in plans], include_usage=chat.include_usage,

@@ -15,7 +15,7 @@ from app.catalog import UnknownModel
 from app.engine import ConversationPlan, ManagerPlan, SlotPlan, Speaker
 from app.limits import cap_max_tokens, check_messages
 
-from .bodies import PASS_THROUGH_ROLES, ConversationBody, StreamBody
+from .bodies import PASS_THROUGH_ROLES, ConversationBody, StreamBody, parse_stream_body
 from .errors import ApiError, invalid
 
 if TYPE_CHECKING:
@@ -23,6 +23,13 @@ if TYPE_CHECKING:
     from app.config import ServerConfig
 
 MANAGER_PARAMS = {"max_tokens": 64}  # a pick is one name: a short answer, a small bill
+
+
+def plan_body(data: object, catalog: Catalog, server: ServerConfig
+              ) -> tuple[list[SlotPlan], ConversationPlan | None]:
+    """A ``POST /v1/streams`` body as it came (JSON), checked and planned."""
+    body = parse_stream_body(data, server.max_slots, catalog.group, max_rounds=server.max_rounds)
+    return plan_stream(body, catalog, server)
 
 
 def plan_stream(body: StreamBody, catalog: Catalog, server: ServerConfig

@@ -12,7 +12,7 @@ from app.engine.hub import Unavailable
 from app.engine.stream import StreamHandle
 
 from . import planning
-from .bodies import StreamBody, parse_skip, parse_stop_body, parse_stream_body
+from .bodies import parse_skip, parse_stop_body
 from .context import chorus, json_body, owner
 from .errors import ApiError, invalid, not_found
 
@@ -25,9 +25,7 @@ STOP_WAIT = 2.0  # seconds the stop call waits for its slots to end
 async def create_stream() -> Response:
     who = owner()
     ch = chorus()
-    body = parse_stream_body(await json_body(), ch.config.server.max_slots, ch.catalog.group,
-                             max_rounds=ch.config.server.max_rounds)
-    plans, conversation = planning.plan_stream(body, ch.catalog, ch.config.server)
+    plans, conversation = planning.plan_body(await json_body(), ch.catalog, ch.config.server)
     wants_sse = "text/event-stream" in request.headers.get("Accept", "")
     stream = await open_stream(who, plans, reader=wants_sse, conversation=conversation)
     if wants_sse:
@@ -62,12 +60,6 @@ async def open_stream(who: str, plans: list[SlotPlan], *, reader: bool,
     except TooManyStreams as exc:
         ch.metrics.rejected.labels("streams").inc()
         raise ApiError(429, "rate_limited", str(exc), headers={"Retry-After": "5"}) from exc
-
-
-def plan_slots(body: StreamBody, target_param: str = "models[{i}]") -> list[SlotPlan]:
-    """``app.api.planning.plan_slots`` with this app's catalog and limits."""
-    ch = chorus()
-    return planning.plan_slots(body, ch.catalog, ch.config.server, target_param)
 
 
 async def _stream_or_404(stream_id: str) -> StreamHandle:

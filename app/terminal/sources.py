@@ -163,18 +163,15 @@ async def local_stream(config: Config, body: dict[str, Any]) -> AsyncIterator[Lo
     same routes, fallbacks, limits and labels), and a refusal is ``RequestRefused`` with the
     server's message. The hub and the providers close on the way out.
     """
-    from app.api.bodies import parse_stream_body
     from app.api.errors import ApiError
-    from app.api.planning import plan_stream
+    from app.api.planning import plan_body
     from app.catalog import Catalog
     from app.engine import Hub, StreamSettings
 
     catalog = Catalog(config)
     try:
         try:
-            parsed = parse_stream_body(body, config.server.max_slots, catalog.group,
-                                       max_rounds=config.server.max_rounds)
-            plans, conversation = plan_stream(parsed, catalog, config.server)
+            plans, conversation = plan_body(body, catalog, config.server)
         except ApiError as exc:
             raise RequestRefused(exc.message) from exc
         hub = Hub(StreamSettings(ping=3600.0), max_streams=1)

@@ -27,6 +27,8 @@ def test_challenges_are_fresh_and_the_answer_does_not_hold_the_token() -> None:
     assert len(bytes.fromhex(challenge)) == 32
     mac = answer(TOKENS[0], challenge)
     assert len(bytes.fromhex(mac)) == 32  # SHA-256
+    assert TOKENS[0].encode().hex() not in mac
+    assert answer(TOKENS[1], challenge) != mac  # the answer depends on the token
 
 
 def test_the_token_variable_holds_comma_separated_tokens() -> None:
