@@ -25,7 +25,7 @@ log = logging.getLogger("chorus.state")
 
 MAX_ROUND = 4096  # entries written per stream per round, at most
 MAX_ENTRIES = 100_000  # a stream's Redis Stream is trimmed (approximately) past this
-RUNNING_TTL = 24 * 3600.0  # a running stream's keys live this much past its last write
+RUNNING_TTL = 24 * 3600.0  # a running stream's keys live this long from its first write (set once)
 RETRY = 0.5  # seconds before a failed round is tried again
 # A round costs the client about 0.6 ms of CPU whatever it carries (coredis 6.9 under
 # trio), so changes are gathered this long before one starts: at a few tokens per stream a

@@ -17,6 +17,7 @@ What each instance does (docs/scaling.md):
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import json
 import logging
@@ -329,38 +330,50 @@ class RedisState:
         readers. Written as one transaction at the next ids: of instances racing to do
         it, only the first one's entries go in."""
         fold = remote.fold
-        error = SlotError("connection", GONE, retryable=False)
-        turn = len(fold.turns) - 1 if fold.conversation else None
-        unfinished = fold.unfinished()
-        events: list[Event] = [ModelError(view.slot, error, SlotUsage(None, 0, True),
-                                          SlotTiming(None, 0.0, None), turn)
-                               for view in unfinished]
-        states = [("error" if view in unfinished else view.state)
-                  for view in (fold.turns if fold.conversation else fold.slots)]
-        events.append(StreamDone(
-            Counts(states.count("done"), states.count("error"), states.count("stopped")),
-            round((time.time() - fold.created) * 1000, 1)))
         key, record = events_key(remote.id), record_key(remote.id)
 
         async def end(client: Client) -> bool:
             if fold.done or await client.exists([instance_key(remote.instance)]):
                 return False
-            async with client.pipeline(transaction=True) as p:
-                for n, event in enumerate(events, start=fold.last_id + 1):
-                    p.xadd(key, {"w": encode_event(n, event)}, identifier=entry_id(n))
-                p.hset(record, {"state": "done"})
-                for k in (key, record):
-                    p.pexpire(k, int(self.retention * 1000))
+            events = _orphan_end(fold)
+            try:
+                async with client.pipeline(transaction=True) as p:
+                    for n, event in enumerate(events, start=fold.last_id + 1):
+                        p.xadd(key, {"w": encode_event(n, event)}, identifier=entry_id(n))
+                    p.hset(record, {"state": "done"})
+                    for k in (key, record):
+                        p.pexpire(k, int(self.retention * 1000))
+            except DOWN as exc:
+                if _raced(exc):  # another instance ended it first: not a failure
+                    return False
+                raise
             return True
 
-        try:
+        # Called by followers and lookups alike, neither of which can do better than to
+        # try again at the next look: trouble asking is logged (and the client renewed)
+        # by ``_ask``, and never ends the caller.
+        with contextlib.suppress(Unavailable):
             if await self._ask(end, "is not reachable"):
                 log.warning("stream.orphan_ended", extra={"fields": {
                     "stream": remote.id, "instance": remote.instance}})
-        except Unavailable as exc:
-            if not _raced(exc.__cause__):
-                raise
 
+
+
+def _orphan_end(fold: Fold) -> list[Event]:
+    """What ends a stream whose instance is gone: a ``connection`` error for each slot
+    (or the current turn) still running, then ``stream.done`` with the counts."""
+    error = SlotError("connection", GONE, retryable=False)
+    turn = len(fold.turns) - 1 if fold.conversation else None
+    unfinished = fold.unfinished()
+    events: list[Event] = [ModelError(view.slot, error, SlotUsage(None, 0, True),
+                                      SlotTiming(None, 0.0, None), turn)
+                           for view in unfinished]
+    states = [("error" if any(view is u for u in unfinished) else view.state)
+              for view in (fold.turns if fold.conversation else fold.slots)]
+    events.append(StreamDone(
+        Counts(states.count("done"), states.count("error"), states.count("stopped")),
+        round((time.time() - fold.created) * 1000, 1)))
+    return events
 
 
 async def _kept(task: Callable[[], Awaitable[None]]) -> None:
