@@ -183,21 +183,19 @@ async def _stream_answer(stream: trio.SocketStream, spec: Spec, model: str,
     before, after = _event(model, '{"index":0,"delta":{"content":"@"},"finish_reason":null}'
                            ).split(b"@")
     # Every token differs from its neighbours: LiteLLM cuts an answer that repeats one
-    # chunk a hundred times, taking it for a looping model.
-    if not spec.gap:
-        # As fast as the socket takes them: BURST tokens per write, each still its own
-        # chunk and event. What the server reads is the same (its reads are filled by
-        # the socket buffer either way); what this process spends per token is a tenth,
-        # which leaves the core it shares with the load generator to the load.
-        for first in range(0, spec.tokens, BURST):
-            stamp = time.monotonic_ns()
-            await stream.send_all(b"".join(
-                _frame(before + b"~%d.%d~ " % (seq, stamp) + after)
-                for seq in range(first, min(first + BURST, spec.tokens))))
-    for seq in range(spec.tokens if spec.gap else 0):
-        if seq:
-            await trio.sleep_until(start + spec.ttft + seq * spec.gap)
-        await stream.send_all(_frame(before + b"~%d.%d~ " % (seq, time.monotonic_ns()) + after))
+    # chunk a hundred times, taking it for a looping model. Paced tokens go one per write,
+    # at fixed times; as fast as the socket takes them, BURST per write, each still its own
+    # chunk and event. What the server reads is the same (its reads are filled by the
+    # socket buffer either way); this process spends about a quarter per token, which
+    # leaves the core it shares with the load generator to the load.
+    step = 1 if spec.gap else BURST
+    for first in range(0, spec.tokens, step):
+        if first and spec.gap:
+            await trio.sleep_until(start + spec.ttft + first * spec.gap)
+        stamp = time.monotonic_ns()
+        await stream.send_all(b"".join(
+            _frame(before + b"~%d.%d~ " % (seq, stamp) + after)
+            for seq in range(first, min(first + step, spec.tokens))))
     tail = _event(model, '{"index":0,"delta":{},"finish_reason":"stop"}')
     if usage:
         tail += _event(model, "", f',"usage":{{"prompt_tokens":5,"completion_tokens":'

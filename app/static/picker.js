@@ -4,7 +4,7 @@
  * model may be picked more than once, up to the server's slot limit.
  */
 
-import { el } from "./dom.js";
+import { el, setSlotHue } from "./dom.js";
 import { formatUsd } from "./pane.js";
 
 /** "128k context · $0.15 / $0.60 per M tokens": what the server says of a model, or "". */
@@ -222,7 +222,7 @@ export class Picker {
     const chips = this.selection.map((ref, i) => {
       const info = this.info(ref);
       const li = el("li", "chip");
-      li.style.setProperty("--slot-hue", String((i * 137 + 210) % 360));
+      setSlotHue(li, i);
       if (info === null) li.classList.add("missing");
       li.append(el("span", "slot-no", String(i + 1)), el("span", "chip-ref", ref));
       if (info === null) li.title = "Not offered by this server";

@@ -79,7 +79,7 @@ class TurnView {
 
   delta(text) {
     this.turn.first ??= Date.now();
-    this.turn.state = "streaming";
+    this.turn.state = "streaming"; // shown at the next frame, with the text (draw)
     this.turn.answer += text;
     this.frame ||= requestAnimationFrame(() => this.sync());
   }
@@ -97,7 +97,7 @@ class TurnView {
       this.end.textContent = data.reason === "skip" ? "Skipped." : "Stopped.";
     }
     this.end.hidden = !this.end.textContent;
-    this.sync();
+    this.showFigures();
   }
 
   /** Gives the renderer what came since the last frame. */
@@ -112,6 +112,10 @@ class TurnView {
 
   sync() {
     this.draw();
+    this.showFigures();
+  }
+
+  showFigures() {
     const text = figuresText(turnFigures(this.turn));
     if (this.figures.textContent !== text) this.figures.textContent = text;
   }

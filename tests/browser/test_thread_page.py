@@ -250,7 +250,8 @@ async def test_a_fast_turn_is_drawn_at_most_once_a_frame(
             # Many deltas come within one frame at 3,000 tokens a second; each turn's text
             # is handed to the renderer once a frame, and once more as it ends.
             assert deltas > frames + 2
-            assert pushes <= frames + 2
+            # At least one push a turn: the wrapper saw the page's own pushes.
+            assert 2 <= pushes <= frames + 2
             assert ui.errors == []
 
     await in_browser(scenario)

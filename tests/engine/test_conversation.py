@@ -8,7 +8,6 @@ from typing import Any
 
 import pytest
 import trio
-import trio.testing
 
 from app.engine import (
     ConversationPlan,
@@ -27,7 +26,6 @@ from ..support.engine import DEMO, Event, Scripted, collect, parse, route, run
 
 TERMINAL = {"model.done", "model.error", "model.stopped"}
 OPENING = (Message("user", "Is P = NP?"),)
-
 
 
 def says(name: str, turns: int = 30, *, gap: float = 0.1) -> Scripted:

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import pytest
 import trio
-import trio.testing
 
 from app.engine.runner import IDLE_SLACK, backoff
 from providers import Finish, ReasoningDelta, TextDelta, Timeouts

@@ -31,7 +31,6 @@ from ..support.engine import (
 TERMINAL = {"model.done", "model.error", "model.stopped"}
 
 
-
 def assert_grammar(events: list[Event], n_slots: int) -> None:
     """The stream grammar every client relies on."""
     assert [e.id for e in events] == list(range(1, len(events) + 1))

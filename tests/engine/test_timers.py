@@ -8,7 +8,6 @@ import weakref
 
 import pytest
 import trio
-import trio.testing
 
 from app.engine.timers import Timers
 

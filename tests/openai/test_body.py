@@ -8,7 +8,6 @@ import json
 from typing import Any
 
 import trio
-import trio.testing
 
 from app.api.completion import DONE, Completion
 from app.api.openai_compat import CompletionBody
