@@ -18,7 +18,6 @@ import platform
 import sys
 import time
 from argparse import ArgumentParser
-from collections.abc import Callable
 from importlib.metadata import version
 from pathlib import Path
 from typing import Any
@@ -27,11 +26,11 @@ import trio
 
 from . import litellm_env, procs, report, scenarios
 from .client import Target
+from .procs import Log
 from .scenarios import Ctx, Plan, Server
 
 HERE = Path(__file__).resolve().parent
 ROOT = HERE.parent
-Log = Callable[[str], None]
 
 
 def machine() -> dict[str, Any]:

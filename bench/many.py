@@ -25,7 +25,6 @@ import sys
 import time
 from argparse import ArgumentParser
 from array import array
-from collections.abc import Callable
 from dataclasses import dataclass, field
 from functools import partial
 from pathlib import Path
@@ -35,6 +34,8 @@ import trio
 
 from . import procs
 from .client import STAMP, Target, get_json, open_response
+from .procs import Log
+from .scenarios import open_upstream_answers, upstream_records
 from .stats import minus, summary
 from .upstream import model_name
 
@@ -45,7 +46,6 @@ SETTLE = 2.0  # seconds after the ramp before the steady state is measured
 RAMP_LIMIT = 120.0  # seconds the ramp may take; it stops early at the first step that fails
 CLOSE_WAIT = 30.0  # seconds the upstream gets to see every connection closed
 FD_SPARE = 64  # descriptors the server needs beside its streams' (logs, pool, requests)
-Log = Callable[[str], None]
 GOALS = {"rss_mb": 1024.0, "added_p99_ms": 50.0, "closed_s": 2.0}
 
 def raise_open_files() -> int:
@@ -125,18 +125,10 @@ async def _reader(target: Target, raw: bytes, tally: Tally, *,
         await response.aclose()
 
 
-async def _open_upstream_answers(port: int) -> int:
-    _, data, _ = await get_json(port, "/_bench/records")
-    assert isinstance(data, dict)
-    return int(data["open"])
-
-
 async def _last_close_ns(port: int, tag: str) -> tuple[int | None, int]:
     """The upstream's last seen close among ``tag``'s answers, and how many finished
     instead (cut by their own bound, not by a client leaving)."""
-    _, data, _ = await get_json(port, f"/_bench/records?tag={tag}")
-    assert isinstance(data, dict)
-    records = data["records"].get(tag, [])
+    records = (await upstream_records(port, [tag])).get(tag, [])
     closes = [r["closed_ns"] for r in records if r["closed_ns"] is not None]
     return (max(closes) if closes else None), sum(1 for r in records if r["finished"])
 
@@ -204,7 +196,7 @@ async def run_pass(p: Pass, log: Log) -> dict[str, Any]:
         readers.cancel_scope.cancel()
     closed_s = None
     with trio.move_on_after(CLOSE_WAIT):
-        while await _open_upstream_answers(p.upstream_port) > 0:  # noqa: ASYNC110
+        while await open_upstream_answers(p.upstream_port) > 0:  # noqa: ASYNC110
             await trio.sleep(0.05)
     last_close, finished = await _last_close_ns(p.upstream_port, tag)
     if last_close is not None and finished == 0:
@@ -220,7 +212,7 @@ async def run_pass(p: Pass, log: Log) -> dict[str, Any]:
         "server_fds": max(fds) if fds else None,
         "server_cpu_share": round(server_cpu / window_s, 3) if p.server else None,
         **waited,
-        "upstream_open_after_leaving": await _open_upstream_answers(p.upstream_port),
+        "upstream_open_after_leaving": await open_upstream_answers(p.upstream_port),
         "upstream_answers_finished": finished,
         "all_upstreams_closed_after_leaving_s": closed_s,
     }

@@ -32,7 +32,6 @@ import os
 import sys
 import time
 from argparse import ArgumentParser
-from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field, replace
 from pathlib import Path
@@ -44,7 +43,7 @@ from . import procs, scenarios
 from .__main__ import machine, server
 from .client import StreamResult, Target, get_json, open_response, run_stream
 from .load import Load, Sample, collect, pooled, summarise
-from .procs import Proc, cpu_seconds, cpu_ticks
+from .procs import Log, Proc, cpu_seconds, cpu_ticks
 from .report import _f, _get, _loads, _table
 from .scenarios import Ctx, Plan, Server, tag
 from .stats import minus
@@ -52,7 +51,6 @@ from .upstream import model_name
 
 HERE = Path(__file__).resolve().parent
 PATHS = ("direct", "memory", "redis-local", "redis-cross")
-Log = Callable[[str], None]
 
 
 @dataclass(frozen=True)

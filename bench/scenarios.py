@@ -81,16 +81,18 @@ class Ctx:
     notes: list[str] = field(default_factory=list)
 
 
-async def upstream_records(ctx: Ctx, tags: list[str]) -> dict[str, list[dict[str, Any]]]:
+async def upstream_records(port: int, tags: list[str]) -> dict[str, list[dict[str, Any]]]:
+    """What the fake upstream on ``port`` saw of the answers tagged ``tags``."""
     query = "&".join(f"tag={t}" for t in tags)
-    _, data, _ = await get_json(ctx.upstream.port, f"/_bench/records?{query}")
+    _, data, _ = await get_json(port, f"/_bench/records?{query}")
     assert isinstance(data, dict)
     records: dict[str, list[dict[str, Any]]] = data["records"]
     return records
 
 
-async def open_upstream_answers(ctx: Ctx) -> int:
-    _, data, _ = await get_json(ctx.upstream.port, "/_bench/records")
+async def open_upstream_answers(port: int) -> int:
+    """How many answers the fake upstream on ``port`` is still sending."""
+    _, data, _ = await get_json(port, "/_bench/records")
     assert isinstance(data, dict)
     return int(data["open"])
 
@@ -205,7 +207,7 @@ async def _closed_after(ctx: Ctx, tags: list[str], t0: int, within: float,
     process: it is asked over HTTP every 5 ms."""
     deadline = time.monotonic() + within
     while True:
-        records = await upstream_records(ctx, tags)
+        records = await upstream_records(ctx.upstream.port, tags)
         closes: list[float | None] = []
         pending = False
         for t in tags:
@@ -229,7 +231,7 @@ async def _closed_after(ctx: Ctx, tags: list[str], t0: int, within: float,
 async def _wait_request(ctx: Ctx, t: str, count: int = 1, within: float = 5.0) -> None:
     deadline = time.monotonic() + within
     while time.monotonic() < deadline:
-        if len((await upstream_records(ctx, [t])).get(t, [])) >= count:
+        if len((await upstream_records(ctx.upstream.port, [t])).get(t, [])) >= count:
             return
         await trio.sleep(0.005)
 
@@ -417,18 +419,18 @@ async def memory(ctx: Ctx, server: Server, streams: int) -> dict[str, Any]:
                 nursery.start_soon(hold)
     # Until every upstream answer has begun (Chorus opens them right after the request).
     deadline = time.monotonic() + 20
-    while time.monotonic() < deadline and await open_upstream_answers(ctx) < ready:  # noqa: ASYNC110
+    while time.monotonic() < deadline and await open_upstream_answers(ctx.upstream.port) < ready:  # noqa: ASYNC110
         await trio.sleep(0.1)
     await trio.sleep(0.5)
     loaded = proc.rss_kb()
     t0 = time.monotonic()
     for response in held:
         await response.aclose()
-    while time.monotonic() - t0 < 10 and await open_upstream_answers(ctx) > 0:  # noqa: ASYNC110
+    while time.monotonic() - t0 < 10 and await open_upstream_answers(ctx.upstream.port) > 0:  # noqa: ASYNC110
         await trio.sleep(0.02)
     return {
         "idle_kb": idle, "after_one_stream_kb": warm, "streams_open": ready, "loaded_kb": loaded,
         "kb_per_stream": round((loaded - warm) / ready, 1) if ready else None,
         "all_upstreams_closed_after_clients_left_s": round(time.monotonic() - t0, 3),
-        "upstream_answers_left_open": await open_upstream_answers(ctx),
+        "upstream_answers_left_open": await open_upstream_answers(ctx.upstream.port),
     }

@@ -183,7 +183,7 @@ async def test_the_bare_relay_streams_and_lets_go_of_the_upstream(
         assert not cut.complete
         ctx = Ctx(Plan.quick(), upstream, tmp_path)
         with trio.fail_after(5):
-            while await scenarios.open_upstream_answers(ctx):  # noqa: ASYNC110
+            while await scenarios.open_upstream_answers(ctx.upstream.port):  # noqa: ASYNC110
                 await trio.sleep(0.02)
         mem = await scenarios.memory(ctx, Server("relay", target, relay), 5)
         assert mem["streams_open"] == 5
