@@ -262,10 +262,12 @@ class Worker:
                 if kind == "job":
                     nursery.start_soon(self._job, frame)
                     continue
-                running = self.jobs.get(frame.get("id", ""))  # None: it ended meanwhile
-                if running is not None and kind == "credit":
+                running = self.jobs.get(frame.get("id", ""))
+                if running is None:  # it ended meanwhile
+                    continue
+                if kind == "credit":
                     running.allowance.grant(frame["events"])
-                elif running is not None and kind == "cancel":
+                elif kind == "cancel":
                     running.scope.cancel()
 
     async def _beat(self) -> None:

@@ -18,12 +18,6 @@ from providers.sse import SSEDecoder
 TERMINAL = {"model.done": "done", "model.error": "error", "model.stopped": "stopped"}
 
 
-def parse_wire(wire: bytes) -> tuple[str, dict[str, Any]]:
-    """An SSE event of Chorus's own (``engine/wire.py``) → its type and its JSON data."""
-    (event,) = SSEDecoder().feed(wire)
-    return event.event, json.loads(event.data)
-
-
 @dataclass
 class SlotView:
     """One slot (or one conversation turn) as the events tell it."""
@@ -76,6 +70,9 @@ class Fold:
         self.slots: list[SlotView] = []
         self.turns: list[SlotView] = []
         self.names: dict[int, str] = {}
+        # Each entry's wire is one whole SSE event of Chorus's own (``engine/wire.py``), so
+        # the decoder is empty again after each and serves the whole stream.
+        self._decoder = SSEDecoder()
 
     def feed(self, event_id: int, kind: str, data: dict[str, Any]) -> None:
         self.last_id = event_id
@@ -97,8 +94,8 @@ class Fold:
                 self.turns[turn].feed(kind, data)
 
     def feed_wire(self, event_id: int, wire: bytes) -> None:
-        kind, data = parse_wire(wire)
-        self.feed(event_id, kind, data)
+        (event,) = self._decoder.feed(wire)
+        self.feed(event_id, event.event, json.loads(event.data))
 
     def unfinished(self) -> list[SlotView]:
         """The slots with no terminal event yet (in a conversation: the turn speaking)."""

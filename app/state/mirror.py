@@ -127,8 +127,8 @@ class Mirror:
                     p.hset(record_key(m.stream_id), {"state": "done"})
                 if ending or not m.expiring:  # running: a day; ended: its retention
                     ttl = int((self._retention if ending else RUNNING_TTL) * 1000)
-                    for key in (events_key(m.stream_id), record_key(m.stream_id)):
-                        p.pexpire(key, max(ttl, 1))
+                    for k in (key, record_key(m.stream_id)):
+                        p.pexpire(k, max(ttl, 1))
                 work.append((m, upto, ending))
         self.rounds += 1
         for m, upto, ending in work:

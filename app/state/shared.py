@@ -90,6 +90,7 @@ class RedisState:
         # most lease/2 after its last renewal, a follower looks every lease/6, and waits
         # in a read at most lease/4 (a second at most).
         self._renew_every = lease / 6
+        self._key_ttl_ms = int(lease / 2 * 1000)
         self._block_ms = int(min(BLOCK, lease / 4) * 1000)
         self.retention = retention
         self.link = RedisLink(url, name="commands")
@@ -252,7 +253,7 @@ class RedisState:
         while True:
             try:
                 await self.link.client.set(instance_key(self.instance), b"1",
-                                           px=int(self.lease * 500))
+                                           px=self._key_ttl_ms)
                 pause = self._renew_every
             except DOWN as exc:
                 self.link.failed(exc)

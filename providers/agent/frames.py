@@ -74,10 +74,15 @@ def loads(text: str | bytes) -> Frame:
     return frame
 
 
+def _is_number(value: Any, kind: type | tuple[type, ...] = int) -> bool:
+    """A JSON number of ``kind``: ``True`` and ``False`` are ints to Python, not here."""
+    return isinstance(value, kind) and not isinstance(value, bool)
+
+
 def field(frame: Mapping[str, Any], name: str, kind: type) -> Any:
     """``frame[name]``, checked to be a ``kind``."""
     value = frame.get(name)
-    if not isinstance(value, kind) or (kind is int and isinstance(value, bool)):
+    if not (_is_number(value, kind) if kind is int else isinstance(value, kind)):
         raise FrameError(f"a {frame.get('type')!r} frame needs {name!r} ({kind.__name__})")
     return value
 
@@ -122,13 +127,12 @@ def _text(data: Mapping[str, Any], name: str) -> str:
 
 
 def _is_count(value: Any) -> bool:
-    return value is None or (isinstance(value, int) and not isinstance(value, bool)
-                             and value >= 0)
+    return value is None or (_is_number(value) and value >= 0)
 
 
 def _is_call(call: Any) -> bool:
-    return (isinstance(call, list) and len(call) == 4 and isinstance(call[0], int)
-            and not isinstance(call[0], bool) and isinstance(call[1], str | None)
+    return (isinstance(call, list) and len(call) == 4 and _is_number(call[0])
+            and isinstance(call[1], str | None)
             and isinstance(call[2], str) and isinstance(call[3], str))
 
 
@@ -209,9 +213,8 @@ def decode(text: str | bytes, *kinds: str) -> Frame:
 
 
 def _welcome(frame: Frame) -> None:
-    heartbeat = frame.get("heartbeat")
-    if (not isinstance(heartbeat, int | float) or isinstance(heartbeat, bool)
-            or not heartbeat > 0):
+    heartbeat: Any = frame.get("heartbeat")
+    if not _is_number(heartbeat, (int, float)) or not heartbeat > 0:
         raise FrameError("a 'welcome' frame needs a positive 'heartbeat' (seconds)")
 
 
