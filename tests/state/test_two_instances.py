@@ -122,12 +122,19 @@ async def test_a_conversation_is_read_and_looked_at_on_b_as_on_a(
 async def test_metrics_show_the_shared_state_at_work(
     upstream: FakeUpstream, pair: Pair,
 ) -> None:
-    upstream.respond = lambda seen: openai_script(["x "] * 5, gap=0.01)
+    upstream.respond = lambda seen: openai_script(["x "] * 5, gap=0.2)
     a, b = await pair()
     async with a.client() as ca, b.client() as cb:
         created = await start_stream(ca, "up/m1")
-        await read_all(cb, created["events_url"])
+        async with cb.stream("GET", created["events_url"], headers=AUTH_A) as r, \
+                aclosing(read_events(r)) as events:
+            await anext(events)  # B follows A's stream from here
+            on_b = (await cb.get("/metrics", headers=AUTH_A)).text
+            async for _ in events:
+                pass
         text = (await ca.get("/metrics", headers=AUTH_A)).text
+    assert "chorus_state_followed_streams 1.0" in on_b
+    assert "chorus_state_mirrored_streams 0.0" in on_b  # B runs nothing
     rounds = next(line for line in text.splitlines()
                   if line.startswith("chorus_state_write_rounds "))
     assert float(rounds.split()[1]) >= 1
