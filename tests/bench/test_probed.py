@@ -60,7 +60,9 @@ def test_a_watched_task_s_wait_behind_a_busy_producer_is_one_line_when_it_ends(
     assert len(lines) == 1  # one watched task, one line; the producer is not watched
     line = lines[0]
     assert line["wakeups"] >= 5
-    assert 15.0 <= line["cpu_max_ms"] <= line["wall_max_ms"]  # 20 ms of work held it
+    assert line["cpu_max_ms"] >= 15.0  # 20 ms of work held it
+    # CPU time cannot outrun wall time, but the two clocks tick apart: allow their granularity.
+    assert line["cpu_max_ms"] <= line["wall_max_ms"] + 0.5
     assert line["cpu_p50_ms"] <= line["cpu_max_ms"]
 
 
