@@ -44,6 +44,17 @@ def instance_key(instance: str) -> str:
     return f"chorus:instance:{instance}"
 
 
+# The last id a Redis Stream can take: an ended stream's last id is set to it (XSETID), so
+# any later write at an explicit id, such as a stalled instance's, is refused.
+FENCE_ID = f"0-{2**64 - 1}"
+
+
+def ids_taken(exc: BaseException | None) -> bool:
+    """Redis refused an entry because its id is not past the stream's last: another
+    instance wrote (or fenced) those ids first."""
+    return "equal or smaller" in str(exc)
+
+
 def entry_id(event_id: int) -> str:
     return f"0-{event_id}"
 

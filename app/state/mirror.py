@@ -5,20 +5,24 @@ stream's new entries in one pipeline per round: while a round trip is out, the e
 logged meanwhile (by any stream) gather for the next one, so a busy instance sends fewer,
 larger pipelines, never one per token. A failed round (Redis gone, restarted, slow) is
 retried with a fresh client; first it asks Redis how far each stream got (a restarted
-Redis may have lost everything) and goes on from there, rewriting the record too.
+Redis may have lost everything) and goes on from there, rewriting the record too. A stream
+that Redis says is done while it still runs here was ended by another instance (this one
+stalled past its lease): it is let go, and its owner told, never written on.
 """
 
 from __future__ import annotations
 
 import logging
+from collections.abc import Callable
 from dataclasses import dataclass
+from typing import Any
 
 import trio
 from coredis.tokens import PureToken
 
 from app.engine.log import MemoryEventLog
 
-from .keys import entry_id, event_id, events_key, record_key
+from .keys import entry_id, event_id, events_key, ids_taken, record_key
 from .link import DOWN, RedisLink
 
 log = logging.getLogger("chorus.state")
@@ -46,8 +50,10 @@ class Mirrored:
 
 
 class Mirror:
-    def __init__(self, link: RedisLink, retention: float) -> None:
+    def __init__(self, link: RedisLink, retention: float,
+                 taken_over: Callable[[str], None] = lambda stream_id: None) -> None:
         self._link = link
+        self._taken_over = taken_over
         self._retention = retention
         self._tracked: dict[str, Mirrored] = {}
         self._dirty: dict[str, Mirrored] = {}  # ordered: the oldest change first
@@ -101,7 +107,8 @@ class Mirror:
                     self._resync = False
                 await self._round(list(batch.values()))
             except DOWN as exc:
-                self._link.failed(exc)
+                if not ids_taken(exc):  # a refused id is no fault of the client's
+                    self._link.failed(exc)
                 self._resync = True
                 self._dirty = {**batch, **self._dirty}
                 await trio.sleep(RETRY)
@@ -142,18 +149,30 @@ class Mirror:
                 self._changed.set()
 
     async def _sync(self, tracked: list[Mirrored]) -> None:
-        """After a failure: how far each stream got in Redis; its record written again."""
+        """After a failure: how far each stream got in Redis; its record written again,
+        unless another instance ended the stream meanwhile."""
         client = self._link.client
         async with client.pipeline(transaction=False) as p:
             for m in tracked:
                 p.xrevrange(events_key(m.stream_id), "+", "-", count=1)
-                p.hset(record_key(m.stream_id), m.record)
-        tops = p.results[0::2] if p.results else []
-        for m, top in zip(tracked, tops, strict=False):
+                p.hget(record_key(m.stream_id), "state")
+        found: tuple[Any, ...] = tuple(p.results or ())
+        ours = []
+        for m, top, state in zip(tracked, found[0::2], found[1::2], strict=False):
+            if state == b"done" and not m.log.closed:
+                self._drop(m)
+                self._taken_over(m.stream_id)
+                continue
             m.written = event_id(top[0].identifier) if top else 0
             m.finished = m.expiring = False
             self._dirty[m.stream_id] = m
-        log.info("redis.resynced", extra={"fields": {"streams": len(tracked)}})
+            ours.append(m)
+        if ours:
+            async with client.pipeline(transaction=False) as p:
+                for m in ours:
+                    p.hset(record_key(m.stream_id), m.record)
+        log.info("redis.resynced", extra={"fields": {"streams": len(ours),
+                                                      "ended_elsewhere": len(tracked) - len(ours)}})
 
     def _drop(self, m: Mirrored) -> None:
         self._tracked.pop(m.stream_id, None)

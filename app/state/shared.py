@@ -48,10 +48,12 @@ from app.engine.wire import encode_event
 from .fold import Fold
 from .keys import (
     CONTROL_PATTERN,
+    FENCE_ID,
     control_channel,
     entry_id,
     event_id,
     events_key,
+    ids_taken,
     instance_key,
     is_stream_id,
     record_key,
@@ -74,6 +76,8 @@ BLOCK = 1.0  # seconds a follower's XREAD blocks at most, then looks around
 READ_COUNT = 1024  # entries one read takes at most
 COMMAND_WAIT = 2.0  # seconds a request waits for Redis (its record written, a lookup)
 FOLLOWER_CONNECTIONS = 1024  # blocked reads at once: one per followed stream
+# Sets a Redis Stream's last id (XSETID, which coredis has no method for).
+SET_LAST_ID = "return redis.call('XSETID', KEYS[1], ARGV[1])"
 GONE = ("the Chorus instance running this stream stopped answering (its lease lapsed); "
         "this answer ends here")
 
@@ -96,7 +100,7 @@ class RedisState:
         self.link = RedisLink(url, name="commands")
         self.reads = RedisLink(url, name="follow", max_connections=FOLLOWER_CONNECTIONS,
                                stream_timeout=BLOCK + 5)
-        self.mirror = Mirror(self.link, retention)
+        self.mirror = Mirror(self.link, retention, self._taken_over)
         self.followed: dict[str, RemoteStream] = {}
         self._hub: Hub | None = None
         self._nursery: trio.Nursery | None = None
@@ -324,12 +328,23 @@ class RedisState:
                     if stream is not None:
                         stream.watches.detach()
 
+    def _taken_over(self, stream_id: str) -> None:
+        """Another instance ended this instance's running stream: its lease lapsed while
+        it ran here (stalled longer than ``lease/2``). The deployment has ended it for its
+        readers, so it stops here too and its upstreams are closed."""
+        log.warning("stream.taken_over", extra={"fields": {"stream": stream_id}})
+        stream = None if self._hub is None else self._hub.local(stream_id)
+        if stream is not None:
+            stream.stop(reason="shutdown")
+
     # -- reading and ending others' streams ---------------------------------------------------
 
     async def _end_if_gone(self, remote: RemoteStream) -> None:
         """If the instance running ``remote`` has lost its lease, end the stream for its
         readers. Written as one transaction at the next ids: of instances racing to do
-        it, only the first one's entries go in."""
+        it, only the first one's entries go in. The stream's last id is then fenced, so
+        the instance, if it was only stalled, can write nothing after the end (it sees
+        the refusal and stops the stream: ``Mirror``)."""
         fold = remote.fold
         key, record = events_key(remote.id), record_key(remote.id)
 
@@ -341,11 +356,12 @@ class RedisState:
                 async with client.pipeline(transaction=True) as p:
                     for n, event in enumerate(events, start=fold.last_id + 1):
                         p.xadd(key, {"w": encode_event(n, event)}, identifier=entry_id(n))
+                    p.eval(SET_LAST_ID, [key], [FENCE_ID])
                     p.hset(record, {"state": "done"})
                     for k in (key, record):
                         p.pexpire(k, int(self.retention * 1000))
             except DOWN as exc:
-                if _raced(exc):  # another instance ended it first: not a failure
+                if ids_taken(exc):  # another instance ended it first: not a failure
                     return False
                 raise
             return True
@@ -401,8 +417,3 @@ async def _read_all(client: Client, stream_id: str) -> tuple[Fold, list[RemoteEn
     for entry in entries:
         fold.feed_wire(entry.id, entry.wire)
     return fold, entries
-
-
-def _raced(exc: BaseException | None) -> bool:
-    """Another instance ended the stream first (its ids are taken)."""
-    return "equal or smaller" in str(exc)
