@@ -44,6 +44,21 @@ class UnknownModel(Exception):
         self.ref = ref
 
 
+def group_members(config: Config, name: str) -> tuple[str, ...]:
+    """The model refs of ``[groups] NAME`` (``name`` with or without ``group:``), each
+    alias resolved, in the config's order; ``UnknownModel`` for a group not defined."""
+    bare = name.removeprefix(GROUP_PREFIX)
+    members = config.groups.get(bare)
+    if members is None:
+        raise UnknownModel(name, no_such_group(bare, config.groups))
+    return tuple(config.aliases.get(member, member) for member in members)
+
+
+def no_such_group(bare: str, groups: Mapping[str, object]) -> str:
+    known = ", ".join(sorted(groups)) or "none"
+    return f"no group named {bare!r} is configured{did_you_mean(bare, groups)} (groups: {known})"
+
+
 class Catalog:
     def __init__(self, config: Config, providers: Mapping[str, Provider] | None = None) -> None:
         self.config = config
@@ -63,16 +78,7 @@ class Catalog:
         return name.startswith(GROUP_PREFIX)
 
     def group(self, name: str) -> tuple[str, ...]:
-        """The model refs of ``[groups] NAME`` (``name`` with or without ``group:``), each
-        alias resolved, in the config's order; ``UnknownModel`` for a group not defined."""
-        bare = name.removeprefix(GROUP_PREFIX)
-        members = self.config.groups.get(bare)
-        if members is None:
-            known = ", ".join(sorted(self.config.groups)) or "none"
-            raise UnknownModel(name, f"no group named {bare!r} is configured"
-                                     f"{did_you_mean(bare, self.config.groups)} "
-                                     f"(groups: {known})")
-        return tuple(self.resolve(member) for member in members)
+        return group_members(self.config, name)
 
     def split(self, name: str) -> tuple[Provider, str]:
         """The provider and model-within-it of a ref or an alias; ``UnknownModel`` saying

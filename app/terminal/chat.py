@@ -47,7 +47,7 @@ from .logstore import (
     exchange_of,
     new_id,
 )
-from .sources import RequestRefused, Target, Where, open_source
+from .sources import RequestRefused, SourceError, Target, Where, expand_groups, open_source
 
 ENDS = ("exit", "quit")
 
@@ -190,7 +190,13 @@ def chat_command(args: argparse.Namespace) -> int:
         print(f"Continuing conversation {session.cid} ({session.turns} exchanges) with "
               f"{', '.join(session.models)}.")
     else:
-        session = Session(pick_models(args.models, config, "chat"), args.system)
+        try:
+            models = trio.run(expand_groups, where(args, config),
+                              pick_models(args.models, config, "chat"))
+        except SourceError as exc:
+            print(f"chorus chat: {exc}", file=sys.stderr)
+            return 2 if isinstance(exc, RequestRefused) else 1
+        session = Session(models, args.system)
         print(f"Chatting with {', '.join(session.models)}.")
     print("Type 'exit' or 'quit' (or Ctrl-D) to end; Ctrl-C stops the answers.")
     tty = sys.stdout.isatty()

@@ -95,14 +95,52 @@ def refusal(response: httpx.Response) -> SourceError:
 
 async def server_models(client: httpx.AsyncClient) -> list[dict[str, Any]]:
     """The server's ``GET /v1/models`` list."""
+    data: list[dict[str, Any]] = (await _models_page(client))["data"]
+    return data
+
+
+async def _models_page(client: httpx.AsyncClient) -> dict[str, Any]:
     try:
         response = await client.get("/v1/models")
     except httpx.HTTPError as exc:
         raise SourceError(f"cannot reach {client.base_url}: {exc}") from exc
     if response.status_code != 200:
         raise refusal(response)
-    data: list[dict[str, Any]] = response.json()["data"]
-    return data
+    page: dict[str, Any] = response.json()
+    return page
+
+
+async def expand_groups(where: Where, models: Sequence[str]) -> list[str]:
+    """Each ``group:NAME`` in ``models`` as its members, from the server's ``[groups]``
+    or, in this process, the config's. For a caller that keeps something per model (a
+    chat keeps each model's history), so one ref must be one slot. ``RequestRefused``
+    for a group that is not defined."""
+    from app.catalog import UnknownModel, group_members, no_such_group
+
+    if not any(m.startswith(GROUP_PREFIX) for m in models):
+        return list(models)
+    if where.url:
+        async with server_client(where.url, where.key) as client:
+            groups: dict[str, list[str]] = (await _models_page(client)).get("groups", {})
+    else:
+        groups = {}
+        for name in models:
+            try:
+                groups[name.removeprefix(GROUP_PREFIX)] = list(group_members(where.config,
+                                                                             name))
+            except UnknownModel:
+                pass
+    refs = []
+    for name in models:
+        bare = name.removeprefix(GROUP_PREFIX)
+        if name == bare:
+            refs.append(name)
+        elif bare in groups:
+            refs += groups[bare]
+        else:
+            raise RequestRefused(no_such_group(bare, groups if where.url
+                                               else where.config.groups))
+    return refs
 
 
 class ServerSource:

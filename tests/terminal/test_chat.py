@@ -83,6 +83,44 @@ async def test_through_a_server_each_model_gets_its_own_history(
                                  {"role": "user", "content": "two"}]
 
 
+@pytest.mark.parametrize("through", ["in-process", "server"])
+async def test_a_group_chats_as_its_members_each_with_its_own_history(
+    chorus: Chorus, start_server: StartServer, upstream: FakeUpstream, tmp_path: Path,
+    through: str,
+) -> None:
+    # (The server also asks the upstream for its model list: no JSON body, no answer.)
+    upstream.respond = lambda seen: openai_script([f"I am {(seen.json or {}).get('model')}"])
+    config = (f'[providers.up]\ntype = "openai"\nbase_url = "{upstream.url}/v1"\n'
+              'retries = 0\n[aliases]\nbee = "up/b"\n[groups]\npanel = ["up/a", "bee"]\n')
+    if through == "server":
+        where = ["--server", (await start_server(config)).url]
+    else:
+        path = tmp_path / "panel.toml"
+        path.write_text(config)
+        where = ["--config", str(path)]
+    code, out, err = await chorus("chat", *where, "-m", "group:panel", stdin="one\ntwo\n")
+    assert code == 0, err
+    assert "Chatting with up/a, up/b." in out
+    asked = [seen for seen in upstream.seen if seen.path.endswith("/chat/completions")]
+    second = {seen.json["model"]: seen.json["messages"] for seen in asked[2:]}
+    for model in ("a", "b"):
+        assert second[model] == [{"role": "user", "content": "one"},
+                                 {"role": "assistant", "content": f"I am {model}"},
+                                 {"role": "user", "content": "two"}]
+
+
+async def test_an_unknown_group_ends_the_chat_with_2_and_names_the_groups(
+    chorus: Chorus, tmp_path: Path,
+) -> None:
+    path = tmp_path / "demo.toml"
+    path.write_text(DEMO + f'[groups]\npanel = ["{QUICK}"]\n')
+    code, out, err = await chorus("chat", "--config", str(path), "-m", "group:panl",
+                                  stdin="hi\n")
+    assert code == 2
+    assert "chorus chat: no group named 'panl' is configured (did you mean 'panel'?)" in err
+    assert "Chatting" not in out
+
+
 async def test_continue_with_nothing_logged_says_so(chorus: Chorus) -> None:
     code, _, err = await chorus("chat", "-c")
     assert code == 1
