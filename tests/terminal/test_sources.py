@@ -11,7 +11,7 @@ from typing import Any
 import pytest
 
 from app.config import build_config
-from app.terminal.sources import Where, open_stream, stream_body, targets
+from app.terminal.sources import Where, expand_groups, open_stream, stream_body, targets
 from providers import Message
 
 from ..conftest import StartServer
@@ -134,3 +134,11 @@ async def test_an_unknown_model_is_refused_with_the_servers_message(
     assert "'nope'" in message
     assert local[2] == f"chorus ask: {message}"
     assert upstream.seen == []
+
+
+async def test_a_group_is_expanded_in_place_among_other_models() -> None:
+    config = build_config(tomllib.loads(
+        '[aliases]\nbee = "demo/b"\n[groups]\npanel = ["demo/a", "bee"]\n'), {})
+    assert await expand_groups(Where(config), ["demo/x", "group:panel", "demo/y"]) == [
+        "demo/x", "demo/a", "demo/b", "demo/y"]
+    assert await expand_groups(Where(config), ["demo/x"]) == ["demo/x"]
