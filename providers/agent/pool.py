@@ -62,8 +62,8 @@ class AgentLink:
 
     @property
     def running(self) -> int:
-        """Jobs on it now (``stream`` adds its job the moment ``_take`` picks the link,
-        with no checkpoint between: the place is taken as it is counted)."""
+        """Jobs on it now (``AgentPool._take`` adds a job as it picks the link: the place
+        is taken as it is counted)."""
         return len(self.jobs)
 
     def __post_init__(self) -> None:
@@ -138,7 +138,9 @@ class AgentPool:
         for link in list(self.links):
             self.detach(link)
 
-    async def _take(self, model: str) -> AgentLink:
+    async def _take(self, model: str, job_id: str, job: Job) -> AgentLink:
+        """The least busy agent serving ``model`` that has room, its place taken by ``job``
+        in the same step as the choice, so no other slot can take the same place."""
         while True:
             serving = [link for link in self.links if model in link.models]
             if not serving:
@@ -146,16 +148,17 @@ class AgentPool:
                               f"{self.config.name!r}")
             free = [link for link in serving if link.running < link.capacity]
             if free:
-                return min(free, key=lambda one: one.running / one.capacity)
+                link = min(free, key=lambda one: one.running / one.capacity)
+                link.jobs[job_id] = job
+                return link
             await self.next_change()
 
     async def stream(self, request: ChatRequest) -> AsyncGenerator[ProviderEvent, None]:
-        link = await self._take(request.model)
         job = str(next(self._ids))
         window = Window(WINDOW)
         # Every frame the window allows (one event each, at the least) and the job's end.
         queue, frames = trio.open_memory_channel[Frame](WINDOW + 1)
-        link.jobs[job] = Job(queue, window)
+        link = await self._take(request.model, job, Job(queue, window))
         finished = False
         texted = False
         try:
