@@ -52,6 +52,8 @@ FENCE_ID = f"0-{2**64 - 1}"
 def ids_taken(exc: BaseException | None) -> bool:
     """Redis refused an entry because its id is not past the stream's last: another
     instance wrote (or fenced) those ids first."""
+    if isinstance(exc, BaseExceptionGroup):  # coredis may raise its failures grouped
+        return any(ids_taken(inner) for inner in exc.exceptions)
     return "equal or smaller" in str(exc)
 
 

@@ -1,9 +1,11 @@
-"""A stream's keys share one Redis Cluster slot; event ids map to entry ids and back."""
+"""A stream's keys share one Redis Cluster slot; event ids map to entry ids and back; a
+refused id is told apart from Redis trouble."""
 
 from __future__ import annotations
 
 import secrets
 
+import coredis
 import pytest
 
 from app.state.keys import (
@@ -11,6 +13,7 @@ from app.state.keys import (
     entry_id,
     event_id,
     events_key,
+    ids_taken,
     is_stream_id,
     record_key,
     stream_of_channel,
@@ -43,3 +46,13 @@ def test_event_n_is_entry_0_n(n: int) -> None:
 ])
 def test_only_what_the_hub_could_have_made_is_looked_up(text: str, ok: bool) -> None:
     assert is_stream_id(text) is ok
+
+
+def test_an_id_refused_as_taken_is_told_apart_from_other_failures() -> None:
+    taken = coredis.exceptions.ResponseError(
+        "The ID specified in XADD is equal or smaller than the target stream top item")
+    assert ids_taken(taken)
+    assert ids_taken(ExceptionGroup("grouped", [taken]))
+    assert not ids_taken(ConnectionError("Connection refused"))
+    assert not ids_taken(ExceptionGroup("grouped", [OSError("reset")]))
+    assert not ids_taken(None)
