@@ -1,6 +1,6 @@
 # Two commands do all set-up on a fresh machine, idempotently:
 #   make serve   - the server with the browser UI at http://127.0.0.1:8000 (demo models by default)
-#   make test    - the whole test suite (installs Chromium, tmux and redis-server for the
+#   make test    - the whole test suite (installs Chromium, tmux, redis-server and nginx for the
 #                  end-to-end tests)
 # Anything after ARGS= is passed on, e.g. make serve ARGS="--config chorus.toml".
 #

@@ -36,6 +36,11 @@ async def read_all(client: httpx.AsyncClient, url: str, headers: dict[str, str] 
     return got
 
 
+def answer_text(events: list[tuple[int, str, dict[str, Any]]]) -> str:
+    """The text of every ``delta`` among ``events``, joined."""
+    return "".join(data["text"] for _, kind, data in events if kind == "delta")
+
+
 async def start_stream(client: httpx.AsyncClient, *models: object) -> dict[str, Any]:
     """``POST /v1/streams`` (key A, the usual question) for ``models``: its 201 body."""
     made = await client.post("/v1/streams", headers=AUTH_A, json={"models": list(models),

@@ -25,7 +25,18 @@ from bench.procs import free_port
 from ..conftest import StartServer, read_events
 from ..support.redis import RedisServer
 from ..support.upstream import FakeUpstream, openai_script
-from .conftest import ASK, AUTH_A, KEYS, SSE, Pair, read_all, redis_config, spawn, start_stream
+from .conftest import (
+    ASK,
+    AUTH_A,
+    KEYS,
+    SSE,
+    Pair,
+    answer_text,
+    read_all,
+    redis_config,
+    spawn,
+    start_stream,
+)
 
 
 async def test_serve_exits_2_when_redis_does_not_answer(tmp_path) -> None:
@@ -75,8 +86,7 @@ async def test_with_redis_gone_new_streams_get_503_and_running_ones_finish_here(
                 await trio.sleep(0.2)
         assert again.status_code == 201
     assert got[-1][1] == "stream.done"
-    assert "".join(d["text"] for _, t, d in got if t == "delta") == "".join(
-        f"w{i} " for i in range(30))
+    assert answer_text(got) == "".join(f"w{i} " for i in range(30))
 
 
 async def test_redis_restarted_mid_stream_a_reader_elsewhere_misses_nothing(
