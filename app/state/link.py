@@ -4,7 +4,7 @@ coredis 6.9 drops a connection closed while checked out (a command cancelled in 
 timeout, a Redis restart) without giving its pool slot back; after ``max_connections``
 of them every command waits for a slot forever. Chorus never cancels a command in normal
 operation, and when one fails anyway it stops using that client: the next commands go to
-a fresh client (a fresh pool), and the old one is closed. Public API only.
+a fresh client (a fresh pool), opened before the old one is closed. Public API only.
 """
 
 from __future__ import annotations
@@ -20,6 +20,10 @@ log = logging.getLogger("chorus.state")
 CONNECT_TIMEOUT = 2.0  # seconds to open a connection to Redis
 POOL_TIMEOUT = 2.0  # seconds a command waits for a free connection, then fails
 RETRY = (0.1, 2.0)  # seconds between attempts to open a client: first, at most
+# Seconds a replaced client stays open for the commands still in flight on it: every
+# command Chorus sends ends within this (a request's own wait is 2 s; a follower's blocked
+# read, ``BLOCK``, 1 s).
+RETIRE_GRACE = 5.0
 
 # What a failing Redis raises through coredis (or the socket below it).
 FAILURES: tuple[type[BaseException], ...] = (
@@ -72,32 +76,70 @@ class RedisLink:
                   ) -> None:
         """Hold a client open until cancelled, renewing it after each failure. Reports
         started after the first attempt to open one, whether it worked or not: until a
-        client is open, commands raise ``Unreachable``."""
+        client is open, commands raise ``Unreachable``.
+
+        A renewal opens the new client before it lets the old one go (make before break):
+        commands asked for meanwhile still have a client, and those in flight on the old
+        one get ``RETIRE_GRACE`` to end before its pool closes under them. Only when no new
+        client can be opened (Redis is gone) do commands find none, and fail at once."""
         delay = RETRY[0]
         started = False
-        while True:
-            client = coredis.Redis.from_url(self.url, decode_responses=False,
-                                            **self._options)
-            try:
-                async with client:
-                    await client.ping()
-                    self._client, self._renew = client, trio.Event()
-                    delay = RETRY[0]
+        retire_old: trio.Event | None = None
+        async with trio.open_nursery() as nursery:
+            while True:
+                client = coredis.Redis.from_url(self.url, decode_responses=False,
+                                                **self._options)
+                retire: trio.Event | None = None
+                try:
+                    retire = await nursery.start(self._hold, client)
+                except* FAILURES as group:  # the client's own task group raises them grouped
+                    log.warning("redis.unreachable", extra={"fields": {
+                        "link": self.name, "error": repr(group.exceptions[0])}})
+                if retire is None:
+                    self._client = None
+                    if retire_old is not None:
+                        retire_old.set()
+                        retire_old = None
                     if not started:
                         started = True
                         task_status.started()
-                    await self._renew.wait()
-                    self.renewals += 1
-            except* FAILURES as group:  # the client's own task group raises them grouped
-                log.warning("redis.unreachable", extra={"fields": {
-                    "link": self.name, "error": repr(group.exceptions[0])}})
-            finally:
+                    await trio.sleep(delay)
+                    delay = min(delay * 2, RETRY[1])
+                    continue
+                self._client, self._renew = client, trio.Event()
+                if retire_old is not None:
+                    retire_old.set()
+                retire_old, delay = retire, RETRY[0]
+                if not started:
+                    started = True
+                    task_status.started()
+                await self._renew.wait()
+                self.renewals += 1
+
+    async def _hold(self, client: coredis.Redis[bytes], *,
+                    task_status: trio.TaskStatus[trio.Event]) -> None:
+        """Keep ``client`` open until told to retire it (and ``RETIRE_GRACE`` after). A
+        failure to open it is the starter's to see; a failure later is logged, and the
+        link moves to a fresh client if this one was still in use."""
+        retire = trio.Event()
+        opened = False
+        try:
+            async with client:
+                await client.ping()
+                opened = True
+                task_status.started(retire)
+                await retire.wait()
+                await trio.sleep(RETIRE_GRACE)
+        except* FAILURES as group:
+            if not opened:
+                raise
+            log.warning("redis.client_failed", extra={"fields": {
+                "link": self.name, "error": repr(group.exceptions[0])}})
+            if self._client is client:
+                self._renew.set()
+        finally:
+            if self._client is client:
                 self._client = None
-            if not started:
-                started = True
-                task_status.started()
-            await trio.sleep(delay)
-            delay = min(delay * 2, RETRY[1])
 
 
 CHECK_WAIT = 3.0  # seconds ``check`` gives Redis to answer
