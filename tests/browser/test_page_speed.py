@@ -5,9 +5,9 @@ subprocesses, the real page in headless Chromium) and must produce, for every tu
 words seen in the page, their delays, the main-thread time per token and the long tasks;
 then the summary and the page of docs built from them.
 
-And what made the page fast must keep it usable: a pane that scrolls from its bottom in CSS
-still shows the newest text while a model streams, and a send brings back a reader who
-scrolled up. And it must stay fast as the chat grows: finished turns are never written to
+And what made the page fast must keep it usable: a pane still shows the newest text while a
+model streams, leaves a reader who scrolled up where they are, and a send brings them
+back. And it must stay fast as the chat grows: finished turns are never written to
 again, and they are skipped out of view in groups, so the boxes the browser checks each
 frame stay few.
 """
@@ -144,11 +144,21 @@ async def test_a_pane_keeps_the_newest_text_in_view_and_a_send_brings_the_reader
             ui.wait_states("done")
             assert newest_in_view(ui.page.evaluate(NEWEST))
 
-            # A reader scrolled up to the first answer is brought back to the newest by a send.
+            # A reader who scrolls up while the model streams is left there: the text that
+            # lands after does not pull the pane back to its end.
+            ui.send("Question 4")
+            ui.page.wait_for_function(f"() => ({NEWEST})().chars > 40", timeout=10_000)
             ui.page.evaluate("document.querySelector('.pane-body').scrollTop = -1e6")
+            top = ui.page.evaluate("document.querySelector('.pane-body').scrollTop")
+            seen = int(ui.page.evaluate(NEWEST)["chars"])
+            ui.page.wait_for_function(f"() => ({NEWEST})().chars > {seen + 40}", timeout=10_000)
+            assert ui.page.evaluate("document.querySelector('.pane-body').scrollTop") == top
+            ui.wait_states("done")
+
+            # A reader scrolled up to the first answer is brought back to the newest by a send.
             at = ui.page.evaluate(NEWEST)
             assert at["end"] > at["bottom"] + 100, at
-            ui.send("Question 4")
+            ui.send("Question 5")
             ui.page.wait_for_function(f"() => ({NEWEST})().chars > 40", timeout=10_000)
             assert newest_in_view(ui.page.evaluate(NEWEST))
             ui.wait_states("done")
