@@ -408,8 +408,7 @@ export class PaneView {
     this.syncTune();
     actions.append(this.stopBtn, this.regenBtn, this.tuneBtn);
     head.append(title, this.stateBadge, actions);
-    // While the reader is at the end the browser keeps the newest text in view by itself
-    // (style.css: the body's scroll anchor is a marker after the last turn).
+    // The body is kept at its end while the reader is there (follow()).
     this.body = el("div", "pane-body");
     this.body.tabIndex = 0;
     this.body.setAttribute("aria-label", "Answers from " + pane.model);
@@ -417,6 +416,13 @@ export class PaneView {
     this.empty = el("p", "pane-empty", "Answers from this model appear here.");
     this.content.append(this.empty);
     this.body.append(this.content);
+    // Whether the reader is at the end, noted on scroll events (the layout is current
+    // then), so following the text reads no geometry.
+    this.atBottom = true;
+    this.body.addEventListener("scroll", () => {
+      const body = this.body;
+      this.atBottom = body.scrollHeight - body.scrollTop - body.clientHeight < 48;
+    });
     this.root.append(head, this.settings.root);
     if (!layout) this.root.append(this.body);
     for (const turn of pane.turns) this.addTurn(turn);
@@ -472,6 +478,7 @@ export class PaneView {
   syncTurn(index) {
     this.turns[index]?.sync();
     this.syncHead();
+    this.follow();
   }
 
   /** Blind mode: `label` ("Model B") stands for the model, whose name, slot number and
@@ -517,20 +524,26 @@ export class PaneView {
     setHidden(this.regenBtn, active || !last);
   }
 
-  /** Brings the newest turn into view (a turn was added), wherever the reader had scrolled:
-   * once the task that added turns to every pane is done, so they are laid out once. */
+  /** Brings the newest turn into view (a new turn was added), even if the reader scrolled up. */
   scroll() {
-    if (this.layout) return;
-    if (!toEnd.size) queueMicrotask(scrollToEnd);
-    toEnd.add(this);
+    this.atBottom = true;
+    this.follow();
+  }
+
+  /** Keeps the newest text in view while the reader is at the end: once the frame's
+   * changes to every pane are in, so all panes are laid out once, not once a pane. */
+  follow() {
+    if (this.layout || !this.atBottom) return;
+    if (!following.size) queueMicrotask(followAll);
+    following.add(this);
   }
 }
 
-// The panes to bring to their end when the task that added their turns is done.
-const toEnd = new Set();
+// The panes to bring to their end when the task that changed them is done (follow()).
+const following = new Set();
 
-function scrollToEnd() {
-  for (const view of toEnd) view.body.scrollTop = view.body.scrollHeight;
-  toEnd.clear();
+function followAll() {
+  for (const view of following) view.body.scrollTop = view.body.scrollHeight;
+  following.clear();
 }
 
