@@ -329,28 +329,34 @@ def drive(browser: Any, url: str, panes: int, turns: int) -> dict[str, Any]:
         print(f"turn {turn}: lag p99 {out[-1]['lag_p99_ms']} ms, "
               f"{out[-1]['task_ms_per_token']:.3f} ms/token, {len(taken['longtasks'])} long tasks",
               file=sys.stderr)
+    # The DOM the conversation left: the garbage collector traces all of it, and the browser
+    # checks its boxes on every frame.
+    nodes = page.evaluate("() => document.querySelectorAll('*').length")
     context.close()
-    return {"turns": out, "errors": errors, "profile": profile, "kinds": kinds}
+    return {"turns": out, "errors": errors, "profile": profile, "kinds": kinds, "nodes": nodes}
 
 
 def main_thread_kinds(trace: dict[str, Any], top: int = 12) -> list[dict[str, Any]]:
     """The page's main thread in a DevTools trace: self time by event name (Paint, Layout,
-    FunctionCall, …), so the browser's own work is named, not just "(program)"."""
+    FunctionCall, …), so the browser's own work is named, not just "(program)". The time
+    is the thread's CPU time (``tdur``), not the wall-clock span (``dur``): on a loaded
+    machine a span also counts the time the thread waited for a core, which made the same
+    page's Paint vary twofold between runs."""
     events = trace["traceEvents"] if isinstance(trace, dict) else trace
     main = {(e["pid"], e["tid"]) for e in events
             if e.get("name") == "thread_name" and e["args"].get("name") == "CrRendererMain"}
-    spans = sorted(((e["ts"], e["dur"], e["name"]) for e in events
+    spans = sorted(((e["ts"], e["dur"], e.get("tdur", e["dur"]), e["name"]) for e in events
                     if e.get("ph") == "X" and (e.get("pid"), e.get("tid")) in main
                     and "dur" in e), key=lambda x: (x[0], -x[1]))
     spent: dict[str, float] = {}
     stack: list[tuple[float, str]] = []  # (end, name) of the open spans
-    for ts, dur, name in spans:
+    for ts, dur, cpu, name in spans:
         while stack and stack[-1][0] <= ts:
             stack.pop()
         if stack:  # time inside a child is not its parent's own
             parent = stack[-1][1]
-            spent[parent] = spent.get(parent, 0.0) - dur
-        spent[name] = spent.get(name, 0.0) + dur
+            spent[parent] = spent.get(parent, 0.0) - cpu
+        spent[name] = spent.get(name, 0.0) + cpu
         stack.append((ts + dur, name))
     busy = sum(spent.values())
     ranked = sorted(spent.items(), key=lambda kv: -kv[1])[:top]
@@ -421,6 +427,7 @@ def summarise(result: dict[str, Any], panes: int, turns: int, rate: float) -> di
             k: round(mean(k, rows[:edge]), 4)
             for k in ("task_ms_per_token", "script_ms_per_token", "layout_ms_per_token",
                       "style_ms_per_token")},
+        "elements_at_end": result["nodes"],
         "page_errors": result["errors"],
         "last_turn_profile": result["profile"],
         "last_turn_main_thread": result["kinds"],
@@ -482,6 +489,7 @@ after the run): above the core count, every process waited for a core.
 | same, turn {s['turns']} | {s['cpu_last_ms_per_token']:.3f} ms | |
 | turn {s['turns']} over turn 1 | {ratio} |
 | last 3 turns over first 3 (less noise) | {s['cpu_ratio_last_over_first_mean3']} | |
+| elements in the page after the last turn | {s['elements_at_end']} | |
 
 Where the main thread's time goes, per token (first 3 turns → last 3 turns), as Chrome
 counts it: script {f['script_ms_per_token']:.3f} → {la['script_ms_per_token']:.3f} ms,
@@ -497,7 +505,8 @@ compositing, layout not forced by a script, event dispatch):
 |---|---|---|
 {rows}
 
-The same turn's main thread in a DevTools trace (`devtools.timeline`), self time by event:
+The same turn's main thread in a DevTools trace (`devtools.timeline`), self CPU time by
+event:
 
 | event | ms | share |
 |---|---|---|

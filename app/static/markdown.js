@@ -29,6 +29,15 @@ import { patch } from "./md-patch.js";
 
 export { renderInline, safeHref };
 
+// A partial line with a word after its first (so past any block marker: an empty list item
+// can not interrupt a paragraph, a filled one can) and ending in a letter, digit or space:
+// text added to it cannot turn it into another kind of block, close a delimiter run or
+// extend a link before it.
+const RE_PAST_MARKER = /\S[ \t]+\S/;
+const RE_PLAIN_END = /[\p{L}\p{N} \t]$/u;
+// Plain words: none of the characters that start or end an inline construct or a block.
+const RE_PLAIN = /^[^*_~`[\]()<>&!\\$|#=+:;\r-]*$/;
+
 function el(tag, className) {
   const node = document.createElement(tag);
   if (className) node.className = className;
@@ -227,9 +236,11 @@ export class MarkdownStream {
     if (!chunk || this.ended) return;
     const nl = chunk.lastIndexOf("\n");
     if (nl < 0) {
-      // The same block, grown: the preview drawn is patched rather than replaced.
+      // The same block, grown: its last text grows in place where the chunk is plain
+      // words, else the preview drawn is patched rather than replaced.
+      const before = this.partial;
       this.partial += chunk;
-      this.drawPreview(true);
+      if (!this.growText(before, chunk)) this.drawPreview(true);
       return;
     }
     // Lines end, so blocks may finish: they go in after what is final, before any preview.
@@ -247,6 +258,38 @@ export class MarkdownStream {
     this.partial = "";
     this.parser.finish();
     this.ended = true;
+  }
+
+  /**
+   * Appends a chunk of plain words to the text node that ends the drawn preview, when that
+   * is all rendering the grown line anew would change; returns whether it did. Rendering
+   * anew builds a fresh subtree of the block (a clone of each formula in it) for every
+   * chunk only to find one text node grown: garbage the collector then has to trace along
+   * with the whole page. The preview must end in the partial line's own text, in a
+   * paragraph or list item; the line must be past its block marker and end in a letter,
+   * digit or space, so no delimiter, link or marker before the chunk can change meaning;
+   * and the chunk must hold no character that starts or ends an inline construct.
+   */
+  growText(before, chunk) {
+    const shown = before.trimEnd();
+    if (!this.preview.length || this.parser.cur?.view || !RE_PLAIN_END.test(before)
+        || !RE_PAST_MARKER.test(shown) || RE_PURE_MARKUP.test(before) || !RE_PLAIN.test(chunk)
+        || /www\./i.test(before.slice(-3) + chunk)) return false;
+    let node = this.preview[this.preview.length - 1][0];
+    while (node.lastChild) node = node.lastChild;
+    const block = node.parentNode;
+    if (node.nodeType !== Node.TEXT_NODE || !(block.nodeName === "LI"
+        || (block.nodeName === "P" && !block.className))) return false;
+    const lastWord = shown.slice(Math.max(shown.lastIndexOf(" "), shown.lastIndexOf("\t")) + 1);
+    // Digits then a dot may be an ordered list's marker, where the line's text starts a list
+    // item's or a quote's content: "- 1" and ". x".
+    if (!node.data.endsWith(lastWord) || (/^\d+$/.test(lastWord) && chunk.includes("."))) {
+      return false;
+    }
+    // A block's text is shown without its trailing spaces: they go in with the chunk.
+    const grown = (before.slice(shown.length) + chunk).trimEnd();
+    if (grown) node.appendData(grown);
+    return true;
   }
 
   clearPreview() {

@@ -408,10 +408,7 @@ export class PaneView {
     this.syncTune();
     actions.append(this.stopBtn, this.regenBtn, this.tuneBtn);
     head.append(title, this.stateBadge, actions);
-    // The body scrolls from the bottom (style.css: a column-reverse scroller around one
-    // content box), so while the reader is at the bottom the browser keeps the newest text
-    // in view by itself: nothing reads the pane's geometry or scrolls it per frame, which
-    // would lay out and repaint the whole conversation on every chunk.
+    // The body is kept at its end while the reader is there (follow()).
     this.body = el("div", "pane-body");
     this.body.tabIndex = 0;
     this.body.setAttribute("aria-label", "Answers from " + pane.model);
@@ -419,11 +416,12 @@ export class PaneView {
     this.empty = el("p", "pane-empty", "Answers from this model appear here.");
     this.content.append(this.empty);
     this.body.append(this.content);
-    // Offset 0 is the bottom and scrolling up goes negative. Noted on scroll events (the
-    // layout is current then), so a new turn reads no geometry when the reader is there.
+    // Whether the reader is at the end, noted on scroll events (the layout is current
+    // then), so following the text reads no geometry.
     this.atBottom = true;
     this.body.addEventListener("scroll", () => {
-      this.atBottom = this.body.scrollTop > -48;
+      const body = this.body;
+      this.atBottom = body.scrollHeight - body.scrollTop - body.clientHeight < 48;
     });
     this.root.append(head, this.settings.root);
     if (!layout) this.root.append(this.body);
@@ -480,6 +478,7 @@ export class PaneView {
   syncTurn(index) {
     this.turns[index]?.sync();
     this.syncHead();
+    this.follow();
   }
 
   /** Blind mode: `label` ("Model B") stands for the model, whose name, slot number and
@@ -525,11 +524,26 @@ export class PaneView {
     setHidden(this.regenBtn, active || !last);
   }
 
-  /** Brings the newest turn into view (a new turn was added) if the reader scrolled up. */
+  /** Brings the newest turn into view (a new turn was added), even if the reader scrolled up. */
   scroll() {
-    if (this.layout || this.atBottom) return;
-    this.body.scrollTop = 0;
     this.atBottom = true;
+    this.follow();
   }
+
+  /** Keeps the newest text in view while the reader is at the end: once the frame's
+   * changes to every pane are in, so all panes are laid out once, not once a pane. */
+  follow() {
+    if (this.layout || !this.atBottom) return;
+    if (!following.size) queueMicrotask(followAll);
+    following.add(this);
+  }
+}
+
+// The panes to bring to their end when the task that changed them is done (follow()).
+const following = new Set();
+
+function followAll() {
+  for (const view of following) view.body.scrollTop = view.body.scrollHeight;
+  following.clear();
 }
 

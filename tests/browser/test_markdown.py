@@ -61,6 +61,9 @@ SAMPLES = [
     "\\[\n\\sum_{i=1}^n i\n\\]\n\n$$ e^{i\\pi} = -1 $$\n\n$$\nunclosed\n\nnext",
     "- [ ] todo\n- [x] done *well*\n- [X] also\n\n1. [ ] numbered\n\n- [ ]\n- [x]y",
     "```python\ndef f(x):\n    return 'a' # c\n```\n\n```nolang\nplain\n```\n```rust\nfn",
+    "See https://docs.python.org/3/howto. then www.example.com, ww w.x and wwwx and 12\n"
+    "1 2. 3) and the mean $x$5 is $\\bar{x}$ and 10 and more words §a1x2.3 here\n"
+    "Head words\n--- more\n\n- item words and *em words* then more\n",
 ]
 
 
@@ -119,7 +122,8 @@ FUZZ_TOKENS = [
     "https://e.com/x", "www.a.org", ":", "-", "#", "\t", "é", "😀", "  - ", "   ", "\n  ",
     "\n   ", "\n- ", "\n> ", "\n1. ", "\n```\n", "\r\n", "&#x41;", "<https://a.b>", "_a_",
     "__b__", "***c***", "$", "$$", "\\(", "\\)", "\\[", "\\]", "x^2", "\\frac{a}{b}",
-    "\n$$\n", "- [ ] ", "- [x] ", "```python\n", "def", "'s'",
+    "\n$$\n", "- [ ] ", "- [x] ", "```python\n", "def", "'s'", "docs.", "ww", "w.x", "3", ". ",
+    "§a1x2.3 ", "and more ", "https://d.org/a", ", ",
 ]
 
 
@@ -331,6 +335,41 @@ def test_a_growing_block_keeps_its_nodes_and_only_its_text_changes(
         assert result[name]["same"], name
         assert result[name]["kinds"] == ["characterData"], name
         assert result[name]["text"].endswith(end), name
+
+
+def test_plain_words_grow_the_open_block_without_making_nodes(
+    browser_thread: BrowserThread,
+) -> None:
+    """A chunk of plain words into an open paragraph or list item (no line ends, no
+    markup) grows the text drawn last: no node is made or cloned, not even for a formula
+    earlier in the block, and the block shows what rendering it whole shows."""
+    result = run_js(browser_thread, r"""
+      let made = 0;
+      const count = (proto, name) => {
+        const real = proto[name];
+        proto[name] = function (...a) { made++; return real.apply(this, a); };
+      };
+      count(Document.prototype, 'createElement');
+      count(Document.prototype, 'createElementNS');
+      count(Document.prototype, 'createTextNode');
+      count(Node.prototype, 'cloneNode');
+      const out = {};
+      for (const [name, start, words] of arg) {
+        const box = document.createElement('div');
+        const stream = new md.MarkdownStream(box);
+        stream.push(start);
+        made = 0;
+        for (const w of words) stream.push(w);
+        out[name] = {made};
+        const whole = document.createElement('div');
+        whole.append(md.renderMarkdown(start + words.join('')));
+        out[name].same = box.innerHTML === whole.innerHTML;
+      }
+      return out;
+    """, [["paragraph", "The mean is $\\bar{x}$ and the spread ", ["is", " wide, ", "§a1x2.3 "]],
+          ["item", "- a list of **dicts** works ", ["as well", " as a list", " of tuples "]],
+          ["quote", "> Note: one sort with a ", ["tuple key is", " enough"]]])
+    assert result == {name: {"made": 0, "same": True} for name in ("paragraph", "item", "quote")}
 
 
 def test_work_per_chunk_does_not_grow_with_the_answer(browser_thread: BrowserThread) -> None:

@@ -5,9 +5,9 @@ subprocesses, the real page in headless Chromium) and must produce, for every tu
 words seen in the page, their delays, the main-thread time per token and the long tasks;
 then the summary and the page of docs built from them.
 
-And what made the page fast must keep it usable: a pane that scrolls from its bottom in CSS
-still shows the newest text while a model streams, and a send brings back a reader who
-scrolled up. And it must stay fast as the chat grows: finished turns are never written to
+And what made the page fast must keep it usable: a pane still shows the newest text while a
+model streams, leaves a reader who scrolled up where they are, and a send brings them
+back. And it must stay fast as the chat grows: finished turns are never written to
 again, and they are skipped out of view in groups, so the boxes the browser checks each
 frame stay few.
 """
@@ -23,7 +23,7 @@ from pathlib import Path
 import pytest
 from playwright.sync_api import Browser
 
-from bench.page import answer_words, pct, stamped
+from bench.page import answer_words, main_thread_kinds, pct, stamped
 
 from ..conftest import Server, StartServer
 from .chorus_page import ChorusPage
@@ -79,9 +79,28 @@ def test_a_tiny_run_measures_every_turn(tmp_path: Path) -> None:
     assert summary["cpu_ratio_last_over_first"] == pytest.approx(
         turns[-1]["task_ms_per_token"] / turns[0]["task_ms_per_token"], rel=0.01)
     assert set(summary["goals_met"]) == {"lag_p99_le_50ms", "cpu_ratio_le_1_5"}
+    # Four answers per pane (three turns and the profiled one) are left in the page.
+    assert summary["elements_at_end"] > 2 * 4 * 100
     text = doc.read_text()
     assert "python -m bench.page" in text
     assert f"{summary['lag_p99_ms']} ms" in text
+    assert f"| {summary['elements_at_end']} |" in text
+
+
+def test_trace_self_time_is_the_threads_cpu_time_not_the_wall_clock() -> None:
+    """A span's time waiting for a core is not work: Paint that took 9 ms of wall clock
+    but 3 ms of the thread's CPU counts 3, less its child's CPU time."""
+    main = {"pid": 1, "tid": 7}
+    trace = {"traceEvents": [
+        {**main, "ph": "M", "name": "thread_name", "args": {"name": "CrRendererMain"}},
+        {**main, "ph": "X", "name": "Paint", "ts": 0, "dur": 9000, "tdur": 3000},
+        {**main, "ph": "X", "name": "Layout", "ts": 1000, "dur": 4000, "tdur": 1000},
+        {"pid": 1, "tid": 8, "ph": "X", "name": "Paint", "ts": 0, "dur": 5000, "tdur": 5000},
+    ]}
+    assert main_thread_kinds(trace) == [
+        {"event": "Paint", "ms": 2.0, "share": 0.667},
+        {"event": "Layout", "ms": 1.0, "share": 0.333},
+    ]
 
 
 # Where pane 0's newest answer ends, against its scroller's visible box (viewport pixels).
@@ -125,11 +144,21 @@ async def test_a_pane_keeps_the_newest_text_in_view_and_a_send_brings_the_reader
             ui.wait_states("done")
             assert newest_in_view(ui.page.evaluate(NEWEST))
 
-            # A reader scrolled up to the first answer is brought back to the newest by a send.
+            # A reader who scrolls up while the model streams is left there: the text that
+            # lands after does not pull the pane back to its end.
+            ui.send("Question 4")
+            ui.page.wait_for_function(f"() => ({NEWEST})().chars > 40", timeout=10_000)
             ui.page.evaluate("document.querySelector('.pane-body').scrollTop = -1e6")
+            top = ui.page.evaluate("document.querySelector('.pane-body').scrollTop")
+            seen = int(ui.page.evaluate(NEWEST)["chars"])
+            ui.page.wait_for_function(f"() => ({NEWEST})().chars > {seen + 40}", timeout=10_000)
+            assert ui.page.evaluate("document.querySelector('.pane-body').scrollTop") == top
+            ui.wait_states("done")
+
+            # A reader scrolled up to the first answer is brought back to the newest by a send.
             at = ui.page.evaluate(NEWEST)
             assert at["end"] > at["bottom"] + 100, at
-            ui.send("Question 4")
+            ui.send("Question 5")
             ui.page.wait_for_function(f"() => ({NEWEST})().chars > 40", timeout=10_000)
             assert newest_in_view(ui.page.evaluate(NEWEST))
             ui.wait_states("done")
