@@ -50,8 +50,10 @@ async def start_stream(client: httpx.AsyncClient, *models: object) -> dict[str, 
 
 
 def redis_config(upstream: FakeUpstream, redis: RedisServer, *, grace: float = 0.0,
-                 lease: float = 10.0, retention: float = 600.0) -> str:
+                 lease: float = 10.0, retention: float = 600.0, rate_limit: float = 20.0
+                 ) -> str:
     return (f"[server]\nresume_grace = {grace}\nretention = {retention}\n"
+            f"rate_limit = {rate_limit}\n"
             f"[state]\nbackend = \"redis\"\nredis_url = \"{redis.url}\"\nlease = {lease}\n"
             f"[providers.up]\ntype = \"openai\"\nbase_url = \"{upstream.url}/v1\"\n"
             f"api_key = \"sk-upstream\"\nretries = 0\n")
