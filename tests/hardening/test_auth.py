@@ -119,8 +119,9 @@ async def test_stream_ids_are_unguessable(start_server: StartServer) -> None:
     server = await start_server("[server]\nrate_limit = 0.0\nmax_streams_per_key = 1000\n")
     async with server.client() as client:
         ids = []
-        for _ in range(200):
-            r = await client.post("/v1/streams", json={"models": ["demo/instant"], **ASK})
+        for _ in range(200):  # each a one-token answer: the ids are what is looked at
+            r = await client.post("/v1/streams", json={
+                "models": ["demo/ttft=0,rate=0,tokens=1"], **ASK})
             ids.append(r.json()["id"])
     assert len(set(ids)) == len(ids)
     for sid in ids:
