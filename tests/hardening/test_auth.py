@@ -35,20 +35,7 @@ async def test_serve_refuses_a_public_address_without_keys() -> None:
     assert "CHORUS_API_KEYS" in err
 
 
-@pytest.fixture
-def keyless(monkeypatch: pytest.MonkeyPatch) -> None:
-    """No key and no config file from the environment, as ``spawn`` gives its process; and
-    a serve that gets past its refusals fails at once here rather than serving for ever."""
-    for name in ("CHORUS_API_KEYS", "CHORUS_CONFIG", "CHORUS_REDIS_URL"):
-        monkeypatch.delenv(name, raising=False)
-
-    def went_on(*_: object) -> None:
-        raise AssertionError("serve went on past its refusal")
-
-    monkeypatch.setattr(cli, "configure_logging", went_on)
-
-
-@pytest.mark.usefixtures("keyless")
+@pytest.mark.usefixtures("bare_env", "no_serving")
 @pytest.mark.parametrize("host", ["0.0.0.0", "::", "192.0.2.7"])
 def test_every_public_address_is_refused_without_keys(
         host: str, capsys: pytest.CaptureFixture[str]) -> None:
@@ -59,7 +46,7 @@ def test_every_public_address_is_refused_without_keys(
     assert "CHORUS_API_KEYS" in err
 
 
-@pytest.mark.usefixtures("keyless")
+@pytest.mark.usefixtures("bare_env", "no_serving")
 def test_a_public_host_in_the_config_file_is_refused_too(
         tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
     path = tmp_path / "chorus.toml"
