@@ -92,10 +92,11 @@ async def test_axe_finds_no_violation(
 
 
 async def test_small_controls_are_24px_targets_and_code_blocks_take_focus(
-    chorus: Server, in_browser: RunInBrowser
+    brisk_chorus: Server, in_browser: RunInBrowser
 ) -> None:
     def scenario(browser: Browser) -> None:
-        with ChorusPage(browser, chorus.url, models=["demo/steady"], viewport=PHONE) as ui:
+        with ChorusPage(browser, brisk_chorus.url, models=["demo/steady"],
+                        viewport=PHONE) as ui:
             ui.open()
             ui.send("Some code please")
             ui.wait_states("done")
@@ -176,9 +177,10 @@ async def test_axe_finds_no_violation_on_the_conversation_page(
             page.goto("/static/thread.html")
             page.wait_for_selector("body[data-ready]", state="attached")
             ui.assert_axe_clean(axe_script)  # the empty form
-            # A code block and a list (steady), an error (broken), the manager's picks.
+            # A code block and a list (steady), an error (broken), the manager's picks (a
+            # manager whose quick answer names nobody: each pick falls back, and shows it).
             page.fill("#participants", "Ada=demo/steady, Bo=demo/broken, Cy=demo/long")
-            page.fill("#manager", "demo/fast")
+            page.fill("#manager", "demo/ttft=0,rate=0,tokens=3")
             page.fill("#topic", "Show me everything")
             page.click("#start")
             page.locator('.thread-turn[data-state="error"]').wait_for(timeout=30_000)
