@@ -56,13 +56,13 @@ async def test_focus_stays_in_a_stopped_pane_and_returns_to_a_drawers_button(
 
 @pytest.mark.parametrize("size", ["desktop", "phone"])
 async def test_axe_finds_no_violation(
-    chorus: Server, in_browser: RunInBrowser, axe_script: Path, size: str
+    brisk_chorus: Server, in_browser: RunInBrowser, axe_script: Path, size: str
 ) -> None:
     def scenario(browser: Browser) -> None:
         # A code block and a list (steady), reasoning (thinker), an error (broken), and a
         # model that never starts (hang), so that Send and Stop all both show.
         models = ["demo/steady", "demo/thinker", "demo/broken", "demo/hang"]
-        with ChorusPage(browser, chorus.url, models=models, bypass_csp=True,
+        with ChorusPage(browser, brisk_chorus.url, models=models, bypass_csp=True,
                         viewport=DESKTOP if size == "desktop" else PHONE) as ui:
             ui.open()
             ui.assert_axe_clean(axe_script)  # before anything is sent
