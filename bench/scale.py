@@ -71,7 +71,7 @@ class ScalePlan:
     def quick(cls) -> ScalePlan:
         base = replace(Plan.quick(), latency_seconds=0.5, latency_grace=0.5, stop_trials=5)
         return cls(base=base, latency_streams=(5, 2), rounds=1,
-                   workers_streams=4, workers_seconds=1.0)
+                   workers_streams=4, workers_seconds=0.3)
 
 
 # -- the processes ---------------------------------------------------------------------------

@@ -56,11 +56,11 @@ class Plan:
 
     @classmethod
     def quick(cls) -> Plan:
-        return cls(latency_seconds=1.0, latency_grace=1.0, latency_model=model_name(5, 10, 5),
+        return cls(latency_seconds=0.5, latency_grace=1.0, latency_model=model_name(5, 10, 5),
                    target_concurrency=5, target_rounds=1, target_spare_rounds=0,
-                   saturation_streams=2, saturation_seconds=1.0, stop_trials=3,
-                   disconnect_trials=2, backlog_streams=2, backlog_seconds=0.5,
-                   rss_streams=20, wall_repeats=1, merge_tokens=500)
+                   saturation_streams=2, saturation_seconds=0.3, stop_trials=3,
+                   disconnect_trials=2, backlog_streams=2, backlog_seconds=0.25,
+                   rss_streams=20, wall_repeats=1, merge_tokens=200)
 
 
 @dataclass

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import os
 import tomllib
 from collections.abc import AsyncIterator, Awaitable, Callable, Iterator
 from contextlib import aclosing
@@ -13,7 +14,7 @@ import pytest
 import trio
 from quart_trio import QuartTrio
 
-from app import create_app
+from app import cli, create_app
 from app.config import build_config
 from app.engine import Hub
 from providers.sse import SSEDecoder
@@ -76,6 +77,26 @@ async def start_server(nursery: trio.Nursery) -> AsyncIterator[StartServer]:
 async def server(start_server: StartServer) -> Server:
     """Chorus with the demo provider only, and no grace after a reader leaves."""
     return await start_server("[server]\nresume_grace = 0.0\n")
+
+
+@pytest.fixture
+def bare_env(monkeypatch: pytest.MonkeyPatch) -> None:
+    """The environment of someone who set nothing for Chorus: no ``CHORUS_`` variable and
+    no provider key (what the tests' ``chorus`` processes are given)."""
+    for name in list(os.environ):
+        if name.startswith("CHORUS_") or name.endswith("_API_KEY"):
+            monkeypatch.delenv(name)
+
+
+@pytest.fixture
+def no_serving(monkeypatch: pytest.MonkeyPatch) -> None:
+    """For ``cli.main(["serve", ...])`` run in-process to see it refuse: a serve that gets
+    past its refusals fails at once, rather than serving for ever."""
+
+    def went_on(*_: object) -> None:
+        raise AssertionError("serve went on past its refusal")
+
+    monkeypatch.setattr(cli, "configure_logging", went_on)
 
 
 @pytest.fixture

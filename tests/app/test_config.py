@@ -3,12 +3,11 @@
 from __future__ import annotations
 
 import re
-import subprocess
-import sys
 from pathlib import Path
 
 import pytest
 
+from app import cli
 from app.config import ConfigError, load_config
 
 
@@ -95,22 +94,23 @@ def test_a_missing_file_is_an_error(tmp_path: Path) -> None:
         load_config(tmp_path / "absent.toml", env={})
 
 
-def test_serve_exits_2_with_the_message_for_a_bad_config(tmp_path: Path) -> None:
+@pytest.mark.usefixtures("bare_env", "no_serving")
+def test_serve_exits_2_with_the_message_for_a_bad_config(
+        tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
     path = write(tmp_path, "[server]\nport = \"eighty\"\n")
-    done = subprocess.run([sys.executable, "-m", "app", "serve", "--config", str(path)],
-                          capture_output=True, text=True, timeout=60)
-    assert done.returncode == 2
-    assert f"chorus: config error: {path}:2: server.port must be an integer" in done.stderr
-    assert "Traceback" not in done.stderr
+    assert cli.main(["serve", "--config", str(path)]) == 2
+    err = capsys.readouterr().err
+    assert f"chorus: config error: {path}:2: server.port must be an integer" in err
+    assert "Traceback" not in err
 
 
-def test_serve_refuses_a_public_address_without_keys() -> None:
-    done = subprocess.run([sys.executable, "-m", "app", "serve", "--host", "0.0.0.0"],
-                          capture_output=True, text=True, timeout=60,
-                          env={"PATH": "/usr/bin:/bin"})
-    assert done.returncode == 2
-    assert "refusing to listen on 0.0.0.0" in done.stderr
-    assert "CHORUS_API_KEYS" in done.stderr
+@pytest.mark.usefixtures("bare_env", "no_serving")
+def test_serve_refuses_a_public_address_without_keys(
+        capsys: pytest.CaptureFixture[str]) -> None:
+    assert cli.main(["serve", "--host", "0.0.0.0"]) == 2
+    err = capsys.readouterr().err
+    assert "refusing to listen on 0.0.0.0" in err
+    assert "CHORUS_API_KEYS" in err
 
 
 def test_the_line_is_the_one_inside_the_offending_section(tmp_path: Path) -> None:
@@ -229,26 +229,26 @@ def test_images_setting(tmp_path: Path) -> None:
                     env={})
 
 
-def test_models_says_on_stderr_when_keys_left_the_demo_models_out(tmp_path: Path) -> None:
+@pytest.mark.usefixtures("bare_env")
+def test_models_says_on_stderr_when_keys_left_the_demo_models_out(
+        tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
     # A provider on a loopback port nothing listens on: it lists no models, quickly.
     path = write(tmp_path, '[providers.up]\ntype = "openai"\nbase_url = "http://127.0.0.1:9/v1"\n'
                            '[aliases]\nquick = "up/m"\n')
-    done = subprocess.run([sys.executable, "-m", "app", "models", "--config", str(path)],
-                          capture_output=True, text=True, timeout=60,
-                          env={"PATH": "/usr/bin:/bin"})
-    assert done.returncode == 1  # the provider could not list its models, and says why
-    assert "provider 'up' cannot list its models" in done.stderr
-    assert "quick  (alias of up/m)" in done.stdout.splitlines()
-    notes = [line for line in done.stderr.splitlines() if line.startswith("note: ")]
+    # The provider could not list its models, and says why.
+    assert cli.main(["models", "--config", str(path)]) == 1
+    out, err = capsys.readouterr()
+    assert "provider 'up' cannot list its models" in err
+    assert "quick  (alias of up/m)" in out.splitlines()
+    notes = [line for line in err.splitlines() if line.startswith("note: ")]
     assert notes == ["note: demo models are left out because other providers are configured; "
                      'set [server] demo = "always" (or CHORUS_DEMO=1) to keep them']
     kept = write(tmp_path, '[server]\ndemo = "always"\n'
                            '[providers.up]\ntype = "openai"\nbase_url = "http://127.0.0.1:9/v1"\n')
-    done = subprocess.run([sys.executable, "-m", "app", "models", "--config", str(kept)],
-                          capture_output=True, text=True, timeout=60,
-                          env={"PATH": "/usr/bin:/bin"})
-    assert "demo/fast  (simulated)" in done.stdout.splitlines()
-    assert "note:" not in done.stderr
+    cli.main(["models", "--config", str(kept)])
+    out, err = capsys.readouterr()
+    assert "demo/fast  (simulated)" in out.splitlines()
+    assert "note:" not in err
 
 
 def test_prices_and_model_info(tmp_path: Path) -> None:

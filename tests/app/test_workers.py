@@ -26,7 +26,7 @@ import trio
 import trio.testing
 from trio.testing import MockClock
 
-from app import workers
+from app import cli, workers
 from app.config import build_config
 from app.workers import RESTART_LIMIT, RESTART_WINDOW, Supervisor
 from providers.sse import SSEDecoder
@@ -145,27 +145,28 @@ def chorus(redis_config: Path) -> Iterator[Callable[..., Chorus]]:
         one.end()
 
 
+@pytest.mark.usefixtures("bare_env", "no_serving")
 def test_more_than_one_worker_with_the_memory_backend_is_refused_saying_why(
-    tmp_path: Path,
+    tmp_path: Path, capsys: pytest.CaptureFixture[str],
 ) -> None:
     config = tmp_path / "chorus.toml"
     config.write_text("[server]\nlog_level = \"info\"\n")
-    done = subprocess.run(
-        [sys.executable, "-m", "app", "serve", "--config", str(config), "--port", "0",
-         "--workers", "2"], cwd=ROOT, capture_output=True, text=True, timeout=BOUND)
-    assert done.returncode == 2
-    assert done.stdout == ""
+    assert cli.main(["serve", "--config", str(config), "--port", "0", "--workers", "2"]) == 2
+    out, err = capsys.readouterr()
+    assert out == ""
     assert ('--workers 2 needs [state] backend = "redis": with the memory backend each '
             "process would hold its own streams, and a resume or a stop landing on another "
-            "process would get 404") in done.stderr
+            "process would get 404") in err
 
 
+@pytest.mark.usefixtures("bare_env", "no_serving")
 @pytest.mark.parametrize("count", ["0", "-1", "two"])
-def test_a_worker_count_below_one_is_refused(count: str) -> None:
-    done = subprocess.run([sys.executable, "-m", "app", "serve", "--workers", count],
-                          cwd=ROOT, capture_output=True, text=True, timeout=BOUND)
-    assert done.returncode == 2
-    assert "--workers: must be a whole number from 1 up" in done.stderr
+def test_a_worker_count_below_one_is_refused(
+        count: str, capsys: pytest.CaptureFixture[str]) -> None:
+    with pytest.raises(SystemExit) as refused:  # argparse's refusal of the command line
+        cli.main(["serve", "--workers", count])
+    assert refused.value.code == 2
+    assert "--workers: must be a whole number from 1 up" in capsys.readouterr().err
 
 
 def test_one_worker_is_the_single_process_server_as_before(

@@ -114,7 +114,7 @@ def test_quick_run_measures_every_figure_of_the_contract(tmp_path: Path) -> None
     for label in ("full_speed", "1000_per_s"):
         merge = r["merge"][label]
         assert merge["complete"]
-        assert merge["tokens"] == 9 * 500
+        assert merge["tokens"] == 9 * Plan.quick().merge_tokens
         assert merge["probe"]["wakeups"] > 0  # bench.probed found the merge task and timed it
     page = (docs / "benchmarks.md").read_text()
     assert "## Targets" in page

@@ -56,13 +56,13 @@ async def test_focus_stays_in_a_stopped_pane_and_returns_to_a_drawers_button(
 
 @pytest.mark.parametrize("size", ["desktop", "phone"])
 async def test_axe_finds_no_violation(
-    chorus: Server, in_browser: RunInBrowser, axe_script: Path, size: str
+    brisk_chorus: Server, in_browser: RunInBrowser, axe_script: Path, size: str
 ) -> None:
     def scenario(browser: Browser) -> None:
         # A code block and a list (steady), reasoning (thinker), an error (broken), and a
         # model that never starts (hang), so that Send and Stop all both show.
         models = ["demo/steady", "demo/thinker", "demo/broken", "demo/hang"]
-        with ChorusPage(browser, chorus.url, models=models, bypass_csp=True,
+        with ChorusPage(browser, brisk_chorus.url, models=models, bypass_csp=True,
                         viewport=DESKTOP if size == "desktop" else PHONE) as ui:
             ui.open()
             ui.assert_axe_clean(axe_script)  # before anything is sent
@@ -92,10 +92,11 @@ async def test_axe_finds_no_violation(
 
 
 async def test_small_controls_are_24px_targets_and_code_blocks_take_focus(
-    chorus: Server, in_browser: RunInBrowser
+    brisk_chorus: Server, in_browser: RunInBrowser
 ) -> None:
     def scenario(browser: Browser) -> None:
-        with ChorusPage(browser, chorus.url, models=["demo/steady"], viewport=PHONE) as ui:
+        with ChorusPage(browser, brisk_chorus.url, models=["demo/steady"],
+                        viewport=PHONE) as ui:
             ui.open()
             ui.send("Some code please")
             ui.wait_states("done")
@@ -176,9 +177,10 @@ async def test_axe_finds_no_violation_on_the_conversation_page(
             page.goto("/static/thread.html")
             page.wait_for_selector("body[data-ready]", state="attached")
             ui.assert_axe_clean(axe_script)  # the empty form
-            # A code block and a list (steady), an error (broken), the manager's picks.
+            # A code block and a list (steady), an error (broken), the manager's picks (a
+            # manager whose quick answer names nobody: each pick falls back, and shows it).
             page.fill("#participants", "Ada=demo/steady, Bo=demo/broken, Cy=demo/long")
-            page.fill("#manager", "demo/fast")
+            page.fill("#manager", "demo/ttft=0,rate=0,tokens=3")
             page.fill("#topic", "Show me everything")
             page.click("#start")
             page.locator('.thread-turn[data-state="error"]').wait_for(timeout=30_000)

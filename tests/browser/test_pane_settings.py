@@ -14,10 +14,10 @@ pytestmark = pytest.mark.browser
 
 
 async def test_a_panes_own_settings_are_sent_for_its_slot_only(
-    chorus: Server, in_browser: RunInBrowser
+    brisk_chorus: Server, in_browser: RunInBrowser
 ) -> None:
     def scenario(browser: Browser) -> None:
-        with ChorusPage(browser, chorus.url, models=["demo/steady", "demo/steady"]) as ui:
+        with ChorusPage(browser, brisk_chorus.url, models=["demo/steady", "demo/steady"]) as ui:
             ui.open()
             tune = ui.pane(1).locator("button.tune")
             assert tune.get_attribute("aria-expanded") == "false"

@@ -18,10 +18,10 @@ PANE_ORDER = "() => [...document.querySelectorAll('.pane')].map((p) => +p.datase
 
 
 async def test_the_preferred_answer_becomes_every_models_history(
-    chorus: Server, in_browser: RunInBrowser
+    brisk_chorus: Server, in_browser: RunInBrowser
 ) -> None:
     def scenario(browser: Browser) -> None:
-        with ChorusPage(browser, chorus.url, models=["demo/steady", "demo/thinker"]) as ui:
+        with ChorusPage(browser, brisk_chorus.url, models=["demo/steady", "demo/thinker"]) as ui:
             ui.open()
             first = ui.send("Which is best?")
             ui.wait_states("done", "done")

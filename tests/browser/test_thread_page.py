@@ -151,10 +151,12 @@ async def test_answers_render_as_safe_markdown(
 
 
 async def test_a_reload_mid_turn_rebuilds_the_thread_and_follows_it_to_the_end(
-    chorus: Server, in_browser: RunInBrowser
+    start_server: StartServer, in_browser: RunInBrowser
 ) -> None:
+    server = await start_server(PICKER)  # turns of 1.6 s: two more after the reload
+
     def scenario(browser: Browser) -> None:
-        with ChorusPage(browser, chorus.url) as ui:
+        with ChorusPage(browser, server.url) as ui:
             page = ui.page
             stream_id = start(page, "Ada=demo/steady, Bo=demo/steady", 2)
             second = page.locator('.thread-turn[data-turn="1"]')

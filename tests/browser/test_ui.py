@@ -14,7 +14,7 @@ from playwright.sync_api import Browser
 
 from ..conftest import Server, StartServer
 from .chorus_page import ChorusPage
-from .conftest import CONFIG, CuttableProxy, RunInBrowser
+from .conftest import BRISK, CuttableProxy, RunInBrowser
 
 pytestmark = pytest.mark.browser
 
@@ -267,7 +267,7 @@ async def test_a_network_drop_mid_stream_resumes_with_last_event_id(
 async def test_a_server_with_api_keys_is_used_with_the_key_from_settings(
     start_server: StartServer, in_browser: RunInBrowser
 ) -> None:
-    server = await start_server(CONFIG, env={"CHORUS_API_KEYS": "k-123"})
+    server = await start_server(BRISK, env={"CHORUS_API_KEYS": "k-123"})
 
     def scenario(browser: Browser) -> None:
         with ChorusPage(browser, server.url, models=["demo/steady", "demo/thinker"]) as ui:

@@ -5,9 +5,12 @@ from __future__ import annotations
 import base64
 import io
 import re
+from pathlib import Path
 
 import pytest
 import trio
+
+from app import cli
 
 from ..conftest import StartServer, read_events
 from ..support.upstream import FakeUpstream, Script, openai_chunk, openai_script, sse
@@ -20,25 +23,36 @@ UPSTREAM_KEY = "sk-planted-upstream-Mv08"
 SECRETS = (CLIENT_KEY, OTHER_KEY, WRONG_KEY, UPSTREAM_KEY)
 
 
-@pytest.mark.parametrize("host", ["0.0.0.0", "::", "192.0.2.7"])
-async def test_serve_refuses_a_public_address_without_keys(host: str) -> None:
-    process = await spawn(["serve", "--host", host, "--port", "0"])
+async def test_serve_refuses_a_public_address_without_keys() -> None:
+    """The command as run: the process ends with 2 before listening, and says why."""
+    process = await spawn(["serve", "--host", "0.0.0.0", "--port", "0"])
     assert process.stderr is not None
     with trio.fail_after(20):
         err = b"".join([chunk async for chunk in process.stderr]).decode()
         code = await process.wait()
     assert code == 2
+    assert "refusing to listen on 0.0.0.0 with no API keys configured" in err
+    assert "CHORUS_API_KEYS" in err
+
+
+@pytest.mark.usefixtures("bare_env", "no_serving")
+@pytest.mark.parametrize("host", ["0.0.0.0", "::", "192.0.2.7"])
+def test_every_public_address_is_refused_without_keys(
+        host: str, capsys: pytest.CaptureFixture[str]) -> None:
+    # The refusal comes before anything listens: the command's own function, in-process.
+    assert cli.main(["serve", "--host", host, "--port", "0"]) == 2
+    err = capsys.readouterr().err
     assert f"refusing to listen on {host} with no API keys configured" in err
     assert "CHORUS_API_KEYS" in err
 
 
-async def test_a_public_host_in_the_config_file_is_refused_too(tmp_path) -> None:
+@pytest.mark.usefixtures("bare_env", "no_serving")
+def test_a_public_host_in_the_config_file_is_refused_too(
+        tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
     path = tmp_path / "chorus.toml"
     path.write_text('[server]\nhost = "0.0.0.0"\n')
-    process = await spawn(["serve", "--config", str(path), "--port", "0"])
-    with trio.fail_after(20):
-        code = await process.wait()
-    assert code == 2
+    assert cli.main(["serve", "--config", str(path), "--port", "0"]) == 2
+    assert "refusing to listen on 0.0.0.0 with no API keys" in capsys.readouterr().err
 
 
 async def test_every_api_route_wants_a_valid_key(start_server: StartServer) -> None:
@@ -92,8 +106,9 @@ async def test_stream_ids_are_unguessable(start_server: StartServer) -> None:
     server = await start_server("[server]\nrate_limit = 0.0\nmax_streams_per_key = 1000\n")
     async with server.client() as client:
         ids = []
-        for _ in range(200):
-            r = await client.post("/v1/streams", json={"models": ["demo/instant"], **ASK})
+        for _ in range(200):  # each a one-token answer: the ids are what is looked at
+            r = await client.post("/v1/streams", json={
+                "models": ["demo/ttft=0,rate=0,tokens=1"], **ASK})
             ids.append(r.json()["id"])
     assert len(set(ids)) == len(ids)
     for sid in ids:
