@@ -115,7 +115,7 @@ async def expand_groups(where: Where, models: Sequence[str]) -> list[str]:
     or, in this process, the config's. For a caller that keeps something per model (a
     chat keeps each model's history), so one ref must be one slot. ``RequestRefused``
     for a group that is not defined."""
-    from app.catalog import UnknownModel, group_members, no_such_group
+    from app.catalog import group_members, no_such_group
 
     if not any(m.startswith(GROUP_PREFIX) for m in models):
         return list(models)
@@ -123,13 +123,7 @@ async def expand_groups(where: Where, models: Sequence[str]) -> list[str]:
         async with server_client(where.url, where.key) as client:
             groups: dict[str, list[str]] = (await _models_page(client)).get("groups", {})
     else:
-        groups = {}
-        for name in models:
-            try:
-                groups[name.removeprefix(GROUP_PREFIX)] = list(group_members(where.config,
-                                                                             name))
-            except UnknownModel:
-                pass
+        groups = {name: list(group_members(where.config, name)) for name in where.config.groups}
     refs = []
     for name in models:
         bare = name.removeprefix(GROUP_PREFIX)
@@ -138,8 +132,7 @@ async def expand_groups(where: Where, models: Sequence[str]) -> list[str]:
         elif bare in groups:
             refs += groups[bare]
         else:
-            raise RequestRefused(no_such_group(bare, groups if where.url
-                                               else where.config.groups))
+            raise RequestRefused(no_such_group(bare, groups))
     return refs
 
 
