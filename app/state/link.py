@@ -95,24 +95,19 @@ class RedisLink:
                 except* FAILURES as group:  # the client's own task group raises them grouped
                     log.warning("redis.unreachable", extra={"fields": {
                         "link": self.name, "error": repr(group.exceptions[0])}})
-                if retire is None:
-                    self._client = None
-                    if retire_old is not None:
-                        retire_old.set()
-                        retire_old = None
-                    if not started:
-                        started = True
-                        task_status.started()
-                    await trio.sleep(delay)
-                    delay = min(delay * 2, RETRY[1])
-                    continue
-                self._client, self._renew = client, trio.Event()
+                # The old client goes either way: replaced, or with nothing to replace it.
                 if retire_old is not None:
                     retire_old.set()
-                retire_old, delay = retire, RETRY[0]
+                retire_old = retire
+                self._client = None if retire is None else client
                 if not started:
                     started = True
                     task_status.started()
+                if retire is None:
+                    await trio.sleep(delay)
+                    delay = min(delay * 2, RETRY[1])
+                    continue
+                self._renew, delay = trio.Event(), RETRY[0]
                 await self._renew.wait()
                 self.renewals += 1
 

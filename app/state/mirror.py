@@ -51,7 +51,8 @@ class Mirrored:
 
 class Mirror:
     def __init__(self, link: RedisLink, retention: float,
-                 taken_over: Callable[[str], None] = lambda stream_id: None) -> None:
+                 taken_over: Callable[[str], None]) -> None:
+        """``taken_over(stream_id)``: another instance ended a stream running here."""
         self._link = link
         self._taken_over = taken_over
         self._retention = retention
