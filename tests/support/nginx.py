@@ -7,11 +7,10 @@ from __future__ import annotations
 import os
 import re
 import shutil
-import subprocess
 from collections.abc import Sequence
 from pathlib import Path
 
-from bench.procs import free_port, wait_port
+from bench.procs import Proc, free_port
 
 ROOT = Path(__file__).resolve().parents[2]
 CONFIG = ROOT / "deploy" / "nginx.conf"
@@ -54,30 +53,20 @@ class Nginx:
         binary = find_nginx()
         if binary is None:
             raise RuntimeError(f"nginx is not installed ({INSTALL})")
-        self.port = free_port()
-        self.url = f"http://127.0.0.1:{self.port}"
+        port = free_port()
+        self.url = f"http://127.0.0.1:{port}"
         self.directory = directory
         directory.mkdir(parents=True, exist_ok=True)
         conf = directory / "nginx.conf"
-        conf.write_text(local_config(CONFIG.read_text(), upstreams, self.port, directory))
-        self.process = subprocess.Popen(
-            [binary, "-p", str(directory), "-e", str(directory / "error.log"), "-c", str(conf),
-             "-g", "daemon off;"], stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
-        try:
-            wait_port(self.port, 10.0, self.process)
-        except BaseException:
-            self.stop()
-            raise
+        conf.write_text(local_config(CONFIG.read_text(), upstreams, port, directory))
+        argv = [binary, "-p", str(directory), "-e", str(directory / "error.log"),
+                "-c", str(conf), "-g", "daemon off;"]
+        self.proc = Proc("nginx", argv, port, os.sched_getaffinity(0),
+                         directory / "output.log").start(ready_timeout=10.0)
 
     def errors(self) -> str:
         path = self.directory / "error.log"
         return path.read_text() if path.exists() else ""
 
     def stop(self) -> None:
-        if self.process.poll() is None:
-            self.process.terminate()
-            try:
-                self.process.wait(10)
-            except subprocess.TimeoutExpired:
-                self.process.kill()
-                self.process.wait(5)
+        self.proc.stop()
