@@ -502,9 +502,10 @@ export class PaneView {
     this.tuneBtn.classList.toggle("tuned", tuned);
   }
 
-  /** Redraws the Best / Continue buttons of every turn (a pick changed). */
-  syncPicks() {
-    for (const view of this.turns) view.syncPick();
+  /** Redraws the Best / Continue buttons of turns `from` on: every turn when a pick
+   * changed, the last two on a send (the turn before stops being the last). */
+  syncPicks(from = 0) {
+    for (const view of this.turns.slice(Math.max(0, from))) view.syncPick();
   }
 
   tick() {

@@ -3,10 +3,14 @@
  * API key when the server needs one, the layout, blind mode), saved conversations, which
  * conversation is open, the blind-mode tally, the server notes already dismissed, and the
  * conversation-mode stream the thread page follows.
- * Conversations are written as a whole, so app.js writes them at most once a second while
- * streaming, less often as writing one grows slower (and at once when the page is hidden):
- * saving never costs per chunk.
+ *
+ * A conversation is kept as a head and one entry per turn (see saveConversation), and
+ * app.js saves it at most once a second while streaming (at once when the page is
+ * hidden): saving never costs per chunk, and a save writes what changed since the last
+ * one, so its cost does not grow with the conversation.
  */
+
+import { ACTIVE, newTurn } from "./conversation.js";
 
 const PREFIX = "chorus:";
 const MAX_CONVERSATIONS = 50;
@@ -28,20 +32,22 @@ const withoutImageData = (key, value) => (key === "dataUrl" ? undefined : value)
 
 /** Writes, dropping the oldest conversations when storage is full. */
 function write(key, value) {
-  const raw = JSON.stringify(value, withoutImageData);
+  writeRaw(key, JSON.stringify(value, withoutImageData));
+}
+
+function writeRaw(key, raw) {
   for (let attempt = 0; attempt < 5; attempt++) {
     try {
       localStorage.setItem(PREFIX + key, raw);
-      return true;
+      return;
     } catch {
       const index = listConversations();
       const oldest = index.pop();
-      if (!oldest) return false;
-      localStorage.removeItem(PREFIX + "conv:" + oldest.id);
+      if (!oldest) return;
+      forget(oldest.id);
       localStorage.setItem(PREFIX + "convs", JSON.stringify(index));
     }
   }
-  return false;
 }
 
 export function loadSettings() {
@@ -66,9 +72,67 @@ export function listConversations() {
   return Array.isArray(list) ? list : [];
 }
 
+/*
+ * A conversation's entries: `conv:<id>`, its head (the conversation with each pane's turns
+ * replaced by their count), and `turn:<id>:<pane>:<turn>`, one per turn. Written whole, a
+ * 50-turn chat of 9 panes was 1.4 MB, and each save took the page's main thread 30-60 ms,
+ * once a second while streaming. Now a save writes the head and the turns that changed
+ * since they were written or read: a running turn as its text grows, an ended one once,
+ * and again only if it changes (a late event, the version shown, a new version). A head
+ * whose turns are an array is a conversation saved whole by an earlier version of the page.
+ */
+const written = new WeakMap(); // turn → its mark (turnMark) when last written or read
+const counts = new Map(); // conversation id → turns per pane in storage, as last written
+const epochs = new Map(); // conversation id → bumped when its entries are removed
+
+const turnKey = (id, p, t) => `turn:${id}:${p}:${t}`;
+
+const turnMark = (id, p, t, turn) =>
+  [turnKey(id, p, t), epochs.get(id) ?? 0, turn.state, turn.answer?.length,
+    turn.reasoning?.length, turn.shown, turn.ended, turn.versions?.length,
+    turn.error?.type].join("|");
+
+const imageless = (images) => images.map(({ dataUrl: _data, ...kept }) => kept);
+
+/** The turn as stored: attached images without their data (see withoutImageData). */
+function storable(turn) {
+  const images = turn.images?.some((image) => image.dataUrl);
+  const versions = turn.versions?.some((v) => v.images?.some((image) => image.dataUrl));
+  if (!images && !versions) return turn;
+  const copy = { ...turn };
+  if (images) copy.images = imageless(turn.images);
+  if (versions) copy.versions = turn.versions.map(storable);
+  return copy;
+}
+
+/** A turn whose entry is missing (storage was cleared in part): shown as an error. */
+function unreadable() {
+  const turn = newTurn("");
+  turn.state = "error";
+  turn.error = { type: "storage", message: "This turn could not be read back from storage." };
+  turn.ended = Date.now();
+  return turn;
+}
+
 export function loadConversation(id) {
   const conv = read("conv:" + id, null);
-  return conv && Array.isArray(conv.panes) ? conv : null;
+  if (!conv || !Array.isArray(conv.panes)) return null;
+  const whole = conv.panes.some((pane) => Array.isArray(pane.turns));
+  conv.panes.forEach((pane, p) => {
+    if (whole) {
+      pane.turns = Array.isArray(pane.turns) ? pane.turns : [];
+      return;
+    }
+    const n = Number.isInteger(pane.turns) && pane.turns > 0 ? pane.turns : 0;
+    pane.turns = Array.from({ length: n }, (_, t) => {
+      const turn = read(turnKey(id, p, t), null);
+      if (!turn || typeof turn !== "object") return unreadable();
+      written.set(turn, turnMark(id, p, t, turn));
+      return turn;
+    });
+  });
+  counts.set(id, whole ? [] : conv.panes.map((pane) => pane.turns.length));
+  return conv;
 }
 
 export function currentConversationId() {
@@ -88,20 +152,45 @@ function summary(conv) {
   };
 }
 
+/** Writes the conversation's head and its changed turns (see loadConversation). */
 export function saveConversation(conv) {
   if (!conv.panes.some((p) => p.turns.length)) return;
   conv.updated = Date.now();
-  write("conv:" + conv.id, conv);
-  const index = listConversations().filter((c) => c.id !== conv.id);
+  const id = conv.id;
+  conv.panes.forEach((pane, p) =>
+    pane.turns.forEach((turn, t) => {
+      const mark = turnMark(id, p, t, turn);
+      if (written.get(turn) === mark) return;
+      writeRaw(turnKey(id, p, t), JSON.stringify(storable(turn)));
+      written.set(turn, mark);
+    }),
+  );
+  const now = conv.panes.map((pane) => pane.turns.length);
+  (counts.get(id) ?? []).forEach((n, p) => {
+    for (let t = now[p] ?? 0; t < n; t++) localStorage.removeItem(PREFIX + turnKey(id, p, t));
+  });
+  counts.set(id, now);
+  write("conv:" + id, { ...conv, panes: conv.panes.map((pane) => ({ ...pane, turns: pane.turns.length })) });
+  const index = listConversations().filter((c) => c.id !== id);
   index.unshift(summary(conv));
-  for (const dropped of index.splice(MAX_CONVERSATIONS)) {
-    localStorage.removeItem(PREFIX + "conv:" + dropped.id);
-  }
+  for (const dropped of index.splice(MAX_CONVERSATIONS)) forget(dropped.id);
   write("convs", index);
 }
 
-export function deleteConversation(id) {
+/** Removes a conversation's entries (not its place in the index). */
+function forget(id) {
+  const head = read("conv:" + id, null);
+  (head?.panes ?? []).forEach((pane, p) => {
+    const n = Number.isInteger(pane?.turns) ? pane.turns : 0;
+    for (let t = 0; t < n; t++) localStorage.removeItem(PREFIX + turnKey(id, p, t));
+  });
   localStorage.removeItem(PREFIX + "conv:" + id);
+  counts.delete(id);
+  epochs.set(id, (epochs.get(id) ?? 0) + 1);
+}
+
+export function deleteConversation(id) {
+  forget(id);
   write("convs", listConversations().filter((c) => c.id !== id));
 }
 

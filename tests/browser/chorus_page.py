@@ -167,12 +167,21 @@ class ChorusPage:
         return result
 
     def stored_conversation(self) -> dict[str, Any]:
-        flushed = self.page.evaluate(
-            "() => { dispatchEvent(new PageTransitionEvent('pagehide'));"
-            " const id = JSON.parse(localStorage.getItem('chorus:current'));"
-            " return localStorage.getItem('chorus:conv:' + id); }")
-        result: dict[str, Any] = json.loads(flushed)
+        """The open conversation as stored (saves flushed first), read back as the page
+        reads it after a reload: its head and its turns' entries put together."""
+        result: dict[str, Any] = self.page.evaluate(
+            "async () => { dispatchEvent(new PageTransitionEvent('pagehide'));"
+            " const store = await import('/static/store.js');"
+            " return store.loadConversation(store.currentConversationId()); }")
         return result
+
+    def stored_text(self) -> str:
+        """Every entry the page keeps in localStorage, raw (saves flushed first)."""
+        text: str = self.page.evaluate(
+            "() => { dispatchEvent(new PageTransitionEvent('pagehide'));"
+            " return Object.keys(localStorage).filter((k) => k.startsWith('chorus:'))"
+            ".map((k) => k + '=' + localStorage.getItem(k)).join('\\n'); }")
+        return text
 
     def foreign_requests(self) -> list[str]:
         """Requests that left the Chorus server's origin."""

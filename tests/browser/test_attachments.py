@@ -114,7 +114,10 @@ async def test_an_image_goes_to_the_models_that_take_images_and_stays_in_their_h
                 "I was given 1 image.")
 
             # Images are not written to localStorage: after a reload the turn says so.
-            assert "dataUrl" not in str(ui.stored_conversation())
+            stored = ui.stored_text()
+            assert "data:image" in str(body)
+            assert "data:image" not in stored
+            assert "dataUrl" not in stored
             ui.reload()
             note = ui.turns(0).first.locator(".images-note")
             assert note.inner_text() == ("Images are not kept after a reload: later turns "
