@@ -113,6 +113,7 @@ class Hub:
             task_status.started()
             async for log in self._to_free:
                 await log.discard()
+                del log  # not held while this task waits for the next one
 
     def close(self) -> None:
         """Cancel everything the hub runs, at once (after ``shutdown`` for a clean end)."""

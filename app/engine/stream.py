@@ -191,7 +191,8 @@ class Stream:
             if not started:
                 raise  # ``Hub.open`` raises it: the request fails, nothing else
             self._broke()
-        self.watches.stop()
+        finally:
+            self.watches.stop()
 
     def _start_event(self) -> StreamStart:
         slots = tuple(SlotInfo(s.slot, s.model, s.plan.label) for s in self.slots)

@@ -65,11 +65,14 @@ class Watches:
 
     def __init__(self, stream: WatchedStream, settings: StreamSettings, timers: Timers,
                  on_cut: Callable[[float], None], on_unattended: Callable[[], None]) -> None:
-        self._stream = stream
+        # The stream and its callbacks, until it ends (``stop``): it holds these watches,
+        # so keeping them after would make every ended stream a reference cycle, which only
+        # the garbage collector frees, with all the stream holds (its slots, its log).
+        self._stream: WatchedStream | None = stream
         self._settings = settings
         self._timers = timers
-        self._on_cut = on_cut
-        self._on_unattended_call = on_unattended
+        self._on_cut: Callable[[float], None] | None = on_cut
+        self._on_unattended_call: Callable[[], None] | None = on_unattended
         self.readers = 0
         self.had_reader = False
         self._watched: set[Watched] = set()
@@ -89,11 +92,17 @@ class Watches:
         self._ping_tick = self._timers.call_later(s.ping, self._keep_alive)
 
     def stop(self) -> None:
-        """The stream has ended: no watch is needed any more."""
+        """The stream has ended: no watch is needed any more, nor the stream."""
         for timer in (self._unattended, self._stall_check, self._ping_tick):
             if timer is not None:
                 timer.cancel()
         self._unattended = self._stall_check = self._ping_tick = None
+        self._stream = self._on_cut = self._on_unattended_call = None
+
+    def _running(self) -> WatchedStream | None:
+        """The stream, while it has not ended."""
+        stream = self._stream
+        return None if stream is None or stream.done.is_set() else stream
 
     # -- readers --------------------------------------------------------------------------
 
@@ -113,7 +122,7 @@ class Watches:
         if reader is not None:
             self._watched.discard(reader)
         self.readers -= 1
-        if self.readers == 0 and not self._stream.done.is_set():
+        if self.readers == 0 and self._running() is not None:
             self._watch_unattended()
 
     # -- the reader watch -----------------------------------------------------------------
@@ -131,11 +140,11 @@ class Watches:
 
     def _on_unattended(self) -> None:
         self._unattended = None
-        stream = self._stream
-        if self.readers > 0 or stream.done.is_set():
+        stream, call = self._running(), self._on_unattended_call
+        if self.readers > 0 or stream is None or call is None:
             return
         log.info("stream.unattended", extra={"fields": {"stream": stream.id}})
-        self._on_unattended_call()
+        call()
 
     # -- the keep-alive tick --------------------------------------------------------------
 
@@ -143,8 +152,8 @@ class Watches:
         """If nothing was logged since the last tick, wake the waiting readers, which then
         send a keep-alive. One timer per stream instead of a deadline around every wait of
         every reader (those cost ~6% of the process's work per relayed token)."""
-        stream = self._stream
-        if stream.done.is_set():
+        stream = self._running()
+        if stream is None:
             return
         last = stream.log.last_id
         if last == self._ping_mark and self.readers > 0:
@@ -167,6 +176,9 @@ class Watches:
         It runs again at the earliest moment a reader could have stalled, and otherwise
         once per ``stall_timeout``: a deadline, not a poll of the readers' traffic.
         """
+        stream, on_cut = self._running(), self._on_cut
+        if stream is None or on_cut is None:
+            return
         limit = self._settings.stall_timeout
         now = trio.current_time()
         wake = now + limit
@@ -176,8 +188,8 @@ class Watches:
                 continue
             if now - since >= limit:
                 reader.cut()
-                self._on_cut(now - since)
+                on_cut(now - since)
             else:
                 wake = min(wake, since + limit)
-        if not self._stream.done.is_set():
+        if not stream.done.is_set():
             self._stall_check = self._timers.call_at(wake, self._check_stalls)

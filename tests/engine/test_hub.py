@@ -4,6 +4,7 @@ and readers that hold a stream before they read it. Under trio's MockClock."""
 from __future__ import annotations
 
 import gc
+import weakref
 
 import pytest
 import trio
@@ -26,6 +27,34 @@ async def test_a_stream_nobody_can_resume_is_forgotten_when_it_ends(autojump_clo
         assert hub.streams() == []
         assert hub.retained_bytes == 0
         hub.close()
+
+
+async def test_an_ended_stream_is_freed_at_once_not_left_to_the_garbage_collector(
+    autojump_clock,
+) -> None:
+    """No reference cycle keeps an ended stream: it goes, with its slots and its log, the
+    moment the hub forgets it. Left in a cycle, every stream would wait for a full
+    collection, which walks every open stream's objects and pauses all of them."""
+    hub = Hub(StreamSettings(resume_grace=0, retention=600))
+    gc.disable()
+    try:
+        async with trio.open_nursery() as nursery:
+            await nursery.start(hub.run)
+            for stop in (False, True):  # run to its end; stopped mid-answer
+                stream = await hub.open("o", plans("fast", "hang" if stop else "fast"),
+                                        reader=True, resumable=False)
+                if stop:
+                    await trio.testing.wait_all_tasks_blocked()
+                    stream.stop(None, "user")
+                assert (await collect(stream, attached=True))[-1].type == "stream.done"
+                await trio.testing.wait_all_tasks_blocked()
+                gone, log = weakref.ref(stream), weakref.ref(stream.log)
+                del stream
+                assert gone() is None, f"stopped: {stop}"
+                assert log() is None
+            hub.close()
+    finally:
+        gc.enable()
 
 
 async def test_retained_logs_stay_within_their_byte_budget_oldest_forgotten_first(
