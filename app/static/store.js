@@ -10,7 +10,7 @@
  * one, so its cost does not grow with the conversation.
  */
 
-import { ACTIVE, newTurn } from "./conversation.js";
+import { newTurn } from "./conversation.js";
 
 const PREFIX = "chorus:";
 const MAX_CONVERSATIONS = 50;
