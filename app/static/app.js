@@ -297,11 +297,17 @@ function send() {
   ui.prompt.value = "";
   autosize();
   store.setCurrentConversation(conv.id);
-  // The request goes out from a task of its own: encoding and handing a long chat's
-  // history to fetch() took 40 ms at 50 turns of 9 panes, which with the new turns' DOM
-  // made one task the page could not answer input or draw in for over 100 ms.
+  launchSoon(conv.panes.map((_, p) => p), targets);
+}
+
+/**
+ * Starts the stream for panes `ps` from a task of its own: encoding and handing a long
+ * chat's history to fetch() took 40 ms at 50 turns of 9 panes, which with the new turns'
+ * DOM made one task the page could not answer input or draw in for over 100 ms.
+ */
+function launchSoon(ps, targets) {
   const c = conv;
-  setTimeout(() => runs.launch(c, c.panes.map((_, p) => p), targets));
+  setTimeout(() => runs.launch(c, ps, targets));
 }
 
 /** Whether pane's model is sent images (GET /v1/models says; unknown means yes). */
@@ -361,8 +367,8 @@ function relaunch(ps, user, images) {
     (conv.blind ??= [])[t] = blindOrder();
     applyBlind();
   }
-  for (const v of views) v.syncPicks();
-  runs.launch(conv, ps, targets);
+  for (const v of views) v.syncPicks(t); // only the last turn's pick can have changed
+  launchSoon(ps, targets);
 }
 
 /** Puts the last prompt in the composer; sending then makes a new version of the turn. */
