@@ -32,10 +32,7 @@ const withoutImageData = (key, value) => (key === "dataUrl" ? undefined : value)
 
 /** Writes, dropping the oldest conversations when storage is full. */
 function write(key, value) {
-  writeRaw(key, JSON.stringify(value, withoutImageData));
-}
-
-function writeRaw(key, raw) {
+  const raw = JSON.stringify(value, withoutImageData);
   for (let attempt = 0; attempt < 5; attempt++) {
     try {
       localStorage.setItem(PREFIX + key, raw);
@@ -80,9 +77,9 @@ export function listConversations() {
  * since they were written or read: a running turn as its text grows, an ended one once,
  * and again only if it changes (a late event, the version shown, a new version). A head
  * whose turns are an array is a conversation saved whole by an earlier version of the page.
+ * Attached images' data is left out of turns as of everything written (withoutImageData).
  */
 const written = new WeakMap(); // turn → its mark (turnMark) when last written or read
-const counts = new Map(); // conversation id → turns per pane in storage, as last written
 const epochs = new Map(); // conversation id → bumped when its entries are removed
 
 const turnKey = (id, p, t) => `turn:${id}:${p}:${t}`;
@@ -92,18 +89,10 @@ const turnMark = (id, p, t, turn) =>
     turn.reasoning?.length, turn.shown, turn.ended, turn.versions?.length,
     turn.error?.type].join("|");
 
-const imageless = (images) => images.map(({ dataUrl: _data, ...kept }) => kept);
-
-/** The turn as stored: attached images without their data (see withoutImageData). */
-function storable(turn) {
-  const images = turn.images?.some((image) => image.dataUrl);
-  const versions = turn.versions?.some((v) => v.images?.some((image) => image.dataUrl));
-  if (!images && !versions) return turn;
-  const copy = { ...turn };
-  if (images) copy.images = imageless(turn.images);
-  if (versions) copy.versions = turn.versions.map(storable);
-  return copy;
-}
+/** Each pane's number of turn entries, as a stored head gives it (none when saved whole). */
+const turnCounts = (head) =>
+  (head?.panes ?? []).map((pane) => (Number.isInteger(pane?.turns) && pane.turns > 0
+    ? pane.turns : 0));
 
 /** A turn whose entry is missing (storage was cleared in part): shown as an error. */
 function unreadable() {
@@ -117,21 +106,19 @@ function unreadable() {
 export function loadConversation(id) {
   const conv = read("conv:" + id, null);
   if (!conv || !Array.isArray(conv.panes)) return null;
-  const whole = conv.panes.some((pane) => Array.isArray(pane.turns));
+  if (conv.panes.some((pane) => Array.isArray(pane.turns))) {
+    for (const pane of conv.panes) pane.turns = Array.isArray(pane.turns) ? pane.turns : [];
+    return conv;
+  }
+  const counts = turnCounts(conv);
   conv.panes.forEach((pane, p) => {
-    if (whole) {
-      pane.turns = Array.isArray(pane.turns) ? pane.turns : [];
-      return;
-    }
-    const n = Number.isInteger(pane.turns) && pane.turns > 0 ? pane.turns : 0;
-    pane.turns = Array.from({ length: n }, (_, t) => {
+    pane.turns = Array.from({ length: counts[p] }, (_, t) => {
       const turn = read(turnKey(id, p, t), null);
       if (!turn || typeof turn !== "object") return unreadable();
       written.set(turn, turnMark(id, p, t, turn));
       return turn;
     });
   });
-  counts.set(id, whole ? [] : conv.panes.map((pane) => pane.turns.length));
   return conv;
 }
 
@@ -157,20 +144,21 @@ export function saveConversation(conv) {
   if (!conv.panes.some((p) => p.turns.length)) return;
   conv.updated = Date.now();
   const id = conv.id;
+  const stored = turnCounts(read("conv:" + id, null));
   conv.panes.forEach((pane, p) =>
     pane.turns.forEach((turn, t) => {
       const mark = turnMark(id, p, t, turn);
       if (written.get(turn) === mark) return;
-      writeRaw(turnKey(id, p, t), JSON.stringify(storable(turn)));
+      write(turnKey(id, p, t), turn);
       written.set(turn, mark);
     }),
   );
-  const now = conv.panes.map((pane) => pane.turns.length);
-  (counts.get(id) ?? []).forEach((n, p) => {
-    for (let t = now[p] ?? 0; t < n; t++) localStorage.removeItem(PREFIX + turnKey(id, p, t));
+  stored.forEach((n, p) => {
+    const now = conv.panes[p]?.turns.length ?? 0;
+    for (let t = now; t < n; t++) localStorage.removeItem(PREFIX + turnKey(id, p, t));
   });
-  counts.set(id, now);
-  write("conv:" + id, { ...conv, panes: conv.panes.map((pane) => ({ ...pane, turns: pane.turns.length })) });
+  const panes = conv.panes.map((pane) => ({ ...pane, turns: pane.turns.length }));
+  write("conv:" + id, { ...conv, panes });
   const index = listConversations().filter((c) => c.id !== id);
   index.unshift(summary(conv));
   for (const dropped of index.splice(MAX_CONVERSATIONS)) forget(dropped.id);
@@ -179,13 +167,10 @@ export function saveConversation(conv) {
 
 /** Removes a conversation's entries (not its place in the index). */
 function forget(id) {
-  const head = read("conv:" + id, null);
-  (head?.panes ?? []).forEach((pane, p) => {
-    const n = Number.isInteger(pane?.turns) ? pane.turns : 0;
+  turnCounts(read("conv:" + id, null)).forEach((n, p) => {
     for (let t = 0; t < n; t++) localStorage.removeItem(PREFIX + turnKey(id, p, t));
   });
   localStorage.removeItem(PREFIX + "conv:" + id);
-  counts.delete(id);
   epochs.set(id, (epochs.get(id) ?? 0) + 1);
 }
 
