@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import logging
 from collections.abc import Callable
+from dataclasses import dataclass
 from typing import TYPE_CHECKING, Protocol
 
 import trio
@@ -57,6 +58,15 @@ class WatchedStream(Protocol):
     def log(self) -> WatchedLog: ...
 
 
+@dataclass(frozen=True, slots=True)
+class _Owner:
+    """The stream watched and what its watches call on it."""
+
+    stream: WatchedStream
+    on_cut: Callable[[float], None]
+    on_unattended: Callable[[], None]
+
+
 class Watches:
     """One stream's readers and timers. ``Stream`` owns one; readers ``attach`` and
     ``detach`` through it. ``on_unattended`` is what nobody reading for too long does: a
@@ -68,11 +78,9 @@ class Watches:
         # The stream and its callbacks, until it ends (``stop``): it holds these watches,
         # so keeping them after would make every ended stream a reference cycle, which only
         # the garbage collector frees, with all the stream holds (its slots, its log).
-        self._stream: WatchedStream | None = stream
+        self._owner: _Owner | None = _Owner(stream, on_cut, on_unattended)
         self._settings = settings
         self._timers = timers
-        self._on_cut: Callable[[float], None] | None = on_cut
-        self._on_unattended_call: Callable[[], None] | None = on_unattended
         self.readers = 0
         self.had_reader = False
         self._watched: set[Watched] = set()
@@ -97,12 +105,12 @@ class Watches:
             if timer is not None:
                 timer.cancel()
         self._unattended = self._stall_check = self._ping_tick = None
-        self._stream = self._on_cut = self._on_unattended_call = None
+        self._owner = None
 
-    def _running(self) -> WatchedStream | None:
-        """The stream, while it has not ended."""
-        stream = self._stream
-        return None if stream is None or stream.done.is_set() else stream
+    def _running(self) -> _Owner | None:
+        """The stream and its callbacks, while it has not ended."""
+        owner = self._owner
+        return None if owner is None or owner.stream.done.is_set() else owner
 
     # -- readers --------------------------------------------------------------------------
 
@@ -140,11 +148,11 @@ class Watches:
 
     def _on_unattended(self) -> None:
         self._unattended = None
-        stream, call = self._running(), self._on_unattended_call
-        if self.readers > 0 or stream is None or call is None:
+        owner = self._running()
+        if self.readers > 0 or owner is None:
             return
-        log.info("stream.unattended", extra={"fields": {"stream": stream.id}})
-        call()
+        log.info("stream.unattended", extra={"fields": {"stream": owner.stream.id}})
+        owner.on_unattended()
 
     # -- the keep-alive tick --------------------------------------------------------------
 
@@ -152,12 +160,13 @@ class Watches:
         """If nothing was logged since the last tick, wake the waiting readers, which then
         send a keep-alive. One timer per stream instead of a deadline around every wait of
         every reader (those cost ~6% of the process's work per relayed token)."""
-        stream = self._running()
-        if stream is None:
+        owner = self._running()
+        if owner is None:
             return
-        last = stream.log.last_id
+        events = owner.stream.log
+        last = events.last_id
         if last == self._ping_mark and self.readers > 0:
-            stream.log.wake()
+            events.wake()
         self._ping_mark = last
         self._ping_tick = self._timers.call_later(self._settings.ping, self._keep_alive)
 
@@ -176,8 +185,8 @@ class Watches:
         It runs again at the earliest moment a reader could have stalled, and otherwise
         once per ``stall_timeout``: a deadline, not a poll of the readers' traffic.
         """
-        stream, on_cut = self._running(), self._on_cut
-        if stream is None or on_cut is None:
+        owner = self._running()
+        if owner is None:
             return
         limit = self._settings.stall_timeout
         now = trio.current_time()
@@ -188,8 +197,7 @@ class Watches:
                 continue
             if now - since >= limit:
                 reader.cut()
-                on_cut(now - since)
+                owner.on_cut(now - since)
             else:
                 wake = min(wake, since + limit)
-        if not stream.done.is_set():
-            self._stall_check = self._timers.call_at(wake, self._check_stalls)
+        self._stall_check = self._timers.call_at(wake, self._check_stalls)
