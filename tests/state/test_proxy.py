@@ -23,16 +23,10 @@ Through = Callable[..., httpx.AsyncClient]
 
 
 @pytest.fixture
-async def through(tmp_path: Path) -> AsyncIterator[Through]:
-    """``through(a, b)``: an ``httpx`` client of nginx in front of instances a and b."""
+async def nginx(tmp_path: Path) -> AsyncIterator[list[Nginx]]:
+    """The proxies a test started (``through``), stopped after it with no error logged."""
     started: list[Nginx] = []
-
-    def start(*servers: Server) -> httpx.AsyncClient:
-        proxy = Nginx([urlsplit(s.url).netloc for s in servers], tmp_path / "nginx")
-        started.append(proxy)
-        return httpx.AsyncClient(base_url=proxy.url, timeout=httpx.Timeout(10, read=30))
-
-    yield start
+    yield started
     for proxy in started:
         proxy.stop()
         errors = proxy.errors()
@@ -40,8 +34,20 @@ async def through(tmp_path: Path) -> AsyncIterator[Through]:
         assert "[crit]" not in errors
 
 
+@pytest.fixture
+def through(nginx: list[Nginx], tmp_path: Path) -> Through:
+    """``through(a, b)``: an ``httpx`` client of nginx in front of instances a and b."""
+
+    def start(*servers: Server) -> httpx.AsyncClient:
+        proxy = Nginx([urlsplit(s.url).netloc for s in servers], tmp_path / "nginx")
+        nginx.append(proxy)
+        return httpx.AsyncClient(base_url=proxy.url, timeout=httpx.Timeout(10, read=30))
+
+    return start
+
+
 async def test_events_pass_the_proxy_as_they_come_and_a_resume_on_either_instance_misses_nothing(
-    upstream: FakeUpstream, pair: Pair, through: Through,
+    upstream: FakeUpstream, pair: Pair, through: Through, nginx: list[Nginx],
 ) -> None:
     upstream.respond = lambda seen: openai_script([f"w{i} " for i in range(30)], gap=0.05)
     a, b = await pair(grace=5.0)
@@ -58,6 +64,15 @@ async def test_events_pass_the_proxy_as_they_come_and_a_resume_on_either_instanc
     assert first + rest == whole
     assert whole[-1][1] == "stream.done"
     assert answer_text(whole) == "".join(f"w{i} " for i in range(30))
+    # The three reads of the events were served by both instances, not one.
+    events_path = urlsplit(created["events_url"]).path
+    for _ in range(100):  # nginx logs a request once it has ended on both sides (5 s)
+        reads = [r for r in nginx[0].routed() if r[1] == events_path]
+        if len(reads) >= 3:
+            break
+        await trio.sleep(0.05)
+    assert len(reads) == 3
+    assert {instance for _, _, instance in reads} == {urlsplit(s.url).netloc for s in (a, b)}
 
 
 async def test_a_stop_and_a_client_leaving_through_the_proxy_close_the_upstream(

@@ -19,11 +19,9 @@ INSTALL = "apt-get install -y nginx"
 
 
 def find_nginx() -> str | None:
-    for name in NGINX:
-        found = shutil.which(name) or (name if os.access(name, os.X_OK) else None)
-        if found:
-            return found
-    return None
+    """nginx on the ``PATH``, else where Debian puts it (``/usr/sbin``, not on every
+    user's ``PATH``)."""
+    return next((found for name in NGINX if (found := shutil.which(name))), None)
 
 
 def local_config(text: str, upstreams: Sequence[str], port: int, directory: Path) -> str:
@@ -36,7 +34,10 @@ def local_config(text: str, upstreams: Sequence[str], port: int, directory: Path
     text = text.replace("listen 80;", f"listen 127.0.0.1:{port};")
     text = re.sub(r"(?m)^pid .*;$", f"pid {directory}/nginx.pid;", text)
     text = text.replace("worker_processes auto;", "worker_processes 1;")
-    text = text.replace("access_log /dev/stdout;", f"access_log {directory}/access.log;")
+    # Each request's path and the instance nginx gave it to, for a test to see both used.
+    text = text.replace("access_log /dev/stdout;",
+                        "log_format routed '$request_method $uri $upstream_addr';\n"
+                        f"    access_log {directory}/access.log routed;")
     text = text.replace("error_log /dev/stderr warn;", f"error_log {directory}/error.log warn;")
     temps = "".join(f"    {kind}_temp_path {directory}/{kind};\n"
                     for kind in ("client_body", "proxy", "fastcgi", "uwsgi", "scgi"))
@@ -63,6 +64,13 @@ class Nginx:
                 "-c", str(conf), "-g", "daemon off;"]
         self.proc = Proc("nginx", argv, port, os.sched_getaffinity(0),
                          directory / "output.log").start(ready_timeout=10.0)
+
+    def routed(self) -> list[tuple[str, str, str]]:
+        """``(method, path, instance host:port)`` of each request nginx has finished."""
+        path = self.directory / "access.log"
+        lines = path.read_text().splitlines() if path.exists() else []
+        return [(method, uri, upstream) for method, uri, upstream in
+                (line.split(" ", 2) for line in lines)]
 
     def errors(self) -> str:
         path = self.directory / "error.log"
