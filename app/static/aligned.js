@@ -66,6 +66,7 @@ export class AlignedLayout {
     const answers = el("div", "row-answers");
     answers.append(...this.order.map((p) => cells[p]));
     row.append(line, answers);
+    this.rows.at(-1)?.root.classList.add("settled"); // its Edit button hides (style.css)
     this.root.append(row);
     this.rows.push({ root: row, prompt, answers, cells });
   }

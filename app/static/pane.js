@@ -450,9 +450,9 @@ export class PaneView {
    */
   groupFor() {
     const last = this.content.lastElementChild;
-    if (last?.classList.contains("turn-group") && last.childElementCount < TURNS_PER_GROUP) {
-      return last;
-    }
+    const open = last?.classList.contains("turn-group") ? last : null;
+    if (open && open.childElementCount < TURNS_PER_GROUP) return open;
+    open?.classList.add("closed"); // skipped as one box from now on (style.css)
     const group = el("div", "turn-group");
     this.content.append(group);
     return group;

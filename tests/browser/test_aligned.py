@@ -15,6 +15,10 @@ pytestmark = pytest.mark.browser
 CELL_TOPS = """(t) => [...document.querySelectorAll(`.turn-row[data-turn="${t}"] .turn`)]
   .map((e) => Math.round(e.getBoundingClientRect().top))"""
 
+# Whether each row's Edit button shows (computed style: a row out of view is skipped).
+EDIT_SHOWN = """() => [...document.querySelectorAll('.turn-row .row-prompt .edit')]
+  .map((button) => getComputedStyle(button).display !== 'none')"""
+
 
 async def test_turns_align_in_rows_stop_and_resume_work_and_the_choice_is_kept(
     chorus: Server, in_browser: RunInBrowser
@@ -59,6 +63,7 @@ async def test_turns_align_in_rows_stop_and_resume_work_and_the_choice_is_kept(
             ui.stop_pane(0)
             ui.wait_states("stopped", "done")
             assert ui.page.locator(".turn-row").count() == 2
+            assert ui.page.evaluate(EDIT_SHOWN) == [False, True]  # the last prompt's only
             below = ui.page.evaluate(CELL_TOPS, 1)
             assert below[0] == below[1]
             # One scroller for all rows: scrolling moves every pane's answers together.

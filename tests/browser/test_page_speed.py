@@ -192,6 +192,11 @@ WATCH_FINISHED = """() => {
 SKIPPABLE = """() => [...document.querySelectorAll('.pane[data-slot="0"] .pane-content *')]
   .filter((node) => getComputedStyle(node).contentVisibility === 'auto').length"""
 
+# Each turn's content-visibility in pane 0: a turn that became such a box made Chromium
+# lay out the pane's whole conversation again.
+TURN_VISIBILITY = """() => [...document.querySelectorAll('.pane[data-slot="0"] .turn')]
+  .map((turn) => getComputedStyle(turn).contentVisibility)"""
+
 
 async def test_finished_turns_are_left_alone_and_skipped_in_groups(
     start_server: StartServer, in_browser: RunInBrowser
@@ -204,15 +209,19 @@ async def test_finished_turns_are_left_alone_and_skipped_in_groups(
             for n in range(1, 11):
                 ui.send(f"Question {n}")
                 ui.wait_states("done", "done")
-            # 10 turns: a group of 8, skipped as one box, and the last group's first turn.
+            # 10 turns: a closed group of 8, skipped as one box, and the open group's two
+            # turns, each a box of its own.
             assert ui.page.locator('.pane[data-slot="0"] .turn').count() == 10
-            assert ui.page.evaluate(SKIPPABLE) == 2
+            assert ui.page.evaluate(SKIPPABLE) == 3
             assert ui.page.evaluate(WATCH_FINISHED) == 9
+            before = ui.page.evaluate(TURN_VISIBILITY)
+            assert before == ["visible"] * 8 + ["auto"] * 2
             ui.send("Question 11")
             ui.wait_states("done", "done")
             ui.page.wait_for_timeout(300)  # a few frames and a figures tick
             assert ui.page.evaluate("window.__changes") == []
-            assert ui.page.evaluate(SKIPPABLE) == 3
+            assert ui.page.evaluate(TURN_VISIBILITY) == [*before, "auto"]
+            assert ui.page.evaluate(SKIPPABLE) == 4
             assert ui.errors == []
 
     await in_browser(scenario)
