@@ -26,8 +26,16 @@ async def test_the_preferred_answer_becomes_every_models_history(
             first = ui.send("Which is best?")
             ui.wait_states("done", "done")
             best = ui.turns(1).last.locator("button.pick")
+            answer = ui.turns(1).last.locator(".answer").bounding_box()
+            assert answer is not None
+            # The bar that marks the pick, just left of the answer: drawn, not clipped by
+            # the turn's box (it is a content-visibility box, which clips its painting).
+            bar = {"x": answer["x"] - 3, "y": answer["y"], "width": 3, "height": 20}
+            unpicked = ui.page.screenshot(clip=bar)
             best.click()
             assert best.get_attribute("aria-pressed") == "true"
+            ui.page.wait_for_timeout(100)  # drawn
+            assert ui.page.screenshot(clip=bar) != unpicked
             assert best.inner_text().endswith("Preferred")
             assert ui.turns(0).last.locator("button.pick").get_attribute("aria-pressed") == "false"
             assert ui.turns(0).last.locator("button.share").is_hidden()
