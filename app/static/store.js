@@ -153,10 +153,7 @@ export function saveConversation(conv) {
       written.set(turn, mark);
     }),
   );
-  stored.forEach((n, p) => {
-    const now = conv.panes[p]?.turns.length ?? 0;
-    for (let t = now; t < n; t++) localStorage.removeItem(PREFIX + turnKey(id, p, t));
-  });
+  removeTurns(id, stored, conv.panes.map((pane) => pane.turns.length));
   const panes = conv.panes.map((pane) => ({ ...pane, turns: pane.turns.length }));
   write("conv:" + id, { ...conv, panes });
   const index = listConversations().filter((c) => c.id !== id);
@@ -165,11 +162,17 @@ export function saveConversation(conv) {
   write("convs", index);
 }
 
+/** Removes the turn entries of each pane past its first `keep[p]` (none kept by default),
+ * of the `stored` counts (turnCounts). */
+function removeTurns(id, stored, keep = []) {
+  stored.forEach((n, p) => {
+    for (let t = keep[p] ?? 0; t < n; t++) localStorage.removeItem(PREFIX + turnKey(id, p, t));
+  });
+}
+
 /** Removes a conversation's entries (not its place in the index). */
 function forget(id) {
-  turnCounts(read("conv:" + id, null)).forEach((n, p) => {
-    for (let t = 0; t < n; t++) localStorage.removeItem(PREFIX + turnKey(id, p, t));
-  });
+  removeTurns(id, turnCounts(read("conv:" + id, null)));
   localStorage.removeItem(PREFIX + "conv:" + id);
   epochs.set(id, (epochs.get(id) ?? 0) + 1);
 }
