@@ -15,6 +15,8 @@ from .conftest import RunInBrowser
 pytestmark = pytest.mark.browser
 
 PANE_ORDER = "() => [...document.querySelectorAll('.pane')].map((p) => +p.dataset.slot)"
+# Resolves once a frame has been drawn after the call.
+NEXT_FRAME = "() => new Promise((r) => requestAnimationFrame(() => requestAnimationFrame(r)))"
 
 
 async def test_the_preferred_answer_becomes_every_models_history(
@@ -34,7 +36,7 @@ async def test_the_preferred_answer_becomes_every_models_history(
             unpicked = ui.page.screenshot(clip=bar)
             best.click()
             assert best.get_attribute("aria-pressed") == "true"
-            ui.page.wait_for_timeout(100)  # drawn
+            ui.page.evaluate(NEXT_FRAME)  # drawn
             assert ui.page.screenshot(clip=bar) != unpicked
             assert best.inner_text().endswith("Preferred")
             assert ui.turns(0).last.locator("button.pick").get_attribute("aria-pressed") == "false"
