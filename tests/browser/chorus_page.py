@@ -26,6 +26,8 @@ RENDER = """async ([text, state]) => {
 
 
 # Every WCAG 2.2 A/AA rule axe has, and its best practices.
+# The page saves at once when it is hidden (app.js): a statement that makes it do so.
+FLUSH_SAVES = " dispatchEvent(new PageTransitionEvent('pagehide'));"
 AXE_TAGS = ["wcag2a", "wcag2aa", "wcag21a", "wcag21aa", "wcag22aa", "best-practice"]
 AXE_RUN = """async (tags) => {
   const result = await axe.run(document, {runOnly: {type: 'tag', values: tags},
@@ -170,16 +172,15 @@ class ChorusPage:
         """The open conversation as stored (saves flushed first), read back as the page
         reads it after a reload: its head and its turns' entries put together."""
         result: dict[str, Any] = self.page.evaluate(
-            "async () => { dispatchEvent(new PageTransitionEvent('pagehide'));"
-            " const store = await import('/static/store.js');"
+            "async () => {" + FLUSH_SAVES + " const store = await import('/static/store.js');"
             " return store.loadConversation(store.currentConversationId()); }")
         return result
 
     def stored_text(self) -> str:
         """Every entry the page keeps in localStorage, raw (saves flushed first)."""
         text: str = self.page.evaluate(
-            "() => { dispatchEvent(new PageTransitionEvent('pagehide'));"
-            " return Object.keys(localStorage).filter((k) => k.startsWith('chorus:'))"
+            "() => {" + FLUSH_SAVES + " return Object.keys(localStorage)"
+            ".filter((k) => k.startsWith('chorus:'))"
             ".map((k) => k + '=' + localStorage.getItem(k)).join('\\n'); }")
         return text
 
