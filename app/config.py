@@ -6,6 +6,10 @@ well-known key present (``OPENAI_API_KEY``, ``ANTHROPIC_API_KEY``, ``GEMINI_API_
 ``[server] demo`` says whether the demo models stay then. ``[aliases]`` and ``[groups]``
 give OpenAI clients plain names. Errors say which file, which line and what is wrong, and
 suggest the name a typo was meant to be (``ConfigError``).
+
+Over 400 lines on purpose: it is the whole file format in one place, every section's
+parser beside the line finding and suggestions its errors share, so a key documented in
+docs/operations.md has exactly one place that reads it.
 """
 
 from __future__ import annotations

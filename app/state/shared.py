@@ -13,6 +13,10 @@ What each instance does (docs/scaling.md):
   instance finds it so: ``model.error`` (``connection``) for each unfinished slot, then
   ``stream.done``, written in one transaction with the next ids, so two instances racing
   to end it write it once.
+
+Over 400 lines on purpose: the record, the lease, the control channel and the ending of
+an orphaned stream are one protocol between instances, whose keys and transactions must
+agree; kept in one module, one reading shows all of it.
 """
 
 from __future__ import annotations

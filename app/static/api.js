@@ -60,7 +60,7 @@ async function call(method, url, body) {
       credentials: "same-origin",
     });
   } catch {
-    throw new ApiError(0, "connection", "Cannot reach the Chorus server.");
+    return answered({ status: 0 });
   }
   let data = null;
   try {
@@ -68,12 +68,67 @@ async function call(method, url, body) {
   } catch {
     data = null;
   }
-  if (!res.ok) {
+  return answered({ status: res.status, statusText: res.statusText, data });
+}
+
+/** The data of an answer {status, statusText, data}, or the ApiError it stands for. */
+function answered({ status, statusText, data }) {
+  if (status === 0) throw new ApiError(0, "connection", "Cannot reach the Chorus server.");
+  if (status < 200 || status > 299) {
     const e = data?.error ?? {};
-    const message = e.message ?? res.statusText;
-    throw new ApiError(res.status, e.type ?? "http_" + res.status, message, e.param);
+    throw new ApiError(status, e.type ?? "http_" + status, e.message ?? statusText, e.param);
   }
   return data;
+}
+
+const WORKER_URL = "/static/request-worker.js";
+let worker;
+const pending = new Map(); // request id -> its promise's resolve
+let nextId = 1;
+
+/**
+ * The worker that sends large requests (request-worker.js), or null where none can run.
+ * The page's Trusted Types policy admits this one script URL and nothing else.
+ */
+function requestWorker() {
+  if (worker !== undefined) return worker;
+  worker = null;
+  try {
+    const policy = globalThis.trustedTypes?.createPolicy("chorus-worker", {
+      createScriptURL: (url) => {
+        if (url !== WORKER_URL) throw new TypeError("not the request worker: " + url);
+        return url;
+      },
+    });
+    const w = new Worker(policy ? policy.createScriptURL(WORKER_URL) : WORKER_URL);
+    w.onmessage = ({ data }) => {
+      pending.get(data.id)?.(data);
+      pending.delete(data.id);
+    };
+    // A worker that failed to load answers nothing: what waits on it is sent again here.
+    w.onerror = () => {
+      worker = null;
+      for (const resolve of pending.values()) resolve(null);
+      pending.clear();
+    };
+    worker = w;
+  } catch {
+    worker = null;
+  }
+  return worker;
+}
+
+/** `call` with the body encoded and sent from the request worker where there is one. */
+async function callOffThread(method, url, body) {
+  const w = requestWorker();
+  if (!w) return call(method, url, body);
+  const id = nextId++;
+  const headers = { ...authHeaders(), "Content-Type": "application/json" };
+  const answer = await new Promise((resolve) => {
+    pending.set(id, resolve);
+    w.postMessage({ id, method, url: new URL(url, location.href).href, headers, body });
+  });
+  return answer ? answered(answer) : call(method, url, body);
 }
 
 export function listModels() {
@@ -81,7 +136,7 @@ export function listModels() {
 }
 
 export function createStream(body) {
-  return call("POST", "/v1/streams", body);
+  return callOffThread("POST", "/v1/streams", body);
 }
 
 export function stopStream(stopUrl, slots) {

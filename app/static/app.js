@@ -25,7 +25,7 @@ import {
 import { AlignedLayout } from "./aligned.js";
 import { Attachments } from "./attachments.js";
 import { Drawers } from "./drawers.js";
-import { PaneView } from "./pane.js";
+import { closeGroupsWhenIdle, PaneView } from "./pane.js";
 import { paneParams } from "./pane-settings.js";
 import { Picker } from "./picker.js";
 import { Runs } from "./runs.js";
@@ -145,6 +145,7 @@ function refreshControls() {
   ui.stopAll.hidden = !isBusy(conv);
   document.body.dataset.busy = String(busy);
   picker.setDisabled(busy);
+  if (!isBusy(conv)) closeGroupsWhenIdle(() => !isBusy(conv));
   if (isBusy(conv) && !tickTimer) {
     tickTimer = setInterval(() => {
       for (const v of views) v.tick();

@@ -352,6 +352,37 @@ function noteFor(turn) {
 
 const TURNS_PER_GROUP = 8;
 
+/**
+ * Full groups waiting to become one skipped box (class `closed`, style.css). A group that
+ * turns into such a box makes Chromium lay out the conversations again: done on the send
+ * that starts the next group, it made that send's frame over 50 ms at 40 turns of 9 panes;
+ * done while answers stream, it lengthened a streaming frame as much. So the full groups
+ * are closed together, once no answer is running and the page is idle (app.js), at the
+ * cost of one layout. An open group's turns are skipped one by one until then.
+ *
+ * Closed on the send, it also threw each pane 8,344 px off its end (the benchmark's
+ * answers, turn 9), so the pane stopped following the new answer for that turn and the
+ * next. Closed while idle, no pane moved (checked at every turn to 11).
+ */
+const closing = [];
+let closer = 0;
+const whenIdle = globalThis.requestIdleCallback?.bind(globalThis) ?? ((f) => setTimeout(f, 50));
+
+function closeLater(group) {
+  if (group.isConnected) closing.push(group);
+  else group.classList.add("closed"); // still being built: nothing is laid out yet
+}
+
+/** Closes the full groups at the page's next idle moment, if `quiet()` says so then. */
+export function closeGroupsWhenIdle(quiet) {
+  if (closer || !closing.length) return;
+  closer = whenIdle(() => {
+    closer = 0;
+    if (!quiet()) return; // the next time no answer is running
+    for (const group of closing.splice(0)) group.classList.add("closed");
+  }, { timeout: 1000 });
+}
+
 export class PaneView {
   /**
    * callbacks: stop(index), regenerate(index), copy(text, button). `layout`: null for a
@@ -452,7 +483,7 @@ export class PaneView {
     const last = this.content.lastElementChild;
     const open = last?.classList.contains("turn-group") ? last : null;
     if (open && open.childElementCount < TURNS_PER_GROUP) return open;
-    open?.classList.add("closed"); // skipped as one box from now on (style.css)
+    if (open) closeLater(open);
     const group = el("div", "turn-group");
     this.content.append(group);
     return group;

@@ -6,9 +6,9 @@ from __future__ import annotations
 import pytest
 from playwright.sync_api import Browser
 
-from ..conftest import Server
+from ..conftest import Server, StartServer
 from .chorus_page import ChorusPage
-from .conftest import RunInBrowser
+from .conftest import CONFIG, RunInBrowser
 
 pytestmark = pytest.mark.browser
 
@@ -64,6 +64,31 @@ async def test_a_model_failing_mid_list_leaves_no_empty_bullet(
             assert ui.answer_html(0) == ui.shown(slot)
             assert ui.answer_html(0) != ui.rendered(slot["text"])  # which had the bullet
             assert ui.pane(0).locator(".error-box").is_visible()
+            assert ui.errors == []
+
+    await in_browser(scenario)
+
+
+async def test_a_refused_stream_shows_its_error_in_every_pane(
+    start_server: StartServer, in_browser: RunInBrowser
+) -> None:
+    """The stream is created from the request worker: a refusal still reaches each pane as
+    the server's error, type, status and message."""
+    chorus = await start_server(CONFIG.replace("[server]\n", "[server]\nmax_body = 300\n"))
+
+    def scenario(browser: Browser) -> None:
+        with ChorusPage(browser, chorus.url, models=["demo/steady", "demo/steady"]) as ui:
+            ui.open()
+            with ui.page.expect_response(ui.is_create) as info:
+                ui.page.fill("#prompt", "A question long enough to make the body too large. " * 4)
+                ui.page.press("#prompt", "Enter")
+            assert info.value.status == 413
+            ui.wait_states("error", "error")
+            for slot in (0, 1):
+                box = ui.pane(slot).locator(".error-box")
+                assert box.locator(".error-type").inner_text() == "payload_too_large"
+                assert "413" in box.inner_text()
+                assert "300" in box.inner_text()  # the message names the limit
             assert ui.errors == []
 
     await in_browser(scenario)

@@ -198,6 +198,107 @@ TURN_VISIBILITY = """() => [...document.querySelectorAll('.pane[data-slot="0"] .
   .map((turn) => getComputedStyle(turn).contentVisibility)"""
 
 
+# Every fetch() the page's main thread makes, as "METHOD path".
+WATCH_MAIN_FETCHES = """(() => {
+  window.__fetches = [];
+  const fetch = window.fetch;
+  window.fetch = function (input, init) {
+    const url = new URL(input instanceof Request ? input.url : input, location.href);
+    window.__fetches.push(`${init?.method ?? 'GET'} ${url.pathname}`);
+    return fetch.call(this, input, init);
+  };
+})();"""
+
+
+async def test_a_stream_is_created_from_the_request_worker(
+    start_server: StartServer, in_browser: RunInBrowser
+) -> None:
+    """The request that carries every pane's history is encoded and sent by a worker, not
+    by the thread that draws; the page's Trusted Types policy admits that worker only."""
+    chorus = await start_server(QUICK_CONFIG)
+
+    def scenario(browser: Browser) -> None:
+        with ChorusPage(browser, chorus.url, models=["demo/quick", "demo/quick"]) as ui:
+            ui.context.add_init_script(script=WATCH_MAIN_FETCHES)
+            ui.open()
+            for n in (1, 2):
+                ui.send(f"Question {n}")
+                ui.wait_states("done", "done")
+            fetches = ui.page.evaluate("window.__fetches")
+            assert "GET /v1/models" in fetches
+            assert not any(f.startswith("POST /v1/streams") for f in fetches), fetches
+            assert [w.url.rsplit("/", 1)[-1] for w in ui.page.workers] == ["request-worker.js"]
+            refused = ui.page.evaluate("""() => {
+              try { new Worker('/static/api.js'); return false; } catch (e) { return true; }
+            }""")
+            assert refused
+            assert ui.errors == []
+
+    await in_browser(scenario)
+
+
+# Frames counted by requestAnimationFrame; each group that closes is noted with the frame
+# it closed in and whether any pane was then running an answer, and the keydown that sent
+# with its frame.
+WATCH_CLOSING = """() => {
+  window.__frame = 0;
+  const tick = () => { window.__frame += 1; requestAnimationFrame(tick); };
+  requestAnimationFrame(tick);
+  window.__closed = [];
+  new MutationObserver((records) => {
+    for (const r of records) {
+      if (r.target.classList.contains('closed')) window.__closed.push({
+        slot: r.target.closest('.pane').dataset.slot, frame: window.__frame,
+        running: document.querySelectorAll('.pane[aria-busy="true"]').length});
+    }
+  }).observe(document.querySelector('#panes'),
+             {subtree: true, attributes: true, attributeFilter: ['class']});
+  document.addEventListener('keydown', () => { window.__sentIn = window.__frame; },
+                            {capture: true});
+}"""
+
+
+# How far each pane's scroller is from its end, in whole pixels.
+FROM_END = """() => [...document.querySelectorAll('.pane-body')]
+  .map((b) => Math.max(0, Math.round(b.scrollHeight - b.scrollTop - b.clientHeight)))"""
+
+
+async def test_a_full_group_closes_once_the_answers_are_done(
+    start_server: StartServer, in_browser: RunInBrowser
+) -> None:
+    """Closing a group lays the conversations out again: not on the send that starts the
+    next group, nor while answers stream, but all panes' together when they are done."""
+    chorus = await start_server(QUICK_CONFIG)
+
+    def scenario(browser: Browser) -> None:
+        with ChorusPage(browser, chorus.url, models=["demo/quick"] * 3,
+                        viewport={"width": 900, "height": 420}) as ui:
+            ui.open()
+            for n in range(1, 9):
+                ui.send(f"Question {n}")
+                ui.wait_states("done", "done", "done")
+            ui.page.evaluate(WATCH_CLOSING)
+            ui.page.wait_for_function("() => window.__frame > 2")
+            ui.send("Question 9")
+            ui.wait_states("done", "done", "done")
+            ui.page.wait_for_function("() => window.__closed.length === 3")
+            closed = ui.page.evaluate("window.__closed")
+            sent_in = ui.page.evaluate("window.__sentIn")
+            assert sorted(c["slot"] for c in closed) == ["0", "1", "2"]
+            assert all(c["running"] == 0 and c["frame"] > sent_in for c in closed), closed
+            assert len({c["frame"] for c in closed}) == 1, closed
+            assert ui.page.locator(".turn-group.closed").count() == 3
+            # Each pane is still at its end: a closed group keeps the height it had.
+            ui.page.wait_for_timeout(100)
+            assert ui.page.evaluate(FROM_END) == [0, 0, 0]
+            ui.send("Question 10")
+            ui.wait_states("done", "done", "done")
+            assert ui.page.evaluate(FROM_END) == [0, 0, 0]
+            assert ui.errors == []
+
+    await in_browser(scenario)
+
+
 async def test_finished_turns_are_left_alone_and_skipped_in_groups(
     start_server: StartServer, in_browser: RunInBrowser
 ) -> None:
