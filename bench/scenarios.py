@@ -46,7 +46,7 @@ class Plan:
     target_spare_rounds: int = 2
     saturation_streams: int = 8
     saturation_seconds: float = 5.0
-    stop_trials: int = 30
+    stop_trials: int = 100  # of 30 trials a p99 is the worst one: one collection decides it
     disconnect_trials: int = 10
     backlog_streams: int = 4
     backlog_seconds: float = 1.5
