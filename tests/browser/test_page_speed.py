@@ -214,13 +214,17 @@ async def test_a_stream_is_created_from_the_request_worker(
     start_server: StartServer, in_browser: RunInBrowser
 ) -> None:
     """The request that carries every pane's history is encoded and sent by a worker, not
-    by the thread that draws; the page's Trusted Types policy admits that worker only."""
+    by the thread that draws, started with the page; the page's Trusted Types policy admits
+    that worker only."""
     chorus = await start_server(QUICK_CONFIG)
 
     def scenario(browser: Browser) -> None:
         with ChorusPage(browser, chorus.url, models=["demo/quick", "demo/quick"]) as ui:
             ui.context.add_init_script(script=WATCH_MAIN_FETCHES)
-            ui.open()
+            # The worker starts with the page, so the first send does not wait for it.
+            with ui.page.expect_event("worker") as started:
+                ui.open()
+            assert started.value.url.endswith("/static/request-worker.js")
             for n in (1, 2):
                 ui.send(f"Question {n}")
                 ui.wait_states("done", "done")
