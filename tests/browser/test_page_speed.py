@@ -241,6 +241,27 @@ async def test_a_stream_is_created_from_the_request_worker(
     await in_browser(scenario)
 
 
+async def test_a_page_whose_worker_cannot_load_sends_from_the_main_thread(
+    start_server: StartServer, in_browser: RunInBrowser
+) -> None:
+    chorus = await start_server(QUICK_CONFIG)
+
+    def scenario(browser: Browser) -> None:
+        with ChorusPage(browser, chorus.url, models=["demo/quick", "demo/quick"]) as ui:
+            ui.context.route("**/static/request-worker.js",
+                             lambda route: route.fulfill(status=404, body="gone"))
+            ui.context.add_init_script(script=WATCH_MAIN_FETCHES)
+            ui.open()
+            for n in (1, 2):
+                ui.send(f"Question {n}")
+                ui.wait_states("done", "done")
+            fetches = ui.page.evaluate("window.__fetches")
+            assert fetches.count("POST /v1/streams") == 2, fetches
+            assert ui.errors == []
+
+    await in_browser(scenario)
+
+
 # Frames counted by requestAnimationFrame; each group that closes is noted with the frame
 # it closed in and whether any pane was then running an answer, and the keydown that sent
 # with its frame.
