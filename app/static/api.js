@@ -8,6 +8,8 @@
  * after a page reload.
  */
 
+import { whenIdle } from "./dom.js";
+import { send } from "./request.js";
 import { SSEParser } from "./sse.js";
 
 export const EVENT_TYPES = new Set([
@@ -48,27 +50,15 @@ export class ApiError extends Error {
   }
 }
 
-async function call(method, url, body) {
+/** The request's headers: the key, and the type of a body if it has one. */
+function headersFor(body) {
   const headers = authHeaders();
   if (body !== undefined) headers["Content-Type"] = "application/json";
-  let res;
-  try {
-    res = await fetch(url, {
-      method,
-      headers,
-      body: body === undefined ? undefined : JSON.stringify(body),
-      credentials: "same-origin",
-    });
-  } catch {
-    return answered({ status: 0 });
-  }
-  let data = null;
-  try {
-    data = await res.json();
-  } catch {
-    data = null;
-  }
-  return answered({ status: res.status, statusText: res.statusText, data });
+  return headers;
+}
+
+async function call(method, url, body) {
+  return answered(await send(method, url, headersFor(body), body));
 }
 
 /** The data of an answer {status, statusText, data}, or the ApiError it stands for. */
@@ -100,7 +90,8 @@ function requestWorker() {
         return url;
       },
     });
-    const w = new Worker(policy ? policy.createScriptURL(WORKER_URL) : WORKER_URL);
+    const script = policy ? policy.createScriptURL(WORKER_URL) : WORKER_URL;
+    const w = new Worker(script, { type: "module" });
     w.onmessage = ({ data }) => {
       pending.get(data.id)?.(data);
       pending.delete(data.id);
@@ -120,17 +111,18 @@ function requestWorker() {
 
 // Started at the page's first idle moment: loading it on the first send made that request
 // leave about 20 ms later than the next ones.
-(globalThis.requestIdleCallback?.bind(globalThis) ?? setTimeout)(() => requestWorker());
+whenIdle(() => requestWorker());
 
 /** `call` with the body encoded and sent from the request worker where there is one. */
 async function callOffThread(method, url, body) {
   const w = requestWorker();
   if (!w) return call(method, url, body);
   const id = nextId++;
-  const headers = { ...authHeaders(), "Content-Type": "application/json" };
   const answer = await new Promise((resolve) => {
     pending.set(id, resolve);
-    w.postMessage({ id, method, url: new URL(url, location.href).href, headers, body });
+    // The worker resolves a relative URL against its own script's, so it gets it whole.
+    const whole = new URL(url, location.href).href;
+    w.postMessage({ id, method, url: whole, headers: headersFor(body), body });
   });
   return answer ? answered(answer) : call(method, url, body);
 }

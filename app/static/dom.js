@@ -1,4 +1,4 @@
-/** The DOM helpers the page's views share. */
+/** The helpers the page's views share: elements, slot colours, idle moments. */
 
 /** An element with a class and text. */
 
@@ -16,3 +16,7 @@ export function el(tag, className, text) {
 export function setSlotHue(node, index) {
   node.style.setProperty("--slot-hue", String((index * 137 + 210) % 360));
 }
+
+/** Runs `f` at the page's next idle moment (after a timeout where there is no such API). */
+export const whenIdle = globalThis.requestIdleCallback?.bind(globalThis)
+  ?? ((f) => setTimeout(f, 50));

@@ -7,7 +7,7 @@
 import { watchCode } from "./a11y.js";
 import { imageChip } from "./attachments.js";
 import { ACTIVE, shownVersion, versionsOf } from "./conversation.js";
-import { el, setSlotHue } from "./dom.js";
+import { el, setSlotHue, whenIdle } from "./dom.js";
 import { MarkdownStream } from "./markdown.js";
 import { isTuned, PaneSettings } from "./pane-settings.js";
 import { VersionNav } from "./versions.js";
@@ -366,7 +366,6 @@ const TURNS_PER_GROUP = 8;
  */
 const closing = [];
 let closer = 0;
-const whenIdle = globalThis.requestIdleCallback?.bind(globalThis) ?? ((f) => setTimeout(f, 50));
 
 function closeLater(group) {
   if (group.isConnected) closing.push(group);

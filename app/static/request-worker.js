@@ -5,22 +5,10 @@
  * draw nor answer input. Here both happen on the worker's thread; the main thread only
  * hands the body over (a structured clone, about 1 ms for that body).
  *
- * A message is {id, method, url, headers, body}; the reply is {id, status, statusText,
- * data}, status 0 when the server could not be reached, data the JSON answer or null.
+ * A message is {id, method, url, headers, body}; the reply is {id} and what send() answers.
  */
+import { send } from "./request.js";
+
 self.onmessage = async ({ data: { id, method, url, headers, body } }) => {
-  let res;
-  try {
-    res = await fetch(url, { method, headers, body: JSON.stringify(body), credentials: "same-origin" });
-  } catch {
-    self.postMessage({ id, status: 0, statusText: "", data: null });
-    return;
-  }
-  let data = null;
-  try {
-    data = await res.json();
-  } catch {
-    data = null;
-  }
-  self.postMessage({ id, status: res.status, statusText: res.statusText, data });
+  self.postMessage({ id, ...(await send(method, url, headers, body)) });
 };
